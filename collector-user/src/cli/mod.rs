@@ -1,0 +1,3 @@
+//! The `collector` subcommands. Each file owns one subcommand: its clap arguments and what it runs.
+
+pub mod run;

@@ -1,0 +1,12 @@
+//! collector: ingest NetFlow v5/v9, IPFIX and sFlow v5 exports and write normalized records to ring files.
+//!
+//! Crate map:
+//! - [`record`]: the fixed-size records everything produces and stores.
+//! - [`decode`]: sans-IO protocol decoders, templates, sequence tracking.
+//! - [`xdp`]: the embedded XDP program and its userspace side.
+//! - [`cli`]: the `collector` subcommands.
+
+pub mod cli;
+pub mod decode;
+pub mod record;
+pub mod xdp;

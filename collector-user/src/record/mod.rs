@@ -1,0 +1,258 @@
+//! The normalized records every decoder produces and every ring file stores.
+//!
+//! Two record kinds exist, each a fixed-size `#[repr(C)]` plain-old-data struct written byte for byte
+//! into ring files: [`FlowRecord`] (one per flow, from any protocol) and [`CounterRecord`]
+//! (interface counters from sFlow counter samples). Their layouts are part of the ring file format
+//! (`docs/ring-format.md`): change a field and bump the kind's `SCHEMA_VERSION`.
+//!
+//! Addresses are stored as 16 bytes, IPv4 as IPv4-mapped IPv6 (`::ffff:a.b.c.d`); all-zero means
+//! "not reported". Integers are host byte order.
+
+mod counters;
+
+pub use counters::CounterRecord;
+
+use bytemuck::{Pod, Zeroable};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Which kind of record a ring holds.
+#[repr(u16)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordKind {
+    Flow = 1,
+    Counters = 2,
+}
+
+/// A record type that ring files store.
+///
+/// # Safety contract (checked by `bytemuck::Pod`)
+/// The type has no padding and every bit pattern is valid, so a ring slot can be read as bytes.
+pub trait RingRecord: Pod {
+    /// The kind stored in a ring header.
+    const KIND: RecordKind;
+    /// Layout version of this kind; readers refuse rings of another version.
+    const SCHEMA_VERSION: u16;
+    /// Sequence number the ring writer stamps into the slot (count of records committed before it).
+    fn ring_seq(&self) -> u64;
+    /// Stamp the ring sequence number.
+    fn set_ring_seq(&mut self, seq: u64);
+}
+
+/// The export protocol a flow record came from.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlowType {
+    Unknown = 0,
+    NetflowV5 = 1,
+    NetflowV9 = 2,
+    Ipfix = 3,
+    SflowV5 = 4,
+}
+
+impl FlowType {
+    /// Decode the stored byte; unknown values map to [`FlowType::Unknown`].
+    pub const fn from_u8(v: u8) -> FlowType {
+        match v {
+            1 => FlowType::NetflowV5,
+            2 => FlowType::NetflowV9,
+            3 => FlowType::Ipfix,
+            4 => FlowType::SflowV5,
+            _ => FlowType::Unknown,
+        }
+    }
+
+    /// The JSON `type` value (goflow2's names).
+    pub const fn name(self) -> &'static str {
+        match self {
+            FlowType::Unknown => "UNKNOWN",
+            FlowType::NetflowV5 => "NETFLOW_V5",
+            FlowType::NetflowV9 => "NETFLOW_V9",
+            FlowType::Ipfix => "IPFIX",
+            FlowType::SflowV5 => "SFLOW_5",
+        }
+    }
+}
+
+/// One flow, normalized from NetFlow v5, NetFlow v9, IPFIX or sFlow v5.
+///
+/// **Size: 256 bytes, four 64-byte cache lines.** The fields the flow record must carry include six
+/// addresses that may be IPv6 (exporter, source, destination, next hop, tunnel source and destination):
+/// 96 bytes on their own, and 232 bytes with every other field. 192 bytes would force dropping fields
+/// or making tunnel endpoints IPv4-only (sFlow 1025/1026 carry IPv6 tunnels). 256 is the next
+/// power of two: ring indexing is a shift, a slot never straddles a cache line or a 4 KiB page
+/// (16 slots per page), and the 24 reserved bytes let the schema grow without changing slot size.
+/// Hot fields for readers (times, counters, addresses) sit in the first three lines.
+///
+/// Counters are raw as exported (`bytes`, `packets`); `sampling_rate` says how to renormalize.
+/// A field that the exporter did not report is zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+pub struct FlowRecord {
+    // --- 0..56: 64-bit values
+    /// Stamped by the ring writer: number of records committed to the ring before this one.
+    pub ring_seq: u64,
+    /// When the datagram was received (or its capture timestamp in replay), ns since the Unix epoch.
+    pub time_received_ns: u64,
+    /// Flow start, ns since the Unix epoch (converted from the exporter's time base).
+    pub time_flow_start_ns: u64,
+    /// Flow end, ns since the Unix epoch.
+    pub time_flow_end_ns: u64,
+    /// Octets counted by the exporter (layer 3, or layer 2 when only that was sent, e.g. OVS IPFIX).
+    pub bytes: u64,
+    /// Packets counted by the exporter.
+    pub packets: u64,
+    /// Tunnel key: VXLAN/Geneve VNI or GRE key (OVS PEN 6876 IE 892, sFlow 1029/1030).
+    pub tunnel_key: u64,
+    // --- 56..152: addresses, IPv4-mapped when IPv4
+    /// Address of the exporter that sent the datagram (goflow2 `sampler_address`); sFlow: agent address.
+    pub exporter_addr: [u8; 16],
+    pub src_addr: [u8; 16],
+    pub dst_addr: [u8; 16],
+    pub next_hop: [u8; 16],
+    /// Outer (tunnel) source address.
+    pub tunnel_src_addr: [u8; 16],
+    /// Outer (tunnel) destination address.
+    pub tunnel_dst_addr: [u8; 16],
+    // --- 152..192: 32-bit values
+    /// Sequence number from the export header (meaning depends on the protocol; see the decoders).
+    pub sequence_num: u32,
+    /// IPFIX observation domain, NetFlow v9 source id, sFlow sub-agent id, v5 engine type<<8|engine id.
+    pub observation_domain_id: u32,
+    /// IPFIX observationPointId (138); sFlow source id (type<<24 | index).
+    pub observation_point_id: u32,
+    /// 1 in N packets sampled; 0 = unknown (not exported and not configured).
+    pub sampling_rate: u32,
+    /// Sampler / selector id the rate came from (NetFlow v9 48, IPFIX 302), 0 if none.
+    pub sampler_id: u32,
+    /// Input interface (ifIndex, or OpenFlow port for OVS).
+    pub in_if: u32,
+    /// Output interface.
+    pub out_if: u32,
+    pub src_as: u32,
+    pub dst_as: u32,
+    /// IPv6 flow label (low 20 bits).
+    pub ipv6_flow_label: u32,
+    // --- 192..208: 16-bit values
+    /// UDP source port of the exporter's datagram.
+    pub exporter_port: u16,
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// Ethertype of the flow (0x0800 IPv4, 0x86dd IPv6, ...).
+    pub etype: u16,
+    pub vlan_id: u16,
+    /// TCP flags (IPFIX tcpControlBits is 16 bits wide).
+    pub tcp_flags: u16,
+    pub tunnel_src_port: u16,
+    pub tunnel_dst_port: u16,
+    // --- 208..220: 8-bit values
+    /// [`FlowType`] as a byte.
+    pub flow_type: u8,
+    /// IP protocol number.
+    pub proto: u8,
+    /// Full ToS / traffic class byte (DSCP is the upper six bits).
+    pub ip_tos: u8,
+    pub ip_ttl: u8,
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+    /// IPFIX flowDirection (61): 0 ingress, 1 egress.
+    pub flow_direction: u8,
+    /// Source prefix length.
+    pub src_net: u8,
+    /// Destination prefix length.
+    pub dst_net: u8,
+    /// IPFIX flowEndReason (136).
+    pub flow_end_reason: u8,
+    /// Tunnel type (OVS: 1 VXLAN, 2 GRE, 3 LISP, 4 STT, 7 Geneve).
+    pub tunnel_type: u8,
+    /// IP protocol of the outer (tunnel) header.
+    pub tunnel_proto: u8,
+    // --- 220..232
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+    // --- 232..256
+    /// Zero; room for fields added in later schema versions.
+    pub reserved: [u8; 24],
+}
+
+const _: () = assert!(core::mem::size_of::<FlowRecord>() == 256);
+const _: () = assert!(core::mem::align_of::<FlowRecord>() == 8);
+
+impl RingRecord for FlowRecord {
+    const KIND: RecordKind = RecordKind::Flow;
+    const SCHEMA_VERSION: u16 = 1;
+    fn ring_seq(&self) -> u64 {
+        self.ring_seq
+    }
+    fn set_ring_seq(&mut self, seq: u64) {
+        self.ring_seq = seq;
+    }
+}
+
+impl FlowRecord {
+    /// The protocol this record came from.
+    pub fn flow_type(&self) -> FlowType {
+        FlowType::from_u8(self.flow_type)
+    }
+}
+
+/// Store an address in the 16-byte record form (IPv4 as IPv4-mapped IPv6).
+pub fn addr_to_bytes(addr: IpAddr) -> [u8; 16] {
+    match addr {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// The 16-byte form of an IPv4 address given as its four octets.
+pub const fn ipv4_bytes(octets: [u8; 4]) -> [u8; 16] {
+    [
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, octets[0], octets[1], octets[2], octets[3],
+    ]
+}
+
+/// Read back a stored address: IPv4-mapped addresses become IPv4.
+pub fn addr_from_bytes(bytes: &[u8; 16]) -> IpAddr {
+    let v6 = Ipv6Addr::from(*bytes);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    }
+}
+
+/// True when the stored address is the unspecified "not reported" value (all zero).
+pub fn addr_is_unset(bytes: &[u8; 16]) -> bool {
+    *bytes == [0; 16]
+}
+
+/// The 16-byte form of `0.0.0.0` (reported, but zero — e.g. NetFlow v5 next hop from OVS).
+pub const IPV4_UNSPECIFIED: [u8; 16] = ipv4_bytes(Ipv4Addr::UNSPECIFIED.octets());
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_round_trip() {
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(addr_from_bytes(&addr_to_bytes(v4)), v4);
+        assert_eq!(addr_from_bytes(&addr_to_bytes(v6)), v6);
+        assert_eq!(addr_to_bytes(v4), ipv4_bytes([192, 0, 2, 7]));
+        assert!(addr_is_unset(&[0; 16]));
+        assert!(!addr_is_unset(&IPV4_UNSPECIFIED));
+    }
+
+    #[test]
+    fn flow_type_names_round_trip() {
+        for t in [
+            FlowType::NetflowV5,
+            FlowType::NetflowV9,
+            FlowType::Ipfix,
+            FlowType::SflowV5,
+        ] {
+            assert_eq!(FlowType::from_u8(t as u8), t);
+        }
+        assert_eq!(FlowType::from_u8(200), FlowType::Unknown);
+        assert_eq!(FlowType::SflowV5.name(), "SFLOW_5");
+    }
+}
