@@ -332,3 +332,214 @@ pub fn decode(
     }
     Ok(Outcome { records, header })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::test_support::{T0, errors, run};
+    use crate::decode::{Decoder, DecoderConfig, Protocol, sampling::ConfiguredRate};
+
+    const EXPORTER: &str = "192.0.2.20:2055";
+
+    /// Header (2 records, uptime 100 s, export 1700000000.5, sequence 100, engine 1/2, sampling
+    /// mode 1 interval 100) and two records.
+    #[rustfmt::skip]
+    static DATAGRAM: [u8; 120] = [
+        0x00, 0x05, 0x00, 0x02, 0x00, 0x01, 0x86, 0xa0, 0x65, 0x53, 0xf1, 0x00, 0x1d, 0xcd, 0x65, 0x00,
+        0x00, 0x00, 0x00, 0x64, 0x01, 0x02, 0x40, 0x64,
+        // record 1: 10.0.0.1 → 10.0.0.2 via 0.0.0.0, in 1 out 65534, 10 pkts, 1500 B,
+        // first 90 s, last 99 s, 12345 → 80, flags 0x1b, TCP, tos 0x10, AS 65000 → 0, /24 → /16
+        10, 0, 0, 1, 10, 0, 0, 2, 0, 0, 0, 0, 0x00, 0x01, 0xff, 0xfe,
+        0x00, 0x00, 0x00, 0x0a, 0x00, 0x00, 0x05, 0xdc, 0x00, 0x01, 0x5f, 0x90, 0x00, 0x01, 0x82, 0xb8,
+        0x30, 0x39, 0x00, 0x50, 0x00, 0x1b, 0x06, 0x10, 0xfd, 0xe8, 0x00, 0x00, 24, 16, 0x00, 0x00,
+        // record 2: 10.0.0.3 → 10.0.0.4, UDP 53 → 53, 1 pkt, 60 B, first = last = 100 s
+        10, 0, 0, 3, 10, 0, 0, 4, 0, 0, 0, 0, 0x00, 0x02, 0x00, 0x03,
+        0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x3c, 0x00, 0x01, 0x86, 0xa0, 0x00, 0x01, 0x86, 0xa0,
+        0x00, 0x35, 0x00, 0x35, 0x00, 0x00, 0x11, 0x00, 0x00, 0x00, 0x00, 0x00, 0, 0, 0x00, 0x00,
+    ];
+
+    fn header() -> HeaderRepr {
+        HeaderRepr {
+            count: 2,
+            sys_uptime_ms: 100_000,
+            unix_secs: 1_700_000_000,
+            unix_nsecs: 500_000_000,
+            flow_sequence: 100,
+            engine_type: 1,
+            engine_id: 2,
+            sampling: 0x4064,
+        }
+    }
+
+    fn first() -> RecordRepr {
+        RecordRepr {
+            src_addr: [10, 0, 0, 1],
+            dst_addr: [10, 0, 0, 2],
+            next_hop: [0, 0, 0, 0],
+            input: 1,
+            output: 65534,
+            packets: 10,
+            octets: 1500,
+            first_ms: 90_000,
+            last_ms: 99_000,
+            src_port: 12345,
+            dst_port: 80,
+            tcp_flags: 0x1b,
+            proto: 6,
+            tos: 0x10,
+            src_as: 65000,
+            dst_as: 0,
+            src_mask: 24,
+            dst_mask: 16,
+        }
+    }
+
+    #[test]
+    fn deconstruct() {
+        let p = Packet::new_checked(&DATAGRAM[..]).unwrap();
+        assert_eq!(p.header(), header());
+        assert_eq!(p.header().sampling_mode(), 1);
+        assert_eq!(p.header().sampling_interval(), 100);
+        assert_eq!(p.header().domain(), 0x0102);
+        assert_eq!(RecordRepr::parse(p.record(0).unwrap()), first());
+        assert!(p.record(2).is_none());
+    }
+
+    #[test]
+    fn construct() {
+        let second = RecordRepr::parse(
+            Packet::new_checked(&DATAGRAM[..])
+                .unwrap()
+                .record(1)
+                .unwrap(),
+        );
+        let mut out = Vec::new();
+        emit(&header(), &[first(), second], &mut out);
+        assert_eq!(out, DATAGRAM.to_vec());
+    }
+
+    #[test]
+    fn decode_into_records() {
+        let mut dec = Decoder::new();
+        let (sink, result) = run(&mut dec, EXPORTER, &DATAGRAM);
+        assert_eq!(result, Ok(()));
+        assert_eq!(sink.flows.len(), 2);
+        let r = sink.flows[0];
+        assert_eq!(r.flow_type(), FlowType::NetflowV5);
+        assert_eq!(r.time_received_ns, T0);
+        assert_eq!(r.exporter_addr, ipv4_bytes([192, 0, 2, 20]));
+        assert_eq!(r.exporter_port, 2055);
+        assert_eq!(r.observation_domain_id, 0x0102);
+        assert_eq!(r.sequence_num, 100);
+        assert_eq!(r.sampling_rate, 100);
+        // Export 1700000000.5 s at uptime 100 s: first (90 s) is 10 s before, last 1 s before.
+        assert_eq!(r.time_flow_start_ns, 1_699_999_990_500_000_000);
+        assert_eq!(r.time_flow_end_ns, 1_699_999_999_500_000_000);
+        assert_eq!(
+            (r.src_addr, r.dst_addr),
+            (ipv4_bytes([10, 0, 0, 1]), ipv4_bytes([10, 0, 0, 2]))
+        );
+        assert_eq!(r.next_hop, crate::record::IPV4_UNSPECIFIED);
+        assert_eq!((r.in_if, r.out_if), (1, 65534));
+        assert_eq!((r.packets, r.bytes), (10, 1500));
+        assert_eq!((r.src_port, r.dst_port, r.proto), (12345, 80, 6));
+        assert_eq!((r.tcp_flags, r.ip_tos, r.etype), (0x1b, 0x10, 0x0800));
+        assert_eq!(
+            (r.src_as, r.dst_as, r.src_net, r.dst_net),
+            (65000, 0, 24, 16)
+        );
+        assert_eq!(sink.flows[1].time_flow_end_ns, 1_700_000_000_500_000_000);
+        assert_eq!(dec.stats.records[Protocol::NetflowV5.index()], 2);
+        assert_eq!(dec.stats.sampling_rates_learned, 1);
+    }
+
+    #[test]
+    fn from_flow_round_trips() {
+        let mut dec = Decoder::new();
+        let (sink, _) = run(&mut dec, EXPORTER, &DATAGRAM);
+        assert_eq!(RecordRepr::from_flow(&sink.flows[0], &header()), first());
+    }
+
+    #[test]
+    fn configured_rate_fills_unsampled_header_and_override_wins() {
+        let cfg = |over| DecoderConfig {
+            sampling: vec![ConfiguredRate {
+                prefix: "192.0.2.0".parse().unwrap(),
+                prefix_len: 24,
+                rate: 400,
+                override_exported: over,
+            }],
+            ..Default::default()
+        };
+        let mut unsampled = DATAGRAM;
+        unsampled[22] = 0;
+        unsampled[23] = 0;
+        let mut dec = Decoder::with_config(cfg(false));
+        assert_eq!(
+            run(&mut dec, EXPORTER, &unsampled).0.flows[0].sampling_rate,
+            400
+        );
+        assert_eq!(
+            run(&mut dec, EXPORTER, &DATAGRAM).0.flows[0].sampling_rate,
+            100
+        );
+        let mut dec = Decoder::with_config(cfg(true));
+        assert_eq!(
+            run(&mut dec, EXPORTER, &DATAGRAM).0.flows[0].sampling_rate,
+            400
+        );
+        let mut dec = Decoder::new();
+        assert_eq!(
+            run(&mut dec, EXPORTER, &unsampled).0.flows[0].sampling_rate,
+            0
+        );
+    }
+
+    #[test]
+    fn sequence_counts_flows() {
+        let mut dec = Decoder::new();
+        let with_seq = |seq: u32| {
+            let mut d = DATAGRAM;
+            d[16..20].copy_from_slice(&seq.to_be_bytes());
+            d
+        };
+        for seq in [100, 102, 110, 104] {
+            assert_eq!(run(&mut dec, EXPORTER, &with_seq(seq)).1, Ok(()));
+        }
+        let (space, counts) = dec.sequence_counts().next().unwrap();
+        assert_eq!(
+            (space.protocol, space.domain),
+            (Protocol::NetflowV5, 0x0102)
+        );
+        // 102 → 110 skips 6 flows; 104 arrives late and gives back its 2.
+        assert_eq!((counts.lost, counts.late, counts.restarts), (4, 1, 0));
+    }
+
+    #[test]
+    fn malformed_datagrams() {
+        let mut dec = Decoder::new();
+        assert_eq!(
+            run(&mut dec, EXPORTER, &DATAGRAM[..23]).1,
+            Err(ErrorReason::TruncatedHeader)
+        );
+        let mut zero = DATAGRAM;
+        zero[3] = 0;
+        assert_eq!(
+            run(&mut dec, EXPORTER, &zero).1,
+            Err(ErrorReason::BadRecordCount)
+        );
+        let mut many = DATAGRAM;
+        many[3] = 31;
+        assert_eq!(
+            run(&mut dec, EXPORTER, &many).1,
+            Err(ErrorReason::BadRecordCount)
+        );
+        assert_eq!(
+            run(&mut dec, EXPORTER, &DATAGRAM[..119]).1,
+            Err(ErrorReason::BadRecordCount)
+        );
+        assert_eq!(errors(&dec, ErrorReason::BadRecordCount), 3);
+        assert_eq!(errors(&dec, ErrorReason::TruncatedHeader), 1);
+        assert_eq!(dec.stats.records[Protocol::NetflowV5.index()], 0);
+    }
+}

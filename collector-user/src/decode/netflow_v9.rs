@@ -390,3 +390,198 @@ impl PacketWriter {
         self.buf
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::test_support::{errors, run};
+    use crate::decode::{Decoder, Protocol};
+    use crate::record::ipv4_bytes;
+    use bytemuck::Zeroable;
+
+    const EXPORTER: &str = "192.0.2.30:2055";
+
+    /// Header (count 3: one template, two data records; uptime 100 s, unix 1700000000, sequence 42,
+    /// source id 3), a template flowset (256: src/dst IPv4, IN_BYTES in 4, IN_PKTS in 4,
+    /// FIRST_SWITCHED, LAST_SWITCHED, PROTOCOL) and a data flowset of two records + 2 bytes padding.
+    #[rustfmt::skip]
+    static PACKET: [u8; 112] = [
+        0x00, 0x09, 0x00, 0x03, 0x00, 0x01, 0x86, 0xa0, 0x65, 0x53, 0xf1, 0x00, 0x00, 0x00, 0x00, 0x2a,
+        0x00, 0x00, 0x00, 0x03,
+        0x00, 0x00, 0x00, 0x24, 0x01, 0x00, 0x00, 0x07,
+        0x00, 0x08, 0x00, 0x04, 0x00, 0x0c, 0x00, 0x04, 0x00, 0x01, 0x00, 0x04, 0x00, 0x02, 0x00, 0x04,
+        0x00, 0x16, 0x00, 0x04, 0x00, 0x15, 0x00, 0x04, 0x00, 0x04, 0x00, 0x01,
+        0x01, 0x00, 0x00, 0x38,
+        10, 1, 0, 1, 10, 1, 0, 2, 0x00, 0x00, 0x05, 0xdc, 0x00, 0x00, 0x00, 0x0a,
+        0x00, 0x01, 0x5f, 0x90, 0x00, 0x01, 0x82, 0xb8, 0x06,
+        10, 1, 0, 3, 10, 1, 0, 4, 0x00, 0x00, 0x00, 0x3c, 0x00, 0x00, 0x00, 0x01,
+        0x00, 0x01, 0x86, 0xa0, 0x00, 0x01, 0x86, 0xa0, 0x11,
+        0x00, 0x00,
+    ];
+
+    fn template() -> TemplateSpec {
+        TemplateSpec {
+            id: 256,
+            scope_fields: 0,
+            fields: [(8, 4), (12, 4), (1, 4), (2, 4), (22, 4), (21, 4), (4, 1)]
+                .map(|(id, len)| Field::iana(id, len))
+                .to_vec(),
+        }
+    }
+
+    #[test]
+    fn deconstruct_header() {
+        let h = Header::new_checked(&PACKET[..]).unwrap();
+        assert_eq!(h.version(), 9);
+        assert_eq!(
+            HeaderRepr::parse(&h),
+            HeaderRepr {
+                count: 3,
+                sys_uptime_ms: 100_000,
+                unix_secs: 1_700_000_000,
+                sequence: 42,
+                source_id: 3
+            }
+        );
+        assert_eq!(
+            Header::new_checked(&PACKET[..19]).err(),
+            Some(ErrorReason::TruncatedHeader)
+        );
+    }
+
+    #[test]
+    fn decode_uptime_relative_records() {
+        let mut dec = Decoder::new();
+        let (sink, result) = run(&mut dec, EXPORTER, &PACKET);
+        assert_eq!(result, Ok(()));
+        assert_eq!(sink.flows.len(), 2);
+        let r = sink.flows[0];
+        assert_eq!(r.flow_type, FlowType::NetflowV9 as u8);
+        assert_eq!((r.observation_domain_id, r.sequence_num), (3, 42));
+        assert_eq!(r.src_addr, ipv4_bytes([10, 1, 0, 1]));
+        assert_eq!((r.bytes, r.packets, r.proto), (1500, 10, 6));
+        assert_eq!(r.time_flow_start_ns, 1_699_999_990_000_000_000);
+        assert_eq!(r.time_flow_end_ns, 1_699_999_999_000_000_000);
+        assert_eq!(sink.flows[1].time_flow_end_ns, 1_700_000_000_000_000_000);
+        assert_eq!(dec.stats.records[Protocol::NetflowV9.index()], 2);
+    }
+
+    #[test]
+    fn construct_matches_the_byte_array() {
+        let mut recs = Vec::new();
+        let mut dec = Decoder::new();
+        recs.extend(run(&mut dec, EXPORTER, &PACKET).0.flows);
+        let mut w = PacketWriter::new(100_000, 1_700_000_000, 42, 3);
+        w.templates(&[template()]).data(&template(), &recs, 0);
+        let mut out = w.finish();
+        // The writer does not pad; the byte array has 2 bytes of flowset padding.
+        out.extend([0, 0]);
+        out[58..60].copy_from_slice(&56u16.to_be_bytes());
+        assert_eq!(out, PACKET.to_vec());
+    }
+
+    #[test]
+    fn options_sampler_then_data_naming_it() {
+        // Options template 300: scope System (type 1, 4 bytes); FLOW_SAMPLER_ID (48, 1),
+        // FLOW_SAMPLER_MODE (49, 1), FLOW_SAMPLER_RANDOM_INTERVAL (50, 4); padded to 32 bits.
+        let mut w = PacketWriter::new(1000, 1_700_000_000, 1, 0);
+        w.raw_flowset(
+            OPTIONS_TEMPLATE_FLOWSET,
+            &[
+                0x01, 0x2c, 0x00, 0x04, 0x00, 0x0c, 0x00, 0x01, 0x00, 0x04, 0x00, 0x30, 0x00, 0x01,
+                0x00, 0x31, 0x00, 0x01, 0x00, 0x32, 0x00, 0x04, 0x00, 0x00,
+            ],
+            1,
+        );
+        w.raw_flowset(300, &[0, 0, 0, 0, 7, 2, 0, 0, 0x03, 0xe8, 0, 0, 0], 1);
+        let t = TemplateSpec {
+            id: 301,
+            scope_fields: 0,
+            fields: vec![Field::iana(48, 1), Field::iana(4, 1)],
+        };
+        let mut rec = FlowRecord::zeroed();
+        rec.sampler_id = 7;
+        rec.proto = 6;
+        w.templates(std::slice::from_ref(&t)).data(&t, &[rec], 0);
+        let mut dec = Decoder::new();
+        let (sink, result) = run(&mut dec, EXPORTER, &w.finish());
+        assert_eq!(result, Ok(()));
+        assert_eq!(dec.stats.options_records, 1);
+        assert_eq!(
+            (sink.flows[0].sampler_id, sink.flows[0].sampling_rate),
+            (7, 1000)
+        );
+    }
+
+    #[test]
+    fn sequence_counts_packets() {
+        let mut dec = Decoder::new();
+        for seq in [42u32, 43, 46] {
+            let mut p = PACKET;
+            p[12..16].copy_from_slice(&seq.to_be_bytes());
+            assert_eq!(run(&mut dec, EXPORTER, &p).1, Ok(()));
+        }
+        let (space, counts) = dec.sequence_counts().next().unwrap();
+        assert_eq!(
+            (space.protocol, space.domain, counts.lost),
+            (Protocol::NetflowV9, 3, 2)
+        );
+    }
+
+    #[test]
+    fn malformed_packets() {
+        let mut dec = Decoder::new();
+        let mut case = |bytes: &[u8], want: ErrorReason| {
+            assert_eq!(run(&mut dec, EXPORTER, bytes).1, Err(want), "{bytes:02x?}");
+        };
+        case(&PACKET[..19], ErrorReason::TruncatedHeader);
+        let mut p = PACKET;
+        p[23] = 0xff;
+        case(&p, ErrorReason::BadSetLength);
+        let mut w = PacketWriter::new(0, 0, 0, 0);
+        w.raw_flowset(5, &[0; 4], 0);
+        case(&w.finish(), ErrorReason::BadSetId);
+        let mut w = PacketWriter::new(0, 0, 0, 0);
+        w.raw_flowset(TEMPLATE_FLOWSET, &[0x01, 0x00, 0x00, 0x00], 1);
+        case(&w.finish(), ErrorReason::BadTemplate);
+        let mut w = PacketWriter::new(0, 0, 0, 0);
+        w.raw_flowset(
+            TEMPLATE_FLOWSET,
+            &[0x00, 0x10, 0x00, 0x01, 0x00, 0x08, 0x00, 0x04],
+            1,
+        );
+        case(&w.finish(), ErrorReason::BadTemplate);
+        let mut w = PacketWriter::new(0, 0, 0, 0);
+        w.raw_flowset(
+            TEMPLATE_FLOWSET,
+            &[0x01, 0x00, 0x00, 0x02, 0x00, 0x08, 0x00, 0x04],
+            1,
+        );
+        case(&w.finish(), ErrorReason::BadTemplate);
+        let mut w = PacketWriter::new(0, 0, 0, 0);
+        w.raw_flowset(
+            TEMPLATE_FLOWSET,
+            &[0x01, 0x00, 0x00, 0x01, 0x00, 0x08, 0xff, 0xff],
+            1,
+        );
+        case(&w.finish(), ErrorReason::TemplateTooLarge);
+        let mut w = PacketWriter::new(0, 0, 0, 0);
+        w.raw_flowset(
+            OPTIONS_TEMPLATE_FLOWSET,
+            &[0x01, 0x00, 0x00, 0x03, 0x00, 0x04, 0, 0, 0, 0, 0, 0],
+            1,
+        );
+        case(&w.finish(), ErrorReason::BadTemplate);
+        let mut w = PacketWriter::new(0, 0, 0, 0);
+        w.raw_flowset(
+            OPTIONS_TEMPLATE_FLOWSET,
+            &[0x01, 0x00, 0x00, 0x04, 0x00, 0x08, 0, 1, 0, 4],
+            1,
+        );
+        case(&w.finish(), ErrorReason::BadTemplate);
+        let mut w = PacketWriter::new(0, 0, 0, 0);
+        w.raw_flowset(777, &[0; 8], 1);
+        case(&w.finish(), ErrorReason::TemplateMissing);
+        assert_eq!(errors(&dec, ErrorReason::BadTemplate), 5);
+    }
+}
