@@ -11,6 +11,8 @@ pub mod ie;
 pub mod ipfix;
 pub mod netflow_v5;
 pub mod netflow_v9;
+#[cfg(test)]
+mod proptests;
 pub mod sampling;
 pub mod sequence;
 pub mod sflow;
