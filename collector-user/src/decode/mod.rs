@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod netflow_v5;
+pub mod packet_header;
 pub mod sequence;
 pub mod sflow;
 
@@ -122,6 +123,11 @@ pub struct Decoder {
 impl Decoder {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The sFlow decoder: its counters (`stats()`) and per-agent sequence counts (`agents()`).
+    pub fn sflow(&self) -> &sflow::SflowDecoder {
+        &self.sflow
     }
 
     /// Decode one datagram, handing every record to `sink`.
