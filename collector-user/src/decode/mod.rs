@@ -11,6 +11,7 @@ pub mod ie;
 pub mod ipfix;
 pub mod netflow_v5;
 pub mod netflow_v9;
+pub mod packet_header;
 #[cfg(test)]
 mod proptests;
 pub mod sampling;
@@ -213,6 +214,11 @@ impl Decoder {
     /// Learned and configured sampling rates.
     pub fn sampling(&self) -> &SamplingTable {
         &self.sampling
+    }
+
+    /// The sFlow decoder: its counters (`stats()`) and per-agent sequence counts (`agents()`).
+    pub fn sflow(&self) -> &sflow::SflowDecoder {
+        &self.sflow
     }
 
     /// Decode one datagram, handing every record to `sink`.
