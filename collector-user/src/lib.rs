@@ -3,10 +3,12 @@
 //! Crate map:
 //! - [`record`]: the fixed-size records everything produces and stores.
 //! - [`decode`]: sans-IO protocol decoders, templates, sequence tracking.
+//! - [`ring`]: mmap'd ring files of records: format, writer, live readers.
 //! - [`xdp`]: the embedded XDP program and its userspace side.
 //! - [`cli`]: the `collector` subcommands.
 
 pub mod cli;
 pub mod decode;
 pub mod record;
+pub mod ring;
 pub mod xdp;
