@@ -17,7 +17,7 @@ fn record(i: u8) -> FlowRecord {
     r.src_addr = ipv4_bytes([10, 0, 0, i]);
     r.dst_addr = ipv4_bytes([10, 0, 1, i]);
     r.etype = 0x0800;
-    r.proto = if i % 2 == 0 { 6 } else { 17 };
+    r.proto = if i.is_multiple_of(2) { 6 } else { 17 };
     r.src_port = 1000 + u16::from(i);
     r.dst_port = 80;
     r.bytes = 1500;

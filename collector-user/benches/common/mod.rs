@@ -45,7 +45,7 @@ fn record(i: u64) -> FlowRecord {
     r.dst_addr = ipv4_bytes([10, 1, (x >> 24) as u8, (x >> 32) as u8]);
     r.src_port = (x >> 40) as u16;
     r.dst_port = 443;
-    r.proto = if i % 3 == 0 { 17 } else { 6 };
+    r.proto = if i.is_multiple_of(3) { 17 } else { 6 };
     r.etype = 0x0800;
     r.bytes = 1000 + (x >> 50);
     r.packets = 1 + (x >> 58);
@@ -58,12 +58,12 @@ fn record(i: u64) -> FlowRecord {
     r.flow_direction = (i % 2) as u8;
     r.time_flow_start_ns = u64::from(EXPORT_SECS) * 1_000_000_000 - 30_000_000_000;
     r.time_flow_end_ns = u64::from(EXPORT_SECS) * 1_000_000_000 - 1_000_000_000;
-    if i % 4 == 0 {
+    if i.is_multiple_of(4) {
         r.etype = 0x86dd;
         r.src_addr = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, i as u8];
         r.dst_addr = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1];
     }
-    if i % 5 != 0 {
+    if !i.is_multiple_of(5) {
         r.tunnel_type = 7;
         r.tunnel_key = 5000 + i % 16;
         r.tunnel_src_addr = ipv4_bytes([172, 16, 0, 1]);
