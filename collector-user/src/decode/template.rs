@@ -222,6 +222,11 @@ impl Template {
             return Ok(pos);
         }
         for step in self.steps.iter() {
+            // A fixed skip only moves the position; the next read (or the final check) bounds it.
+            if step.action == Action::Skip && step.len != 0 {
+                pos += usize::from(step.len);
+                continue;
+            }
             let len = if step.len != 0 {
                 usize::from(step.len)
             } else {
@@ -252,6 +257,9 @@ impl Template {
                 ie::apply(step.action, bytes, rec, extras);
             }
             pos = end;
+        }
+        if pos > data.len() {
+            return Err(ErrorReason::TruncatedRecord);
         }
         Ok(pos)
     }
