@@ -1,33 +1,147 @@
-//! `collector run`: load and attach the XDP program, report its counters until SIGINT/SIGTERM.
+//! `collector run`: attach the XDP program, report its counters until SIGINT/SIGTERM, detach.
+//!
+//! Thin: argument parsing and the control loop (signals, report timer, log drain). Loading and
+//! attaching live in [`crate::xdp`].
+
+use std::{
+    net::SocketAddr,
+    os::fd::{AsRawFd, RawFd},
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::Context as _;
-use clap::Args;
+use clap::{ArgAction, Args};
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    signal::unix::{SignalKind, signal},
+};
+
+use crate::xdp::{AttachMode, PROGRAM_LOG_TARGET, SteerProgram};
 
 /// Arguments of `collector run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Attach the XDP program to this interface.
+    /// Attach the XDP program to this interface; it counts UDP datagrams to the --listen ports
+    /// and passes every frame on to the kernel. Required for now: the UDP-socket mode without
+    /// XDP is not built yet.
     #[arg(long, value_name = "IFACE")]
-    pub xdp: String,
+    pub xdp: Option<String>,
+
+    /// Address and UDP port to collect on; repeat the flag or give several values. The XDP
+    /// program matches on the destination port only.
+    #[arg(
+        long,
+        value_name = "ADDR:PORT",
+        num_args = 1..,
+        action = ArgAction::Append,
+        default_values = ["0.0.0.0:2055", "0.0.0.0:2056", "0.0.0.0:4739", "0.0.0.0:6343"]
+    )]
+    pub listen: Vec<SocketAddr>,
+
+    /// XDP attach mode: `driver` (native, in the NIC driver), `skb` (generic, any interface),
+    /// or `auto` (driver, falling back to skb when the driver refuses).
+    #[arg(long, value_enum, value_name = "MODE", default_value = "auto")]
+    pub xdp_attach: AttachMode,
+
+    /// Seconds between two counter reports (logged at info level).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 5,
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub report_interval: u64,
+
+    /// Also write each counter report as one line to this file (replaced atomically), e.g. for
+    /// scripts and tests: `seen=N matched=N passed_not_matched=N fragments=N malformed=N`.
+    #[arg(long, value_name = "PATH")]
+    pub counters_file: Option<PathBuf>,
 }
 
-/// Run until interrupted.
+/// Run until SIGINT or SIGTERM, then detach and return.
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
-    let mut ebpf = aya::Ebpf::load(crate::xdp::STEER_OBJECT).context("loading the XDP object")?;
-    let program: &mut aya::programs::Xdp = ebpf
-        .program_mut(collector_common::STEER_PROGRAM)
-        .context("XDP program missing from the object")?
-        .try_into()?;
-    program
-        .load()
-        .context("loading the XDP program into the kernel")?;
-    program
-        .attach(&args.xdp, aya::programs::XdpMode::default())
-        .with_context(|| format!("attaching the XDP program to {}", args.xdp))?;
-    tracing::info!(iface = %args.xdp, "XDP program attached");
+    let Some(iface) = args.xdp.as_deref() else {
+        anyhow::bail!(
+            "UDP-socket mode is not built yet: give --xdp IFACE to attach the XDP program"
+        );
+    };
+    let ports: Vec<u16> = args.listen.iter().map(SocketAddr::port).collect();
+    let log_debug = tracing::enabled!(target: PROGRAM_LOG_TARGET, tracing::Level::DEBUG);
+    let mut program = SteerProgram::attach(iface, args.xdp_attach, &ports, log_debug)?;
+    let (link_id, program_id) = program.kernel_ids();
+    tracing::info!(
+        iface = program.iface(),
+        mode = %program.mode(),
+        link_id,
+        program_id,
+        ?ports,
+        "XDP program attached through a bpf_link"
+    );
+    report(&program, args.counters_file.as_deref())?;
+
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?;
-    runtime.block_on(tokio::signal::ctrl_c())?;
+        .build()
+        .context("starting the control runtime")?;
+    runtime.block_on(control_loop(&mut program, args))?;
+
+    report(&program, args.counters_file.as_deref())?;
+    drop(program);
+    tracing::info!(%iface, "XDP program detached");
+    Ok(())
+}
+
+/// The program's log ring descriptor, for readiness polling only (the ring is read by aya-log).
+struct LogRing(RawFd);
+
+impl AsRawFd for LogRing {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+async fn control_loop(program: &mut SteerProgram, args: &RunArgs) -> anyhow::Result<()> {
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    // SAFETY: the descriptor belongs to `program`'s log ring, which stays open while this
+    // function holds `program`; `log_ring` is dropped before it returns.
+    let log_ring =
+        unsafe { AsyncFd::register_with_interest(LogRing(program.log_fd()), Interest::READABLE) }
+            .map_err(|err| err.into_parts().1)
+            .context("polling the XDP log ring")?;
+    let period = Duration::from_secs(args.report_interval);
+    let mut reports = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    loop {
+        tokio::select! {
+            _ = sigint.recv() => {
+                tracing::info!("SIGINT received");
+                break;
+            }
+            _ = sigterm.recv() => {
+                tracing::info!("SIGTERM received");
+                break;
+            }
+            _ = reports.tick() => report(program, args.counters_file.as_deref())?,
+            ready = log_ring.readable() => {
+                let mut guard = ready.context("polling the XDP log ring")?;
+                program.flush_log();
+                guard.clear_ready();
+            }
+        }
+    }
+    program.flush_log();
+    Ok(())
+}
+
+fn report(program: &SteerProgram, counters_file: Option<&Path>) -> anyhow::Result<()> {
+    let counters = program.counters()?;
+    tracing::info!(iface = program.iface(), "xdp counters {counters}");
+    if let Some(path) = counters_file {
+        let partial = path.with_extension("partial");
+        std::fs::write(&partial, format!("{counters}\n"))
+            .with_context(|| format!("writing {}", partial.display()))?;
+        std::fs::rename(&partial, path).with_context(|| format!("replacing {}", path.display()))?;
+    }
     Ok(())
 }
