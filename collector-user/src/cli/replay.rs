@@ -12,13 +12,18 @@
 //!   source → destination, protocol, bytes, packets).
 //! - stderr, in both modes: one JSON object per datagram the decoder refused or cut short,
 //!   `{"error":REASON,"frame":N,"time_received_ns":..,"exporter":"ADDR:PORT","protocol":..}`, then one
-//!   summary object `{"summary":{..}}`: frames, UDP datagrams, frames skipped by reason, datagrams,
-//!   records and errors by protocol/reason. Both stay JSON so scripts can read them in either mode.
+//!   summary object `{"summary":{..}}`: frames, UDP datagrams, frames skipped by reason, datagrams
+//!   and records by protocol, errors by reason (every counted reason: also those counted per set,
+//!   such as `template_missing`, beyond the one reason per error line), templates learned /
+//!   redefined / withdrawn / cached, early data held and replayed, options records, sampling rates
+//!   learned, and sequence accounting (spaces, lost, late, restarts) summed over every exporter.
+//!   Both stay JSON so scripts can read them in either mode.
 //!
 //! Exit status 0 when the whole file was read (decode errors are data, reported above); non-zero
 //! when the file cannot be opened or is corrupt, after the summary of what came before.
 
 use crate::capture::{CaptureError, CaptureReader, DissectStats, Dissected, Dissector, SkipReason};
+use crate::decode::sequence::SequenceCounts;
 use crate::decode::{DatagramMeta, DecodeStats, Decoder, ErrorReason, Protocol, RecordSink};
 use crate::json::{RecordWriter, TextFormat, write_u64};
 use crate::record::{CounterRecord, FlowRecord, addr_from_bytes};
@@ -49,6 +54,10 @@ pub struct ReplayTotals {
     pub other_port: u64,
     /// The decoder's counters.
     pub decode: DecodeStats,
+    /// Sequence accounting summed over every sequence space (exporter, protocol, domain).
+    pub sequence: SequenceCounts,
+    /// Sequence spaces seen.
+    pub sequence_spaces: u64,
 }
 
 /// Replay `reader` into `sink`, writing one JSON line per decode error to `errors`.
@@ -94,10 +103,20 @@ pub fn replay<R: Read>(
         }
     }
     dissector.finish();
+    let mut sequence = SequenceCounts::default();
+    let mut sequence_spaces = 0;
+    for (_, counts) in decoder.sequence_counts() {
+        sequence.lost += counts.lost;
+        sequence.late += counts.late;
+        sequence.restarts += counts.restarts;
+        sequence_spaces += 1;
+    }
     let totals = ReplayTotals {
         capture: dissector.stats,
         other_port,
         decode: decoder.stats,
+        sequence,
+        sequence_spaces,
     };
     (totals, failure)
 }
@@ -167,6 +186,41 @@ pub fn summary_line(out: &mut Vec<u8>, totals: &ReplayTotals, failure: Option<&C
             .iter()
             .map(|r| (r.name(), d.errors[r.index()])),
     );
+    out.extend_from_slice(b",\"templates\":");
+    counts_object(
+        out,
+        [
+            ("learned", d.templates_learned),
+            ("redefined", d.templates_redefined),
+            ("withdrawn", d.templates_withdrawn),
+            ("cached", d.template_cache_templates),
+            ("cache_bytes", d.template_cache_bytes),
+        ]
+        .into_iter(),
+    );
+    out.extend_from_slice(b",\"early_data\":");
+    counts_object(
+        out,
+        [
+            ("held", d.early_data_held),
+            ("replayed", d.early_data_replayed),
+            ("bytes_still_held", d.early_data_bytes),
+        ]
+        .into_iter(),
+    );
+    out.extend_from_slice(b",\"options_records\":");
+    write_u64(out, d.options_records);
+    out.extend_from_slice(b",\"sampling_rates_learned\":");
+    write_u64(out, d.sampling_rates_learned);
+    out.extend_from_slice(b",\"sequence\":{\"spaces\":");
+    write_u64(out, totals.sequence_spaces);
+    out.extend_from_slice(b",\"lost\":");
+    write_u64(out, totals.sequence.lost);
+    out.extend_from_slice(b",\"late\":");
+    write_u64(out, totals.sequence.late);
+    out.extend_from_slice(b",\"restarts\":");
+    write_u64(out, totals.sequence.restarts);
+    out.push(b'}');
     if let Some(e) = failure {
         out.extend_from_slice(b",\"capture_error\":\"");
         // Error texts are ASCII without quotes or backslashes, except io errors: keep it JSON-safe.
