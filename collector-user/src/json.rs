@@ -25,13 +25,19 @@
 //!
 //! ## Counter records
 //! One JSON object per line with `"type":"SFLOW_5","kind":"counters"` (flow lines have no `kind`),
-//! then the columns of [`COUNTER_COLUMNS`]; `sampler_address` is the sFlow agent, as for flows.
+//! then the record's key (`time_received_ns`, `sampler_address` = the sFlow agent as for flows,
+//! `exporter_port`, `sub_agent_id`, `agent_uptime_ms`, `sequence_num`, `source_type`,
+//! `source_index`, `if_index`, `sample_type`, `format`, `truncated`) and the typed block as an
+//! object `"counters":{..}` whose members are the block's fields (generic interface, Ethernet,
+//! VLAN, processor, LACP, OpenFlow port, port name, app resources, OVS datapath; empty for an
+//! unknown format).
 //!
 //! ## CSV
 //! [`write_csv_header`] then one [`write_csv`] line per flow, same columns and value forms, no
 //! quoting (no value contains a comma, a quote or a newline).
 
 use crate::decode::RecordSink;
+use crate::record::counters::{CounterBody, FLAG_BODY_TRUNCATED};
 use crate::record::{CounterRecord, FlowRecord, addr_from_bytes, addr_is_unset};
 use std::io::{self, Write};
 use std::net::IpAddr;
@@ -123,37 +129,149 @@ const FLOW_COLUMNS: [Column<FlowRecord>; 44] = [
     }),
 ];
 
-/// Counter-record columns after `"type":"SFLOW_5","kind":"counters"`.
-const COUNTER_COLUMNS: [Column<CounterRecord>; 24] = [
+/// Counter-record columns after `"type":"SFLOW_5","kind":"counters"`; the typed block follows
+/// under `"counters"`.
+const COUNTER_COLUMNS: [Column<CounterRecord>; 12] = [
     ("time_received_ns", |r| Value::Number(r.time_received_ns)),
     ("sampler_address", |r| Value::Addr(&r.agent_addr)),
+    ("exporter_port", |r| Value::Number(r.exporter_port.into())),
     ("sub_agent_id", |r| Value::Number(r.sub_agent_id.into())),
-    ("sequence_num", |r| Value::Number(r.sequence_num.into())),
-    ("source_id", |r| Value::Number(r.source_id.into())),
-    ("if_index", |r| Value::Number(r.if_index.into())),
-    ("if_type", |r| Value::Number(r.if_type.into())),
-    ("if_speed", |r| Value::Number(r.if_speed)),
-    ("if_direction", |r| Value::Number(r.if_direction.into())),
-    ("if_status", |r| Value::Number(r.if_status.into())),
-    ("in_octets", |r| Value::Number(r.in_octets)),
-    ("in_ucast_pkts", |r| Value::Number(r.in_ucast_pkts.into())),
-    ("in_mcast_pkts", |r| Value::Number(r.in_mcast_pkts.into())),
-    ("in_bcast_pkts", |r| Value::Number(r.in_bcast_pkts.into())),
-    ("in_discards", |r| Value::Number(r.in_discards.into())),
-    ("in_errors", |r| Value::Number(r.in_errors.into())),
-    ("in_unknown_protos", |r| {
-        Value::Number(r.in_unknown_protos.into())
+    ("agent_uptime_ms", |r| {
+        Value::Number(r.agent_uptime_ms.into())
     }),
-    ("out_octets", |r| Value::Number(r.out_octets)),
-    ("out_ucast_pkts", |r| Value::Number(r.out_ucast_pkts.into())),
-    ("out_mcast_pkts", |r| Value::Number(r.out_mcast_pkts.into())),
-    ("out_bcast_pkts", |r| Value::Number(r.out_bcast_pkts.into())),
-    ("out_discards", |r| Value::Number(r.out_discards.into())),
-    ("out_errors", |r| Value::Number(r.out_errors.into())),
-    ("promiscuous_mode", |r| {
-        Value::Number(r.promiscuous_mode.into())
+    ("sequence_num", |r| Value::Number(r.sequence_num.into())),
+    ("source_type", |r| Value::Number(r.source_type.into())),
+    ("source_index", |r| Value::Number(r.source_index.into())),
+    ("if_index", |r| Value::Number(r.if_index.into())),
+    ("sample_type", |r| Value::Number(r.sample_type.into())),
+    ("format", |r| Value::Number(r.format.into())),
+    ("truncated", |r| {
+        Value::Number(u64::from(r.flags & FLAG_BODY_TRUNCATED != 0))
     }),
 ];
+
+/// `"name":number` members of a counter block, comma-separated.
+macro_rules! block_members {
+    ($out:expr, $block:expr, $($field:ident),+) => {{
+        let names = [$(stringify!($field)),+];
+        let values = [$(u64::from($block.$field)),+];
+        for (i, (name, value)) in names.iter().zip(values).enumerate() {
+            if i > 0 {
+                $out.push(b',');
+            }
+            $out.push(b'"');
+            $out.extend_from_slice(name.as_bytes());
+            $out.extend_from_slice(b"\":");
+            write_u64($out, value);
+        }
+    }};
+}
+
+/// The typed counter block as the members of the `"counters"` object (names as in [`crate::record`]).
+fn write_counter_block(out: &mut Vec<u8>, body: CounterBody<'_>) {
+    match body {
+        CounterBody::GenericInterface(c) => block_members!(
+            out,
+            c,
+            if_index,
+            if_type,
+            if_speed,
+            if_direction,
+            if_status,
+            in_octets,
+            in_ucast_pkts,
+            in_mcast_pkts,
+            in_bcast_pkts,
+            in_discards,
+            in_errors,
+            in_unknown_protos,
+            out_octets,
+            out_ucast_pkts,
+            out_mcast_pkts,
+            out_bcast_pkts,
+            out_discards,
+            out_errors,
+            promiscuous_mode
+        ),
+        CounterBody::Ethernet(c) => block_members!(
+            out,
+            c,
+            alignment_errors,
+            fcs_errors,
+            single_collision_frames,
+            multiple_collision_frames,
+            sqe_test_errors,
+            deferred_transmissions,
+            late_collisions,
+            excessive_collisions,
+            internal_mac_transmit_errors,
+            carrier_sense_errors,
+            frame_too_longs,
+            internal_mac_receive_errors,
+            symbol_errors
+        ),
+        CounterBody::Vlan(c) => block_members!(
+            out, c, vlan_id, octets, ucast_pkts, mcast_pkts, bcast_pkts, discards
+        ),
+        CounterBody::Processor(c) => {
+            block_members!(out, c, cpu_5s, cpu_1m, cpu_5m, total_memory, free_memory)
+        }
+        CounterBody::Lacp(c) => {
+            out.extend_from_slice(b"\"actor_system_id\":\"");
+            write_mac(out, &c.actor_system_id);
+            out.extend_from_slice(b"\",\"partner_oper_system_id\":\"");
+            write_mac(out, &c.partner_oper_system_id);
+            out.extend_from_slice(b"\",\"port_state\":");
+            write_u64(out, u32::from_be_bytes(c.port_state).into());
+            out.push(b',');
+            block_members!(
+                out,
+                c,
+                attached_agg_id,
+                lacpdus_rx,
+                marker_pdus_rx,
+                marker_response_pdus_rx,
+                unknown_rx,
+                illegal_rx,
+                lacpdus_tx,
+                marker_pdus_tx,
+                marker_response_pdus_tx
+            );
+        }
+        CounterBody::OpenflowPort(c) => block_members!(out, c, datapath_id, port_no),
+        CounterBody::PortName(name) => {
+            out.extend_from_slice(b"\"port_name\":\"");
+            // Names are ASCII in practice; anything that would need JSON escaping becomes '?'.
+            for &b in name {
+                let printable = b.is_ascii_graphic() || b == b' ';
+                out.push(if printable && b != b'"' && b != b'\\' {
+                    b
+                } else {
+                    b'?'
+                });
+            }
+            out.push(b'"');
+        }
+        CounterBody::AppResources(c) => block_members!(
+            out,
+            c,
+            mem_used,
+            mem_max,
+            user_time,
+            system_time,
+            fd_open,
+            fd_max,
+            conn_open,
+            conn_max
+        ),
+        CounterBody::OvsDatapath(c) => {
+            block_members!(
+                out, c, n_hit, n_missed, n_lost, n_mask_hit, n_flows, n_masks
+            )
+        }
+        CounterBody::Unknown(_) => {}
+    }
+}
 
 /// Append one flow record as a JSON object and a newline.
 pub fn write_flow_json(out: &mut Vec<u8>, record: &FlowRecord) {
@@ -166,7 +284,9 @@ pub fn write_flow_json(out: &mut Vec<u8>, record: &FlowRecord) {
 pub fn write_counters_json(out: &mut Vec<u8>, record: &CounterRecord) {
     out.extend_from_slice(b"{\"type\":\"SFLOW_5\",\"kind\":\"counters\",");
     write_json_members(out, record, &COUNTER_COLUMNS);
-    out.extend_from_slice(b"}\n");
+    out.extend_from_slice(b",\"counters\":{");
+    write_counter_block(out, record.body());
+    out.extend_from_slice(b"}}\n");
 }
 
 /// Append the CSV header line for flow records.
@@ -363,6 +483,14 @@ impl<W: Write> RecordWriter<W> {
         self.buf.clear();
     }
 
+    /// Push buffered output out; reports the first write error if there was one.
+    pub fn flush(&mut self) -> io::Result<()> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        self.out.flush()
+    }
+
     /// Flush, and report the first write error if there was one.
     pub fn finish(mut self) -> io::Result<W> {
         if let Some(e) = self.error.take() {
@@ -511,11 +639,17 @@ mod tests {
     }
 
     #[test]
-    fn counters_json_has_its_kind() {
+    fn counters_json_has_its_kind_and_block() {
+        use crate::record::counters::GenericInterfaceCounters;
         let mut c = CounterRecord::zeroed();
         c.agent_addr = ipv4_bytes([10, 0, 0, 1]);
         c.if_index = 7;
-        c.in_octets = 123_456_789_012;
+        c.set_block(&GenericInterfaceCounters {
+            if_index: 7,
+            in_octets: 123_456_789_012,
+            out_errors: 3,
+            ..Default::default()
+        });
         let mut out = Vec::new();
         write_counters_json(&mut out, &c);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
@@ -523,7 +657,17 @@ mod tests {
         assert_eq!(v["kind"], "counters");
         assert_eq!(v["sampler_address"], "10.0.0.1");
         assert_eq!(v["if_index"], 7);
-        assert_eq!(v["in_octets"], 123_456_789_012u64);
+        assert_eq!(v["format"], 1);
+        assert_eq!(v["counters"]["in_octets"], 123_456_789_012u64);
+        assert_eq!(v["counters"]["out_errors"], 3);
+        assert_eq!(v["counters"].as_object().unwrap().len(), 19);
+
+        c.set_port_name(b"ovs-\"p0\"");
+        out.clear();
+        write_counters_json(&mut out, &c);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["counters"]["port_name"], "ovs-?p0?");
+        assert_eq!(v["truncated"], 0);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! - [`decode`]: sans-IO protocol decoders, templates, sequence tracking.
 //! - [`capture`]: pcap/pcapng files → UDP datagrams (replay, tests).
 //! - [`json`]: records as JSON lines (goflow2's keys) and CSV.
+//! - [`ring`]: mmap'd ring files of records: format, writer, live readers.
 //! - [`xdp`]: the embedded XDP program and its userspace side.
 //! - [`cli`]: the `collector` subcommands.
 
@@ -13,4 +14,5 @@ pub mod cli;
 pub mod decode;
 pub mod json;
 pub mod record;
+pub mod ring;
 pub mod xdp;

@@ -26,6 +26,7 @@ use crate::capture::{CaptureError, CaptureReader, DissectStats, Dissected, Disse
 use crate::decode::sequence::SequenceCounts;
 use crate::decode::{DatagramMeta, DecodeStats, Decoder, ErrorReason, Protocol, RecordSink};
 use crate::json::{RecordWriter, TextFormat, write_u64};
+use crate::record::counters::CounterBody;
 use crate::record::{CounterRecord, FlowRecord, addr_from_bytes};
 use anyhow::Context as _;
 use clap::Args;
@@ -298,15 +299,22 @@ impl<W: Write> RecordSink for RecordTable<W> {
     }
 
     fn counters(&mut self, r: &CounterRecord) {
-        let _ = writeln!(
+        let _ = write!(
             self.line,
-            "{:<10} {:<22} counters if_index {} in_octets {} out_octets {}",
+            "{:<10} {:<22} counters if_index {} format {}",
             "SFLOW_5",
             addr_from_bytes(&r.agent_addr),
             r.if_index,
-            r.in_octets,
-            r.out_octets
+            r.format
         );
+        if let CounterBody::GenericInterface(c) = r.body() {
+            let _ = write!(
+                self.line,
+                " in_octets {} out_octets {}",
+                c.in_octets, c.out_octets
+            );
+        }
+        self.line.push(b'\n');
         self.emit();
     }
 }

@@ -11,6 +11,7 @@ pub mod ie;
 pub mod ipfix;
 pub mod netflow_v5;
 pub mod netflow_v9;
+pub mod packet_header;
 #[cfg(test)]
 mod proptests;
 pub mod sampling;
@@ -125,6 +126,9 @@ pub struct DecodeStats {
     pub templates_learned: u64,
     /// Templates that replaced one with the same key.
     pub templates_redefined: u64,
+    /// Redefinitions with a different layout. A steady stream from one exporter address means
+    /// several exporters share it (SNAT in front of the collector): their templates collide.
+    pub templates_changed: u64,
     /// Templates removed by withdrawal records.
     pub templates_withdrawn: u64,
     /// Templates in the cache now (gauge).
@@ -213,6 +217,11 @@ impl Decoder {
     /// Learned and configured sampling rates.
     pub fn sampling(&self) -> &SamplingTable {
         &self.sampling
+    }
+
+    /// The sFlow decoder: its counters (`stats()`) and per-agent sequence counts (`agents()`).
+    pub fn sflow(&self) -> &sflow::SflowDecoder {
+        &self.sflow
     }
 
     /// Decode one datagram, handing every record to `sink`.
