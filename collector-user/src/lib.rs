@@ -3,12 +3,16 @@
 //! Crate map:
 //! - [`record`]: the fixed-size records everything produces and stores.
 //! - [`decode`]: sans-IO protocol decoders, templates, sequence tracking.
+//! - [`capture`]: pcap/pcapng files → UDP datagrams (replay, tests).
+//! - [`json`]: records as JSON lines (goflow2's keys) and CSV.
 //! - [`ring`]: mmap'd ring files of records: format, writer, live readers.
 //! - [`xdp`]: the embedded XDP program and its userspace side.
 //! - [`cli`]: the `collector` subcommands.
 
+pub mod capture;
 pub mod cli;
 pub mod decode;
+pub mod json;
 pub mod record;
 pub mod ring;
 pub mod xdp;

@@ -15,6 +15,8 @@ struct Cli {
 enum Command {
     /// Collect: attach the XDP program and run until SIGINT/SIGTERM.
     Run(cli::run::RunArgs),
+    /// Decode the flow exports in a pcap/pcapng capture: records on stdout, errors and a summary on stderr.
+    Replay(cli::replay::ReplayArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -29,6 +31,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Run(args) => cli::run::run(args),
+        Command::Replay(args) => cli::replay::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
