@@ -4,9 +4,18 @@
 //! - [`record`]: the fixed-size records everything produces and stores.
 //! - [`decode`]: sans-IO protocol decoders, templates, sequence tracking.
 //! - [`xdp`]: the embedded XDP program and its userspace side.
+//! - [`pipeline`]: per-core workers: source → decoder → sink, counters, events.
+//! - [`source`]: datagram sources for the workers (UDP sockets).
+//! - [`metrics`], [`control`]: Prometheus metrics, the control-plane thread (signals, events, summary).
+//! - [`config`]: settings of `collector run` (config file + flags).
 //! - [`cli`]: the `collector` subcommands.
 
 pub mod cli;
+pub mod config;
+pub mod control;
 pub mod decode;
+pub mod metrics;
+pub mod pipeline;
 pub mod record;
+pub mod source;
 pub mod xdp;

@@ -15,6 +15,8 @@ struct Cli {
 enum Command {
     /// Collect: attach the XDP program and run until SIGINT/SIGTERM.
     Run(cli::run::RunArgs),
+    /// Show per-worker and per-exporter rates, loss and templates of a running collector.
+    Stats(cli::stats::StatsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -28,12 +30,21 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Run(args) => cli::run::run(args),
+        Command::Stats(args) => cli::stats::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("collector: {err:#}");
-            std::process::ExitCode::FAILURE
+            // A bad flag or config file exits 2, like clap's own usage errors.
+            if err
+                .downcast_ref::<collector::config::ConfigError>()
+                .is_some()
+            {
+                std::process::ExitCode::from(2)
+            } else {
+                std::process::ExitCode::FAILURE
+            }
         }
     }
 }

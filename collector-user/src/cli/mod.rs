@@ -1,3 +1,4 @@
 //! The `collector` subcommands. Each file owns one subcommand: its clap arguments and what it runs.
 
 pub mod run;
+pub mod stats;
