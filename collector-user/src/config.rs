@@ -6,6 +6,8 @@
 //! exporter or prefix. Unknown keys and bad values are a [`ConfigError`] naming the key or flag, which
 //! the binary reports on one line with exit code 2.
 
+use crate::decode::sampling::{ConfiguredRate, SamplingTable};
+use crate::ring::RingSize;
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -17,8 +19,6 @@ pub const DEFAULT_PORTS: [u16; 4] = [2055, 2056, 4739, 6343];
 pub const DEFAULT_METRICS: &str = "127.0.0.1:9742";
 /// Default directory of the ring files.
 pub const DEFAULT_RING_DIR: &str = "./collector-rings";
-/// Default size of one ring file (per worker and record kind).
-pub const DEFAULT_RING_SIZE: u64 = 256 << 20;
 /// Default socket receive buffer asked for each UDP socket.
 pub const DEFAULT_RCVBUF: u64 = 32 << 20;
 /// Default period of the one-line summary log.
@@ -67,6 +67,8 @@ pub struct FileConfig {
     pub metrics: Option<String>,
     pub rcvbuf: Option<SizeValue>,
     pub summary_interval: Option<u64>,
+    /// Configured sampling rates win over rates the exporters send.
+    pub sampling_override: Option<bool>,
     /// Exporter address or prefix → sampling rate (1 in N).
     pub sampling_rate: Option<std::collections::BTreeMap<String, i64>>,
 }
@@ -116,6 +118,7 @@ pub struct FlagConfig {
     pub metrics: Option<String>,
     pub rcvbuf: Option<String>,
     pub summary_interval: Option<u64>,
+    pub sampling_override: bool,
     pub sampling_rate: Vec<String>,
 }
 
@@ -178,15 +181,6 @@ impl SamplingRate {
             rate,
         })
     }
-
-    /// True when `exporter` falls in this prefix.
-    pub fn matches(&self, exporter: IpAddr) -> bool {
-        let exporter = match exporter {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(exporter, IpAddr::V4),
-            v4 => v4,
-        };
-        exporter.is_ipv4() == self.addr.is_ipv4() && mask(exporter, self.prefix_len) == self.addr
-    }
 }
 
 impl std::fmt::Display for SamplingRate {
@@ -215,13 +209,24 @@ fn mask(addr: IpAddr, len: u8) -> IpAddr {
 pub struct SamplingRates(pub Vec<SamplingRate>);
 
 impl SamplingRates {
-    /// The configured rate for `exporter`, from the longest matching prefix.
-    pub fn rate_for(&self, exporter: IpAddr) -> Option<u32> {
+    /// The rates as the decoder takes them; `override_exported` makes them win over exported rates.
+    pub fn to_configured(&self, override_exported: bool) -> Vec<ConfiguredRate> {
         self.0
             .iter()
-            .filter(|s| s.matches(exporter))
-            .max_by_key(|s| s.prefix_len)
-            .map(|s| s.rate)
+            .map(|s| ConfiguredRate {
+                prefix: s.addr,
+                prefix_len: s.prefix_len,
+                rate: s.rate,
+                override_exported,
+            })
+            .collect()
+    }
+
+    /// The configured rate for `exporter` (longest prefix), as the decoder resolves it.
+    pub fn rate_for(&self, exporter: IpAddr) -> Option<u32> {
+        SamplingTable::new(self.to_configured(false))
+            .configured(exporter)
+            .map(|c| c.rate)
     }
 
     /// Add or replace the entry for the same prefix.
@@ -247,11 +252,13 @@ pub struct Settings {
     pub listen_is_default: bool,
     pub workers: usize,
     pub ring_dir: PathBuf,
-    pub ring_size: u64,
+    pub ring_size: RingSize,
     pub metrics: SocketAddr,
     pub rcvbuf: u64,
     pub summary_interval: Duration,
     pub sampling: SamplingRates,
+    /// Configured sampling rates override the exported ones.
+    pub sampling_override: bool,
 }
 
 impl Settings {
@@ -294,17 +301,11 @@ impl Settings {
             (None, None) => default_workers(),
         };
         let ring_size = match (&flags.ring_size, &file.ring_size) {
-            (Some(text), _) => parse_size("--ring-size", text)?,
-            (None, Some(value)) => size_value("ring_size", value)?,
-            (None, None) => DEFAULT_RING_SIZE,
+            (Some(text), _) => parse_ring_size("--ring-size", text)?,
+            (None, Some(SizeValue::Text(text))) => parse_ring_size("ring_size", text)?,
+            (None, Some(SizeValue::Bytes(n))) => parse_ring_size("ring_size", &n.to_string())?,
+            (None, None) => RingSize::default(),
         };
-        if ring_size < 1 << 20 {
-            return Err(ConfigError::value(
-                "ring size",
-                ring_size,
-                "at least 1MiB per ring",
-            ));
-        }
         let rcvbuf = match (&flags.rcvbuf, &file.rcvbuf) {
             (Some(text), _) => parse_size("--rcvbuf", text)?,
             (None, Some(value)) => size_value("rcvbuf", value)?,
@@ -356,11 +357,13 @@ impl Settings {
             rcvbuf,
             summary_interval: Duration::from_secs(summary_secs),
             sampling,
+            sampling_override: flags.sampling_override || file.sampling_override.unwrap_or(false),
         })
     }
 
-    /// Re-read the sampling rates (SIGHUP): the config file's table, then the flags' entries again.
-    pub fn reload_sampling(&self, flags: &FlagConfig) -> Result<SamplingRates, ConfigError> {
+    /// Re-read the sampling rates (SIGHUP): the config file's table and override switch, then the
+    /// flags' entries again. Returns them as the decoder takes them.
+    pub fn reload_sampling(&self, flags: &FlagConfig) -> Result<Vec<ConfiguredRate>, ConfigError> {
         let file = match &self.config_file {
             Some(path) => FileConfig::load(path)?,
             None => FileConfig::default(),
@@ -369,7 +372,8 @@ impl Settings {
         for text in &flags.sampling_rate {
             sampling.set(SamplingRate::parse(text)?);
         }
-        Ok(sampling)
+        let override_exported = flags.sampling_override || file.sampling_override.unwrap_or(false);
+        Ok(sampling.to_configured(override_exported))
     }
 }
 
@@ -407,6 +411,16 @@ pub fn default_listen() -> Vec<SocketAddr> {
     let v4 = DEFAULT_PORTS.map(|p| SocketAddr::from(([0, 0, 0, 0], p)));
     let v6 = DEFAULT_PORTS.map(|p| SocketAddr::from(([0u16; 8], p)));
     v4.into_iter().chain(v6).collect()
+}
+
+fn parse_ring_size(setting: &str, text: &str) -> Result<RingSize, ConfigError> {
+    text.parse().map_err(|_| {
+        ConfigError::value(
+            setting,
+            text,
+            "a power of two of 256-byte records (16 to 2^32, e.g. 262144) or bytes giving one (64MiB)",
+        )
+    })
 }
 
 fn size_value(setting: &str, value: &SizeValue) -> Result<u64, ConfigError> {
@@ -484,7 +498,7 @@ mod tests {
         assert_eq!(s.listen, vec!["127.0.0.1:9000".parse().unwrap()]);
         assert_eq!(s.workers, 2);
         assert_eq!(s.ring_dir, PathBuf::from("/tmp/from-file"));
-        assert_eq!(s.ring_size, 8 << 20);
+        assert_eq!(s.ring_size, RingSize::Bytes(8 << 20));
         assert_eq!(s.rcvbuf, 1 << 20);
         assert_eq!(s.metrics, "127.0.0.1:2222".parse().unwrap());
         assert_eq!(s.sampling.rate_for("10.1.2.3".parse().unwrap()), Some(1000));
@@ -561,17 +575,9 @@ mod tests {
             SamplingRate::parse("10.9.8.7/8=3").unwrap().addr,
             "10.0.0.0".parse::<IpAddr>().unwrap()
         );
-        assert_eq!(
-            SamplingRate::parse("0.0.0.0/0=3").unwrap().rate_for_test(),
-            3
-        );
-    }
-
-    impl SamplingRate {
-        fn rate_for_test(&self) -> u32 {
-            assert!(self.matches("203.0.113.1".parse().unwrap()));
-            self.rate
-        }
+        let mut all = SamplingRates::default();
+        all.set(SamplingRate::parse("0.0.0.0/0=3").unwrap());
+        assert_eq!(all.rate_for("203.0.113.1".parse().unwrap()), Some(3));
     }
 
     #[test]

@@ -165,6 +165,12 @@ fn drain_events(setup: &ControlSetup) {
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .add(exporter, counters);
             }
+            Event::Sequences { worker, counts } => setup
+                .metrics
+                .exporters
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .set_sequences(worker, counts),
             Event::DecodeError {
                 worker,
                 exporter,

@@ -3,6 +3,7 @@
 //! Crate map:
 //! - [`record`]: the fixed-size records everything produces and stores.
 //! - [`decode`]: sans-IO protocol decoders, templates, sequence tracking.
+//! - [`ring`]: mmap'd ring files of records: format, writer, live readers.
 //! - [`xdp`]: the embedded XDP program and its userspace side.
 //! - [`pipeline`]: per-core workers: source → decoder → sink, counters, events.
 //! - [`source`]: datagram sources for the workers (UDP sockets).
@@ -17,5 +18,6 @@ pub mod decode;
 pub mod metrics;
 pub mod pipeline;
 pub mod record;
+pub mod ring;
 pub mod source;
 pub mod xdp;

@@ -8,6 +8,7 @@
 //! under `exporter="other"`. Exporters a worker forgot (idle) are folded into retired totals, so no
 //! count ever goes backwards.
 
+use crate::decode::sequence::SequenceCounts;
 use crate::decode::{ErrorReason, Protocol};
 use crate::pipeline::counters::get;
 use crate::pipeline::{ExporterCounters, WorkerCounters};
@@ -29,6 +30,12 @@ pub struct ExporterTotals {
     pub datagrams: u64,
     pub records: u64,
     pub errors: u64,
+    /// Sequence units received (see [`ExporterCounters::sequence_units`]).
+    pub sequence_units: u64,
+    /// Sequence accounting summed over the exporter's sequence spaces.
+    pub lost: u64,
+    pub late: u64,
+    pub restarts: u64,
 }
 
 impl ExporterTotals {
@@ -36,6 +43,16 @@ impl ExporterTotals {
         self.datagrams += other.datagrams;
         self.records += other.records;
         self.errors += other.errors;
+        self.sequence_units += other.sequence_units;
+        self.lost += other.lost;
+        self.late += other.late;
+        self.restarts += other.restarts;
+    }
+
+    fn add_sequence(&mut self, counts: &SequenceCounts) {
+        self.lost += counts.lost;
+        self.late += counts.late;
+        self.restarts += counts.restarts;
     }
 
     fn of(counters: &ExporterCounters) -> ExporterTotals {
@@ -43,6 +60,8 @@ impl ExporterTotals {
             datagrams: get(&counters.datagrams),
             records: get(&counters.records),
             errors: get(&counters.errors),
+            sequence_units: get(&counters.sequence_units),
+            ..Default::default()
         }
     }
 }
@@ -74,6 +93,8 @@ pub struct ExporterRegistry {
     labelled: usize,
     /// Totals of unlabelled exporters that are gone.
     other_retired: ExporterTotals,
+    /// The latest sequence accounting of each worker (cumulative in the decoders).
+    sequences: HashMap<usize, Vec<(IpAddr, SequenceCounts)>>,
 }
 
 impl ExporterRegistry {
@@ -83,7 +104,13 @@ impl ExporterRegistry {
             by_addr: HashMap::new(),
             labelled: 0,
             other_retired: ExporterTotals::default(),
+            sequences: HashMap::new(),
         }
+    }
+
+    /// A worker's latest sequence accounting (replaces its previous report).
+    pub fn set_sequences(&mut self, worker: usize, counts: Vec<(IpAddr, SequenceCounts)>) {
+        self.sequences.insert(worker, counts);
     }
 
     /// A worker announced a new exporter socket address.
@@ -145,13 +172,29 @@ impl ExporterRegistry {
                 }
             }
         }
+        let mut sequences: HashMap<IpAddr, SequenceCounts> = HashMap::new();
+        for (addr, counts) in self.sequences.values().flatten() {
+            let s = sequences.entry(*addr).or_default();
+            s.lost += counts.lost;
+            s.late += counts.late;
+            s.restarts += counts.restarts;
+        }
         let mut out = Vec::new();
         for (addr, entry) in &self.by_addr {
-            if entry.labelled {
-                out.push((addr.to_string(), entry.totals()));
-            } else {
-                other.add(&entry.totals());
+            let mut totals = entry.totals();
+            if let Some(counts) = sequences.remove(addr) {
+                totals.add_sequence(&counts);
             }
+            if entry.labelled {
+                out.push((addr.to_string(), totals));
+            } else {
+                other.add(&totals);
+            }
+        }
+        // Sequence spaces of exporters no worker tracks any more (or never did, e.g. an sFlow
+        // agent address that differs from the datagrams' source address).
+        for counts in sequences.values() {
+            other.add_sequence(counts);
         }
         out.sort_by(|a, b| b.1.datagrams.cmp(&a.1.datagrams).then(a.0.cmp(&b.0)));
         out.push(("other".to_string(), other));
@@ -367,6 +410,65 @@ impl Collector for CollectorMetrics {
                 )
             }),
         )?;
+        counter(
+            &mut encoder,
+            "collector_templates_learned",
+            "Templates compiled and stored (redefinitions included).",
+            per_worker(&|w| get(&w.templates_learned)),
+        )?;
+        counter(
+            &mut encoder,
+            "collector_templates_redefined",
+            "Templates that replaced one with the same key.",
+            per_worker(&|w| get(&w.templates_redefined)),
+        )?;
+        counter(
+            &mut encoder,
+            "collector_templates_withdrawn",
+            "Templates removed by withdrawal records.",
+            per_worker(&|w| get(&w.templates_withdrawn)),
+        )?;
+        let per_worker_gauge = |f: &dyn Fn(&WorkerCounters) -> u64| {
+            self.workers
+                .iter()
+                .map(|w| {
+                    (
+                        vec![("worker", w.worker.to_string())],
+                        i64::try_from(f(w)).unwrap_or(i64::MAX),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        gauge(
+            &mut encoder,
+            "collector_templates",
+            "Templates in the worker's cache (evictions: collector_decode_errors_total{reason=\"template_evicted\"}).",
+            per_worker_gauge(&|w| get(&w.templates)),
+        )?;
+        gauge(
+            &mut encoder,
+            "collector_template_cache_bytes",
+            "Bytes accounted to the worker's template cache.",
+            per_worker_gauge(&|w| get(&w.template_bytes)),
+        )?;
+        counter(
+            &mut encoder,
+            "collector_early_data_held",
+            "Data sets held because their template had not arrived yet.",
+            per_worker(&|w| get(&w.early_data_held)),
+        )?;
+        counter(
+            &mut encoder,
+            "collector_early_data_replayed",
+            "Held data sets decoded once their template arrived (expired ones: reason early_data_dropped).",
+            per_worker(&|w| get(&w.early_data_replayed)),
+        )?;
+        gauge(
+            &mut encoder,
+            "collector_early_data_bytes",
+            "Bytes of early data held now.",
+            per_worker_gauge(&|w| get(&w.early_data_bytes)),
+        )?;
         let snapshot = self
             .exporters
             .lock()
@@ -395,6 +497,41 @@ impl Collector for CollectorMetrics {
             "collector_exporter_decode_errors",
             "Datagrams that failed to decode, per exporter address.",
             exporter_rows(&|t| t.errors),
+        )?;
+        counter(
+            &mut encoder,
+            "collector_exporter_sequence_units",
+            "Units the exporter's sequence numbers count that arrived: flows (v5), data records (IPFIX), packets (v9), datagrams (sFlow).",
+            exporter_rows(&|t| t.sequence_units),
+        )?;
+        let exporter_gauge = |f: &dyn Fn(&ExporterTotals) -> u64| {
+            snapshot
+                .iter()
+                .map(|(label, t)| {
+                    (
+                        vec![("exporter", label.clone())],
+                        i64::try_from(f(t)).unwrap_or(i64::MAX),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        gauge(
+            &mut encoder,
+            "collector_exporter_sequence_lost",
+            "Units missing from the exporter's sequence numbers, net of late arrivals (so it may go down).",
+            exporter_gauge(&|t| t.lost),
+        )?;
+        counter(
+            &mut encoder,
+            "collector_exporter_sequence_late",
+            "Datagrams that arrived behind the expected sequence number (reordered or duplicated).",
+            exporter_rows(&|t| t.late),
+        )?;
+        counter(
+            &mut encoder,
+            "collector_exporter_restarts",
+            "Exporter restarts detected (sequence or uptime reset): never counted as loss.",
+            exporter_rows(&|t| t.restarts),
         )?;
         let exporters = self
             .exporters
@@ -488,12 +625,41 @@ mod tests {
                 ExporterTotals {
                     datagrams: 7,
                     records: 14,
-                    errors: 0
+                    ..Default::default()
                 }
             )
         );
         assert_eq!(snap[1].1.datagrams, 5);
         assert_eq!(reg.len(), 1);
+    }
+
+    #[test]
+    fn sequence_counts_are_summed_per_address_over_workers() {
+        let mut reg = ExporterRegistry::new(1);
+        let a = live(5);
+        let b = live(1);
+        reg.add(exporter(1, 1), Arc::clone(&a));
+        reg.add(exporter(2, 1), Arc::clone(&b));
+        let lost = |n| SequenceCounts {
+            lost: n,
+            late: 1,
+            restarts: 2,
+        };
+        let one: IpAddr = "192.0.2.1".parse().unwrap();
+        let two: IpAddr = "192.0.2.2".parse().unwrap();
+        let gone: IpAddr = "198.51.100.1".parse().unwrap();
+        reg.set_sequences(0, vec![(one, lost(3)), (two, lost(4))]);
+        reg.set_sequences(1, vec![(one, lost(10)), (gone, lost(100))]);
+        // A newer report of worker 1 replaces its previous one.
+        reg.set_sequences(1, vec![(one, lost(20)), (gone, lost(100))]);
+        let snap = reg.snapshot();
+        assert_eq!(snap[0].0, "192.0.2.1");
+        assert_eq!(
+            (snap[0].1.lost, snap[0].1.late, snap[0].1.restarts),
+            (23, 2, 4)
+        );
+        assert_eq!(snap[1].0, "other");
+        assert_eq!(snap[1].1.lost, 104);
     }
 
     #[test]

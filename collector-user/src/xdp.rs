@@ -1,4 +1,417 @@
-//! The XDP program embedded in the binary, and what userspace does with it.
+//! The XDP program embedded in the binary, and its userspace side.
+//!
+//! Owns: checking the process may load XDP (capabilities), loading the object with the aya-log
+//! level, filling the port map, attaching through a bpf_link (so the kernel detaches the program
+//! when the process dies, however it dies), reading the per-CPU counters, and draining the
+//! program's log records into `tracing`. [`SteerProgram`] owns all of it; dropping it detaches.
+//! It knows nothing about flow protocols.
+
+use std::{fmt, os::fd::AsRawFd as _, str::FromStr};
+
+use anyhow::{Context as _, bail, ensure};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, PerCpuArray},
+    programs::{Xdp, XdpMode, links::LinkType, loaded_links, xdp::XdpLink},
+};
+use aya_log::EbpfLogger;
+use collector_common::{
+    COUNTERS_MAP, Counter, CounterValue, MAX_PORTS, PORTS_MAP, PortKey, PortValue, STEER_PROGRAM,
+};
 
 /// The eBPF object built by `build.rs` from `collector-ebpf`.
 pub static STEER_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/steer"));
+
+/// `tracing` target of the log records the XDP program emits (its crate's module path).
+pub const PROGRAM_LOG_TARGET: &str = "steer";
+
+/// How to attach the XDP program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttachMode {
+    /// Native XDP, run by the network driver.
+    Driver,
+    /// Generic XDP, run by the kernel network stack (works on every interface, slower).
+    Skb,
+    /// Driver mode, falling back to SKB mode when the driver refuses.
+    Auto,
+}
+
+/// The mode the program ended up attached in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachedMode {
+    /// Native XDP.
+    Driver,
+    /// Generic XDP.
+    Skb,
+}
+
+impl fmt::Display for AttachedMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AttachedMode::Driver => "driver",
+            AttachedMode::Skb => "skb",
+        })
+    }
+}
+
+/// Linux capability numbers the XDP path needs (include/uapi/linux/capability.h).
+const CAP_NET_ADMIN: u32 = 12;
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_BPF: u32 = 39;
+
+/// The process lacks capabilities needed to load and attach XDP.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "XDP needs the capabilities CAP_BPF and CAP_NET_ADMIN; this process lacks {}. \
+     Run as root or grant them (e.g. `setcap cap_bpf,cap_net_admin+ep <collector binary>`)",
+    missing.join(" and ")
+)]
+pub struct MissingCapabilities {
+    /// Names of the missing capabilities, e.g. `["CAP_BPF"]`.
+    pub missing: Vec<&'static str>,
+}
+
+/// Capabilities XDP needs that are absent from the effective set `cap_eff`.
+/// CAP_SYS_ADMIN stands in for CAP_BPF (kernels before 5.8 only know the former).
+pub fn missing_capabilities(cap_eff: u64) -> Vec<&'static str> {
+    let has = |cap: u32| cap_eff & (1u64 << cap) != 0;
+    let mut missing = Vec::new();
+    if !has(CAP_BPF) && !has(CAP_SYS_ADMIN) {
+        missing.push("CAP_BPF");
+    }
+    if !has(CAP_NET_ADMIN) {
+        missing.push("CAP_NET_ADMIN");
+    }
+    missing
+}
+
+/// The effective capability set from the `CapEff:` line of a `/proc/<pid>/status` text.
+pub fn parse_cap_eff(status: &str) -> Option<u64> {
+    let hex = status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))?
+        .trim();
+    u64::from_str_radix(hex, 16).ok()
+}
+
+/// Fails with [`MissingCapabilities`] unless this process may load and attach XDP.
+pub fn check_capabilities() -> anyhow::Result<()> {
+    let status =
+        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let cap_eff = parse_cap_eff(&status).context("no CapEff line in /proc/self/status")?;
+    let missing = missing_capabilities(cap_eff);
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(MissingCapabilities { missing }.into())
+    }
+}
+
+/// Counters of the XDP program summed over all CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SteerCounters {
+    values: [u64; Counter::COUNT as usize],
+}
+
+impl SteerCounters {
+    /// The value of one counter.
+    pub fn get(&self, counter: Counter) -> u64 {
+        self.values[counter as usize]
+    }
+
+    /// Set one counter (used when parsing and in tests).
+    pub fn set(&mut self, counter: Counter, value: u64) {
+        self.values[counter as usize] = value;
+    }
+
+    /// Whether `seen` equals the sum of the other counters, as the program guarantees for
+    /// a quiescent snapshot.
+    pub fn is_consistent(&self) -> bool {
+        let rest: u64 = Counter::ALL[1..].iter().map(|c| self.get(*c)).sum();
+        self.get(Counter::Seen) == rest
+    }
+}
+
+/// `seen=1 matched=0 passed_not_matched=1 fragments=0 malformed=0`: the line `collector run`
+/// logs and writes to `--counters-file`.
+impl fmt::Display for SteerCounters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, counter) in Counter::ALL.iter().enumerate() {
+            if index > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{}={}", counter.name(), self.get(*counter))?;
+        }
+        Ok(())
+    }
+}
+
+/// A counters line that is not the [`SteerCounters`] display format.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("not an XDP counters line: {0}")]
+pub struct CountersLineError(String);
+
+impl FromStr for SteerCounters {
+    type Err = CountersLineError;
+
+    fn from_str(line: &str) -> Result<Self, Self::Err> {
+        let mut counters = SteerCounters::default();
+        let mut found = [false; Counter::COUNT as usize];
+        for pair in line.split_whitespace() {
+            let (name, value) = pair
+                .split_once('=')
+                .ok_or_else(|| CountersLineError(format!("`{pair}` is not name=value")))?;
+            let counter = Counter::ALL
+                .into_iter()
+                .find(|c| c.name() == name)
+                .ok_or_else(|| CountersLineError(format!("unknown counter `{name}`")))?;
+            let value = value
+                .parse()
+                .map_err(|_| CountersLineError(format!("`{value}` is not a count")))?;
+            counters.set(counter, value);
+            found[counter as usize] = true;
+        }
+        if let Some(missing) = Counter::ALL.into_iter().find(|c| !found[*c as usize]) {
+            return Err(CountersLineError(format!("`{}` missing", missing.name())));
+        }
+        Ok(counters)
+    }
+}
+
+/// The loaded and attached XDP program. Dropping it detaches the program (closes the bpf_link).
+pub struct SteerProgram {
+    // Field order is drop order: detach first, then the log ring, then program and maps.
+    _link: XdpLink,
+    logger: EbpfLogger<&'static dyn log::Log>,
+    ebpf: Ebpf,
+    iface: String,
+    mode: AttachedMode,
+    link_id: u32,
+    program_id: u32,
+}
+
+impl SteerProgram {
+    /// Check capabilities, load the program, fill the port map with `ports` and attach it to
+    /// `iface` through a bpf_link. `log_debug` turns on the program's debug-level log records.
+    pub fn attach(
+        iface: &str,
+        mode: AttachMode,
+        ports: &[PortKey],
+        log_debug: bool,
+    ) -> anyhow::Result<Self> {
+        check_capabilities()?;
+        let distinct: std::collections::BTreeSet<PortKey> = ports.iter().copied().collect();
+        ensure!(!distinct.is_empty(), "no listen port configured");
+        ensure!(
+            distinct.len() <= MAX_PORTS as usize,
+            "{} distinct listen ports configured; the XDP port map holds at most {MAX_PORTS}",
+            distinct.len()
+        );
+        let level = if log_debug {
+            aya_log::Level::Debug
+        } else {
+            aya_log::Level::Info
+        } as u8;
+        let mut ebpf = EbpfLoader::new()
+            .override_global(aya_log::LEVEL, &level, true)
+            .load(STEER_OBJECT)
+            .context("loading the XDP object")?;
+        let logger = EbpfLogger::init(&mut ebpf).context("opening the XDP program's log ring")?;
+        {
+            let mut port_map: HashMap<_, PortKey, PortValue> = ebpf
+                .map_mut(PORTS_MAP)
+                .context("port map missing from the XDP object")?
+                .try_into()?;
+            for port in &distinct {
+                port_map
+                    .insert(port, 1, 0)
+                    .with_context(|| format!("adding port {port} to the XDP port map"))?;
+            }
+        }
+        let program: &mut Xdp = ebpf
+            .program_mut(STEER_PROGRAM)
+            .context("XDP program missing from the object")?
+            .try_into()?;
+        program
+            .load()
+            .context("loading the XDP program into the kernel (verifier)")?;
+        let (link_id, mode) = match mode {
+            AttachMode::Driver => (
+                attach_in(program, iface, XdpMode::Driver)?,
+                AttachedMode::Driver,
+            ),
+            AttachMode::Skb => (attach_in(program, iface, XdpMode::Skb)?, AttachedMode::Skb),
+            AttachMode::Auto => match attach_in(program, iface, XdpMode::Driver) {
+                Ok(id) => (id, AttachedMode::Driver),
+                Err(driver_err) => {
+                    tracing::info!(%iface, "driver-mode XDP refused ({driver_err:#}); trying SKB mode");
+                    (attach_in(program, iface, XdpMode::Skb)?, AttachedMode::Skb)
+                }
+            },
+        };
+        let link = program.take_link(link_id)?;
+        let program_id = program.info()?.id();
+        // aya falls back to netlink attachment when bpf_link_create is refused; such an
+        // attachment outlives the process. Accept only a real XDP bpf_link of our program.
+        let Some(kernel_link) = loaded_links().filter_map(Result::ok).find(|info| {
+            info.program_id() == program_id && info.link_type().ok() == Some(LinkType::Xdp)
+        }) else {
+            drop(link);
+            bail!(
+                "the kernel attached the XDP program to {iface} through netlink, not a bpf_link, \
+                 so it would stay attached if collector died; collector needs Linux 5.9 or newer"
+            );
+        };
+        Ok(SteerProgram {
+            _link: link,
+            logger,
+            ebpf,
+            iface: iface.to_owned(),
+            mode,
+            link_id: kernel_link.id(),
+            program_id,
+        })
+    }
+
+    /// The interface the program is attached to.
+    pub fn iface(&self) -> &str {
+        &self.iface
+    }
+
+    /// The mode the program is attached in.
+    pub fn mode(&self) -> AttachedMode {
+        self.mode
+    }
+
+    /// Kernel ids of the bpf_link and the program (as `bpftool link` / `bpftool prog` show).
+    pub fn kernel_ids(&self) -> (u32, u32) {
+        (self.link_id, self.program_id)
+    }
+
+    /// Counters summed over all CPUs.
+    pub fn counters(&self) -> anyhow::Result<SteerCounters> {
+        let map: PerCpuArray<_, CounterValue> = self
+            .ebpf
+            .map(COUNTERS_MAP)
+            .context("counter map missing from the XDP object")?
+            .try_into()?;
+        let mut counters = SteerCounters::default();
+        for counter in Counter::ALL {
+            let per_cpu = map.get(&(counter as u32), 0)?;
+            counters.set(counter, per_cpu.iter().sum());
+        }
+        Ok(counters)
+    }
+
+    /// File descriptor of the program's log ring, readable when records wait.
+    pub fn log_fd(&self) -> std::os::fd::RawFd {
+        self.logger.as_raw_fd()
+    }
+
+    /// Forward every waiting log record of the program to `tracing` (through the `log` bridge).
+    pub fn flush_log(&mut self) {
+        self.logger.flush();
+    }
+}
+
+fn attach_in(
+    program: &mut Xdp,
+    iface: &str,
+    mode: XdpMode,
+) -> anyhow::Result<aya::programs::xdp::XdpLinkId> {
+    program
+        .attach(iface, mode)
+        .with_context(|| format!("attaching the XDP program to {iface} in {mode:?} mode"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_are_named_when_missing() {
+        let net_admin = 1u64 << CAP_NET_ADMIN;
+        let bpf = 1u64 << CAP_BPF;
+        let sys_admin = 1u64 << CAP_SYS_ADMIN;
+        assert!(missing_capabilities(net_admin | bpf).is_empty());
+        assert!(missing_capabilities(net_admin | sys_admin).is_empty());
+        assert!(missing_capabilities(0x0000_01ff_feff_ffff).is_empty());
+        assert_eq!(missing_capabilities(net_admin), ["CAP_BPF"]);
+        assert_eq!(missing_capabilities(bpf), ["CAP_NET_ADMIN"]);
+        assert_eq!(missing_capabilities(0), ["CAP_BPF", "CAP_NET_ADMIN"]);
+        let message = MissingCapabilities {
+            missing: missing_capabilities(bpf),
+        }
+        .to_string();
+        assert!(message.contains("lacks CAP_NET_ADMIN"), "{message}");
+    }
+
+    #[test]
+    fn cap_eff_is_read_from_proc_status() {
+        let status = "Name:\tcollector\nCapInh:\t0000000000000000\nCapPrm:\t000001fffeffffff\n\
+                      CapEff:\t0000008000001000\nCapBnd:\t000001fffeffffff\n";
+        let cap_eff = parse_cap_eff(status).unwrap();
+        assert_eq!(cap_eff, (1 << CAP_BPF) | (1 << CAP_NET_ADMIN));
+        assert_eq!(parse_cap_eff("Name:\tx\n"), None);
+        assert_eq!(parse_cap_eff("CapEff:\tzz\n"), None);
+    }
+
+    #[test]
+    fn counters_line_round_trips() {
+        let mut counters = SteerCounters::default();
+        for (value, counter) in Counter::ALL.into_iter().enumerate() {
+            counters.set(counter, value as u64 * 1000 + 7);
+        }
+        let line = counters.to_string();
+        assert_eq!(
+            line,
+            "seen=7 matched=1007 passed_not_matched=2007 fragments=3007 malformed=4007"
+        );
+        assert_eq!(line.parse::<SteerCounters>(), Ok(counters));
+    }
+
+    #[test]
+    fn counters_line_rejects_garbage() {
+        assert!("seen=1 matched=2".parse::<SteerCounters>().is_err());
+        assert!(
+            "seen=1 matched=x passed_not_matched=0 fragments=0 malformed=0"
+                .parse::<SteerCounters>()
+                .is_err()
+        );
+        assert!(
+            "seen=1 matched=0 passed_not_matched=0 fragments=0 malformed=0 bogus=1"
+                .parse::<SteerCounters>()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn consistency_means_seen_is_the_sum() {
+        let mut counters: SteerCounters =
+            "seen=6 matched=1 passed_not_matched=2 fragments=2 malformed=1"
+                .parse()
+                .unwrap();
+        assert!(counters.is_consistent());
+        counters.set(Counter::Seen, 7);
+        assert!(!counters.is_consistent());
+    }
+
+    #[test]
+    fn embedded_object_holds_the_program_and_its_maps() {
+        let contains = |name: &str| {
+            STEER_OBJECT
+                .windows(name.len() + 1)
+                .any(|w| &w[..name.len()] == name.as_bytes() && w[name.len()] == 0)
+        };
+        for name in [
+            STEER_PROGRAM,
+            PORTS_MAP,
+            COUNTERS_MAP,
+            "AYA_LOGS",
+            aya_log::LEVEL,
+        ] {
+            assert!(contains(name), "{name} missing from the embedded object");
+        }
+        assert_eq!(&STEER_OBJECT[..4], b"\x7fELF");
+    }
+}

@@ -1,42 +1,95 @@
-//! `collector run`: collect from UDP sockets (the default), or load and attach the XDP program.
+//! `collector run`: collect from UDP sockets (the default, unprivileged), or attach the XDP program,
+//! report its counters until SIGINT/SIGTERM, detach.
+//!
+//! Thin: argument parsing and the control loops. Settings (flags + config file) are resolved in
+//! [`crate::config`]; the UDP-socket mode lives in [`crate::pipeline::udp`]; loading and attaching
+//! the XDP program in [`crate::xdp`].
+
+use std::{
+    net::SocketAddr,
+    os::fd::{AsRawFd, RawFd},
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::Context as _;
-use clap::Args;
-use std::path::PathBuf;
+use clap::{ArgAction, Args};
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    signal::unix::{SignalKind, signal},
+};
+
+use crate::xdp::{AttachMode, PROGRAM_LOG_TARGET, SteerProgram};
 
 /// Arguments of `collector run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Attach the XDP program to this interface.
+    /// Attach the XDP program to this interface; it counts UDP datagrams to the --listen ports
+    /// and passes every frame on to the kernel. Without it, collect from UDP sockets.
     #[arg(long, value_name = "IFACE")]
     pub xdp: Option<String>,
-    /// Listen on this UDP address (repeatable). Default: 0.0.0.0 and [::] on 2055, 2056, 4739, 6343.
-    #[arg(long, value_name = "ADDR:PORT")]
+
+    /// Address and UDP port to collect on; repeat the flag or give several values. Default:
+    /// 0.0.0.0 and [::] on 2055, 2056, 4739, 6343. The XDP program matches on the destination
+    /// port only.
+    #[arg(long, value_name = "ADDR:PORT", num_args = 1.., action = ArgAction::Append)]
     pub listen: Vec<String>,
+
     /// Worker threads, each pinned to a core. Default: one per online core.
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
+
     /// Directory of the ring files. Default: ./collector-rings.
     #[arg(long, value_name = "DIR")]
     pub ring_dir: Option<PathBuf>,
-    /// Size of each ring file: records (a power of two) or bytes with a unit (64MiB). Default: 64MiB.
+
+    /// Size of each ring file: records (a power of two) or bytes with a unit (64MiB).
+    /// Default: 64MiB.
     #[arg(long, value_name = "SIZE")]
     pub ring_size: Option<String>,
+
     /// Serve Prometheus metrics on this address. Default: 127.0.0.1:9742.
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<String>,
+
     /// Receive buffer per UDP socket (bytes or with a unit). Default: 32MiB.
     #[arg(long, value_name = "SIZE")]
     pub rcvbuf: Option<String>,
+
     /// Configured sampling rate for an exporter or prefix (repeatable): 10.0.0.0/8=400.
     #[arg(long, value_name = "EXPORTER_OR_PREFIX=RATE")]
     pub sampling_rate: Vec<String>,
-    /// Seconds between the one-line summaries in the log. Default: 10.
+
+    /// Seconds between the one-line summaries in the log (UDP mode). Default: 10.
     #[arg(long, value_name = "SECS")]
     pub summary_interval: Option<u64>,
+
+    /// Configured sampling rates win over the rates exporters send.
+    #[arg(long)]
+    pub sampling_override: bool,
+
     /// TOML config file with the same settings (flags win); re-read for sampling rates on SIGHUP.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+
+    /// XDP attach mode: `driver` (native, in the NIC driver), `skb` (generic, any interface),
+    /// or `auto` (driver, falling back to skb when the driver refuses).
+    #[arg(long, value_enum, value_name = "MODE", default_value = "auto")]
+    pub xdp_attach: AttachMode,
+
+    /// Seconds between two counter reports (logged at info level).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 5,
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub report_interval: u64,
+
+    /// Also write each counter report as one line to this file (replaced atomically), e.g. for
+    /// scripts and tests: `seen=N matched=N passed_not_matched=N fragments=N malformed=N`.
+    #[arg(long, value_name = "PATH")]
+    pub counters_file: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -51,34 +104,97 @@ impl RunArgs {
             metrics: self.metrics.clone(),
             rcvbuf: self.rcvbuf.clone(),
             summary_interval: self.summary_interval,
+            sampling_override: self.sampling_override,
             sampling_rate: self.sampling_rate.clone(),
         }
     }
 }
 
-/// Run until interrupted.
+/// Run until SIGINT or SIGTERM, then drain (UDP mode) or detach (XDP), and return.
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
-    let Some(iface) = &args.xdp else {
-        let flags = args.flag_config();
-        let settings = crate::config::Settings::resolve(&flags)?;
-        crate::pipeline::udp::run(&settings, &flags)?;
-        return Ok(());
+    let flags = args.flag_config();
+    let settings = crate::config::Settings::resolve(&flags)?;
+    let Some(iface) = args.xdp.as_deref() else {
+        return crate::pipeline::udp::run(&settings, &flags);
     };
-    let mut ebpf = aya::Ebpf::load(crate::xdp::STEER_OBJECT).context("loading the XDP object")?;
-    let program: &mut aya::programs::Xdp = ebpf
-        .program_mut(collector_common::STEER_PROGRAM)
-        .context("XDP program missing from the object")?
-        .try_into()?;
-    program
-        .load()
-        .context("loading the XDP program into the kernel")?;
-    program
-        .attach(iface, aya::programs::XdpMode::default())
-        .with_context(|| format!("attaching the XDP program to {iface}"))?;
-    tracing::info!(iface = %iface, "XDP program attached");
+    let mut ports: Vec<u16> = settings.listen.iter().map(SocketAddr::port).collect();
+    ports.sort_unstable();
+    ports.dedup();
+    let log_debug = tracing::enabled!(target: PROGRAM_LOG_TARGET, tracing::Level::DEBUG);
+    let mut program = SteerProgram::attach(iface, args.xdp_attach, &ports, log_debug)?;
+    let (link_id, program_id) = program.kernel_ids();
+    tracing::info!(
+        iface = program.iface(),
+        mode = %program.mode(),
+        link_id,
+        program_id,
+        ?ports,
+        "XDP program attached through a bpf_link"
+    );
+    report(&program, args.counters_file.as_deref())?;
+
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?;
-    runtime.block_on(tokio::signal::ctrl_c())?;
+        .build()
+        .context("starting the control runtime")?;
+    runtime.block_on(control_loop(&mut program, args))?;
+
+    report(&program, args.counters_file.as_deref())?;
+    drop(program);
+    tracing::info!(%iface, "XDP program detached");
+    Ok(())
+}
+
+/// The program's log ring descriptor, for readiness polling only (the ring is read by aya-log).
+struct LogRing(RawFd);
+
+impl AsRawFd for LogRing {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+async fn control_loop(program: &mut SteerProgram, args: &RunArgs) -> anyhow::Result<()> {
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    // SAFETY: the descriptor belongs to `program`'s log ring, which stays open while this
+    // function holds `program`; `log_ring` is dropped before it returns.
+    let log_ring =
+        unsafe { AsyncFd::register_with_interest(LogRing(program.log_fd()), Interest::READABLE) }
+            .map_err(|err| err.into_parts().1)
+            .context("polling the XDP log ring")?;
+    let period = Duration::from_secs(args.report_interval);
+    let mut reports = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    loop {
+        tokio::select! {
+            _ = sigint.recv() => {
+                tracing::info!("SIGINT received");
+                break;
+            }
+            _ = sigterm.recv() => {
+                tracing::info!("SIGTERM received");
+                break;
+            }
+            _ = reports.tick() => report(program, args.counters_file.as_deref())?,
+            ready = log_ring.readable() => {
+                let mut guard = ready.context("polling the XDP log ring")?;
+                program.flush_log();
+                guard.clear_ready();
+            }
+        }
+    }
+    program.flush_log();
+    Ok(())
+}
+
+fn report(program: &SteerProgram, counters_file: Option<&Path>) -> anyhow::Result<()> {
+    let counters = program.counters()?;
+    tracing::info!(iface = program.iface(), "xdp counters {counters}");
+    if let Some(path) = counters_file {
+        let partial = path.with_extension("partial");
+        std::fs::write(&partial, format!("{counters}\n"))
+            .with_context(|| format!("writing {}", partial.display()))?;
+        std::fs::rename(&partial, path).with_context(|| format!("replacing {}", path.display()))?;
+    }
     Ok(())
 }

@@ -240,19 +240,15 @@ pub fn render(endpoint: &str, before: &Scrape, now: &Scrape, secs: f64) -> Strin
     });
     for exporter in exporters {
         let loss = match (
+            now.sum("collector_exporter_sequence_lost", "exporter", &exporter),
             now.sum(
-                "collector_exporter_sequence_lost_total",
-                "exporter",
-                &exporter,
-            ),
-            now.sum(
-                "collector_exporter_sequence_expected_total",
+                "collector_exporter_sequence_units_total",
                 "exporter",
                 &exporter,
             ),
         ) {
-            (Some(lost), Some(expected)) if expected > 0.0 => {
-                format!("{:.2}", 100.0 * lost / expected)
+            (Some(lost), Some(units)) if lost + units > 0.0 => {
+                format!("{:.2}", 100.0 * lost / (lost + units))
             }
             (Some(_), Some(_)) => "0.00".into(),
             _ => "-".into(),
@@ -319,8 +315,8 @@ collector_records_decoded_total{worker=\"0\",protocol=\"IPFIX\"} 3000\n\
 collector_worker_core{worker=\"0\"} 1\n\
 collector_exporter_datagrams_total{exporter=\"192.0.2.1\"} 300\n\
 collector_exporter_datagrams_total{exporter=\"other\"} 50\n\
-collector_exporter_sequence_lost_total{exporter=\"192.0.2.1\"} 3\n\
-collector_exporter_sequence_expected_total{exporter=\"192.0.2.1\"} 300\n\
+collector_exporter_sequence_lost{exporter=\"192.0.2.1\"} 3\n\
+collector_exporter_sequence_units_total{exporter=\"192.0.2.1\"} 297\n\
 collector_decode_errors_total{reason=\"template_missing\"} 4\n\
 # EOF\n";
 

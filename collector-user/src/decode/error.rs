@@ -69,6 +69,8 @@ reasons! {
     BadRecordLength => "bad_record_length",
     /// sFlow: the sample or record count cannot fit in the datagram.
     BadSampleCount => "bad_sample_count",
+    /// sFlow: an address inside a flow record has a type other than unknown (0), IPv4 (1) or IPv6 (2).
+    BadRecordAddress => "bad_record_address",
 }
 
 impl std::fmt::Display for ErrorReason {

@@ -6,14 +6,30 @@
 //! a datagram with its [`DatagramMeta`] and a [`RecordSink`].
 
 pub mod error;
+pub mod flowset;
+pub mod ie;
+pub mod ipfix;
 pub mod netflow_v5;
+pub mod netflow_v9;
+pub mod packet_header;
+#[cfg(test)]
+mod proptests;
+pub mod sampling;
 pub mod sequence;
 pub mod sflow;
+pub mod template;
+#[cfg(test)]
+mod test_support;
+pub mod time;
 
 pub use error::ErrorReason;
 
 use crate::record::{CounterRecord, FlowRecord};
-use std::net::SocketAddr;
+use flowset::{Env, Outcome, TemplatedState};
+use sampling::{ConfiguredRate, SamplerKey, SamplingTable};
+use sequence::{SequenceCounts, SequenceTracker};
+use std::net::{IpAddr, SocketAddr};
+use template::{CacheLimits, EarlyData, EarlyLimits, FastMap, TemplateCache};
 
 /// The export protocols, told apart by the version field at the start of a datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -102,8 +118,34 @@ pub struct DecodeStats {
     pub datagrams: [u64; Protocol::COUNT],
     /// Records produced, by protocol.
     pub records: [u64; Protocol::COUNT],
-    /// Datagrams, sets or records refused or skipped, by reason.
+    /// Datagrams, sets or records refused or skipped, by reason. Template evictions
+    /// (`template_evicted`), data sets without a template (`template_missing`) and early data lost
+    /// (`early_data_dropped`) are counted here too.
     pub errors: [u64; ErrorReason::COUNT],
+    /// Templates compiled and stored (redefinitions included).
+    pub templates_learned: u64,
+    /// Templates that replaced one with the same key.
+    pub templates_redefined: u64,
+    /// Templates removed by withdrawal records.
+    pub templates_withdrawn: u64,
+    /// Templates in the cache now (gauge).
+    pub template_cache_templates: u64,
+    /// Bytes accounted to the template cache now (gauge).
+    pub template_cache_bytes: u64,
+    /// Data sets held because their template was missing.
+    pub early_data_held: u64,
+    /// Held data sets decoded after their template arrived.
+    pub early_data_replayed: u64,
+    /// Bytes of early data held now (gauge).
+    pub early_data_bytes: u64,
+    /// Options data records read (v9 / IPFIX).
+    pub options_records: u64,
+    /// Sampling rates learned or updated from options data and v5 headers.
+    pub sampling_rates_learned: u64,
+    /// Sampling rates not learned because the table was full.
+    pub sampling_rates_refused: u64,
+    /// Sequence spaces not tracked because the tracker table was full.
+    pub sequence_spaces_refused: u64,
 }
 
 impl DecodeStats {
@@ -112,16 +154,76 @@ impl DecodeStats {
     }
 }
 
+/// Decoder settings: cache and early-data caps, configured sampling rates.
+#[derive(Clone, Debug, Default)]
+pub struct DecoderConfig {
+    pub template_limits: CacheLimits,
+    pub early_limits: EarlyLimits,
+    /// Configured rates by exporter prefix (longest match); see [`sampling`].
+    pub sampling: Vec<ConfiguredRate>,
+}
+
+/// One sequence space: an exporter, its protocol and its domain (v5 engine, v9 source id, IPFIX
+/// observation domain).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SequenceSpace {
+    pub exporter: IpAddr,
+    pub protocol: Protocol,
+    pub domain: u32,
+}
+
+/// Most sequence spaces tracked per worker.
+pub const MAX_SEQUENCE_SPACES: usize = 1 << 16;
+
 /// All decoder state of one worker. Not shared between threads.
 #[derive(Debug, Default)]
 pub struct Decoder {
     pub stats: DecodeStats,
     sflow: sflow::SflowDecoder,
+    templated: TemplatedState,
+    sampling: SamplingTable,
+    sequences: FastMap<SequenceSpace, SequenceTracker>,
 }
 
 impl Decoder {
     pub fn new() -> Self {
-        Self::default()
+        Self::with_config(DecoderConfig::default())
+    }
+
+    pub fn with_config(config: DecoderConfig) -> Self {
+        Decoder {
+            templated: TemplatedState::new(
+                TemplateCache::new(config.template_limits),
+                EarlyData::new(config.early_limits),
+            ),
+            sampling: SamplingTable::new(config.sampling),
+            ..Default::default()
+        }
+    }
+
+    /// Loss, late and restart counts per sequence space seen so far.
+    pub fn sequence_counts(&self) -> impl Iterator<Item = (SequenceSpace, SequenceCounts)> + '_ {
+        self.sequences.iter().map(|(k, t)| (*k, t.counts))
+    }
+
+    /// The template cache (sizes for metrics; tests).
+    pub fn templates(&self) -> &TemplateCache {
+        &self.templated.templates
+    }
+
+    /// Learned and configured sampling rates.
+    pub fn sampling(&self) -> &SamplingTable {
+        &self.sampling
+    }
+
+    /// Replace the configured sampling rates (SIGHUP reload); learned rates are kept.
+    pub fn set_configured_sampling(&mut self, configured: Vec<ConfiguredRate>) {
+        self.sampling.set_configured(configured);
+    }
+
+    /// The sFlow decoder: its counters (`stats()`) and per-agent sequence counts (`agents()`).
+    pub fn sflow(&self) -> &sflow::SflowDecoder {
+        &self.sflow
     }
 
     /// Decode one datagram, handing every record to `sink`.
@@ -149,13 +251,120 @@ impl Decoder {
     ) -> Result<(), ErrorReason> {
         let protocol = Protocol::detect(datagram)?;
         self.stats.datagrams[protocol.index()] += 1;
-        let records = match protocol {
-            Protocol::NetflowV5 => netflow_v5::decode(meta, datagram, sink)?,
-            Protocol::SflowV5 => self.sflow.decode(meta, datagram, sink)?,
-            Protocol::NetflowV9 | Protocol::Ipfix => return Err(ErrorReason::UnknownVersion),
-        };
-        self.stats.records[protocol.index()] += records as u64;
+        match protocol {
+            Protocol::NetflowV5 => self.decode_v5(meta, datagram, sink),
+            Protocol::SflowV5 => {
+                let records = self.sflow.decode(meta, datagram, sink)?;
+                self.stats.records[protocol.index()] += records as u64;
+                Ok(())
+            }
+            Protocol::NetflowV9 | Protocol::Ipfix => {
+                let mut env = Env {
+                    sampling: &mut self.sampling,
+                    stats: &mut self.stats,
+                    sink,
+                };
+                let outcome = if protocol == Protocol::Ipfix {
+                    ipfix::decode(&mut self.templated, meta, datagram, &mut env)
+                } else {
+                    netflow_v9::decode(&mut self.templated, meta, datagram, &mut env)
+                };
+                self.stats.template_cache_templates = self.templated.templates.len() as u64;
+                self.stats.template_cache_bytes = self.templated.templates.bytes() as u64;
+                self.stats.early_data_bytes = self.templated.early.bytes() as u64;
+                let outcome: Outcome = outcome?;
+                self.stats.records[protocol.index()] += u64::from(outcome.flows);
+                self.observe_sequence(
+                    meta.exporter.ip(),
+                    protocol,
+                    outcome.domain,
+                    outcome.sequence,
+                    outcome.span,
+                    outcome.uptime_ms,
+                );
+                match outcome.error {
+                    Some(reason) => Err(reason),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+
+    fn decode_v5(
+        &mut self,
+        meta: &DatagramMeta,
+        datagram: &[u8],
+        sink: &mut impl RecordSink,
+    ) -> Result<(), ErrorReason> {
+        let exporter = meta.exporter.ip();
+        let sampling = &mut self.sampling;
+        let stats = &mut self.stats;
+        let outcome = netflow_v5::decode(
+            meta,
+            datagram,
+            |h| {
+                let interval = u32::from(h.sampling_interval());
+                let key = SamplerKey {
+                    exporter,
+                    domain: h.domain(),
+                    sampler: 0,
+                };
+                if interval != 0 && sampling.learned(key) != Some(interval) {
+                    if sampling.learn(key, interval) {
+                        stats.sampling_rates_learned += 1;
+                    } else {
+                        stats.sampling_rates_refused += 1;
+                    }
+                }
+                let rates = sampling.rates_for(exporter, h.domain());
+                let exported = (interval != 0).then_some(interval);
+                sampling.resolve(&rates, exporter, h.domain(), 0, exported)
+            },
+            sink,
+        )?;
+        self.stats.records[Protocol::NetflowV5.index()] += u64::from(outcome.records);
+        self.observe_sequence(
+            exporter,
+            Protocol::NetflowV5,
+            outcome.header.domain(),
+            outcome.header.flow_sequence,
+            Some(outcome.records),
+            Some(outcome.header.sys_uptime_ms),
+        );
         Ok(())
+    }
+
+    fn observe_sequence(
+        &mut self,
+        exporter: IpAddr,
+        protocol: Protocol,
+        domain: u32,
+        sequence: u32,
+        span: Option<u32>,
+        uptime_ms: Option<u32>,
+    ) {
+        let space = SequenceSpace {
+            exporter,
+            protocol,
+            domain,
+        };
+        let full = self.sequences.len() >= MAX_SEQUENCE_SPACES;
+        let tracker = match self.sequences.get_mut(&space) {
+            Some(t) => t,
+            None if full => {
+                self.stats.sequence_spaces_refused += 1;
+                return;
+            }
+            None => self.sequences.entry(space).or_insert_with(|| {
+                // v5 counts flows (30 per datagram), IPFIX data records, v9 packets.
+                let (window, max_gap) = match protocol {
+                    Protocol::NetflowV9 => (100, 1_000_000),
+                    _ => (3_000, 10_000_000),
+                };
+                SequenceTracker::new(window, max_gap)
+            }),
+        };
+        tracker.observe(sequence, span, uptime_ms);
     }
 }
 

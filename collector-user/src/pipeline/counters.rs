@@ -44,6 +44,17 @@ pub struct WorkerCounters {
     pub untracked_exporter_datagrams: AtomicU64,
     /// Events dropped because the control plane's channel was full.
     pub events_dropped: AtomicU64,
+    /// Templates in the worker's cache, and their bytes (copied from the decoder's stats).
+    pub templates: AtomicU64,
+    pub template_bytes: AtomicU64,
+    /// Templates learned, redefined and withdrawn so far.
+    pub templates_learned: AtomicU64,
+    pub templates_redefined: AtomicU64,
+    pub templates_withdrawn: AtomicU64,
+    /// Data sets held for a template not seen yet, their bytes now, and those replayed later.
+    pub early_data_held: AtomicU64,
+    pub early_data_bytes: AtomicU64,
+    pub early_data_replayed: AtomicU64,
     /// Batches committed to the sink.
     pub batches: AtomicU64,
     /// Sink commits that failed (records of such a batch may be lost; logged once per failure burst).
@@ -63,6 +74,14 @@ impl WorkerCounters {
             records: Default::default(),
             errors: std::array::from_fn(|_| AtomicU64::new(0)),
             untracked_exporter_datagrams: AtomicU64::new(0),
+            templates: AtomicU64::new(0),
+            template_bytes: AtomicU64::new(0),
+            templates_learned: AtomicU64::new(0),
+            templates_redefined: AtomicU64::new(0),
+            templates_withdrawn: AtomicU64::new(0),
+            early_data_held: AtomicU64::new(0),
+            early_data_bytes: AtomicU64::new(0),
+            early_data_replayed: AtomicU64::new(0),
             events_dropped: AtomicU64::new(0),
             batches: AtomicU64::new(0),
             sink_errors: AtomicU64::new(0),
@@ -80,6 +99,20 @@ impl WorkerCounters {
         for (slot, &v) in self.errors.iter().zip(&stats.errors) {
             slot.store(v, Relaxed);
         }
+        self.templates
+            .store(stats.template_cache_templates, Relaxed);
+        self.template_bytes
+            .store(stats.template_cache_bytes, Relaxed);
+        self.templates_learned
+            .store(stats.templates_learned, Relaxed);
+        self.templates_redefined
+            .store(stats.templates_redefined, Relaxed);
+        self.templates_withdrawn
+            .store(stats.templates_withdrawn, Relaxed);
+        self.early_data_held.store(stats.early_data_held, Relaxed);
+        self.early_data_bytes.store(stats.early_data_bytes, Relaxed);
+        self.early_data_replayed
+            .store(stats.early_data_replayed, Relaxed);
     }
 
     /// Records produced so far, all protocols.
@@ -102,6 +135,9 @@ pub struct ExporterCounters {
     pub records: AtomicU64,
     /// Datagrams that failed to decode (fully or partly).
     pub errors: AtomicU64,
+    /// Units the exporter's sequence numbers count that arrived (flows for v5, data records for
+    /// IPFIX, packets for v9, datagrams for sFlow): the denominator of the loss ratio.
+    pub sequence_units: AtomicU64,
     /// Receive time of the last datagram, ns since the Unix epoch.
     pub last_seen_ns: AtomicU64,
 }
@@ -109,9 +145,10 @@ pub struct ExporterCounters {
 impl ExporterCounters {
     /// Count one datagram of this exporter.
     #[inline]
-    pub fn observe(&self, records: u64, failed: bool, received_ns: u64) {
+    pub fn observe(&self, records: u64, units: u64, failed: bool, received_ns: u64) {
         bump(&self.datagrams, 1);
         bump(&self.records, records);
+        bump(&self.sequence_units, units);
         if failed {
             bump(&self.errors, 1);
         }
@@ -130,7 +167,11 @@ mod tests {
         s.records[Protocol::Ipfix.index()] = 7;
         s.records[Protocol::NetflowV5.index()] = 5;
         s.count_error(ErrorReason::TemplateMissing);
+        s.template_cache_templates = 120;
+        s.early_data_replayed = 4;
         c.publish_decode_stats(&s);
+        assert_eq!(get(&c.templates), 120);
+        assert_eq!(get(&c.early_data_replayed), 4);
         assert_eq!(c.records_total(), 12);
         assert_eq!(get(&c.errors[ErrorReason::TemplateMissing.index()]), 1);
         assert_eq!(c.errors_total(), 1);
@@ -139,11 +180,12 @@ mod tests {
     #[test]
     fn exporter_observe_counts() {
         let e = ExporterCounters::default();
-        e.observe(30, false, 10);
-        e.observe(0, true, 20);
+        e.observe(30, 30, false, 10);
+        e.observe(0, 1, true, 20);
         assert_eq!(get(&e.datagrams), 2);
         assert_eq!(get(&e.records), 30);
         assert_eq!(get(&e.errors), 1);
+        assert_eq!(get(&e.sequence_units), 31);
         assert_eq!(get(&e.last_seen_ns), 20);
     }
 }

@@ -44,13 +44,14 @@ impl ExporterTable {
         &mut self,
         exporter: SocketAddr,
         records: u64,
+        units: u64,
         failed: bool,
         received_ns: u64,
         worker: &WorkerCounters,
         events: &Sender<Event>,
     ) {
         if let Some(counters) = self.exporters.get(&exporter) {
-            counters.observe(records, failed, received_ns);
+            counters.observe(records, units, failed, received_ns);
             return;
         }
         if self.exporters.len() >= self.capacity {
@@ -58,7 +59,7 @@ impl ExporterTable {
             return;
         }
         let counters = Arc::new(ExporterCounters::default());
-        counters.observe(records, failed, received_ns);
+        counters.observe(records, units, failed, received_ns);
         self.exporters.insert(exporter, Arc::clone(&counters));
         let event = Event::NewExporter {
             worker: self.worker,
@@ -103,10 +104,10 @@ mod tests {
         let (tx, rx) = crossbeam_channel::bounded(16);
         let w = WorkerCounters::new(0);
         let mut t = ExporterTable::new(0, 2);
-        t.observe(addr(1), 5, false, 1, &w, &tx);
-        t.observe(addr(1), 5, true, 2, &w, &tx);
-        t.observe(addr(2), 1, false, 3, &w, &tx);
-        t.observe(addr(3), 1, false, 4, &w, &tx);
+        t.observe(addr(1), 5, 5, false, 1, &w, &tx);
+        t.observe(addr(1), 5, 5, true, 2, &w, &tx);
+        t.observe(addr(2), 1, 1, false, 3, &w, &tx);
+        t.observe(addr(3), 1, 1, false, 4, &w, &tx);
         assert_eq!(t.len(), 2);
         assert_eq!(get(&w.untracked_exporter_datagrams), 1);
         let events: Vec<_> = rx.try_iter().collect();
@@ -121,6 +122,7 @@ mod tests {
         assert_eq!(get(&counters.datagrams), 2);
         assert_eq!(get(&counters.records), 10);
         assert_eq!(get(&counters.errors), 1);
+        assert_eq!(get(&counters.sequence_units), 10);
     }
 
     #[test]
@@ -128,8 +130,8 @@ mod tests {
         let (tx, _rx) = crossbeam_channel::bounded(1);
         let w = WorkerCounters::new(0);
         let mut t = ExporterTable::new(0, 10);
-        t.observe(addr(1), 0, false, 1, &w, &tx);
-        t.observe(addr(2), 0, false, 1, &w, &tx);
+        t.observe(addr(1), 0, 0, false, 1, &w, &tx);
+        t.observe(addr(2), 0, 0, false, 1, &w, &tx);
         assert_eq!(get(&w.events_dropped), 1);
     }
 
@@ -138,8 +140,8 @@ mod tests {
         let (tx, _rx) = crossbeam_channel::bounded(8);
         let w = WorkerCounters::new(0);
         let mut t = ExporterTable::new(0, 10);
-        t.observe(addr(1), 0, false, 0, &w, &tx);
-        t.observe(addr(2), 0, false, IDLE_LIMIT_NS, &w, &tx);
+        t.observe(addr(1), 0, 0, false, 0, &w, &tx);
+        t.observe(addr(2), 0, 0, false, IDLE_LIMIT_NS, &w, &tx);
         assert_eq!(t.expire_idle(IDLE_LIMIT_NS + 1), 1);
         assert_eq!(t.len(), 1);
     }

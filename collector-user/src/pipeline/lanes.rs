@@ -6,8 +6,9 @@
 //! round robin when there are more workers than cores), wait for them to drain after the shutdown
 //! flag is set (SIGINT/SIGTERM), then let the control plane log the final summary.
 
-use super::{BatchSink, DatagramDecoder, Event, Source, Worker, WorkerCounters};
-use crate::control::{ControlPlane, ControlSetup, ReloadHook};
+use super::{BatchSink, DatagramDecoder, Event, Source, Worker, WorkerCommand, WorkerCounters};
+use crate::control::{ControlPlane, ControlSetup};
+use crate::decode::sampling::ConfiguredRate;
 use crate::metrics::{CollectorMetrics, DEFAULT_TOP_N, Totals};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,8 +31,9 @@ pub struct LaneOptions {
     pub summary_interval: Duration,
     /// Set to stop (also set by SIGINT/SIGTERM).
     pub stop: Arc<AtomicBool>,
-    /// Called on SIGHUP.
-    pub reload: ReloadHook,
+    /// Called on SIGHUP: the new configured sampling rates for every worker, or `None` to keep
+    /// the current ones (the hook logs why).
+    pub reload: Box<dyn FnMut() -> Option<Vec<ConfiguredRate>> + Send>,
     /// Pin worker threads to cores.
     pub pin: bool,
 }
@@ -59,13 +61,28 @@ where
         .collect();
     let metrics = Arc::new(CollectorMetrics::new(counters.clone(), DEFAULT_TOP_N));
     let (events_tx, events_rx) = crossbeam_channel::bounded::<Event>(EVENT_CHANNEL);
+    let (command_txs, command_rxs): (Vec<_>, Vec<_>) = (0..lanes.len())
+        .map(|_| crossbeam_channel::bounded::<WorkerCommand>(4))
+        .unzip();
+    let mut reload = options.reload;
     let control = ControlPlane::start(ControlSetup {
         metrics,
         events: events_rx,
         listener: options.metrics_listener,
         stop: Arc::clone(&options.stop),
         summary_interval: options.summary_interval,
-        reload: options.reload,
+        reload: Box::new(move || {
+            if let Some(rates) = reload() {
+                for (worker, tx) in command_txs.iter().enumerate() {
+                    if tx
+                        .try_send(WorkerCommand::SetSampling(rates.clone()))
+                        .is_err()
+                    {
+                        tracing::warn!(worker, "worker busy with an earlier reload; skipped");
+                    }
+                }
+            }
+        }),
     })?;
     let cores = if options.pin {
         core_affinity::get_core_ids().unwrap_or_default()
@@ -73,7 +90,7 @@ where
         Vec::new()
     };
     let mut threads = Vec::new();
-    for (id, lane) in lanes.into_iter().enumerate() {
+    for (id, (lane, commands)) in lanes.into_iter().zip(command_rxs).enumerate() {
         let worker = Worker::new(
             id,
             lane.source,
@@ -81,7 +98,8 @@ where
             lane.sink,
             Arc::clone(&counters[id]),
             events_tx.clone(),
-        );
+        )
+        .with_commands(commands);
         let core = cores.get(id % cores.len().max(1)).copied();
         let stop = Arc::clone(&options.stop);
         let spawned = std::thread::Builder::new()

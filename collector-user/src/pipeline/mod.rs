@@ -19,10 +19,13 @@ pub mod udp;
 pub mod worker;
 
 pub use counters::{ExporterCounters, WorkerCounters};
-pub use worker::Worker;
+pub use worker::{Worker, WorkerCommand};
 
+use crate::decode::sampling::ConfiguredRate;
+use crate::decode::sequence::SequenceCounts;
 use crate::decode::{Collected, DatagramMeta, DecodeStats, Decoder, ErrorReason, RecordSink};
-use std::net::SocketAddr;
+use crate::record::addr_from_bytes;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,6 +69,13 @@ pub trait DatagramDecoder: Send {
 
     /// Cumulative decode counters.
     fn stats(&self) -> &DecodeStats;
+
+    /// Append the sequence accounting of every sequence space, by exporter address (several
+    /// entries may share an address: one per domain, protocol or sFlow sub-agent).
+    fn sequence_counts(&self, out: &mut Vec<(IpAddr, SequenceCounts)>);
+
+    /// Replace the configured sampling rates (SIGHUP).
+    fn set_configured_sampling(&mut self, rates: Vec<ConfiguredRate>);
 }
 
 impl DatagramDecoder for Decoder {
@@ -81,6 +91,19 @@ impl DatagramDecoder for Decoder {
     fn stats(&self) -> &DecodeStats {
         &self.stats
     }
+
+    fn sequence_counts(&self, out: &mut Vec<(IpAddr, SequenceCounts)>) {
+        out.extend(Decoder::sequence_counts(self).map(|(space, counts)| (space.exporter, counts)));
+        out.extend(
+            self.sflow()
+                .agents()
+                .map(|a| (addr_from_bytes(&a.agent_addr), a.datagrams)),
+        );
+    }
+
+    fn set_configured_sampling(&mut self, rates: Vec<ConfiguredRate>) {
+        Decoder::set_configured_sampling(self, rates);
+    }
 }
 
 /// A record sink that publishes in batches: records pushed since the last `commit` become visible
@@ -91,6 +114,13 @@ pub trait BatchSink: RecordSink + Send {
     /// Make everything durable before exit (the final commit on shutdown).
     fn flush(&mut self) -> std::io::Result<()> {
         self.commit()
+    }
+}
+
+impl BatchSink for crate::ring::WorkerRings {
+    fn commit(&mut self) -> std::io::Result<()> {
+        crate::ring::WorkerRings::commit(self);
+        Ok(())
     }
 }
 
@@ -109,6 +139,11 @@ pub enum Event {
         worker: usize,
         exporter: SocketAddr,
         counters: Arc<ExporterCounters>,
+    },
+    /// A worker's sequence accounting (sent about once a second and when it stops).
+    Sequences {
+        worker: usize,
+        counts: Vec<(IpAddr, SequenceCounts)>,
     },
     /// A sample of the decode errors of one worker (at most one per [`worker::ERROR_SAMPLE_INTERVAL_NS`]).
     DecodeError {

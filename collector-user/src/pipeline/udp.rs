@@ -8,7 +8,8 @@
 use super::BatchSink;
 use super::lanes::{Lane, LaneOptions, LanesOutcome, run_lanes};
 use crate::config::{FlagConfig, Settings};
-use crate::decode::Decoder;
+use crate::decode::{Decoder, DecoderConfig};
+use crate::ring::{RingConfig, WorkerRings};
 use crate::source::udp::{UdpSocket, UdpSource};
 use anyhow::Context as _;
 use std::net::SocketAddr;
@@ -100,7 +101,10 @@ where
     for (worker, source) in sources.into_iter().enumerate() {
         lanes.push(Lane {
             source,
-            decoder: Decoder::new(),
+            decoder: Decoder::with_config(DecoderConfig {
+                sampling: settings.sampling.to_configured(settings.sampling_override),
+                ..Default::default()
+            }),
             sink: open_sink(worker)?,
         });
     }
@@ -115,12 +119,13 @@ where
             stop,
             reload: Box::new(
                 move || match reload_settings.reload_sampling(&reload_flags) {
-                    Ok(rates) => tracing::info!(
-                        entries = rates.0.len(),
-                        "sampling rates re-read from the config file"
-                    ),
+                    Ok(rates) => {
+                        tracing::info!(entries = rates.len(), "sampling rates reloaded");
+                        Some(rates)
+                    }
                     Err(err) => {
-                        tracing::error!(%err, "reload failed; keeping the previous settings")
+                        tracing::error!(%err, "reload failed; keeping the previous sampling rates");
+                        None
                     }
                 },
             ),
@@ -129,10 +134,29 @@ where
     )
 }
 
-/// `collector run` without `--xdp`.
+/// `collector run` without `--xdp`: write each worker's records to its rings in `--ring-dir`.
 pub fn run(settings: &Settings, flags: &FlagConfig) -> anyhow::Result<()> {
-    let _ = (settings, flags);
-    anyhow::bail!(
-        "UDP-socket mode writes ring files; the ring writer is not merged on this branch yet"
-    )
+    std::fs::create_dir_all(&settings.ring_dir).with_context(|| {
+        format!(
+            "creating the ring directory {}",
+            settings.ring_dir.display()
+        )
+    })?;
+    let stop = Arc::new(AtomicBool::new(false));
+    run_with_sinks(settings, flags, stop, |worker| {
+        let config = RingConfig {
+            size: settings.ring_size,
+            worker_id: u32::try_from(worker).unwrap_or(u32::MAX),
+            ..Default::default()
+        };
+        let rings = WorkerRings::open(&settings.ring_dir, &config).with_context(|| {
+            format!(
+                "opening the rings of worker {worker} in {}",
+                settings.ring_dir.display()
+            )
+        })?;
+        tracing::info!(worker, flows = %rings.flows.path().display(), "ring files open");
+        Ok(rings)
+    })?;
+    Ok(())
 }

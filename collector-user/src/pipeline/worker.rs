@@ -10,7 +10,8 @@ use super::counters::{WorkerCounters, bump};
 use super::exporters::{DEFAULT_CAPACITY, ExporterTable};
 use super::{BatchSink, DatagramDecoder, Event, Source};
 use crate::decode::Protocol;
-use crossbeam_channel::Sender;
+use crate::decode::sampling::ConfiguredRate;
+use crossbeam_channel::{Receiver, Sender};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -23,6 +24,15 @@ pub const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 pub const ERROR_SAMPLE_INTERVAL_NS: u64 = 1_000_000_000;
 /// Housekeeping (exporter expiry) period.
 const HOUSEKEEPING: Duration = Duration::from_secs(10);
+/// How often the sequence accounting is sent to the control plane.
+const SEQUENCE_REPORT: Duration = Duration::from_secs(1);
+
+/// What the control plane tells a worker (checked once per batch, never blocking).
+#[derive(Debug, Clone)]
+pub enum WorkerCommand {
+    /// New configured sampling rates (SIGHUP).
+    SetSampling(Vec<ConfiguredRate>),
+}
 
 /// One lane of the pipeline.
 pub struct Worker<S, D, K> {
@@ -33,6 +43,7 @@ pub struct Worker<S, D, K> {
     counters: Arc<WorkerCounters>,
     exporters: ExporterTable,
     events: Sender<Event>,
+    commands: Option<Receiver<WorkerCommand>>,
     errors_since_sample: u64,
     last_error_sample_ns: Option<u64>,
 }
@@ -55,9 +66,16 @@ impl<S: Source, D: DatagramDecoder, K: BatchSink> Worker<S, D, K> {
             counters,
             exporters: ExporterTable::new(id, DEFAULT_CAPACITY),
             events,
+            commands: None,
             errors_since_sample: 0,
             last_error_sample_ns: None,
         }
+    }
+
+    /// Take commands (sampling reloads) from `commands`.
+    pub fn with_commands(mut self, commands: Receiver<WorkerCommand>) -> Self {
+        self.commands = Some(commands);
+        self
     }
 
     /// The worker's counters.
@@ -68,8 +86,22 @@ impl<S: Source, D: DatagramDecoder, K: BatchSink> Worker<S, D, K> {
     /// Run until `stop` is set, then drain and flush. Returns the decoder and sink (tests inspect them).
     pub fn run(mut self, stop: &AtomicBool) -> std::io::Result<(D, K)> {
         let mut last_housekeeping = Instant::now();
+        let mut last_sequence_report = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             self.step(POLL_TIMEOUT)?;
+            if let Some(commands) = &self.commands {
+                for command in commands.try_iter() {
+                    match command {
+                        WorkerCommand::SetSampling(rates) => {
+                            self.decoder.set_configured_sampling(rates)
+                        }
+                    }
+                }
+            }
+            if last_sequence_report.elapsed() >= SEQUENCE_REPORT {
+                last_sequence_report = Instant::now();
+                self.report_sequences();
+            }
             if last_housekeeping.elapsed() >= HOUSEKEEPING {
                 last_housekeeping = Instant::now();
                 self.exporters.expire_idle(crate::source::now_ns());
@@ -77,11 +109,28 @@ impl<S: Source, D: DatagramDecoder, K: BatchSink> Worker<S, D, K> {
         }
         let drain_started = Instant::now();
         while drain_started.elapsed() < DRAIN_LIMIT && self.step(Duration::ZERO)? > 0 {}
+        self.report_sequences();
         if let Err(err) = self.sink.flush() {
             bump(&self.counters.sink_errors, 1);
             return Err(err);
         }
         Ok((self.decoder, self.sink))
+    }
+
+    /// Send the decoder's sequence accounting to the control plane (off the per-datagram path).
+    fn report_sequences(&mut self) {
+        let mut counts = Vec::new();
+        self.decoder.sequence_counts(&mut counts);
+        if counts.is_empty() {
+            return;
+        }
+        let event = Event::Sequences {
+            worker: self.id,
+            counts,
+        };
+        if self.events.try_send(event).is_err() {
+            bump(&self.counters.events_dropped, 1);
+        }
     }
 
     /// One batch: receive, decode, commit, publish. Returns the number of datagrams received.
@@ -94,6 +143,7 @@ impl<S: Source, D: DatagramDecoder, K: BatchSink> Worker<S, D, K> {
             counters,
             exporters,
             events,
+            commands: _,
             errors_since_sample,
             last_error_sample_ns,
         } = self;
@@ -103,9 +153,17 @@ impl<S: Source, D: DatagramDecoder, K: BatchSink> Worker<S, D, K> {
             let before = records_total(decoder.stats());
             let result = decoder.decode_datagram(meta, datagram, sink);
             let records = records_total(decoder.stats()).wrapping_sub(before);
+            // Units the exporter's sequence number counts: flows (v5), data records (IPFIX),
+            // packets (v9), datagrams (sFlow).
+            let units = match Protocol::detect(datagram) {
+                Ok(Protocol::NetflowV5 | Protocol::Ipfix) => records,
+                Ok(Protocol::NetflowV9 | Protocol::SflowV5) => 1,
+                Err(_) => 0,
+            };
             exporters.observe(
                 meta.exporter,
                 records,
+                units,
                 result.is_err(),
                 meta.received_ns,
                 counters,
@@ -163,6 +221,7 @@ fn records_total(stats: &crate::decode::DecodeStats) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::sequence::SequenceCounts;
     use crate::decode::{Collected, DatagramMeta, DecodeStats, ErrorReason, RecordSink};
     use crate::pipeline::SourceLosses;
     use crate::pipeline::counters::get;
@@ -207,6 +266,7 @@ mod tests {
     #[derive(Default)]
     struct CountingDecoder {
         stats: DecodeStats,
+        sampling: Vec<ConfiguredRate>,
     }
 
     impl DatagramDecoder for CountingDecoder {
@@ -233,6 +293,19 @@ mod tests {
         }
         fn stats(&self) -> &DecodeStats {
             &self.stats
+        }
+        fn sequence_counts(&self, out: &mut Vec<(std::net::IpAddr, SequenceCounts)>) {
+            out.push((
+                "192.0.2.9".parse().unwrap(),
+                SequenceCounts {
+                    lost: self.stats.records[0],
+                    late: 0,
+                    restarts: 0,
+                },
+            ));
+        }
+        fn set_configured_sampling(&mut self, rates: Vec<ConfiguredRate>) {
+            self.sampling = rates;
         }
     }
 
@@ -303,6 +376,7 @@ mod tests {
         let events: Vec<_> = rx.try_iter().collect();
         let mut per_exporter = Vec::new();
         let mut error_samples = 0;
+        let mut sequence_reports = 0;
         for e in &events {
             match e {
                 Event::NewExporter {
@@ -317,11 +391,51 @@ mod tests {
                     assert_eq!(*reason, ErrorReason::UnknownVersion);
                     error_samples += 1;
                 }
+                Event::Sequences { counts, .. } => {
+                    // The final report after the drain carries the decoder's last counts.
+                    assert_eq!(counts[0].1.lost, 10);
+                    sequence_reports += 1;
+                }
             }
         }
         per_exporter.sort();
         assert_eq!(per_exporter, vec![(1, 3, 4, 1), (2, 1, 2, 0), (3, 1, 4, 0)]);
+        let _ = &decoder.sampling;
         assert_eq!(error_samples, 1);
+        assert_eq!(sequence_reports, 1);
+    }
+
+    #[test]
+    fn sampling_reload_reaches_the_decoder() {
+        let source = ScriptedSource {
+            batches: VecDeque::new(),
+            drops: 0,
+        };
+        let (tx, _rx) = crossbeam_channel::bounded(8);
+        let (cmd_tx, cmd_rx) = crossbeam_channel::bounded(8);
+        let worker = Worker::new(
+            0,
+            source,
+            CountingDecoder::default(),
+            CommitCounting::default(),
+            Arc::new(WorkerCounters::new(0)),
+            tx,
+        )
+        .with_commands(cmd_rx);
+        let rate = ConfiguredRate {
+            prefix: "10.0.0.0".parse().unwrap(),
+            prefix_len: 8,
+            rate: 400,
+            override_exported: false,
+        };
+        cmd_tx.send(WorkerCommand::SetSampling(vec![rate])).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopper = Arc::clone(&stop);
+        let handle = std::thread::spawn(move || worker.run(&stopper));
+        std::thread::sleep(Duration::from_millis(200));
+        stop.store(true, Ordering::Relaxed);
+        let (decoder, _) = handle.join().unwrap().unwrap();
+        assert_eq!(decoder.sampling, vec![rate]);
     }
 
     #[test]

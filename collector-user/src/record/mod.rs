@@ -8,7 +8,7 @@
 //! Addresses are stored as 16 bytes, IPv4 as IPv4-mapped IPv6 (`::ffff:a.b.c.d`); all-zero means
 //! "not reported". Integers are host byte order.
 
-mod counters;
+pub mod counters;
 
 pub use counters::CounterRecord;
 
@@ -170,8 +170,13 @@ pub struct FlowRecord {
     pub src_mac: [u8; 6],
     pub dst_mac: [u8; 6],
     // --- 232..256
+    /// How `in_if` is encoded (sFlow interface format): 0 ifIndex, 1 discarded (`in_if` = reason
+    /// code), 2 multiple interfaces (`in_if` = count, 0 = unknown). Other protocols: 0.
+    pub in_if_format: u8,
+    /// How `out_if` is encoded, as `in_if_format`.
+    pub out_if_format: u8,
     /// Zero; room for fields added in later schema versions.
-    pub reserved: [u8; 24],
+    pub reserved: [u8; 22],
 }
 
 const _: () = assert!(core::mem::size_of::<FlowRecord>() == 256);

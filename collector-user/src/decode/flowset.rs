@@ -1,0 +1,304 @@
+//! What NetFlow v9 and IPFIX have in common once their set framing is parsed: learning and
+//! withdrawing templates, decoding data sets through compiled templates, holding data sets whose
+//! template is missing and replaying them when it arrives, and learning sampling rates from options
+//! records. `netflow_v9.rs` and `ipfix.rs` own their headers and set layouts and call in here.
+
+use super::ie::Extras;
+use super::sampling::{SamplerKey, SamplingTable};
+use super::template::{
+    EarlyData, Field, HeldContext, Template, TemplateCache, TemplateKey, TemplateKind,
+};
+use super::time::{ExportClock, TimeKind};
+use super::{DecodeStats, ErrorReason, RecordSink};
+use crate::record::{FlowRecord, FlowType, addr_to_bytes};
+use bytemuck::Zeroable;
+use std::net::SocketAddr;
+use std::ops::Range;
+
+/// The header facts of one export message that its records inherit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// 9 (NetFlow v9) or 10 (IPFIX).
+    pub version: u8,
+    pub flow_type: FlowType,
+    pub exporter: SocketAddr,
+    /// Observation domain (IPFIX) or source id (v9).
+    pub domain: u32,
+    pub received_ns: u64,
+    pub clock: ExportClock,
+    pub sequence: u32,
+}
+
+impl Message {
+    pub fn key(&self, id: u16) -> TemplateKey {
+        TemplateKey {
+            version: self.version,
+            domain: self.domain,
+            id,
+        }
+    }
+
+    /// The record every data record of this message starts from.
+    fn base_record(&self) -> FlowRecord {
+        let mut rec = FlowRecord::zeroed();
+        rec.flow_type = self.flow_type as u8;
+        rec.time_received_ns = self.received_ns;
+        rec.exporter_addr = addr_to_bytes(self.exporter.ip());
+        rec.exporter_port = self.exporter.port();
+        rec.observation_domain_id = self.domain;
+        rec.sequence_num = self.sequence;
+        rec
+    }
+}
+
+/// The decoder parts a message needs besides the template state.
+pub struct Env<'a, S> {
+    pub sampling: &'a mut SamplingTable,
+    pub stats: &'a mut DecodeStats,
+    pub sink: &'a mut S,
+}
+
+impl<S> Env<'_, S> {
+    /// Remember the first problem of a message (returned, and counted by the caller) and count the
+    /// later ones here, so each is counted once.
+    pub fn note(&mut self, first: &mut Option<ErrorReason>, reason: ErrorReason) {
+        if first.is_none() {
+            *first = Some(reason);
+        } else {
+            self.stats.count_error(reason);
+        }
+    }
+}
+
+/// Records decoded from one data set (or a template's replayed early data).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Decoded {
+    /// Flow records handed to the sink.
+    pub flows: u32,
+    /// Data records read, options records included (IPFIX sequence numbers count these).
+    pub data_records: u32,
+}
+
+/// Templates and early data of one worker for v9 and IPFIX.
+#[derive(Debug, Default)]
+pub struct TemplatedState {
+    pub templates: TemplateCache,
+    pub early: EarlyData,
+    /// Template fields being parsed (reused; never shrinks below the largest template seen).
+    pub fields: Vec<Field>,
+    replay: Vec<u8>,
+    replay_sets: Vec<(HeldContext, Range<usize>)>,
+}
+
+impl TemplatedState {
+    pub fn new(templates: TemplateCache, early: EarlyData) -> Self {
+        TemplatedState {
+            templates,
+            early,
+            ..Default::default()
+        }
+    }
+
+    /// Start a message: age out early data by its receive time.
+    pub fn begin<S>(&mut self, msg: &Message, env: &mut Env<'_, S>) {
+        let dropped = self.early.expire(msg.exporter.ip(), msg.received_ns);
+        env.stats.errors[ErrorReason::EarlyDataDropped.index()] += dropped;
+    }
+
+    /// Compile and store the template `id` made of `self.fields`, then decode early data held for it.
+    /// Returns the flow records replayed.
+    pub fn learn<S: RecordSink>(
+        &mut self,
+        msg: &Message,
+        id: u16,
+        kind: TemplateKind,
+        env: &mut Env<'_, S>,
+    ) -> Result<u32, ErrorReason> {
+        let template = Template::compile(kind, &self.fields)?;
+        let key = msg.key(id);
+        let ip = msg.exporter.ip();
+        let inserted = self.templates.insert(ip, key, template);
+        env.stats.templates_learned += 1;
+        env.stats.templates_redefined += u64::from(inserted.replaced);
+        env.stats.errors[ErrorReason::TemplateEvicted.index()] += inserted.evicted;
+
+        self.replay.clear();
+        self.replay_sets.clear();
+        self.early
+            .take(ip, key, &mut self.replay, &mut self.replay_sets);
+        let mut flows = 0;
+        for (ctx, range) in &self.replay_sets {
+            let (Some(template), Some(body)) =
+                (self.templates.get(ip, key), self.replay.get(range.clone()))
+            else {
+                env.stats.count_error(ErrorReason::EarlyDataDropped);
+                continue;
+            };
+            let held = Message {
+                received_ns: ctx.received_ns,
+                clock: ctx.clock,
+                sequence: ctx.sequence,
+                exporter: SocketAddr::new(ip, ctx.exporter_port),
+                ..*msg
+            };
+            let (decoded, result) = decode_records(template, &held, body, env);
+            if let Err(reason) = result {
+                env.stats.count_error(reason);
+            }
+            env.stats.early_data_replayed += 1;
+            flows += decoded.flows;
+        }
+        Ok(flows)
+    }
+
+    /// A template record with field count 0: withdraw `id`, or all templates of the set's kind when
+    /// `id` is the set id itself (2 data, 3 options; RFC 7011 §8.1).
+    pub fn withdraw<S>(
+        &mut self,
+        msg: &Message,
+        id: u16,
+        kind: TemplateKind,
+        env: &mut Env<'_, S>,
+    ) -> Result<(), ErrorReason> {
+        let ip = msg.exporter.ip();
+        let all_id = match kind {
+            TemplateKind::Data => 2,
+            TemplateKind::Options => 3,
+        };
+        if id == all_id {
+            let n = self
+                .templates
+                .withdraw_all(ip, msg.version, msg.domain, kind);
+            env.stats.templates_withdrawn += n as u64;
+            Ok(())
+        } else if id >= 256 {
+            env.stats.templates_withdrawn += u64::from(self.templates.withdraw(ip, msg.key(id)));
+            Ok(())
+        } else {
+            Err(ErrorReason::BadTemplate)
+        }
+    }
+
+    /// Decode data set `set_id`, or hold it as early data when its template is unknown
+    /// (`Err(TemplateMissing)` either way; `EarlyDataDropped` counted when it cannot be held).
+    pub fn data_set<S: RecordSink>(
+        &mut self,
+        msg: &Message,
+        set_id: u16,
+        body: &[u8],
+        env: &mut Env<'_, S>,
+    ) -> (Decoded, Result<(), ErrorReason>) {
+        let ip = msg.exporter.ip();
+        let key = msg.key(set_id);
+        if let Some(template) = self.templates.get(ip, key) {
+            return decode_records(template, msg, body, env);
+        }
+        let ctx = HeldContext {
+            key,
+            received_ns: msg.received_ns,
+            clock: msg.clock,
+            sequence: msg.sequence,
+            exporter_port: msg.exporter.port(),
+        };
+        if self.early.hold(ip, ctx, body) {
+            env.stats.early_data_held += 1;
+        } else {
+            env.stats.count_error(ErrorReason::EarlyDataDropped);
+        }
+        (Decoded::default(), Err(ErrorReason::TemplateMissing))
+    }
+}
+
+/// Decode every record of a data set body; trailing bytes shorter than the template's smallest
+/// record are padding. Records before an error are kept.
+fn decode_records<S: RecordSink>(
+    template: &Template,
+    msg: &Message,
+    body: &[u8],
+    env: &mut Env<'_, S>,
+) -> (Decoded, Result<(), ErrorReason>) {
+    let base = msg.base_record();
+    let ip = msg.exporter.ip();
+    let mut rates = env.sampling.rates_for(ip, msg.domain);
+    let mut out = Decoded::default();
+    let mut rest = body;
+    while !rest.is_empty() && rest.len() >= template.min_len() {
+        let mut rec = base;
+        let mut extras = Extras::default();
+        let used = match template.decode_record(rest, &mut rec, &mut extras) {
+            Ok(used) => used,
+            Err(reason) => return (out, Err(reason)),
+        };
+        rest = rest.get(used..).unwrap_or_default();
+        out.data_records += 1;
+        match template.kind {
+            TemplateKind::Data => {
+                if template.start != TimeKind::Absent {
+                    rec.time_flow_start_ns =
+                        msg.clock
+                            .absolute_ns(template.start, extras.start_raw, extras.init_ms);
+                }
+                if template.end != TimeKind::Absent {
+                    rec.time_flow_end_ns =
+                        msg.clock
+                            .absolute_ns(template.end, extras.end_raw, extras.init_ms);
+                }
+                rec.sampling_rate = env.sampling.resolve(
+                    &rates,
+                    ip,
+                    msg.domain,
+                    rec.sampler_id,
+                    extras.sampling_rate(),
+                );
+                env.sink.flow(&rec);
+                out.flows += 1;
+            }
+            TemplateKind::Options => {
+                env.stats.options_records += 1;
+                if let Some(rate) = extras.sampling_rate() {
+                    let key = SamplerKey {
+                        exporter: ip,
+                        domain: msg.domain,
+                        sampler: rec.sampler_id,
+                    };
+                    if env.sampling.learn(key, rate) {
+                        env.stats.sampling_rates_learned += 1;
+                    } else {
+                        env.stats.sampling_rates_refused += 1;
+                    }
+                    rates = env.sampling.rates_for(ip, msg.domain);
+                }
+            }
+        }
+    }
+    (out, Ok(()))
+}
+
+/// What decoding one v9 / IPFIX message produced, for the decoder's counters and sequence tracking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// Flow records handed to the sink (early data replayed by this message's templates included).
+    pub flows: u32,
+    pub domain: u32,
+    pub sequence: u32,
+    /// How far this message advances the sequence space (IPFIX: its data records; v9: 1), `None`
+    /// when unknown because a set could not be decoded.
+    pub span: Option<u32>,
+    /// Exporter uptime from the header (v9).
+    pub uptime_ms: Option<u32>,
+    /// The first problem met in a set (counted by the caller); later ones are already counted.
+    pub error: Option<ErrorReason>,
+}
+
+impl Outcome {
+    pub fn new(domain: u32, sequence: u32, uptime_ms: Option<u32>) -> Self {
+        Outcome {
+            flows: 0,
+            domain,
+            sequence,
+            span: None,
+            uptime_ms,
+            error: None,
+        }
+    }
+}

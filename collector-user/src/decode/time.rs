@@ -1,0 +1,204 @@
+//! Exporter time bases → absolute nanoseconds since the Unix epoch, and back (for the encoders).
+//!
+//! Owns the arithmetic of every timestamp form NetFlow v5/v9 and IPFIX use: seconds, milliseconds,
+//! NTP-format micro/nanoseconds (RFC 7011 §6.1.9/§6.1.10), delta microseconds before the export time
+//! (IEs 158/159) and milliseconds of exporter uptime (v5, v9 and IEs 21/22). Pure functions: no state,
+//! no panics (saturating arithmetic), and a result of 0 means "unknown / before the epoch".
+
+/// Seconds between the NTP era-0 epoch (1900-01-01) and the Unix epoch.
+pub const NTP_UNIX_OFFSET_SECS: u64 = 2_208_988_800;
+
+const NS_PER_SEC: u64 = 1_000_000_000;
+
+/// The time bases a template field can use. Stored in a compiled template, one per start/end slot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(u8)]
+pub enum TimeKind {
+    /// The template carries no such timestamp.
+    #[default]
+    Absent,
+    /// dateTimeSeconds (150/151): seconds since the Unix epoch.
+    Seconds,
+    /// dateTimeMilliseconds (152/153): milliseconds since the Unix epoch.
+    Millis,
+    /// dateTimeMicroseconds (154/155): NTP format, rounded to the microsecond.
+    NtpMicros,
+    /// dateTimeNanoseconds (156/157): NTP format.
+    NtpNanos,
+    /// flowStart/EndDeltaMicroseconds (158/159): microseconds before the message's export time.
+    DeltaMicros,
+    /// flowStart/EndSysUpTime (21/22): exporter uptime in ms; v9 relates it to the header's sysUptime,
+    /// IPFIX to systemInitTimeMilliseconds (160).
+    Uptime,
+}
+
+/// Times an export message gives to relate its records' timestamps to the wall clock.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExportClock {
+    /// Export time, ns since the Unix epoch (header unix secs [+ nsecs for v5], or IPFIX export time).
+    pub export_ns: u64,
+    /// Exporter uptime (ms) at export time, when the header carries it (v5, v9).
+    pub uptime_ms: Option<u32>,
+}
+
+impl ExportClock {
+    /// Convert a raw timestamp of `kind` into ns since the Unix epoch. `init_ms` is the record's
+    /// systemInitTimeMilliseconds (160) when it has one (0 otherwise).
+    pub fn absolute_ns(&self, kind: TimeKind, raw: u64, init_ms: u64) -> u64 {
+        match kind {
+            TimeKind::Absent => 0,
+            TimeKind::Seconds => raw.saturating_mul(NS_PER_SEC),
+            TimeKind::Millis => raw.saturating_mul(1_000_000),
+            TimeKind::NtpMicros => ntp_micros_to_ns(raw),
+            TimeKind::NtpNanos => ntp_to_ns(raw),
+            TimeKind::DeltaMicros => self.export_ns.saturating_sub(raw.saturating_mul(1000)),
+            TimeKind::Uptime => match self.uptime_ms {
+                Some(uptime) => uptime_to_ns(self.export_ns, uptime, raw as u32),
+                None if init_ms != 0 => init_ms.saturating_add(raw).saturating_mul(1_000_000),
+                None => 0,
+            },
+        }
+    }
+
+    /// The raw value of `kind` that [`ExportClock::absolute_ns`] turns back into `ns` (encoders).
+    pub fn raw_for(&self, kind: TimeKind, ns: u64, init_ms: u64) -> u64 {
+        match kind {
+            TimeKind::Absent => 0,
+            TimeKind::Seconds => ns / NS_PER_SEC,
+            TimeKind::Millis => ns / 1_000_000,
+            TimeKind::NtpMicros => ns_to_ntp_micros(ns),
+            TimeKind::NtpNanos => ns_to_ntp(ns),
+            TimeKind::DeltaMicros => self.export_ns.saturating_sub(ns) / 1000,
+            TimeKind::Uptime => match self.uptime_ms {
+                Some(uptime) => {
+                    let ago_ms = self.export_ns.saturating_sub(ns) / 1_000_000;
+                    u64::from(uptime.wrapping_sub(ago_ms as u32))
+                }
+                None => (ns / 1_000_000).saturating_sub(init_ms),
+            },
+        }
+    }
+}
+
+/// Uptime-relative ms → absolute ns: `t_ms` happened `uptime_ms - t_ms` ms before `export_ns`.
+///
+/// The difference is taken as a signed 32-bit value, so uptime wrap-around (every ~49.7 days) is
+/// an ordinary step, and a flow stamped slightly after the header (exporter clock skew) lands after
+/// the export time instead of 49 days before it.
+pub fn uptime_to_ns(export_ns: u64, uptime_ms: u32, t_ms: u32) -> u64 {
+    let before_ms = i64::from(uptime_ms.wrapping_sub(t_ms) as i32);
+    let ns = export_ns as i128 - i128::from(before_ms) * 1_000_000;
+    ns.clamp(0, i128::from(u64::MAX)) as u64
+}
+
+/// NTP timestamp (seconds since 1900 in the high 32 bits, binary fraction in the low 32) → ns
+/// since the Unix epoch; 0 before 1970.
+pub fn ntp_to_ns(raw: u64) -> u64 {
+    let (secs, frac) = (raw >> 32, raw & 0xffff_ffff);
+    match secs.checked_sub(NTP_UNIX_OFFSET_SECS) {
+        Some(unix) => unix * NS_PER_SEC + ((frac * NS_PER_SEC) >> 32),
+        None => 0,
+    }
+}
+
+/// dateTimeMicroseconds: NTP format whose fraction is meaningful to the microsecond only (the low
+/// 11 bits should be zero), rounded to the nearest microsecond.
+pub fn ntp_micros_to_ns(raw: u64) -> u64 {
+    let (secs, frac) = (raw >> 32, raw & 0xffff_ffff);
+    match secs.checked_sub(NTP_UNIX_OFFSET_SECS) {
+        Some(unix) => unix * NS_PER_SEC + (((frac * 1_000_000) + (1 << 31)) >> 32) * 1000,
+        None => 0,
+    }
+}
+
+/// ns since the Unix epoch → NTP timestamp; the fraction is rounded up so [`ntp_to_ns`] gives back
+/// exactly `ns`.
+pub fn ns_to_ntp(ns: u64) -> u64 {
+    let (secs, sub) = (ns / NS_PER_SEC, ns % NS_PER_SEC);
+    let frac = ((sub << 32) + NS_PER_SEC - 1) / NS_PER_SEC;
+    ((secs + NTP_UNIX_OFFSET_SECS) << 32) | frac
+}
+
+/// ns since the Unix epoch → dateTimeMicroseconds (sub-microsecond part dropped).
+pub fn ns_to_ntp_micros(ns: u64) -> u64 {
+    let (secs, us) = (ns / NS_PER_SEC, (ns % NS_PER_SEC) / 1000);
+    let frac = ((us << 32) + 999_999) / 1_000_000;
+    ((secs + NTP_UNIX_OFFSET_SECS) << 32) | frac
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ntp_known_value() {
+        // 2026-01-01T00:00:00.5Z: Unix 1767225600 s; NTP seconds 3976214400, fraction 0x8000_0000.
+        let raw = (3_976_214_400u64 << 32) | 0x8000_0000;
+        assert_eq!(ntp_to_ns(raw), 1_767_225_600_500_000_000);
+        assert_eq!(ntp_micros_to_ns(raw), 1_767_225_600_500_000_000);
+        assert_eq!(ns_to_ntp(1_767_225_600_500_000_000), raw);
+        // Before 1970 is unknown, not a wrapped huge value.
+        assert_eq!(ntp_to_ns(5 << 32), 0);
+    }
+
+    #[test]
+    fn ntp_round_trips_every_nanosecond_form() {
+        for ns in [0u64, 1, 999_999_999, 1_767_225_600_123_456_789] {
+            let ns = ns + 1_000_000_000;
+            assert_eq!(ntp_to_ns(ns_to_ntp(ns)), ns);
+            let us = ns / 1000 * 1000;
+            assert_eq!(ntp_micros_to_ns(ns_to_ntp_micros(ns)), us);
+        }
+        // A real exporter's micro form with the low 11 bits cleared still lands on the microsecond.
+        let raw = ns_to_ntp_micros(1_700_000_000_000_123_000) & !0x7ff;
+        assert_eq!(ntp_micros_to_ns(raw), 1_700_000_000_000_123_000);
+    }
+
+    #[test]
+    fn uptime_relative_with_wrap_and_skew() {
+        let export = 1_700_000_000_000_000_000;
+        assert_eq!(uptime_to_ns(export, 10_000, 4_000), export - 6_000_000_000);
+        // Uptime wrapped between the flow's start and the export.
+        assert_eq!(
+            uptime_to_ns(export, 500, u32::MAX - 499),
+            export - 1_000_000_000
+        );
+        // Flow stamped 2 ms after the header: skew, not 49 days ago.
+        assert_eq!(uptime_to_ns(export, 1_000, 1_002), export + 2_000_000);
+        assert_eq!(uptime_to_ns(0, 10, 0), 0);
+    }
+
+    #[test]
+    fn every_kind_round_trips_through_raw_for() {
+        let v9 = ExportClock {
+            export_ns: 1_700_000_100_000_000_000,
+            uptime_ms: Some(3_600_000),
+        };
+        let ipfix = ExportClock {
+            export_ns: 1_700_000_100_000_000_000,
+            uptime_ms: None,
+        };
+        let t = 1_700_000_040_250_000_000; // whole milliseconds, 60 s before export
+        let init_ms = 1_699_990_000_000;
+        for kind in [
+            TimeKind::Seconds,
+            TimeKind::Millis,
+            TimeKind::NtpMicros,
+            TimeKind::NtpNanos,
+            TimeKind::DeltaMicros,
+            TimeKind::Uptime,
+        ] {
+            let expect = if kind == TimeKind::Seconds {
+                t / NS_PER_SEC * NS_PER_SEC
+            } else {
+                t
+            };
+            for clock in [v9, ipfix] {
+                let raw = clock.raw_for(kind, t, init_ms);
+                assert_eq!(clock.absolute_ns(kind, raw, init_ms), expect, "{kind:?}");
+            }
+        }
+        assert_eq!(v9.absolute_ns(TimeKind::Absent, 5, 0), 0);
+        assert_eq!(ipfix.absolute_ns(TimeKind::Uptime, 5, 0), 0);
+    }
+}

@@ -1,0 +1,220 @@
+//! The `collector` binary under test, run as a child process.
+//!
+//! [`collector_bin`] finds the binary (`COLLECTOR_BIN`, which `cargo xtask test` sets, or the
+//! `collector` next to the test executable's `deps/` directory). [`CollectorProcess`] starts it
+//! (optionally inside a network namespace), reads its `--counters-file`, sends it signals, and
+//! kills it on drop so no test leaves a collector (or its XDP program) behind.
+
+use std::{
+    fs::File,
+    os::{fd::AsRawFd as _, unix::process::CommandExt as _},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::Duration,
+};
+
+use anyhow::{Context as _, bail};
+use collector::xdp::SteerCounters;
+
+use crate::poll;
+
+static NEXT_RUN: AtomicU32 = AtomicU32::new(0);
+
+/// Path of the `collector` binary to test.
+pub fn collector_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("COLLECTOR_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test>-<hash> → target/<profile>/collector
+    let candidate = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("collector"))
+        .expect("test executable sits in target/<profile>/deps");
+    assert!(
+        candidate.exists(),
+        "{} not found: run `cargo xtask test`, or `cargo build -p collector-user --bin collector` \
+         before `cargo test`, or set COLLECTOR_BIN",
+        candidate.display()
+    );
+    candidate
+}
+
+/// A private scratch directory, removed on drop.
+#[derive(Debug)]
+pub struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    /// Create a fresh directory under the system temp dir.
+    pub fn new() -> anyhow::Result<Self> {
+        let n = NEXT_RUN.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("collector-test-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(ScratchDir(path))
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running `collector`; killed with SIGKILL on drop if still running.
+#[derive(Debug)]
+pub struct CollectorProcess {
+    child: Child,
+    status: Option<ExitStatus>,
+    scratch: ScratchDir,
+}
+
+impl CollectorProcess {
+    /// Start `collector ARGS --counters-file <scratch>/counters`, inside network namespace
+    /// `netns` when given. `RUST_LOG` is set to `rust_log`. Stderr goes to a file
+    /// ([`Self::stderr`]).
+    pub fn start(netns: Option<&str>, args: &[&str], rust_log: &str) -> anyhow::Result<Self> {
+        let scratch = ScratchDir::new()?;
+        let counters = scratch.path().join("counters");
+        let stderr = File::create(scratch.path().join("stderr"))?;
+        let mut command = Command::new(collector_bin());
+        command
+            .args(args)
+            .arg("--counters-file")
+            .arg(&counters)
+            .env("RUST_LOG", rust_log)
+            .env_remove("RUST_LOG_STYLE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr);
+        let ns_file = match netns {
+            Some(ns) => Some(
+                File::open(format!("/run/netns/{ns}"))
+                    .with_context(|| format!("opening namespace {ns}"))?,
+            ),
+            None => None,
+        };
+        if let Some(file) = &ns_file {
+            let fd = file.as_raw_fd();
+            // SAFETY: only setns (async-signal-safe syscall) runs between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = command.spawn().context("starting collector")?;
+        Ok(CollectorProcess {
+            child,
+            status: None,
+            scratch,
+        })
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the collector wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.scratch.path().join("stderr")).unwrap_or_default()
+    }
+
+    /// The counters of the latest report, if one was written.
+    pub fn counters(&self) -> Option<SteerCounters> {
+        std::fs::read_to_string(self.scratch.path().join("counters"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Wait until the first report (written right after attaching). Fails with the collector's
+    /// stderr when it exits first or nothing comes within `timeout`.
+    pub fn wait_attached(&mut self, timeout: Duration) -> anyhow::Result<SteerCounters> {
+        let found = poll(timeout, || {
+            if let Some(counters) = self.counters() {
+                return Some(Ok(counters));
+            }
+            match self.child.try_wait() {
+                Ok(Some(status)) => Some(Err(status)),
+                _ => None,
+            }
+        });
+        match found {
+            Some(Ok(counters)) => Ok(counters),
+            Some(Err(status)) => {
+                self.status = Some(status);
+                bail!(
+                    "collector exited ({status}) before attaching:\n{}",
+                    self.stderr()
+                )
+            }
+            None => bail!(
+                "collector did not attach within {timeout:?}:\n{}",
+                self.stderr()
+            ),
+        }
+    }
+
+    /// Wait until a report satisfies `done`; the last counters seen on timeout are in the error.
+    pub fn wait_counters(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&SteerCounters) -> bool,
+    ) -> anyhow::Result<SteerCounters> {
+        let mut last = None;
+        let found = poll(timeout, || {
+            let counters = self.counters()?;
+            last = Some(counters);
+            done(&counters).then_some(counters)
+        });
+        found.with_context(|| {
+            format!(
+                "counters did not reach the expected values within {timeout:?}; last: {last:?}\n{}",
+                self.stderr()
+            )
+        })
+    }
+
+    /// Send `signal` (e.g. `libc::SIGTERM`).
+    pub fn signal(&self, signal: i32) -> anyhow::Result<()> {
+        // SAFETY: kill(2) on our own child's pid.
+        if unsafe { libc::kill(self.child.id() as i32, signal) } != 0 {
+            bail!("kill: {}", std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Wait for the process to exit, at most `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        if let Some(status) = self.status {
+            return Ok(status);
+        }
+        let child = &mut self.child;
+        let status = poll(timeout, || child.try_wait().ok().flatten())
+            .with_context(|| format!("collector still running after {timeout:?}"))?;
+        self.status = Some(status);
+        Ok(status)
+    }
+}
+
+impl Drop for CollectorProcess {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

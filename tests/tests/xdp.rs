@@ -1,0 +1,299 @@
+//! Privileged: the XDP program `steer` attached by `collector run` to a veth end inside a
+//! private network namespace, in driver and in SKB mode. Traffic from the peer namespace —
+//! UDP over IPv4 and IPv6 to configured and other ports, fragmented datagrams, a TCP
+//! connection, and hand-made frames with VLAN tags, IPv4 options and truncations — must be
+//! counted exactly and still reach the kernel; SIGKILL must leave no XDP program attached.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    time::Duration,
+};
+
+use collector_common::{
+    Counter,
+    steer::{ETHERTYPE_QINQ, ETHERTYPE_VLAN, FrameSpec, IPPROTO_UDP, Network, emit},
+};
+use collector_tests::{
+    collector::CollectorProcess,
+    netns::{COLLECTOR_V4, COLLECTOR_V6, NetnsPair},
+    poll, privilege,
+};
+
+const NETFLOW_PORT: u16 = 2055;
+const IPFIX_PORT: u16 = 4739;
+const OTHER_PORT: u16 = 9999;
+const TCP_PORT: u16 = 8080;
+const ATTACH_TIMEOUT: Duration = Duration::from_secs(20);
+const COUNT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What the traffic below must add to the counters (passed_not_matched is a lower bound: the
+/// kernel's own ARP / neighbour discovery frames land there too).
+struct Expected {
+    matched: u64,
+    fragments: u64,
+    malformed: u64,
+    passed_at_least: u64,
+}
+
+#[test]
+fn driver_mode_counts_udp_and_passes_everything() {
+    if !privilege::require("driver_mode_counts_udp_and_passes_everything") {
+        return;
+    }
+    exercise("driver", "xdp ");
+}
+
+#[test]
+fn skb_mode_counts_udp_and_passes_everything() {
+    if !privilege::require("skb_mode_counts_udp_and_passes_everything") {
+        return;
+    }
+    exercise("skb", "xdpgeneric");
+}
+
+#[test]
+fn sigterm_detaches_and_exits_zero() {
+    if !privilege::require("sigterm_detaches_and_exits_zero") {
+        return;
+    }
+    let pair = NetnsPair::create().expect("namespaces");
+    let mut collector = start(&pair, "auto");
+    collector.wait_attached(ATTACH_TIMEOUT).expect("attached");
+    assert!(has_xdp(&pair), "{}", pair.collector_link().unwrap());
+    collector.signal(libc::SIGTERM).unwrap();
+    let status = collector.wait_exit(Duration::from_secs(10)).unwrap();
+    assert!(status.success(), "exit {status}:\n{}", collector.stderr());
+    assert!(!has_xdp(&pair), "{}", pair.collector_link().unwrap());
+    let stderr = collector.stderr();
+    assert!(stderr.contains("SIGTERM received"), "{stderr}");
+    assert!(stderr.contains("XDP program detached"), "{stderr}");
+    assert!(
+        stderr.contains("mode=driver"),
+        "veth supports native XDP: {stderr}"
+    );
+}
+
+fn start(pair: &NetnsPair, mode: &str) -> CollectorProcess {
+    CollectorProcess::start(
+        Some(&pair.collector_ns),
+        &[
+            "run",
+            "--xdp",
+            &pair.collector_if,
+            "--xdp-attach",
+            mode,
+            "--listen",
+            &format!("0.0.0.0:{NETFLOW_PORT}"),
+            &format!("[::]:{IPFIX_PORT}"),
+            "--report-interval",
+            "1",
+        ],
+        "info,steer=debug",
+    )
+    .expect("collector starts")
+}
+
+fn has_xdp(pair: &NetnsPair) -> bool {
+    pair.collector_link()
+        .expect("ip link show")
+        .contains("prog/xdp")
+}
+
+fn exercise(mode: &str, link_marker: &str) {
+    let pair = NetnsPair::create().expect("namespaces");
+    let mut collector = start(&pair, mode);
+    let before = collector.wait_attached(ATTACH_TIMEOUT).expect("attached");
+    let link = pair.collector_link().unwrap();
+    assert!(
+        link.contains(link_marker),
+        "{mode} mode not visible in:\n{link}"
+    );
+    assert!(link.contains("prog/xdp"), "{link}");
+
+    let mut expected = Expected {
+        matched: 0,
+        fragments: 0,
+        malformed: 0,
+        passed_at_least: 0,
+    };
+    send_udp(&pair, &mut expected);
+    tcp_round_trip(&pair, &mut expected);
+    send_raw_frames(&pair, &mut expected);
+
+    let after = collector
+        .wait_counters(COUNT_TIMEOUT, |c| {
+            c.get(Counter::Matched) - before.get(Counter::Matched) >= expected.matched
+                && c.get(Counter::Fragments) - before.get(Counter::Fragments) >= expected.fragments
+                && c.get(Counter::Malformed) - before.get(Counter::Malformed) >= expected.malformed
+                && c.is_consistent()
+        })
+        .expect("counters");
+    let delta = |counter| after.get(counter) - before.get(counter);
+    assert_eq!(delta(Counter::Matched), expected.matched, "{after}");
+    assert_eq!(delta(Counter::Fragments), expected.fragments, "{after}");
+    assert_eq!(delta(Counter::Malformed), expected.malformed, "{after}");
+    assert!(
+        delta(Counter::PassedNotMatched) >= expected.passed_at_least,
+        "passed_not_matched {} < {}: {after}",
+        delta(Counter::PassedNotMatched),
+        expected.passed_at_least
+    );
+    assert!(after.is_consistent(), "{after}");
+
+    // The program's debug-level log records reach the collector's log.
+    let logged = poll(COUNT_TIMEOUT, || {
+        collector
+            .stderr()
+            .contains(&format!("udp to listen port {NETFLOW_PORT}"))
+            .then_some(())
+    });
+    assert!(
+        logged.is_some(),
+        "no aya-log record:\n{}",
+        collector.stderr()
+    );
+
+    // SIGKILL: no chance to clean up; the kernel must drop the bpf_link with the process.
+    collector.signal(libc::SIGKILL).unwrap();
+    collector.wait_exit(Duration::from_secs(10)).unwrap();
+    let detached = poll(Duration::from_secs(10), || (!has_xdp(&pair)).then_some(()));
+    assert!(
+        detached.is_some(),
+        "XDP still attached after SIGKILL:\n{}",
+        pair.collector_link().unwrap()
+    );
+}
+
+/// Real sockets: IPv4 and IPv6 datagrams to configured ports and another port, and one large
+/// datagram per family that the sender's kernel fragments.
+fn send_udp(pair: &NetnsPair, expected: &mut Expected) {
+    let v4_listen = SocketAddr::from((COLLECTOR_V4, NETFLOW_PORT));
+    let v4_other = SocketAddr::from((COLLECTOR_V4, OTHER_PORT));
+    let v6_listen = SocketAddr::from((COLLECTOR_V6, IPFIX_PORT));
+    pair.in_peer(|| {
+        let v4 = UdpSocket::bind("0.0.0.0:0").unwrap();
+        let v6 = UdpSocket::bind("[::]:0").unwrap();
+        for _ in 0..5 {
+            v4.send_to(b"netflow", v4_listen).unwrap();
+        }
+        for _ in 0..3 {
+            v4.send_to(b"other", v4_other).unwrap();
+        }
+        for _ in 0..2 {
+            v6.send_to(b"ipfix", v6_listen).unwrap();
+        }
+        // 3000 bytes over a 1500-byte MTU: 3 fragments each (IPv4: 1480+1480+48 payload bytes;
+        // IPv6: 1448+1448+112, each behind a fragment header).
+        let big = vec![0u8; 3000];
+        v4.send_to(&big, v4_listen).unwrap();
+        v6.send_to(&big, v6_listen).unwrap();
+    })
+    .unwrap();
+    expected.matched += 5 + 2;
+    expected.passed_at_least += 3;
+    expected.fragments += 3 + 3;
+}
+
+/// A TCP connection from the peer to a listener in the collector namespace still works.
+fn tcp_round_trip(pair: &NetnsPair, expected: &mut Expected) {
+    let listener = pair
+        .in_collector(|| TcpListener::bind((COLLECTOR_V4, TCP_PORT)).unwrap())
+        .unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 4];
+        stream.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"ping");
+        stream.write_all(b"pong").unwrap();
+    });
+    let reply = pair
+        .in_peer(|| {
+            let mut stream = TcpStream::connect_timeout(
+                &SocketAddr::from((COLLECTOR_V4, TCP_PORT)),
+                Duration::from_secs(5),
+            )
+            .unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            stream.write_all(b"ping").unwrap();
+            let mut buf = [0u8; 4];
+            stream.read_exact(&mut buf).unwrap();
+            buf
+        })
+        .unwrap();
+    server.join().expect("TCP server");
+    assert_eq!(&reply, b"pong");
+    // SYN, ACK, data and its ACK at least reach the collector side.
+    expected.passed_at_least += 3;
+}
+
+/// Hand-made frames: VLAN tags, IPv4 options, extension headers, truncations.
+fn send_raw_frames(pair: &NetnsPair, expected: &mut Expected) {
+    let udp4 = |options_words| Network::Ipv4 {
+        options_words,
+        flags_fragment_offset: 0,
+        protocol: IPPROTO_UDP,
+    };
+    let spec = |vlan_tpids, network, dst_port| FrameSpec {
+        vlan_tpids,
+        network,
+        src_port: 40000,
+        dst_port,
+        payload_len: 16,
+    };
+    let frame = |spec: FrameSpec<'_>| {
+        let mut buf = vec![0u8; 256];
+        let len = emit(&spec, &mut buf).expect("frame fits");
+        buf.truncate(len);
+        buf
+    };
+    let one_tag = [ETHERTYPE_VLAN];
+    let two_tags = [ETHERTYPE_QINQ, ETHERTYPE_VLAN];
+    let three_tags = [ETHERTYPE_QINQ, ETHERTYPE_VLAN, ETHERTYPE_VLAN];
+    let matched = [
+        frame(spec(&one_tag, udp4(0), NETFLOW_PORT)),
+        frame(spec(
+            &two_tags,
+            Network::Ipv6 { next_header: 17 },
+            IPFIX_PORT,
+        )),
+        frame(spec(&[], udp4(2), NETFLOW_PORT)),
+        frame(spec(&two_tags, udp4(10), IPFIX_PORT)),
+    ];
+    let passed = [
+        frame(spec(&three_tags, udp4(0), NETFLOW_PORT)),
+        // Hop-by-hop options header first: not parsed, passed.
+        frame(spec(&[], Network::Ipv6 { next_header: 0 }, NETFLOW_PORT)),
+        frame(spec(&one_tag, udp4(0), OTHER_PORT)),
+    ];
+    let full = frame(spec(&[], udp4(0), NETFLOW_PORT));
+    let malformed = [
+        // IPv4 ethertype, 10 bytes of IPv4 header.
+        full[..24].to_vec(),
+        // Complete IPv4 header, 4 of 8 UDP header bytes.
+        full[..38].to_vec(),
+        // IHL 3.
+        {
+            let mut bad = full.clone();
+            bad[14] = 0x43;
+            bad
+        },
+    ];
+    let fragment = {
+        let mut frag = full.clone();
+        frag[20] = 0x20; // More Fragments
+        frag
+    };
+    let mut all: Vec<&[u8]> = Vec::new();
+    all.extend(matched.iter().map(Vec::as_slice));
+    all.extend(passed.iter().map(Vec::as_slice));
+    all.extend(malformed.iter().map(Vec::as_slice));
+    all.push(&fragment);
+    pair.send_raw_frames(&all).unwrap();
+    expected.matched += matched.len() as u64;
+    expected.passed_at_least += passed.len() as u64;
+    expected.malformed += malformed.len() as u64;
+    expected.fragments += 1;
+}
