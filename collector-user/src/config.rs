@@ -27,10 +27,10 @@ pub const DEFAULT_SUMMARY_SECS: u64 = 10;
 /// A bad config file, flag or value. Displayed as one line naming what is wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("config file {path}, line {line}: {message}")]
     Syntax {
@@ -84,9 +84,9 @@ pub enum SizeValue {
 impl FileConfig {
     /// Read and parse a config file.
     pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            cause,
         })?;
         Self::parse(path, &text)
     }

@@ -576,3 +576,92 @@ fn sigterm_right_after_sending_loses_nothing() {
     seqs.dedup();
     assert_eq!(seqs.len(), 800);
 }
+
+/// Wait until the collector's log contains `needle`.
+fn wait_log(collector: &Collector, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !collector.stderr().contains(needle) {
+        assert!(
+            Instant::now() < deadline,
+            "no {needle:?} in:\n{}",
+            collector.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sighup_reloads_sampling_rates_and_a_bad_file_keeps_the_old_ones() {
+    let port = free_udp_port();
+    let metrics = free_tcp_addr();
+    let scratch = std::env::temp_dir().join(format!("collector-e2e-hupcfg-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let config = scratch.join("collector.toml");
+    let write_config = |rate: u32| {
+        std::fs::write(
+            &config,
+            format!(
+                "listen = [\"127.0.0.1:{port}\"]\nworkers = 1\nring_size = 4096\n[sampling_rate]\n\"127.0.0.8/32\" = {rate}\n"
+            ),
+        )
+        .unwrap();
+    };
+    write_config(400);
+    let config_arg = config.display().to_string();
+    let mut collector = Collector::start(
+        "hup",
+        |_| {
+            vec![
+                "--config".into(),
+                config_arg,
+                "--metrics".into(),
+                metrics.to_string(),
+            ]
+        },
+        metrics,
+    );
+    let mut exporter = Exporter::new(8);
+    let sent = |collector: &Collector, n: u64| {
+        wait_metrics(
+            collector,
+            &[(
+                "collector_exporter_datagrams_total{exporter=\"127.0.0.8\"}".into(),
+                n,
+            )],
+        );
+    };
+    exporter.send(v5_datagram(0, 10_000, 5, 1), port);
+    sent(&collector, 1);
+    write_config(1000);
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(
+        unsafe { libc::kill(collector.child.id() as i32, libc::SIGHUP) },
+        0
+    );
+    wait_log(&collector, "sampling rates reloaded");
+    // Workers pick the command up between batches (at most one poll timeout later).
+    std::thread::sleep(Duration::from_millis(300));
+    exporter.send(v5_datagram(5, 11_000, 5, 2), port);
+    sent(&collector, 2);
+    std::fs::write(&config, "[sampling_rate]\n\"127.0.0.8/32\" = 0\n").unwrap();
+    // SAFETY: as above.
+    assert_eq!(
+        unsafe { libc::kill(collector.child.id() as i32, libc::SIGHUP) },
+        0
+    );
+    wait_log(&collector, "reload failed");
+    std::thread::sleep(Duration::from_millis(300));
+    exporter.send(v5_datagram(10, 12_000, 5, 3), port);
+    sent(&collector, 3);
+    collector.terminate();
+    let read = read_back(&collector.rings());
+    let mut rates: Vec<(u32, u32)> = read
+        .flows
+        .iter()
+        .map(|r| (r.sequence_num, r.sampling_rate))
+        .collect();
+    rates.sort_unstable();
+    rates.dedup();
+    assert_eq!(rates, vec![(0, 400), (5, 1000), (10, 1000)]);
+    let _ = std::fs::remove_dir_all(&scratch);
+}
