@@ -256,7 +256,7 @@ impl Exporter {
         self.socket.send_to(&datagram, ("127.0.0.1", to)).unwrap();
         self.sent.push(datagram);
         // Loopback delivers synchronously, but keep well under any receive buffer.
-        if self.sent.len() % 64 == 0 {
+        if self.sent.len().is_multiple_of(64) {
             std::thread::sleep(Duration::from_millis(2));
         }
     }

@@ -76,7 +76,7 @@ fn every_datagram_is_accounted_per_worker_exporter_and_reason_and_drained_on_sto
     for round in 0..50u32 {
         for (i, socket) in exporters.iter().enumerate() {
             let port = ports[i % ports.len()];
-            let datagram: &[u8] = if (round + i as u32) % 5 == 0 {
+            let datagram: &[u8] = if (round + i as u32).is_multiple_of(5) {
                 short += 1;
                 &[0, 7]
             } else {

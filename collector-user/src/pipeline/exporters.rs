@@ -27,14 +27,20 @@ pub struct ExporterTable {
     worker: usize,
     capacity: usize,
     exporters: HashMap<SocketAddr, Arc<ExporterCounters>>,
+    counters: Arc<WorkerCounters>,
+    events: Sender<Event>,
 }
 
 impl ExporterTable {
-    pub fn new(worker: usize, capacity: usize) -> Self {
+    /// A table of at most `capacity` exporters for the worker with `counters`, announcing new
+    /// exporters on `events`.
+    pub fn new(capacity: usize, counters: Arc<WorkerCounters>, events: Sender<Event>) -> Self {
         ExporterTable {
-            worker,
+            worker: counters.worker,
             capacity,
             exporters: HashMap::new(),
+            counters,
+            events,
         }
     }
 
@@ -47,15 +53,13 @@ impl ExporterTable {
         units: u64,
         failed: bool,
         received_ns: u64,
-        worker: &WorkerCounters,
-        events: &Sender<Event>,
     ) {
         if let Some(counters) = self.exporters.get(&exporter) {
             counters.observe(records, units, failed, received_ns);
             return;
         }
         if self.exporters.len() >= self.capacity {
-            bump(&worker.untracked_exporter_datagrams, 1);
+            bump(&self.counters.untracked_exporter_datagrams, 1);
             return;
         }
         let counters = Arc::new(ExporterCounters::default());
@@ -66,8 +70,8 @@ impl ExporterTable {
             exporter,
             counters,
         };
-        if events.try_send(event).is_err() {
-            bump(&worker.events_dropped, 1);
+        if self.events.try_send(event).is_err() {
+            bump(&self.counters.events_dropped, 1);
         }
     }
 
@@ -102,12 +106,12 @@ mod tests {
     #[test]
     fn new_exporters_announced_then_counted_and_capacity_bounded() {
         let (tx, rx) = crossbeam_channel::bounded(16);
-        let w = WorkerCounters::new(0);
-        let mut t = ExporterTable::new(0, 2);
-        t.observe(addr(1), 5, 5, false, 1, &w, &tx);
-        t.observe(addr(1), 5, 5, true, 2, &w, &tx);
-        t.observe(addr(2), 1, 1, false, 3, &w, &tx);
-        t.observe(addr(3), 1, 1, false, 4, &w, &tx);
+        let w = Arc::new(WorkerCounters::new(0));
+        let mut t = ExporterTable::new(2, Arc::clone(&w), tx);
+        t.observe(addr(1), 5, 5, false, 1);
+        t.observe(addr(1), 5, 5, true, 2);
+        t.observe(addr(2), 1, 1, false, 3);
+        t.observe(addr(3), 1, 1, false, 4);
         assert_eq!(t.len(), 2);
         assert_eq!(get(&w.untracked_exporter_datagrams), 1);
         let events: Vec<_> = rx.try_iter().collect();
@@ -128,20 +132,20 @@ mod tests {
     #[test]
     fn full_channel_counts_dropped_events() {
         let (tx, _rx) = crossbeam_channel::bounded(1);
-        let w = WorkerCounters::new(0);
-        let mut t = ExporterTable::new(0, 10);
-        t.observe(addr(1), 0, 0, false, 1, &w, &tx);
-        t.observe(addr(2), 0, 0, false, 1, &w, &tx);
+        let w = Arc::new(WorkerCounters::new(0));
+        let mut t = ExporterTable::new(10, Arc::clone(&w), tx);
+        t.observe(addr(1), 0, 0, false, 1);
+        t.observe(addr(2), 0, 0, false, 1);
         assert_eq!(get(&w.events_dropped), 1);
     }
 
     #[test]
     fn idle_exporters_expire() {
         let (tx, _rx) = crossbeam_channel::bounded(8);
-        let w = WorkerCounters::new(0);
-        let mut t = ExporterTable::new(0, 10);
-        t.observe(addr(1), 0, 0, false, 0, &w, &tx);
-        t.observe(addr(2), 0, 0, false, IDLE_LIMIT_NS, &w, &tx);
+        let w = Arc::new(WorkerCounters::new(0));
+        let mut t = ExporterTable::new(10, Arc::clone(&w), tx);
+        t.observe(addr(1), 0, 0, false, 0);
+        t.observe(addr(2), 0, 0, false, IDLE_LIMIT_NS);
         assert_eq!(t.expire_idle(IDLE_LIMIT_NS + 1), 1);
         assert_eq!(t.len(), 1);
     }

@@ -58,13 +58,14 @@ impl<S: Source, D: DatagramDecoder, K: BatchSink> Worker<S, D, K> {
         counters: Arc<WorkerCounters>,
         events: Sender<Event>,
     ) -> Self {
+        let exporters = ExporterTable::new(DEFAULT_CAPACITY, Arc::clone(&counters), events.clone());
         Worker {
             id,
             source,
             decoder,
             sink,
             counters,
-            exporters: ExporterTable::new(id, DEFAULT_CAPACITY),
+            exporters,
             events,
             commands: None,
             errors_since_sample: 0,
@@ -166,8 +167,6 @@ impl<S: Source, D: DatagramDecoder, K: BatchSink> Worker<S, D, K> {
                 units,
                 result.is_err(),
                 meta.received_ns,
-                counters,
-                events,
             );
             if let Err(reason) = result {
                 let due = last_error_sample_ns.is_none_or(|last| {
