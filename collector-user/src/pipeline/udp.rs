@@ -10,14 +10,14 @@ use super::lanes::{Lane, LaneOptions, LanesOutcome, run_lanes};
 use crate::config::{FlagConfig, Settings};
 use crate::decode::{Decoder, DecoderConfig};
 use crate::ring::{RingConfig, WorkerRings};
-use crate::source::udp::{UdpSocket, UdpSource};
+use crate::source::udp::{UdpSocket, UdpSource, ensure_unused};
 use anyhow::Context as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-/// Bind the UDP sockets of `workers` workers: one socket per address per worker (`SO_REUSEPORT`).
-/// Returns the sources and the addresses actually bound.
+/// Bind the UDP sockets of `workers` workers: one socket per address per worker (`SO_REUSEPORT`),
+/// after checking that no other socket holds any of the addresses.
 pub fn bind_sources(
     listen: &[SocketAddr],
     listen_is_default: bool,
@@ -26,10 +26,32 @@ pub fn bind_sources(
 ) -> anyhow::Result<Vec<UdpSource>> {
     let mut per_worker: Vec<Vec<UdpSocket>> = (0..workers).map(|_| Vec::new()).collect();
     let mut capped_warned = false;
+    let mut usable = Vec::with_capacity(listen.len());
     for &addr in listen {
+        match ensure_unused(addr) {
+            Ok(()) => usable.push(addr),
+            Err(err)
+                if listen_is_default
+                    && addr.is_ipv6()
+                    && matches!(
+                        err.raw_os_error(),
+                        Some(libc::EAFNOSUPPORT | libc::EADDRNOTAVAIL)
+                    ) =>
+            {
+                tracing::warn!(%addr, %err, "IPv6 unavailable, not listening on it");
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => {
+                anyhow::bail!("UDP {addr} is already in use by another socket (another collector?)")
+            }
+            Err(err) => return Err(err).with_context(|| format!("binding UDP {addr}")),
+        }
+    }
+    for addr in usable {
         let mut bound = Vec::with_capacity(workers);
         for _ in 0..workers {
-            match UdpSocket::bind(addr, rcvbuf) {
+            // Port 0: the other workers join the port the kernel gave the first one.
+            let target = bound.first().map_or(addr, UdpSocket::local_addr);
+            match UdpSocket::bind(target, rcvbuf) {
                 Ok(socket) => bound.push(socket),
                 Err(err)
                     if listen_is_default
@@ -159,4 +181,24 @@ pub fn run(settings: &Settings, flags: &FlagConfig) -> anyhow::Result<()> {
         Ok(rings)
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_collector_on_the_same_port_is_refused() {
+        let first = bind_sources(&["127.0.0.1:0".parse().unwrap()], false, 3, 1 << 20).unwrap();
+        let taken = first[0].sockets()[0].local_addr();
+        assert!(first.iter().all(|s| s.sockets()[0].local_addr() == taken));
+        let err = bind_sources(&[taken], false, 2, 1 << 20)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("already in use"), "{err}");
+        drop(first);
+        let sources = bind_sources(&[taken], false, 2, 1 << 20).unwrap();
+        assert_eq!(sources.len(), 2);
+        assert_eq!(sources[1].sockets()[0].local_addr(), taken);
+    }
 }

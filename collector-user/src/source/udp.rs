@@ -41,31 +41,65 @@ pub struct UdpSocket {
     last_drop_count: u32,
 }
 
+/// A new non-blocking UDP socket for `addr`'s family (IPv6: `IPV6_V6ONLY`).
+fn new_socket(addr: SocketAddr) -> io::Result<OwnedFd> {
+    let domain = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: plain socket(2) call; the returned descriptor is owned right away.
+    let raw = unsafe {
+        libc::socket(
+            domain,
+            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh descriptor nobody else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    if addr.is_ipv6() {
+        set_int(&fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
+    }
+    Ok(fd)
+}
+
+fn bind_fd(fd: &OwnedFd, addr: SocketAddr) -> io::Result<()> {
+    let (storage, len) = sockaddr_from_std(addr);
+    // SAFETY: `storage` holds a valid sockaddr of `len` bytes for the socket's family.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&raw const storage).cast::<libc::sockaddr>(),
+            len,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Fail with `AddrInUse` when another socket holds `addr` (checked by binding it once without
+/// `SO_REUSEPORT`). Without this check a second collector of the same user could silently join
+/// the reuseport group and take part of the traffic.
+pub fn ensure_unused(addr: SocketAddr) -> io::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let fd = new_socket(addr)?;
+    bind_fd(&fd, addr)
+}
+
 impl UdpSocket {
     /// Bind a non-blocking `SO_REUSEPORT` socket to `addr`, asking for `rcvbuf` bytes of receive buffer.
     pub fn bind(addr: SocketAddr, rcvbuf: u64) -> io::Result<UdpSocket> {
-        let domain = if addr.is_ipv4() {
-            libc::AF_INET
-        } else {
-            libc::AF_INET6
-        };
-        // SAFETY: plain socket(2) call; the returned descriptor is owned right away.
-        let raw = unsafe {
-            libc::socket(
-                domain,
-                libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                0,
-            )
-        };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a fresh descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd = new_socket(addr)?;
         set_int(&fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
-        if addr.is_ipv6() {
-            set_int(&fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
-        }
         let want = libc::c_int::try_from(rcvbuf).unwrap_or(libc::c_int::MAX);
         // Privileged: SO_RCVBUFFORCE ignores net.core.rmem_max. Otherwise the kernel caps SO_RCVBUF.
         if set_int(&fd, libc::SOL_SOCKET, SO_RCVBUFFORCE, want).is_err() {
@@ -74,18 +108,7 @@ impl UdpSocket {
         let granted = get_int(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF)?;
         set_int(&fd, libc::SOL_SOCKET, SO_RXQ_OVFL, 1)?;
         set_int(&fd, libc::SOL_SOCKET, SO_TIMESTAMPNS, 1)?;
-        let (storage, len) = sockaddr_from_std(addr);
-        // SAFETY: `storage` holds a valid sockaddr of `len` bytes for the socket's family.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&raw const storage).cast::<libc::sockaddr>(),
-                len,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        bind_fd(&fd, addr)?;
         let local = local_addr(&fd)?;
         Ok(UdpSocket {
             fd,
@@ -528,6 +551,23 @@ mod tests {
         let a = UdpSocket::bind("127.0.0.1:0".parse().unwrap(), 1 << 20).unwrap();
         let b = UdpSocket::bind(a.local_addr(), 1 << 20).unwrap();
         assert_eq!(a.local_addr(), b.local_addr());
+    }
+
+    #[test]
+    fn a_port_held_by_another_socket_is_detected() {
+        let other = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let taken = other.local_addr().unwrap();
+        let err = ensure_unused(taken).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        drop(other);
+        ensure_unused(taken).unwrap();
+        // Our own reuseport group is only bound after the check.
+        let ours = UdpSocket::bind(taken, 1 << 20).unwrap();
+        assert_eq!(
+            ensure_unused(taken).unwrap_err().kind(),
+            io::ErrorKind::AddrInUse
+        );
+        drop(ours);
     }
 
     #[test]
