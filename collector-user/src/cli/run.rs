@@ -30,8 +30,8 @@ pub struct RunArgs {
     pub xdp: Option<String>,
 
     /// Address and UDP port to collect on; repeat the flag or give several values. Default:
-    /// 0.0.0.0 and [::] on 2055, 2056, 4739, 6343. The XDP program matches on the destination
-    /// port only.
+    /// 0.0.0.0:2055, 0.0.0.0:2056, 0.0.0.0:4739, 0.0.0.0:6343 and the same ports on [::]. The
+    /// XDP program matches on the destination port only.
     #[arg(long, value_name = "ADDR:PORT", num_args = 1.., action = ArgAction::Append)]
     pub listen: Vec<String>,
 
