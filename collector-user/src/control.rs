@@ -165,6 +165,12 @@ fn drain_events(setup: &ControlSetup) {
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .add(exporter, counters);
             }
+            Event::Templates {
+                worker,
+                learned,
+                withdrawn,
+                cached,
+            } => tracing::info!(worker, learned, withdrawn, cached, "templates changed"),
             Event::Sequences { worker, counts } => setup
                 .metrics
                 .exporters

@@ -145,6 +145,15 @@ pub enum Event {
         worker: usize,
         counts: Vec<(IpAddr, SequenceCounts)>,
     },
+    /// Templates were learned or withdrawn since the previous report (sent at most about once a
+    /// second; counts, not ids: the decoder keeps templates to itself).
+    Templates {
+        worker: usize,
+        learned: u64,
+        withdrawn: u64,
+        /// Templates in the worker's cache now.
+        cached: u64,
+    },
     /// A sample of the decode errors of one worker (at most one per [`worker::ERROR_SAMPLE_INTERVAL_NS`]).
     DecodeError {
         worker: usize,

@@ -46,6 +46,8 @@ pub struct Worker<S, D, K> {
     commands: Option<Receiver<WorkerCommand>>,
     errors_since_sample: u64,
     last_error_sample_ns: Option<u64>,
+    /// Templates learned and withdrawn at the previous report.
+    templates_reported: (u64, u64),
 }
 
 impl<S: Source, D: DatagramDecoder, K: BatchSink> Worker<S, D, K> {
@@ -70,6 +72,7 @@ impl<S: Source, D: DatagramDecoder, K: BatchSink> Worker<S, D, K> {
             commands: None,
             errors_since_sample: 0,
             last_error_sample_ns: None,
+            templates_reported: (0, 0),
         }
     }
 
@@ -101,7 +104,7 @@ impl<S: Source, D: DatagramDecoder, K: BatchSink> Worker<S, D, K> {
             }
             if last_sequence_report.elapsed() >= SEQUENCE_REPORT {
                 last_sequence_report = Instant::now();
-                self.report_sequences();
+                self.report_state();
             }
             if last_housekeeping.elapsed() >= HOUSEKEEPING {
                 last_housekeeping = Instant::now();
@@ -110,7 +113,7 @@ impl<S: Source, D: DatagramDecoder, K: BatchSink> Worker<S, D, K> {
         }
         let drain_started = Instant::now();
         while drain_started.elapsed() < DRAIN_LIMIT && self.step(Duration::ZERO)? > 0 {}
-        self.report_sequences();
+        self.report_state();
         if let Err(err) = self.sink.flush() {
             bump(&self.counters.sink_errors, 1);
             return Err(err);
@@ -118,8 +121,23 @@ impl<S: Source, D: DatagramDecoder, K: BatchSink> Worker<S, D, K> {
         Ok((self.decoder, self.sink))
     }
 
-    /// Send the decoder's sequence accounting to the control plane (off the per-datagram path).
-    fn report_sequences(&mut self) {
+    /// Send the decoder's sequence accounting, and template changes since the previous report,
+    /// to the control plane (off the per-datagram path).
+    fn report_state(&mut self) {
+        let stats = self.decoder.stats();
+        let now = (stats.templates_learned, stats.templates_withdrawn);
+        if now != self.templates_reported {
+            let event = Event::Templates {
+                worker: self.id,
+                learned: now.0.wrapping_sub(self.templates_reported.0),
+                withdrawn: now.1.wrapping_sub(self.templates_reported.1),
+                cached: stats.template_cache_templates,
+            };
+            self.templates_reported = now;
+            if self.events.try_send(event).is_err() {
+                bump(&self.counters.events_dropped, 1);
+            }
+        }
         let mut counts = Vec::new();
         self.decoder.sequence_counts(&mut counts);
         if counts.is_empty() {
@@ -147,6 +165,7 @@ impl<S: Source, D: DatagramDecoder, K: BatchSink> Worker<S, D, K> {
             commands: _,
             errors_since_sample,
             last_error_sample_ns,
+            templates_reported: _,
         } = self;
         let mut bytes = 0u64;
         let received = source.recv_batch(timeout, &mut |meta, datagram| {
@@ -288,6 +307,11 @@ mod tests {
             }
             self.stats.datagrams[0] += 1;
             self.stats.records[0] += u64::from(n);
+            // Pretend a datagram of 4 records also carried a template.
+            if n == 4 {
+                self.stats.templates_learned += 1;
+                self.stats.template_cache_templates += 1;
+            }
             Ok(())
         }
         fn stats(&self) -> &DecodeStats {
@@ -376,6 +400,7 @@ mod tests {
         let mut per_exporter = Vec::new();
         let mut error_samples = 0;
         let mut sequence_reports = 0;
+        let mut template_reports = 0;
         for e in &events {
             match e {
                 Event::NewExporter {
@@ -390,6 +415,15 @@ mod tests {
                     assert_eq!(*reason, ErrorReason::UnknownVersion);
                     error_samples += 1;
                 }
+                Event::Templates {
+                    learned,
+                    withdrawn,
+                    cached,
+                    ..
+                } => {
+                    assert_eq!((*learned, *withdrawn, *cached), (1, 0, 1));
+                    template_reports += 1;
+                }
                 Event::Sequences { counts, .. } => {
                     // The final report after the drain carries the decoder's last counts.
                     assert_eq!(counts[0].1.lost, 10);
@@ -402,6 +436,7 @@ mod tests {
         let _ = &decoder.sampling;
         assert_eq!(error_samples, 1);
         assert_eq!(sequence_reports, 1);
+        assert_eq!(template_reports, 1);
     }
 
     #[test]
