@@ -114,8 +114,68 @@ fn array<const N: usize>(b: &[u8], r: field::Field) -> Option<[u8; N]> {
 }
 
 /// Parse an Ethernet frame header into `record`.
-#[inline]
+///
+/// The common case — untagged Ethernet, IPv4 without options, not a later fragment, TCP or UDP, with
+/// the bytes up to the TCP flags present — is read in one straight line
+/// ([`parse_ethernet_ipv4_fast`]); every other frame takes the general layer walk
+/// ([`parse_ethernet_general`]). Both fill the record identically (a property test holds them to it).
+#[inline(always)]
 pub fn parse_ethernet(frame: &[u8], record: &mut FlowRecord) -> Depth {
+    match parse_ethernet_ipv4_fast(frame, record) {
+        Some(depth) => depth,
+        None => parse_ethernet_general(frame, record),
+    }
+}
+
+/// Bytes the fast path needs: Ethernet, an option-less IPv4 header, and TCP up to its flags.
+const FAST_LEN: usize = field::ethernet::LEN + field::ipv4::LEN + field::l4::TCP_FLAGS.end;
+
+/// `N` bytes at a constant offset of a fixed-size header (the bounds fold away once inlined).
+#[inline(always)]
+fn bytes_at<const N: usize, const M: usize>(h: &[u8; M], at: usize) -> [u8; N] {
+    h.get(at..)
+        .and_then(|s| s.first_chunk::<N>())
+        .copied()
+        .unwrap_or([0; N])
+}
+
+/// The straight-line Ethernet → IPv4 (IHL 5) → TCP/UDP case: `None` (nothing written) when the frame
+/// is anything else or shorter than [`FAST_LEN`].
+#[inline(always)]
+fn parse_ethernet_ipv4_fast(frame: &[u8], record: &mut FlowRecord) -> Option<Depth> {
+    use field::{ethernet as e, ipv4 as ip, l4};
+    const IP: usize = e::LEN;
+    const L4: usize = e::LEN + ip::LEN;
+    let h = frame.first_chunk::<FAST_LEN>()?;
+    let etype = u16::from_be_bytes(bytes_at(h, e::ETHERTYPE.start));
+    let ver_ihl = h[IP + ip::VER_IHL];
+    let frag = u16::from_be_bytes(bytes_at(h, IP + ip::FRAG.start));
+    let proto = h[IP + ip::PROTO];
+    if etype != ethertype::IPV4
+        || ver_ihl != 0x45
+        || frag & 0x1fff != 0
+        || (proto != ip_proto::TCP && proto != ip_proto::UDP)
+    {
+        return None;
+    }
+    record.dst_mac = bytes_at(h, e::DST.start);
+    record.src_mac = bytes_at(h, e::SRC.start);
+    record.etype = etype;
+    record.ip_tos = h[IP + ip::TOS];
+    record.ip_ttl = h[IP + ip::TTL];
+    record.proto = proto;
+    record.src_addr = ipv4_bytes(bytes_at(h, IP + ip::SRC.start));
+    record.dst_addr = ipv4_bytes(bytes_at(h, IP + ip::DST.start));
+    record.src_port = u16::from_be_bytes(bytes_at(h, L4 + l4::SRC_PORT.start));
+    record.dst_port = u16::from_be_bytes(bytes_at(h, L4 + l4::DST_PORT.start));
+    if proto == ip_proto::TCP {
+        record.tcp_flags = u16::from_be_bytes(bytes_at(h, L4 + l4::TCP_FLAGS.start)) & 0x01ff;
+    }
+    Some(Depth::Transport)
+}
+
+/// The general layer walk of an Ethernet frame (tags, MPLS, IPv4 options, IPv6, every transport).
+pub fn parse_ethernet_general(frame: &[u8], record: &mut FlowRecord) -> Depth {
     use field::ethernet as f;
     let (Some(dst), Some(src), Some(mut etype)) = (
         array::<6>(frame, f::DST),
@@ -739,6 +799,42 @@ mod tests {
             }
             let Transport::Ports { src, dst, tcp_flags } = frame.transport else { unreachable!() };
             prop_assert_eq!((r.src_port, r.dst_port, r.tcp_flags), (src, dst, tcp_flags));
+        }
+
+        /// The straight-line path and the general walk give identical records and depths, on
+        /// emitted frames (every truncation, with one byte flipped) and on arbitrary bytes that
+        /// start like the fast path's frames.
+        #[test]
+        fn fast_path_matches_general_walk(
+            frame in arb_frame(),
+            flip in any::<(usize, u8)>(),
+            noise in proptest::collection::vec(any::<u8>(), 0..80),
+        ) {
+            let mut bytes = Vec::new();
+            frame.emit(&mut bytes);
+            let mut flipped = bytes.clone();
+            let at = flip.0 % flipped.len();
+            flipped[at] ^= flip.1;
+            let mut forced = vec![0u8; 12];
+            forced.extend_from_slice(&[0x08, 0x00, 0x45]);
+            forced.extend_from_slice(&noise);
+            if let Some(ip) = forced.get_mut(14..24) {
+                // Not a later fragment, TCP or UDP: the fast path's own case.
+                ip[6] &= 0xe0;
+                ip[7] = 0;
+                ip[9] = if flip.1 & 1 == 0 { 6 } else { 17 };
+            }
+            for input in [&bytes, &flipped, &forced] {
+                for cut in 0..=input.len() {
+                    let frame = &input[..cut];
+                    let mut fast = FlowRecord::zeroed();
+                    let mut general = FlowRecord::zeroed();
+                    let d_fast = parse_ethernet(frame, &mut fast);
+                    let d_general = parse_ethernet_general(frame, &mut general);
+                    prop_assert_eq!(d_fast, d_general);
+                    prop_assert_eq!(bytemuck::bytes_of(&fast), bytemuck::bytes_of(&general));
+                }
+            }
         }
 
         #[test]
