@@ -1,12 +1,22 @@
-//! Decode N in-memory OVS-like sFlow datagrams once, for instruction counting with callgrind.
+//! Decode N in-memory OVS-like sFlow datagrams (16 agents interleaved), for instruction counting
+//! with callgrind and for a samples/s figure.
 //!
+//! One command gives the instruction figure (it re-runs itself under valgrind for N and 2N
+//! datagrams, collecting only `decode_all` — the decoder and a counting sink, not building the
+//! datagrams — and prints Ir(2N) − Ir(N) over samples(2N) − samples(N)):
+//! ```text
+//! cargo run --release -p collector-user --example sflow_loop -- --callgrind [--datagrams 2000]
+//! ```
+//! which is the same as
 //! ```text
 //! cargo build --release -p collector-user --example sflow_loop
 //! valgrind --tool=callgrind --toggle-collect='*decode_all*' target/release/examples/sflow_loop --datagrams 2000
 //! valgrind --tool=callgrind --toggle-collect='*decode_all*' target/release/examples/sflow_loop --datagrams 4000
 //! ```
-//! Instructions per flow sample = (Ir(2N) − Ir(N)) / (samples(2N) − samples(N)); only `decode_all`
-//! (the decoder and a counting sink) is collected, not building the datagrams.
+//! Samples per second on one core (fresh decoder per round, best of the rounds):
+//! ```text
+//! cargo run --release -p collector-user --example sflow_loop -- --time [--datagrams 2000] [--rounds 50]
+//! ```
 
 use collector::decode::sflow::SflowDecoder;
 use collector::decode::sflow::emit::OvsExporter;
@@ -14,6 +24,8 @@ use collector::decode::{DatagramMeta, RecordSink};
 use collector::record::{CounterRecord, FlowRecord};
 use std::hint::black_box;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::process::Command;
+use std::time::Instant;
 
 #[derive(Default)]
 struct CountingSink {
@@ -49,12 +61,8 @@ fn decode_all(decoder: &mut SflowDecoder, datagrams: &[Vec<u8>], sink: &mut Coun
     errors
 }
 
-fn main() {
-    let n: usize = std::env::args()
-        .skip_while(|a| a != "--datagrams")
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1000);
+/// `n` flow datagrams from 16 OVS-like agents, interleaved; and the samples they carry.
+fn datagrams(n: usize) -> (Vec<Vec<u8>>, usize) {
     let mut exporters: Vec<_> = (1..=16u8)
         .map(|i| OvsExporter::new(Ipv4Addr::new(10, 0, 0, i), u64::from(i)))
         .collect();
@@ -66,6 +74,100 @@ fn main() {
             samples += exporter.flow_datagram(&mut buf);
         }
         datagrams.push(buf);
+    }
+    (datagrams, samples)
+}
+
+fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::args()
+        .skip_while(|a| a != name)
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// `(Ir, samples)` of one run of this binary under callgrind, collecting `decode_all` only.
+fn callgrind_run(n: usize) -> Result<(u64, u64), String> {
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let out_file = std::env::temp_dir().join(format!(
+        "callgrind.sflow_loop.{}.{n}.out",
+        std::process::id()
+    ));
+    let out = Command::new("valgrind")
+        .arg("--tool=callgrind")
+        .arg(format!("--callgrind-out-file={}", out_file.display()))
+        .arg("--toggle-collect=*decode_all*")
+        .arg(&me)
+        .args(["--datagrams", &n.to_string()])
+        .output()
+        .map_err(|e| format!("running valgrind: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let samples = stdout
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("samples="))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("no samples= in {stdout:?}"))?;
+    let profile = std::fs::read_to_string(&out_file).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_file(&out_file);
+    let ir = profile
+        .lines()
+        .find_map(|l| {
+            let rest = l
+                .strip_prefix("summary:")
+                .or_else(|| l.strip_prefix("totals:"))?;
+            rest.split_whitespace().next()?.parse().ok()
+        })
+        .ok_or("no summary/totals line in the callgrind output")?;
+    Ok((ir, samples))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let n: usize = arg(
+        "--datagrams",
+        if args.iter().any(|a| a == "--time") {
+            20_000
+        } else {
+            2000
+        },
+    );
+    if args.iter().any(|a| a == "--callgrind") {
+        let runs = callgrind_run(n).and_then(|small| Ok((small, callgrind_run(2 * n)?)));
+        match runs {
+            Ok(((ir1, s1), (ir2, s2))) if s2 > s1 => {
+                println!("datagrams={n} samples={s1} Ir={ir1}");
+                println!("datagrams={} samples={s2} Ir={ir2}", 2 * n);
+                println!(
+                    "instructions/sample={:.1}",
+                    (ir2 - ir1) as f64 / (s2 - s1) as f64
+                );
+            }
+            Ok(_) => eprintln!("the larger run decoded no more samples"),
+            Err(e) => {
+                eprintln!("{e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
+    let (datagrams, samples) = datagrams(n);
+    if args.iter().any(|a| a == "--time") {
+        let rounds: usize = arg("--rounds", 50);
+        let mut best = f64::INFINITY;
+        let mut sink = CountingSink::default();
+        for _ in 0..rounds {
+            let mut decoder = SflowDecoder::new();
+            let start = Instant::now();
+            black_box(decode_all(&mut decoder, &datagrams, &mut sink));
+            best = best.min(start.elapsed().as_secs_f64());
+        }
+        println!(
+            "datagrams={n} samples={samples} rounds={rounds} best={:.3}ms samples/s={:.0} fold={}",
+            best * 1e3,
+            samples as f64 / best,
+            black_box(sink.fold)
+        );
+        return;
     }
     let mut decoder = SflowDecoder::new();
     let mut sink = CountingSink::default();

@@ -114,8 +114,147 @@ fn array<const N: usize>(b: &[u8], r: field::Field) -> Option<[u8; N]> {
 }
 
 /// Parse an Ethernet frame header into `record`.
-#[inline]
+///
+/// The common cases — Ethernet with at most one 802.1Q tag, then IPv4 without options (not a later
+/// fragment) or IPv6 without extension headers, then TCP or UDP, with the bytes up to the TCP flags
+/// present — are read in straight lines ([`parse_ethernet_fast`]); every other frame takes the
+/// general layer walk ([`parse_ethernet_general`]). Both fill the record identically (a property
+/// test holds them to it).
+///
+/// The most common case of all, untagged IPv4, is inlined into the caller; the others are one call
+/// away.
+#[inline(always)]
 pub fn parse_ethernet(frame: &[u8], record: &mut FlowRecord) -> Depth {
+    match parse_untagged_ipv4_fast(frame, record) {
+        Some(depth) => depth,
+        None => parse_ethernet_rest(frame, record),
+    }
+}
+
+/// [`parse_ethernet`] past its inlined case: the other straight lines, then the general walk.
+#[inline(never)]
+fn parse_ethernet_rest(frame: &[u8], record: &mut FlowRecord) -> Depth {
+    match parse_ethernet_fast(frame, record) {
+        Some(depth) => depth,
+        None => parse_ethernet_general(frame, record),
+    }
+}
+
+/// Untagged Ethernet → [`ipv4_tcp_udp_fast`], as one fixed-size read.
+#[inline(always)]
+fn parse_untagged_ipv4_fast(frame: &[u8], record: &mut FlowRecord) -> Option<Depth> {
+    use field::{ethernet as e, ipv4 as ip};
+    let h = frame.first_chunk::<{ e::LEN + ip::LEN + FAST_L4_LEN }>()?;
+    if be16_at(h, e::ETHERTYPE.start) != ethertype::IPV4 {
+        return None;
+    }
+    ipv4_tcp_udp_fast(h.get(e::LEN..).unwrap_or_default(), record)?;
+    record.dst_mac = bytes_at(h, e::DST.start);
+    record.src_mac = bytes_at(h, e::SRC.start);
+    record.etype = ethertype::IPV4;
+    Some(Depth::Transport)
+}
+
+/// Bytes of the transport header the fast path needs: TCP up to its flags (UDP needs fewer, but
+/// one length keeps the path straight).
+const FAST_L4_LEN: usize = field::l4::TCP_FLAGS.end;
+
+/// `N` bytes at a constant offset of a fixed-size header (the bounds fold away once inlined).
+#[inline(always)]
+fn bytes_at<const N: usize, const M: usize>(h: &[u8; M], at: usize) -> [u8; N] {
+    h.get(at..)
+        .and_then(|s| s.first_chunk::<N>())
+        .copied()
+        .unwrap_or([0; N])
+}
+
+/// Big-endian u16 at a constant offset of a fixed-size header.
+#[inline(always)]
+fn be16_at<const M: usize>(h: &[u8; M], at: usize) -> u16 {
+    u16::from_be_bytes(bytes_at(h, at))
+}
+
+/// The straight-line cases of [`parse_ethernet`]: `None`, with nothing written, for any other frame
+/// or one shorter than the fixed parts the case needs.
+#[inline(always)]
+fn parse_ethernet_fast(frame: &[u8], record: &mut FlowRecord) -> Option<Depth> {
+    use field::ethernet as e;
+    let (eth, mut l3) = frame.split_first_chunk::<{ e::LEN }>()?;
+    let mut etype = be16_at(eth, e::ETHERTYPE.start);
+    let mut vlan = None;
+    if etype == ethertype::VLAN {
+        let (tag, after) = l3.split_first_chunk::<{ e::TAG_LEN }>()?;
+        vlan = Some(be16_at(tag, 0) & 0x0fff);
+        etype = be16_at(tag, 2);
+        l3 = after;
+    }
+    match etype {
+        ethertype::IPV4 => ipv4_tcp_udp_fast(l3, record)?,
+        ethertype::IPV6 => ipv6_tcp_udp_fast(l3, record)?,
+        _ => return None,
+    }
+    record.dst_mac = bytes_at(eth, e::DST.start);
+    record.src_mac = bytes_at(eth, e::SRC.start);
+    if let Some(vlan) = vlan {
+        record.vlan_id = vlan;
+    }
+    record.etype = etype;
+    Some(Depth::Transport)
+}
+
+/// IPv4 with IHL 5, not a later fragment, carrying TCP or UDP: network and transport fields.
+#[inline(always)]
+fn ipv4_tcp_udp_fast(packet: &[u8], record: &mut FlowRecord) -> Option<()> {
+    use field::{ipv4 as ip, l4};
+    const L4: usize = ip::LEN;
+    let h = packet.first_chunk::<{ ip::LEN + FAST_L4_LEN }>()?;
+    let proto = h[ip::PROTO];
+    if h[ip::VER_IHL] != 0x45
+        || be16_at(h, ip::FRAG.start) & 0x1fff != 0
+        || (proto != ip_proto::TCP && proto != ip_proto::UDP)
+    {
+        return None;
+    }
+    record.ip_tos = h[ip::TOS];
+    record.ip_ttl = h[ip::TTL];
+    record.proto = proto;
+    record.src_addr = ipv4_bytes(bytes_at(h, ip::SRC.start));
+    record.dst_addr = ipv4_bytes(bytes_at(h, ip::DST.start));
+    record.src_port = be16_at(h, L4 + l4::SRC_PORT.start);
+    record.dst_port = be16_at(h, L4 + l4::DST_PORT.start);
+    if proto == ip_proto::TCP {
+        record.tcp_flags = be16_at(h, L4 + l4::TCP_FLAGS.start) & 0x01ff;
+    }
+    Some(())
+}
+
+/// IPv6 whose next header is TCP or UDP (no extension headers): network and transport fields.
+#[inline(always)]
+fn ipv6_tcp_udp_fast(packet: &[u8], record: &mut FlowRecord) -> Option<()> {
+    use field::{ipv6 as ip, l4};
+    const L4: usize = ip::LEN;
+    let h = packet.first_chunk::<{ ip::LEN + FAST_L4_LEN }>()?;
+    let vtf = u32::from_be_bytes(bytes_at(h, ip::VTF.start));
+    let proto = h[ip::NEXT_HEADER];
+    if vtf >> 28 != 6 || (proto != ip_proto::TCP && proto != ip_proto::UDP) {
+        return None;
+    }
+    record.ip_tos = (vtf >> 20) as u8;
+    record.ipv6_flow_label = vtf & 0x000f_ffff;
+    record.ip_ttl = h[ip::HOP_LIMIT];
+    record.proto = proto;
+    record.src_addr = bytes_at(h, ip::SRC.start);
+    record.dst_addr = bytes_at(h, ip::DST.start);
+    record.src_port = be16_at(h, L4 + l4::SRC_PORT.start);
+    record.dst_port = be16_at(h, L4 + l4::DST_PORT.start);
+    if proto == ip_proto::TCP {
+        record.tcp_flags = be16_at(h, L4 + l4::TCP_FLAGS.start) & 0x01ff;
+    }
+    Some(())
+}
+
+/// The general layer walk of an Ethernet frame (tags, MPLS, IPv4 options, IPv6, every transport).
+pub fn parse_ethernet_general(frame: &[u8], record: &mut FlowRecord) -> Depth {
     use field::ethernet as f;
     let (Some(dst), Some(src), Some(mut etype)) = (
         array::<6>(frame, f::DST),
@@ -712,6 +851,96 @@ mod tests {
             )
     }
 
+    /// The straight lines really take their cases (so the equivalence property is not vacuous),
+    /// and leave the record untouched when they refuse a frame.
+    #[test]
+    fn fast_paths_take_their_cases() {
+        let frame = |vlans: Vec<u16>, network: Network, proto: u8| {
+            let mut bytes = Vec::new();
+            Frame {
+                dst_mac: [2; 6],
+                src_mac: [4; 6],
+                vlans,
+                mpls: Vec::new(),
+                network,
+                proto,
+                tos: 0x10,
+                ttl: 9,
+                transport: Transport::Ports {
+                    src: 1,
+                    dst: 2,
+                    tcp_flags: if proto == ip_proto::TCP { 0x12 } else { 0 },
+                },
+                // UDP takes the straight line only with 14 transport bytes present.
+                payload_len: 16,
+            }
+            .emit(&mut bytes);
+            bytes
+        };
+        let v4 = Network::Ipv4 {
+            src: [10, 0, 0, 1],
+            dst: [10, 0, 0, 2],
+            options_len: 0,
+            fragment_offset: 0,
+        };
+        let v6 = Network::Ipv6 {
+            src: [1; 16],
+            dst: [2; 16],
+            flow_label: 7,
+            extensions: Vec::new(),
+        };
+        let untagged_v4 = frame(Vec::new(), v4.clone(), ip_proto::TCP);
+        let mut r = FlowRecord::zeroed();
+        assert_eq!(
+            parse_untagged_ipv4_fast(&untagged_v4, &mut r),
+            Some(Depth::Transport)
+        );
+        assert_eq!((r.src_port, r.dst_port, r.tcp_flags), (1, 2, 0x12));
+        for taken in [
+            untagged_v4.clone(),
+            frame(vec![100], v4.clone(), ip_proto::UDP),
+            frame(Vec::new(), v6.clone(), ip_proto::TCP),
+            frame(vec![5], v6.clone(), ip_proto::UDP),
+        ] {
+            let mut r = FlowRecord::zeroed();
+            assert_eq!(parse_ethernet_fast(&taken, &mut r), Some(Depth::Transport));
+        }
+        // Refused: QinQ, IPv4 options, IPv6 extension headers, ICMP, a header cut inside TCP.
+        for refused in [
+            frame(vec![1, 2], v4.clone(), ip_proto::TCP),
+            frame(
+                Vec::new(),
+                Network::Ipv4 {
+                    src: [1; 4],
+                    dst: [2; 4],
+                    options_len: 4,
+                    fragment_offset: 0,
+                },
+                ip_proto::TCP,
+            ),
+            frame(
+                Vec::new(),
+                Network::Ipv6 {
+                    src: [1; 16],
+                    dst: [2; 16],
+                    flow_label: 0,
+                    extensions: vec![ip_proto::HOP_BY_HOP],
+                },
+                ip_proto::TCP,
+            ),
+            frame(Vec::new(), v4.clone(), ip_proto::ICMP),
+            untagged_v4[..14 + 20 + 13].to_vec(),
+        ] {
+            let mut r = FlowRecord::zeroed();
+            assert_eq!(parse_ethernet_fast(&refused, &mut r), None);
+            assert_eq!(parse_untagged_ipv4_fast(&refused, &mut r), None);
+            assert_eq!(
+                bytemuck::bytes_of(&r),
+                bytemuck::bytes_of(&FlowRecord::zeroed())
+            );
+        }
+    }
+
     proptest! {
         #[test]
         fn emit_then_parse_recovers_every_field(frame in arb_frame()) {
@@ -739,6 +968,53 @@ mod tests {
             }
             let Transport::Ports { src, dst, tcp_flags } = frame.transport else { unreachable!() };
             prop_assert_eq!((r.src_port, r.dst_port, r.tcp_flags), (src, dst, tcp_flags));
+        }
+
+        /// The straight-line path and the general walk give identical records and depths, on
+        /// emitted frames (every truncation, with one byte flipped) and on arbitrary bytes that
+        /// start like the fast path's frames.
+        #[test]
+        fn fast_path_matches_general_walk(
+            frame in arb_frame(),
+            flip in any::<(usize, u8)>(),
+            noise in proptest::collection::vec(any::<u8>(), 0..80),
+        ) {
+            let mut bytes = Vec::new();
+            frame.emit(&mut bytes);
+            let mut flipped = bytes.clone();
+            let at = flip.0 % flipped.len();
+            flipped[at] ^= flip.1;
+            // Noise shaped like the fast path's own cases: untagged or 802.1Q-tagged IPv4 (not a
+            // later fragment) and IPv6, TCP or UDP.
+            let proto = if flip.1 & 1 == 0 { 6 } else { 17 };
+            let mut v4 = vec![0u8; 12];
+            v4.extend_from_slice(&[0x08, 0x00, 0x45]);
+            v4.extend_from_slice(&noise);
+            if let Some(ip) = v4.get_mut(14..24) {
+                ip[6] &= 0xe0;
+                ip[7] = 0;
+                ip[9] = proto;
+            }
+            let mut tagged_v4 = v4.clone();
+            tagged_v4.splice(12..12, [0x81, 0x00, noise.first().copied().unwrap_or(0), 7]);
+            let mut v6 = vec![0u8; 12];
+            v6.extend_from_slice(&[0x81, 0x00, 0x00, 0x64, 0x86, 0xdd, 0x60 | (flip.1 >> 4)]);
+            v6.extend_from_slice(&noise);
+            if let Some(next) = v6.get_mut(18 + 6) {
+                *next = proto;
+            }
+            let untagged_v6: Vec<u8> = v6[..12].iter().chain(&v6[16..]).copied().collect();
+            for input in [&bytes, &flipped, &v4, &tagged_v4, &v6, &untagged_v6] {
+                for cut in 0..=input.len() {
+                    let frame = &input[..cut];
+                    let mut fast = FlowRecord::zeroed();
+                    let mut general = FlowRecord::zeroed();
+                    let d_fast = parse_ethernet(frame, &mut fast);
+                    let d_general = parse_ethernet_general(frame, &mut general);
+                    prop_assert_eq!(d_fast, d_general);
+                    prop_assert_eq!(bytemuck::bytes_of(&fast), bytemuck::bytes_of(&general));
+                }
+            }
         }
 
         #[test]

@@ -14,7 +14,6 @@
 
 use super::xdr::{self, put_address, put_u32};
 use crate::decode::ErrorReason;
-use crate::record::ipv4_bytes;
 use std::net::IpAddr;
 
 /// Offsets of the header.
@@ -64,7 +63,7 @@ impl<'a> Header<'a> {
         let rest = datagram.get(field::AGENT..).unwrap_or_default();
         let (agent, rest) = match xdr::word(head, field::AGENT_TYPE) {
             1 => match rest.split_first_chunk::<4>() {
-                Some((v4, rest)) => (ipv4_bytes(*v4), rest),
+                Some((v4, rest)) => (xdr::mapped_v4(*v4), rest),
                 None => return Err(ErrorReason::TruncatedHeader),
             },
             2 => match rest.split_first_chunk::<16>() {
@@ -124,6 +123,7 @@ impl HeaderRepr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::ipv4_bytes;
 
     /// Version 5, agent 192.0.2.1, sub-agent 3, sequence 1000, uptime 60000 ms, 0 samples.
     const V4_HEADER: [u8; 28] = [

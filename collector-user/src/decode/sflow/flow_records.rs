@@ -114,7 +114,7 @@ pub enum Outcome {
 }
 
 /// Decode one flow record element into `record`.
-#[inline]
+#[inline(always)]
 pub fn apply(element: Element<'_>, record: &mut FlowRecord) -> Result<Outcome, ErrorReason> {
     let body = element.body;
     match element.format {

@@ -63,7 +63,10 @@ pub struct FormatCounts {
 }
 
 impl FormatCounts {
-    /// Count one occurrence of `format`.
+    /// Count one occurrence of `format` (kept out of line: unknown formats are rare, and inlined
+    /// the slot walk costs the record loops register spills on every sample).
+    #[cold]
+    #[inline(never)]
     pub fn count(&mut self, format: u32) {
         for slot in &mut self.slots {
             if slot.1 == 0 {
@@ -194,8 +197,31 @@ pub struct SflowDecoder {
     stats: SflowStats,
     agents: Vec<AgentState>,
     by_agent: HashMap<([u8; 16], u32), usize, AgentHashBuilder>,
-    /// The agent of the previous datagram (most datagrams come from the agent before them).
-    last_agent: Option<usize>,
+    /// Direct-mapped cache in front of `by_agent`: slot [`agent_slot`] holds an agent index + 1
+    /// (0 empty), checked against the agent's key before use. Datagrams of a few dozen agents
+    /// interleaved find their agent here without hashing.
+    agent_cache: AgentCache,
+}
+
+/// Slots of the agent cache (a power of two).
+const AGENT_CACHE_SLOTS: usize = 256;
+
+#[derive(Debug)]
+struct AgentCache([u32; AGENT_CACHE_SLOTS]);
+
+impl Default for AgentCache {
+    fn default() -> Self {
+        AgentCache([0; AGENT_CACHE_SLOTS])
+    }
+}
+
+/// The cache slot of an agent: a multiplicative mix of the address's last word and the sub-agent.
+#[inline(always)]
+fn agent_slot(agent_addr: &[u8; 16], sub_agent_id: u32) -> usize {
+    let low = agent_addr.last_chunk::<8>().copied().unwrap_or_default();
+    let mixed = (u64::from_le_bytes(low) ^ u64::from(sub_agent_id) << 40)
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (mixed >> 56) as usize % AGENT_CACHE_SLOTS
 }
 
 /// Hashes agent keys (address + sub-agent, looked up once per datagram) with a multiply-rotate mix
@@ -346,9 +372,9 @@ impl SflowDecoder {
             };
             samples = rest;
             produced += match sample.format {
-                samples::format::FLOW => self.flow_sample(&ctx, sample.body, false, sink)?,
+                samples::format::FLOW => self.flow_sample::<false>(&ctx, sample.body, sink)?,
                 samples::format::EXPANDED_FLOW => {
-                    self.flow_sample(&ctx, sample.body, true, sink)?
+                    self.flow_sample::<true>(&ctx, sample.body, sink)?
                 }
                 samples::format::COUNTERS => self.counter_sample(&ctx, sample.body, false, sink)?,
                 samples::format::EXPANDED_COUNTERS => {
@@ -366,7 +392,9 @@ impl SflowDecoder {
     /// Index of the agent's state, created when there is room.
     #[inline(always)]
     fn agent_index(&mut self, agent_addr: [u8; 16], sub_agent_id: u32) -> Option<usize> {
-        if let Some(i) = self.last_agent
+        let slot = agent_slot(&agent_addr, sub_agent_id);
+        if let Some(&cached) = self.agent_cache.0.get(slot)
+            && let Some(i) = (cached as usize).checked_sub(1)
             && let Some(a) = self.agents.get(i)
             && a.agent_addr == agent_addr
             && a.sub_agent_id == sub_agent_id
@@ -390,7 +418,10 @@ impl SflowDecoder {
                 i
             }
         };
-        self.last_agent = Some(i);
+        if let Some(cached) = self.agent_cache.0.get_mut(slot) {
+            // Indexes stay below MAX_AGENTS, far inside u32.
+            *cached = i as u32 + 1;
+        }
         Some(i)
     }
 
@@ -415,30 +446,34 @@ impl SflowDecoder {
             .samples
             .observe(sequence, Some(1), Some(ctx.uptime_ms));
         if let Some(now) = drops {
-            let dropped = match (source.last_drops, event) {
-                // A restarted agent counts drops from zero again.
-                (Some(_), SequenceEvent::Restart) => now,
-                (Some(last), _) if now >= last => now - last,
-                (Some(_), _) => now,
-                // Drops before the first sample seen happened before tracking began.
-                (None, _) => 0,
-            };
-            source.last_drops = Some(now);
-            agent.drops += u64::from(dropped);
-            self.stats.agent_drops += u64::from(dropped);
+            let last = source.last_drops.replace(now);
+            // Unchanged drops outside a restart (the usual case) add nothing.
+            if last != Some(now) || event == SequenceEvent::Restart {
+                let dropped = match (last, event) {
+                    // A restarted agent counts drops from zero again.
+                    (Some(_), SequenceEvent::Restart) => now,
+                    (Some(last), _) if now >= last => now - last,
+                    (Some(_), _) => now,
+                    // Drops before the first sample seen happened before tracking began.
+                    (None, _) => 0,
+                };
+                agent.drops += u64::from(dropped);
+                self.stats.agent_drops += u64::from(dropped);
+            }
         }
     }
 
-    #[inline]
-    fn flow_sample(
+    /// One flow sample (`EXPANDED`: format 3) → one flow record. One copy per form, so each
+    /// reads its fixed part in a straight line.
+    #[inline(never)]
+    fn flow_sample<const EXPANDED: bool>(
         &mut self,
         ctx: &DatagramContext,
         body: &[u8],
-        expanded: bool,
         sink: &mut impl RecordSink,
     ) -> Result<usize, ErrorReason> {
-        let (sample, mut records) = FlowSampleHeader::parse(body, expanded)?;
-        self.stats.samples_by_type[if expanded { 2 } else { 0 }] += 1;
+        let (sample, mut records) = FlowSampleHeader::parse(body, EXPANDED)?;
+        self.stats.samples_by_type[if EXPANDED { 2 } else { 0 }] += 1;
         if sample.num_records as usize > records.len() / xdr::ELEMENT_HEADER_LEN {
             return Err(ErrorReason::BadSampleCount);
         }

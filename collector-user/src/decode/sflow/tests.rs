@@ -364,6 +364,49 @@ fn sequence_tracking_per_agent_and_per_source() {
     assert_eq!((a.datagrams.lost, a.samples.lost), (2, 6));
 }
 
+/// Many more agents than agent-cache slots (so slots collide and are overwritten), interleaved, with
+/// sub-agents sharing an address: every agent keeps its own sequence spaces, no loss is invented,
+/// and a real gap is charged to the right agent only.
+#[test]
+fn interleaved_agents_beyond_the_agent_cache_keep_their_own_sequences() {
+    let mut dec = SflowDecoder::new();
+    let agents = 3 * AGENT_CACHE_SLOTS as u32;
+    let header = |agent: u32, sequence: u32| HeaderRepr {
+        agent: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + agent / 2)),
+        sub_agent_id: agent % 2,
+        sequence,
+        uptime_ms: 50_000 + sequence,
+    };
+    for sequence in 1..=4u32 {
+        for agent in 0..agents {
+            // Agent 77 skips its datagram 3 (one lost datagram, one lost sample).
+            if agent == 77 && sequence == 3 {
+                continue;
+            }
+            let bytes = DatagramRepr {
+                header: header(agent, sequence),
+                samples: vec![SampleRepr::Flow(flow_sample(sequence))],
+            }
+            .to_bytes();
+            decode(&mut dec, &bytes).0.unwrap();
+        }
+    }
+    let seen: Vec<_> = dec.agents().collect();
+    assert_eq!(seen.len(), agents as usize);
+    let lossy = ipv4_bytes(Ipv4Addr::from(0x0a00_0000 + 77 / 2).octets());
+    for a in &seen {
+        let expect = if a.agent_addr == lossy && a.sub_agent_id == 1 {
+            1
+        } else {
+            0
+        };
+        assert_eq!((a.datagrams.lost, a.samples.lost), (expect, expect));
+        assert_eq!((a.datagrams.late, a.datagrams.restarts), (0, 0));
+        assert_eq!(a.sources, 1);
+    }
+    assert_eq!(dec.stats().untracked, 0);
+}
+
 #[test]
 fn flow_and_counter_samples_of_one_source_are_separate_spaces_and_drops_are_counted() {
     let mut dec = SflowDecoder::new();

@@ -3,7 +3,6 @@
 //!
 //! Every read is a checked `get`; a read past the end yields `None` and the caller names the error.
 
-use crate::record::ipv4_bytes;
 use std::net::IpAddr;
 
 /// Big-endian u32 at `at`, or `None` past the end.
@@ -34,6 +33,13 @@ pub fn word<const N: usize>(b: &[u8; N], at: usize) -> u32 {
 #[inline(always)]
 pub fn dword<const N: usize>(b: &[u8; N], at: usize) -> u64 {
     u64_at(b, at).unwrap_or(0)
+}
+
+/// The record form of an IPv4 address (IPv4-mapped), built as one 128-bit value rather than byte
+/// by byte (same bytes as [`ipv4_bytes`], cheaper in the per-datagram and per-record paths).
+#[inline(always)]
+pub fn mapped_v4(octets: [u8; 4]) -> [u8; 16] {
+    (0xffff_u128 << 32 | u128::from(u32::from_be_bytes(octets))).to_be_bytes()
 }
 
 /// One `data_format` + `length` framed element (a sample or a record).
@@ -76,7 +82,7 @@ pub fn split_address(b: &[u8]) -> Result<([u8; 16], &[u8]), AddressError> {
         0 => Ok(([0; 16], rest)),
         1 => {
             let (v4, rest) = rest.split_first_chunk::<4>().ok_or(AddressError::Short)?;
-            Ok((ipv4_bytes(*v4), rest))
+            Ok((mapped_v4(*v4), rest))
         }
         2 => {
             let (v6, rest) = rest.split_first_chunk::<16>().ok_or(AddressError::Short)?;
@@ -143,6 +149,7 @@ pub fn put_element(out: &mut Vec<u8>, format: u32, body: impl FnOnce(&mut Vec<u8
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::ipv4_bytes;
 
     #[test]
     fn elements_and_addresses() {
@@ -158,6 +165,9 @@ mod tests {
 
         let (a, rest) = split_address(&[0, 0, 0, 1, 10, 0, 0, 1, 7]).unwrap();
         assert_eq!(a, ipv4_bytes([10, 0, 0, 1]));
+        for v4 in [[0, 0, 0, 0], [10, 0, 0, 1], [255, 254, 253, 252]] {
+            assert_eq!(mapped_v4(v4), ipv4_bytes(v4));
+        }
         assert_eq!(rest, &[7]);
         assert_eq!(split_address(&[0, 0, 0, 0]).unwrap().0, [0; 16]);
         assert_eq!(
