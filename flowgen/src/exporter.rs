@@ -307,7 +307,7 @@ impl Exporter {
         &mut self,
         now_ns: u64,
         out: &mut Vec<u8>,
-        mut expected: Option<&mut Vec<FlowRecord>>,
+        expected: Option<&mut Vec<FlowRecord>>,
     ) -> u32 {
         let gap_every = self.params.gap_every;
         if gap_every > 0 && (self.log.data_datagrams + 1).is_multiple_of(gap_every) {
@@ -431,7 +431,7 @@ impl Exporter {
         self.log.datagrams += 1;
         self.log.records += u64::from(n);
         self.log.bytes += out.len() as u64;
-        if let Some(expected) = expected.as_deref_mut() {
+        if let Some(expected) = expected {
             expected.extend_from_slice(&records);
         }
         n

@@ -32,7 +32,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Send exports (the default).
-    Send(SendArgs),
+    Send(Box<SendArgs>),
     /// Compare a collector's flow rings with a manifest: missing, extra and mismatched records.
     /// Exits 1 on any difference.
     Verify(VerifyArgs),
@@ -159,7 +159,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Verify(v)) => verify(v),
-        Some(Command::Send(s)) => send_cmd(s),
+        Some(Command::Send(s)) => send_cmd(*s),
         None => send_cmd(cli.send),
     };
     match result {

@@ -134,13 +134,15 @@ impl Rng {
     pub fn for_record(seed: u64, exporter: u32, k: u64) -> Rng {
         let mut r = Rng(seed ^ 0x5851_f42d_4c95_7f2d);
         r.0 ^= r
-            .next()
+            .next_u64()
             .wrapping_add(u64::from(exporter).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        r.0 ^= r.next().wrapping_add(k.wrapping_mul(0xbf58_476d_1ce4_e5b9));
+        r.0 ^= r
+            .next_u64()
+            .wrapping_add(k.wrapping_mul(0xbf58_476d_1ce4_e5b9));
         r
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -150,7 +152,7 @@ impl Rng {
 
     /// Uniform in `0..n` (`n > 0`; 0 when `n` is 0).
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next().checked_rem(n).unwrap_or(0)
+        self.next_u64().checked_rem(n).unwrap_or(0)
     }
 
     /// True with probability `percent` / 100.
@@ -202,7 +204,7 @@ pub fn flow(profile: Profile, seed: u64, exporter: u32, k: u64, time_base_ns: u6
         ETYPE_IPV4
     };
     let node = exporter;
-    let a = r.next();
+    let a = r.next_u64();
     match rec.etype {
         ETYPE_IPV4 => {
             rec.src_addr =
@@ -225,7 +227,7 @@ pub fn flow(profile: Profile, seed: u64, exporter: u32, k: u64, time_base_ns: u6
             rec.src_addr = s;
             rec.dst_addr = d;
             if profile != Profile::NetflowV9 && profile != Profile::Ipfix || r.chance(50) {
-                rec.ipv6_flow_label = (r.next() & 0xf_ffff) as u32;
+                rec.ipv6_flow_label = (r.next_u64() & 0xf_ffff) as u32;
             }
         }
         _ => {}
@@ -328,7 +330,7 @@ pub fn flow(profile: Profile, seed: u64, exporter: u32, k: u64, time_base_ns: u6
 
 /// MAC addresses (OVN-Kubernetes style `0a:58:…`) and an occasional VLAN.
 fn l2(r: &mut Rng, rec: &mut FlowRecord, node: u32) {
-    let m = r.next();
+    let m = r.next_u64();
     rec.src_mac = [0x0a, 0x58, 10, 128, node as u8, m as u8];
     rec.dst_mac = [0x0a, 0x58, 10, 129, (m >> 8) as u8, (m >> 16) as u8];
     if r.chance(10) {

@@ -230,6 +230,9 @@ fn show_progress(
     }
 }
 
+/// A datagram queued for `sendmmsg`, and for data datagrams their index and record count.
+type Queued = (Vec<u8>, Option<(u64, u32)>);
+
 /// One exporter and its socket on a sender thread.
 struct Lane {
     exporter: Exporter,
@@ -237,7 +240,7 @@ struct Lane {
     /// Data datagrams left to send (`None`: until the deadline).
     budget: Option<u64>,
     /// Datagrams built for the current `sendmmsg`, with what each carries.
-    queue: Vec<(Vec<u8>, Option<(u64, u32)>)>,
+    queue: Vec<Queued>,
 }
 
 struct Sender {
@@ -431,11 +434,7 @@ const RETRIES: u32 = 20;
 
 /// Send `datagrams` to `dest` with as few `sendmmsg` calls as possible; returns how many were sent
 /// (the first ones: `sendmmsg` stops at the first error).
-fn send_all(
-    socket: &UdpSocket,
-    dest: &SockAddr,
-    datagrams: &[(Vec<u8>, Option<(u64, u32)>)],
-) -> usize {
+fn send_all(socket: &UdpSocket, dest: &SockAddr, datagrams: &[Queued]) -> usize {
     let fd = socket.as_raw_fd();
     let mut sent = 0usize;
     let mut retries = 0;
