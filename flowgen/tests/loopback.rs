@@ -56,6 +56,29 @@ fn send(
     rate: Option<f64>,
     v6: bool,
 ) -> (Manifest, Vec<(SocketAddr, Vec<u8>)>, Duration) {
+    send_with(
+        profile,
+        exporters,
+        threads,
+        Some(count),
+        None,
+        rate,
+        v6,
+        None,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn send_with(
+    profile: Profile,
+    exporters: u32,
+    threads: usize,
+    count: Option<u64>,
+    duration: Option<Duration>,
+    rate: Option<f64>,
+    v6: bool,
+    restart_every: Option<Duration>,
+) -> (Manifest, Vec<(SocketAddr, Vec<u8>)>, Duration) {
     let receiver =
         UdpSocket::bind(if v6 { "[::1]:0" } else { "127.0.0.1:0" }).expect("bind receiver");
     grow_receive_buffer(&receiver);
@@ -70,11 +93,11 @@ fn send(
             ..common::params(profile, 0)
         },
         rate,
-        duration: None,
-        count: Some(count),
+        duration,
+        count,
         threads,
         batch: 16,
-        restart_every: None,
+        restart_every,
         progress: ProgressMode::None,
         send_buffer: None,
     };
@@ -135,4 +158,39 @@ fn the_rate_is_honoured() {
     assert_eq!(got.len() as u64, manifest.totals.datagrams);
     assert!(elapsed >= Duration::from_millis(180), "{elapsed:?}");
     assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+}
+
+#[test]
+fn restarts_resend_templates_and_the_records_still_verify() {
+    // 0.7 s with a restart every 0.2 s: three restarts, each a burst of the 121 OVS templates.
+    let (manifest, got, _) = send_with(
+        Profile::OvsIpfix,
+        3,
+        1,
+        None,
+        Some(Duration::from_millis(700)),
+        Some(600.0),
+        false,
+        Some(Duration::from_millis(200)),
+    );
+    assert_eq!(got.len() as u64, manifest.totals.datagrams);
+    for e in &manifest.exporters {
+        let restarts = e.restarts() as u64;
+        assert!((2..=4).contains(&restarts), "{restarts} restarts");
+        // 121 templates in messages of 6: 21 template datagrams per burst.
+        assert_eq!(e.template_datagrams, 21 * (restarts + 1));
+        assert_eq!(e.sequence_ranges.len() as u64, restarts + 1);
+    }
+    let mut dec = Decoder::new();
+    let mut sink = Collected::default();
+    for (from, d) in &got {
+        let meta = DatagramMeta {
+            exporter: *from,
+            received_ns: flowgen::send::unix_now_ns(),
+        };
+        dec.decode(&meta, d, &mut sink).expect("decode");
+    }
+    let report = verify_records(&manifest, &sink.flows, &VerifyConfig::default());
+    assert!(report.ok(), "{}", report.summary());
+    assert_eq!(report.matched, manifest.totals.records);
 }

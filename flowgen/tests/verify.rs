@@ -28,6 +28,14 @@ fn run() -> (Manifest, Vec<FlowRecord>) {
 
 /// Write `records` to two worker rings (alternating) in a new directory and verify it.
 fn verify(manifest: &Manifest, records: &[FlowRecord], name: &str) -> Report {
+    let dir = write_rings(records, name);
+    let report = verify_dir(manifest, &dir, &VerifyConfig::default()).expect("verify");
+    let _ = std::fs::remove_dir_all(&dir);
+    report
+}
+
+/// A new directory with `records` in two worker rings (alternating).
+fn write_rings(records: &[FlowRecord], name: &str) -> std::path::PathBuf {
     let dir = temp_dir(name);
     {
         let mut writers: Vec<RingWriter<FlowRecord>> = (0..2)
@@ -46,9 +54,48 @@ fn verify(manifest: &Manifest, records: &[FlowRecord], name: &str) -> Report {
             w.commit();
         }
     }
-    let report = verify_dir(manifest, &dir, &VerifyConfig::default()).expect("verify");
-    let _ = std::fs::remove_dir_all(&dir);
-    report
+    dir
+}
+
+#[test]
+fn the_command_exits_zero_on_a_match_and_one_on_a_difference() {
+    let (m, mut records) = run();
+    let manifest_dir = temp_dir("cli");
+    let path = manifest_dir.join("manifest.json");
+    m.write(&path).expect("write manifest");
+    let verify = |dir: &std::path::Path, json: bool| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_flowgen"));
+        cmd.arg("verify")
+            .arg("--manifest")
+            .arg(&path)
+            .arg("--ring-dir")
+            .arg(dir);
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.output().expect("run flowgen verify")
+    };
+    let good = write_rings(&records, "cli-good");
+    let out = verify(&good, false);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("OK: "));
+    records[2].packets += 7;
+    let bad = write_rings(&records, "cli-bad");
+    let out = verify(&bad, true);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["mismatched"], 1);
+    assert_eq!(report["findings"][0]["fields"][0]["field"], "packets");
+    let missing_dir = manifest_dir.join("no-such-dir");
+    assert_eq!(verify(&missing_dir, false).status.code(), Some(2));
+    for d in [good, bad, manifest_dir] {
+        let _ = std::fs::remove_dir_all(d);
+    }
 }
 
 #[test]
