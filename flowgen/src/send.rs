@@ -290,10 +290,13 @@ impl Sender {
             if let Some(rate) = self.rate {
                 let dt = now.duration_since(last).as_secs_f64();
                 last = now;
-                // The bucket holds at most one batch (or 50 ms of traffic when that is more).
-                tokens = (tokens + dt * rate).min((self.batch as f64).max(rate * 0.05));
-                if tokens < 1.0 {
-                    let wait = ((want as f64).min(rate * 0.05).max(1.0) - tokens) / rate;
+                // The bucket holds two batches or 250 ms of traffic, whichever is more: enough to
+                // catch up after a sleep that overran on a busy machine, not a long burst.
+                tokens = (tokens + dt * rate).min((2.0 * self.batch as f64).max(rate * 0.25));
+                // Wait for a worthwhile batch: the whole batch, or 2 ms of traffic at low rates.
+                let target = (want as f64).min((rate * 0.002).max(1.0));
+                if tokens < target {
+                    let wait = (target - tokens) / rate;
                     std::thread::sleep(Duration::from_secs_f64(wait.clamp(1e-4, 0.05)));
                     continue;
                 }
