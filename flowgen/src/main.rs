@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Emulate N cluster nodes exporting NetFlow v5/v9, IPFIX or sFlow (Open vSwitch profiles) to a
@@ -191,6 +191,32 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+/// A flag set on SIGINT / SIGTERM, so that an interrupted run stops sending and still writes its
+/// manifest.
+fn stop_on_interrupt() -> Arc<AtomicBool> {
+    let handler: extern "C" fn(libc::c_int) = on_interrupt;
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, handler as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, handler as libc::sighandler_t);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    std::thread::spawn(move || {
+        while !INTERRUPTED.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        flag.store(true, Ordering::Relaxed);
+    });
+    stop
+}
+
 /// Parse `FIRST/PREFIX` into the first address and the prefix length.
 fn parse_cidr(s: &str) -> anyhow::Result<(IpAddr, u8)> {
     let (a, p) = s
@@ -356,8 +382,7 @@ fn send_cmd(args: SendArgs) -> anyhow::Result<ExitCode> {
         progress,
         send_buffer: args.send_buffer,
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    let manifest = send::run(&config, stop)?;
+    let manifest = send::run(&config, stop_on_interrupt())?;
     let t = &manifest.totals;
     eprintln!(
         "flowgen: {} exporters ({profile}) sent {} datagrams ({} data), {} records, {} bytes in {:.2}s ({:.0} datagrams/s, {:.0} records/s); {} refused, {} intentional gaps, {} restarts",
