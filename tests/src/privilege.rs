@@ -4,7 +4,10 @@
 //! printed as `SKIPPED: <test>: <reason>`. With `COLLECTOR_REQUIRE_PRIVILEGED=1` a skip panics
 //! instead, so CI cannot pass without running them.
 
-use std::process::{Command, Stdio};
+use std::{
+    io::Write as _,
+    process::{Command, Stdio},
+};
 
 use collector::xdp::{missing_capabilities, parse_cap_eff};
 
@@ -23,7 +26,7 @@ pub fn missing_privilege() -> Option<String> {
     }
     if !missing.is_empty() {
         return Some(format!(
-            "needs root or {} (run as root)",
+            "this process lacks {}; run as root",
             missing.join(", ")
         ));
     }
@@ -53,5 +56,6 @@ pub fn skip(test: &str, reason: &str) {
     if std::env::var(REQUIRE_PRIVILEGED).is_ok_and(|v| v == "1") {
         panic!("{test}: {reason}, and {REQUIRE_PRIVILEGED}=1 forbids skipping");
     }
-    println!("SKIPPED: {test}: {reason}");
+    // Straight to the file descriptor: libtest captures `println!` of passing tests.
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {test}: {reason}");
 }

@@ -41,7 +41,7 @@ fn driver_mode_counts_udp_and_passes_everything() {
     if !privilege::require("driver_mode_counts_udp_and_passes_everything") {
         return;
     }
-    exercise("driver", "xdp ");
+    exercise("driver", "xdp");
 }
 
 #[test]
@@ -95,9 +95,17 @@ fn start(pair: &NetnsPair, mode: &str) -> CollectorProcess {
 }
 
 fn has_xdp(pair: &NetnsPair) -> bool {
-    pair.collector_link()
-        .expect("ip link show")
-        .contains("prog/xdp")
+    let link = pair.collector_link().expect("ip link show");
+    attach_marker(&link).is_some() || link.contains("prog/xdp")
+}
+
+/// The XDP attach flag `ip link show` prints on the interface line: `xdp` (driver mode),
+/// `xdpgeneric` (SKB mode), `xdpoffload`, or `xdpmulti`.
+fn attach_marker(link: &str) -> Option<&str> {
+    link.lines()
+        .next()?
+        .split_whitespace()
+        .find(|token| token.starts_with("xdp"))
 }
 
 fn exercise(mode: &str, link_marker: &str) {

@@ -1,5 +1,6 @@
 //! `cargo xtask bench [decode|ring|all]`: the criterion benches of a group, and for decode the
-//! callgrind measurement of instructions per record, written to `target/bench/decode.json`.
+//! callgrind measurement of instructions per record, written to `target/bench/decode.json` (for ring:
+//! instructions per record written over a memcpy, `target/bench/ring.json`).
 //!
 //! The callgrind figure is differential: `decode_loop` runs for N and 2N datagrams and
 //! `(Ir(2N) - Ir(N)) / (records(2N) - records(N))` removes start-up cost.
@@ -62,6 +63,73 @@ pub fn bench(group: Group) -> anyhow::Result<()> {
     if matches!(group, Group::Decode | Group::All) {
         callgrind_decode()?;
     }
+    if matches!(group, Group::Ring | Group::All) {
+        callgrind_ring()?;
+    }
+    Ok(())
+}
+
+/// Records in the smaller `ring_loop` callgrind run (the larger has twice as many).
+const RING_RECORDS: u64 = 200_000;
+
+/// Instructions per record the ring writer adds over a plain memcpy of the record
+/// (`examples/ring_loop.rs`, with and without `--memcpy`), written to `target/bench/ring.json`.
+fn callgrind_ring() -> anyhow::Result<()> {
+    run_status(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "collector-user",
+        "--example",
+        "ring_loop",
+    ]))?;
+    let binary = target_dir().join("release/examples/ring_loop");
+    let out_dir = target_dir().join("bench");
+    std::fs::create_dir_all(&out_dir)?;
+    let mut per_record = Vec::new();
+    for mode in ["ring", "memcpy"] {
+        let mut runs = Vec::new();
+        for records in [RING_RECORDS, 2 * RING_RECORDS] {
+            let callgrind_out = out_dir.join(format!("callgrind.ring_loop.{mode}.{records}.out"));
+            let mut command = Command::new("valgrind");
+            command
+                .arg("--tool=callgrind")
+                .arg(format!("--callgrind-out-file={}", callgrind_out.display()))
+                .arg(&binary)
+                .args(["--records", &records.to_string()]);
+            if mode == "memcpy" {
+                command.arg("--memcpy");
+            }
+            let out = command
+                .output()
+                .context("running valgrind (apt-get install valgrind)")?;
+            anyhow::ensure!(out.status.success(), "ring_loop {mode} {records} failed");
+            let done = parse_records(&String::from_utf8_lossy(&out.stdout))
+                .context("ring_loop printed no records=R line")?;
+            let profile = std::fs::read_to_string(&callgrind_out)?;
+            let ir = parse_callgrind_total(&profile)
+                .context("no summary/totals line in callgrind output")?;
+            runs.push((ir, done));
+        }
+        let ipr = instructions_per_record(runs[0], runs[1])
+            .context("the larger ring_loop run wrote no more records")?;
+        println!("ring_loop {mode:<7} {ipr:>8.1} instructions/record");
+        per_record.push(ipr);
+    }
+    let added = per_record[0] - per_record[1];
+    println!("ring write adds {added:.1} instructions/record over a memcpy (goal <= 20)");
+    let json_path = out_dir.join("ring.json");
+    std::fs::write(
+        &json_path,
+        format!(
+            "{{\"records\":[{},{}],\"instructions_per_record\":{{\"ring\":{:.1},\"memcpy\":{:.1},\"added\":{added:.1}}}}}\n",
+            RING_RECORDS,
+            2 * RING_RECORDS,
+            per_record[0],
+            per_record[1]
+        ),
+    )?;
+    println!("bench: wrote {}", json_path.display());
     Ok(())
 }
 

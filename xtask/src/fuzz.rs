@@ -21,14 +21,11 @@ pub fn parse_libfuzzer(stderr: &str) -> FuzzOutcome {
     let mut outcome = FuzzOutcome::default();
     for line in stderr.lines() {
         let line = line.trim();
-        if let Some(rest) = line.strip_prefix("Done ") {
-            if let Some(runs) = rest.split_whitespace().next().and_then(|n| n.parse().ok()) {
-                outcome.executions = runs;
-            }
-        } else if let Some(rest) = line.strip_prefix('#') {
-            if let Some(runs) = rest.split_whitespace().next().and_then(|n| n.parse().ok()) {
-                outcome.executions = outcome.executions.max(runs);
-            }
+        let first_number = |rest: &str| rest.split_whitespace().next()?.parse::<u64>().ok();
+        if let Some(runs) = line.strip_prefix("Done ").and_then(first_number) {
+            outcome.executions = runs;
+        } else if let Some(runs) = line.strip_prefix('#').and_then(first_number) {
+            outcome.executions = outcome.executions.max(runs);
         }
         if line.contains("Test unit written to") {
             outcome.crashes += 1;
@@ -85,18 +82,8 @@ pub fn fuzz(seconds: u64, targets: &[String]) -> anyhow::Result<()> {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let outcome = parse_libfuzzer(&stderr);
         if !out.status.success() {
-            eprintln!(
-                "{}",
-                stderr
-                    .lines()
-                    .rev()
-                    .take(30)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            );
+            let lines: Vec<&str> = stderr.lines().collect();
+            eprintln!("{}", lines[lines.len().saturating_sub(30)..].join("\n"));
             failed.push(target.clone());
         }
         rows.push((target.clone(), outcome, out.status.success()));

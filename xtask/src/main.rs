@@ -134,3 +134,22 @@ pub(crate) fn target_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_forwards_everything_after_the_separator() {
+        let cli =
+            Cli::try_parse_from(["xtask", "run", "--", "run", "--xdp", "eth0", "--help"]).unwrap();
+        match cli.task {
+            Task::Run { args } => assert_eq!(args, ["run", "--xdp", "eth0", "--help"]),
+            other => panic!("parsed as {other:?}"),
+        }
+        let cli = Cli::try_parse_from(["xtask", "fuzz", "5", "ipfix"]).unwrap();
+        assert!(
+            matches!(cli.task, Task::Fuzz { seconds: 5, ref targets } if targets == &["ipfix"])
+        );
+    }
+}

@@ -107,7 +107,7 @@ impl Inventory {
 /// What to do, in order, to go from `inventory` to a complete setup. Empty when nothing is missing.
 pub fn plan(inventory: &Inventory) -> Vec<Step> {
     let mut steps = Vec::new();
-    if !inventory.rustup && !(inventory.nightly && inventory.rust_src) {
+    if !inventory.rustup {
         steps.push(Step::Manual(
             "rustup is not installed: install it from https://rustup.rs, then run `cargo xtask setup` again".into(),
         ));

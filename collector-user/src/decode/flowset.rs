@@ -5,6 +5,7 @@
 
 use super::ie::Extras;
 use super::sampling::{SamplerKey, SamplingTable};
+use super::template::FastMap;
 use super::template::{
     EarlyData, Field, HeldContext, Template, TemplateCache, TemplateKey, TemplateKind,
 };
@@ -12,7 +13,7 @@ use super::time::{ExportClock, TimeKind};
 use super::{DecodeStats, ErrorReason, RecordSink};
 use crate::record::{FlowRecord, FlowType, addr_to_bytes};
 use bytemuck::Zeroable;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 
 /// The header facts of one export message that its records inherit.
@@ -88,7 +89,13 @@ pub struct TemplatedState {
     pub fields: Vec<Field>,
     replay: Vec<u8>,
     replay_sets: Vec<(HeldContext, Range<usize>)>,
+    /// systemInitTimeMilliseconds (160) learned from options records, per (exporter, domain): the
+    /// base of IPFIX flowStart/EndSysUpTime (21/22) in data records that do not carry 160.
+    init_times: FastMap<(IpAddr, u32), u64>,
 }
+
+/// Most (exporter, domain) pairs whose systemInitTimeMilliseconds is remembered.
+pub const MAX_INIT_TIMES: usize = 1 << 16;
 
 impl TemplatedState {
     pub fn new(templates: TemplateCache, early: EarlyData) -> Self {
@@ -120,6 +127,7 @@ impl TemplatedState {
         let inserted = self.templates.insert(ip, key, template);
         env.stats.templates_learned += 1;
         env.stats.templates_redefined += u64::from(inserted.replaced);
+        env.stats.templates_changed += u64::from(inserted.changed);
         env.stats.errors[ErrorReason::TemplateEvicted.index()] += inserted.evicted;
 
         self.replay.clear();
@@ -141,7 +149,8 @@ impl TemplatedState {
                 exporter: SocketAddr::new(ip, ctx.exporter_port),
                 ..*msg
             };
-            let (decoded, result) = decode_records(template, &held, body, env);
+            let (decoded, result) =
+                decode_records(template, &held, body, &mut self.init_times, env);
             if let Err(reason) = result {
                 env.stats.count_error(reason);
             }
@@ -191,7 +200,7 @@ impl TemplatedState {
         let ip = msg.exporter.ip();
         let key = msg.key(set_id);
         if let Some(template) = self.templates.get(ip, key) {
-            return decode_records(template, msg, body, env);
+            return decode_records(template, msg, body, &mut self.init_times, env);
         }
         let ctx = HeldContext {
             key,
@@ -215,10 +224,16 @@ fn decode_records<S: RecordSink>(
     template: &Template,
     msg: &Message,
     body: &[u8],
+    init_times: &mut FastMap<(IpAddr, u32), u64>,
     env: &mut Env<'_, S>,
 ) -> (Decoded, Result<(), ErrorReason>) {
     let base = msg.base_record();
     let ip = msg.exporter.ip();
+    let uses_uptime = template.start == TimeKind::Uptime || template.end == TimeKind::Uptime;
+    let learned_init_ms = match (uses_uptime, msg.clock.uptime_ms) {
+        (true, None) => init_times.get(&(ip, msg.domain)).copied().unwrap_or(0),
+        _ => 0,
+    };
     let mut rates = env.sampling.rates_for(ip, msg.domain);
     let mut out = Decoded::default();
     let mut rest = body;
@@ -233,6 +248,9 @@ fn decode_records<S: RecordSink>(
         out.data_records += 1;
         match template.kind {
             TemplateKind::Data => {
+                if extras.init_ms == 0 {
+                    extras.init_ms = learned_init_ms;
+                }
                 if template.start != TimeKind::Absent {
                     rec.time_flow_start_ns =
                         msg.clock
@@ -255,6 +273,12 @@ fn decode_records<S: RecordSink>(
             }
             TemplateKind::Options => {
                 env.stats.options_records += 1;
+                if extras.init_ms != 0
+                    && (init_times.len() < MAX_INIT_TIMES
+                        || init_times.contains_key(&(ip, msg.domain)))
+                {
+                    init_times.insert((ip, msg.domain), extras.init_ms);
+                }
                 if let Some(rate) = extras.sampling_rate() {
                     let key = SamplerKey {
                         exporter: ip,

@@ -774,6 +774,10 @@ mod tests {
         assert_eq!(got.len(), 1);
         assert_eq!((got[0].proto, got[0].bytes), (17, 0));
         assert_eq!(dec.stats.templates_redefined, 1);
+        assert_eq!(
+            dec.stats.templates_changed, 1,
+            "another layout under the same key"
+        );
         assert_eq!(dec.templates().len(), 1);
     }
 
@@ -844,6 +848,36 @@ mod tests {
             (sink.flows[0].sampler_id, sink.flows[0].sampling_rate),
             (5, 400)
         );
+    }
+
+    #[test]
+    fn uptime_times_use_init_time_learned_from_options() {
+        // Options template 401 (scope exportingProcessId 144; systemInitTimeMilliseconds 160), its
+        // record, then a data template with flowStartSysUpTime/flowEndSysUpTime (22/21) only.
+        let opt = TemplateSpec {
+            id: 401,
+            scope_fields: 1,
+            fields: vec![Field::iana(144, 4), Field::iana(160, 8)],
+        };
+        let data = one_field_template(&[Field::iana(22, 4), Field::iana(21, 4)]);
+        let ctx = EncodeContext {
+            init_ms: 1_699_999_000_000,
+            ..EncodeContext::default()
+        };
+        let mut w = MessageWriter::new(1_700_000_000, 0, 0);
+        w.templates(&[opt.clone(), data.clone()])
+            .data(&opt, &[flow()], &ctx)
+            .data(&data, &[flow()], &ctx);
+        let mut dec = Decoder::new();
+        let got = decode_all(&mut dec, &[w.finish()]);
+        assert_eq!(got[0].time_flow_start_ns, flow().time_flow_start_ns);
+        assert_eq!(got[0].time_flow_end_ns, flow().time_flow_end_ns);
+        // Without the options record the times are unknown (0), not garbage.
+        let mut w = MessageWriter::new(1_700_000_000, 0, 0);
+        w.templates(std::slice::from_ref(&data))
+            .data(&data, &[flow()], &ctx);
+        let got = decode_all(&mut Decoder::new(), &[w.finish()]);
+        assert_eq!((got[0].time_flow_start_ns, got[0].time_flow_end_ns), (0, 0));
     }
 
     #[test]

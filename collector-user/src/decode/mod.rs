@@ -126,6 +126,9 @@ pub struct DecodeStats {
     pub templates_learned: u64,
     /// Templates that replaced one with the same key.
     pub templates_redefined: u64,
+    /// Redefinitions with a different layout. A steady stream from one exporter address means
+    /// several exporters share it (SNAT in front of the collector): their templates collide.
+    pub templates_changed: u64,
     /// Templates removed by withdrawal records.
     pub templates_withdrawn: u64,
     /// Templates in the cache now (gauge).

@@ -85,7 +85,7 @@ pub struct Template {
     pub start: TimeKind,
     pub end: TimeKind,
     /// Cache clock value of the last use (LRU eviction).
-    last_used: u32,
+    last_used: u64,
 }
 
 impl Template {
@@ -168,6 +168,14 @@ impl Template {
             end,
             last_used: 0,
         })
+    }
+
+    /// Same steps, kind and time bases (ignores cache bookkeeping).
+    pub fn same_layout(&self, other: &Template) -> bool {
+        self.steps == other.steps
+            && self.kind == other.kind
+            && self.start == other.start
+            && self.end == other.end
     }
 
     /// The compiled steps.
@@ -347,6 +355,10 @@ impl ExporterTemplates {
 pub struct Inserted {
     /// An existing template with this key was replaced (redefinition).
     pub replaced: bool,
+    /// ... by one with a different layout: many of these for one exporter address suggest several
+    /// exporters behind it (e.g. OVS nodes behind a SNAT'ing Kubernetes Service, all using
+    /// domain 0 and the same template ids).
+    pub changed: bool,
     /// Templates evicted to respect the caps.
     pub evicted: u64,
 }
@@ -358,7 +370,7 @@ pub struct TemplateCache {
     limits: CacheLimits,
     total_bytes: usize,
     count: usize,
-    clock: u32,
+    clock: u64,
 }
 
 impl TemplateCache {
@@ -386,7 +398,7 @@ impl TemplateCache {
     /// The template for `key` from `exporter`, marked as used.
     #[inline]
     pub fn get(&mut self, exporter: IpAddr, key: TemplateKey) -> Option<&Template> {
-        self.clock = self.clock.wrapping_add(1);
+        self.clock += 1;
         let t = self.exporters.get_mut(&exporter)?.templates.get_mut(&key)?;
         t.last_used = self.clock;
         Some(t)
@@ -399,12 +411,16 @@ impl TemplateCache {
         key: TemplateKey,
         mut template: Template,
     ) -> Inserted {
-        self.clock = self.clock.wrapping_add(1);
+        self.clock += 1;
         template.last_used = self.clock;
         let size = template.cached_bytes();
         let entry = self.exporters.entry(exporter).or_default();
         let mut out = Inserted::default();
         if let Some(old) = entry.templates.insert(key, template) {
+            out.changed = entry
+                .templates
+                .get(&key)
+                .is_some_and(|new| !new.same_layout(&old));
             let old_size = old.cached_bytes();
             entry.bytes -= old_size;
             self.total_bytes -= old_size;
@@ -423,6 +439,9 @@ impl TemplateCache {
             self.count -= 1;
             out.evicted += 1;
         }
+        if entry.templates.is_empty() {
+            self.exporters.remove(&exporter);
+        }
         while self.total_bytes > self.limits.total_bytes {
             let Some((&heaviest, _)) = self.exporters.iter().max_by_key(|(_, e)| e.bytes) else {
                 break;
@@ -434,11 +453,14 @@ impl TemplateCache {
             let Some(freed) = e.evict_lru(keep) else {
                 break;
             };
+            let emptied = e.templates.is_empty();
             self.total_bytes -= freed;
             self.count -= 1;
             out.evicted += 1;
+            if emptied {
+                self.exporters.remove(&heaviest);
+            }
         }
-        self.exporters.retain(|_, e| !e.templates.is_empty());
         out
     }
 
@@ -524,6 +546,9 @@ pub struct HeldContext {
     pub exporter_port: u16,
 }
 
+/// Bytes charged per held set besides its data, so that empty or tiny sets cannot pile up.
+const HELD_SET_OVERHEAD: usize = 64;
+
 #[derive(Clone, Copy, Debug)]
 struct HeldSet {
     ctx: HeldContext,
@@ -540,13 +565,16 @@ struct ExporterEarly {
 impl ExporterEarly {
     /// Remove the held sets for which `gone` is true; returns (sets, bytes) removed.
     fn remove_where(&mut self, mut gone: impl FnMut(&HeldSet) -> bool) -> (u64, usize) {
+        if !self.sets.iter().any(&mut gone) {
+            return (0, 0);
+        }
         let (mut sets, mut freed) = (0u64, 0usize);
         let mut write = 0usize;
         let mut kept = Vec::with_capacity(self.sets.len());
         for s in &self.sets {
             if gone(s) {
                 sets += 1;
-                freed += s.len;
+                freed += s.len + HELD_SET_OVERHEAD;
             } else {
                 self.bytes.copy_within(s.start..s.start + s.len, write);
                 kept.push(HeldSet { start: write, ..*s });
@@ -589,6 +617,9 @@ impl EarlyData {
     /// Drop what is older than the age cap at `now_ns` (every exporter at most once per age period,
     /// plus `exporter` now); returns the number of sets dropped.
     pub fn expire(&mut self, exporter: IpAddr, now_ns: u64) -> u64 {
+        if self.exporters.is_empty() {
+            return 0;
+        }
         let max_age = self.limits.max_age_ns;
         let old = |s: &HeldSet| now_ns.saturating_sub(s.ctx.received_ns) > max_age;
         let mut dropped = 0;
@@ -599,23 +630,27 @@ impl EarlyData {
                 dropped += n;
                 self.total_bytes -= freed;
             }
+            self.exporters.retain(|_, e| !e.sets.is_empty());
         } else if let Some(e) = self.exporters.get_mut(&exporter) {
             let (n, freed) = e.remove_where(old);
             dropped += n;
             self.total_bytes -= freed;
+            if e.sets.is_empty() {
+                self.exporters.remove(&exporter);
+            }
         }
-        self.exporters.retain(|_, e| !e.sets.is_empty());
         dropped
     }
 
     /// Hold `set` (a data set's records, without the set header); false when it does not fit.
     pub fn hold(&mut self, exporter: IpAddr, ctx: HeldContext, set: &[u8]) -> bool {
-        if self.total_bytes + set.len() > self.limits.total_bytes {
+        let cost = set.len() + HELD_SET_OVERHEAD;
+        if self.total_bytes + cost > self.limits.total_bytes {
             return false;
         }
         let per_exporter = self.limits.per_exporter_bytes;
         let e = self.exporters.entry(exporter).or_default();
-        if e.bytes.len() + set.len() > per_exporter {
+        if e.bytes.len() + e.sets.len() * HELD_SET_OVERHEAD + cost > per_exporter {
             if e.sets.is_empty() {
                 self.exporters.remove(&exporter);
             }
@@ -628,7 +663,7 @@ impl EarlyData {
             start,
             len: set.len(),
         });
-        self.total_bytes += set.len();
+        self.total_bytes += cost;
         true
     }
 
@@ -838,7 +873,11 @@ mod tests {
     fn cache_replaces_withdraws_and_scopes_by_exporter_and_domain() {
         let mut c = TemplateCache::new(CacheLimits::default());
         assert_eq!(c.insert(ip(1), key(256), small()).replaced, false);
-        assert!(c.insert(ip(1), key(256), small()).replaced);
+        let again = c.insert(ip(1), key(256), small());
+        assert!(again.replaced && !again.changed);
+        let other = Template::compile(TemplateKind::Data, &[Field::iana(4, 1)]).unwrap();
+        assert!(c.insert(ip(1), key(256), other).changed);
+        c.insert(ip(1), key(256), small());
         c.insert(ip(2), key(256), small());
         c.insert(
             ip(1),
@@ -912,9 +951,11 @@ mod tests {
 
     #[test]
     fn early_data_holds_takes_and_ages() {
+        // Each held set costs its bytes plus HELD_SET_OVERHEAD.
+        let o = HELD_SET_OVERHEAD;
         let mut e = EarlyData::new(EarlyLimits {
-            per_exporter_bytes: 10,
-            total_bytes: 15,
+            per_exporter_bytes: 10 + 3 * o,
+            total_bytes: 15 + 4 * o,
             max_age_ns: 100,
         });
         assert!(e.hold(ip(1), held(256, 0), &[1, 2, 3]));
@@ -923,12 +964,23 @@ mod tests {
         assert!(!e.hold(ip(1), held(256, 20), &[0; 3]), "per-exporter cap");
         assert!(e.hold(ip(2), held(256, 20), &[9; 5]));
         assert!(!e.hold(ip(3), held(256, 20), &[9; 3]), "total cap");
+        // Empty sets are charged too: they cannot pile up.
+        let mut tiny = EarlyData::new(EarlyLimits {
+            per_exporter_bytes: 10 * o,
+            ..EarlyLimits::default()
+        });
+        assert_eq!(
+            (0..100)
+                .filter(|_| tiny.hold(ip(1), held(256, 0), &[]))
+                .count(),
+            10
+        );
         let (mut out, mut ctx) = (Vec::new(), Vec::new());
         e.take(ip(1), key(256), &mut out, &mut ctx);
         assert_eq!(out, [1, 2, 3, 6, 7, 8]);
         assert_eq!(ctx.len(), 2);
         assert_eq!(ctx[1].1, 3..6);
-        assert_eq!(e.bytes(), 7);
+        assert_eq!(e.bytes(), 7 + 2 * o);
         // The remaining set of exporter 1 ages out; exporter 2's too on the sweep.
         assert_eq!(e.expire(ip(1), 50), 0);
         assert_eq!(e.expire(ip(1), 200), 2);

@@ -238,8 +238,8 @@ impl OvsExporter {
             [10, 128, (r >> 8) as u8 & 7, (r >> 16) as u8 | 1],
             [10, 129, (r >> 24) as u8 & 7, (r >> 32) as u8 | 1],
         ];
-        let ipv6 = r % 7 == 0;
-        let tcp = r % 3 != 0;
+        let ipv6 = r.is_multiple_of(7);
+        let tcp = !r.is_multiple_of(3);
         let frame_len = 64 + (self.next_random() % 1451) as usize;
         let network = if ipv6 {
             let mut src = [0u8; 16];
@@ -266,7 +266,11 @@ impl OvsExporter {
         let frame = Frame {
             dst_mac: [0x0a, 0x58, 10, 129, 0, (r >> 48) as u8],
             src_mac: [0x0a, 0x58, 10, 128, 0, (r >> 56) as u8],
-            vlans: if r % 11 == 0 { vec![100] } else { Vec::new() },
+            vlans: if r.is_multiple_of(11) {
+                vec![100]
+            } else {
+                Vec::new()
+            },
             mpls: Vec::new(),
             network,
             proto: if tcp { ip_proto::TCP } else { ip_proto::UDP },
@@ -299,7 +303,7 @@ impl OvsExporter {
                 header: bytes,
             },
             FlowRecordRepr::Switch {
-                src_vlan: if r % 11 == 0 { 100 } else { 0 },
+                src_vlan: if r.is_multiple_of(11) { 100 } else { 0 },
                 src_priority: 0,
                 dst_vlan: 0,
                 dst_priority: 0,

@@ -951,3 +951,75 @@ fn corpus_sflow_captures_decode_without_panics_and_agents_match_manifest() {
     assert!(records > 0);
     println!("corpus: {files} sFlow files, {records} records");
 }
+
+/// Field values `tshark -d udp.port==6343,sflow -V` (4.0.17) prints for nDPI's `sflow.pcap`: the
+/// first datagram (a counter sample) and the one flow sample (ICMP echo in VLAN 32).
+#[test]
+fn corpus_ndpi_capture_matches_tshark() {
+    let Some(dir) = corpus_dir() else {
+        println!("SKIPPED: no shared/corpus (set COLLECTOR_CORPUS)");
+        return;
+    };
+    let Ok(bytes) = std::fs::read(dir.join("nDPI/tests/cfgs/default/pcap/sflow.pcap")) else {
+        println!("SKIPPED: nDPI sflow.pcap not in the corpus");
+        return;
+    };
+    let datagrams = pcap_udp_payloads(&bytes);
+    assert_eq!(datagrams.len(), 9);
+    let mut dec = SflowDecoder::new();
+    let mut flows = Vec::new();
+    let mut counters = Vec::new();
+    for d in &datagrams {
+        let (result, sink) = decode(&mut dec, d);
+        assert_eq!(result, Ok(1));
+        flows.extend(sink.flows);
+        counters.extend(sink.counters);
+    }
+    assert_eq!((flows.len(), counters.len()), (1, 8));
+    let c = &counters[0];
+    assert_eq!(c.agent_addr, ipv4_bytes([172, 21, 35, 17]));
+    assert_eq!(
+        (c.sub_agent_id, c.sequence_num, c.source_index),
+        (1, 8485, 1036)
+    );
+    assert_eq!(c.agent_uptime_ms, 1_732_106_000);
+    let CounterBody::GenericInterface(g) = c.body() else {
+        panic!("{:?}", c.body())
+    };
+    assert_eq!((g.if_index, g.if_type, g.if_speed), (1036, 6, 100_000_000));
+    assert_eq!((g.if_direction, g.if_status), (1, 3));
+    assert_eq!(
+        (g.in_octets, g.in_ucast_pkts, g.in_mcast_pkts),
+        (25_963_724, 39_811, 167_958)
+    );
+    assert_eq!(
+        (g.in_bcast_pkts, g.out_octets, g.out_ucast_pkts),
+        (128_627, 5_455_297, 41_143)
+    );
+    assert_eq!(
+        (g.out_mcast_pkts, g.out_bcast_pkts, g.promiscuous_mode),
+        (8_583, 2_263, 0)
+    );
+
+    let f = &flows[0];
+    assert_eq!(f.exporter_addr, ipv4_bytes([172, 21, 35, 17]));
+    assert_eq!(
+        (f.observation_domain_id, f.sequence_num, f.sampling_rate),
+        (1, 6, 2048)
+    );
+    assert_eq!((f.in_if, f.out_if, f.out_if_format), (1048, 1043, 0));
+    assert_eq!((f.bytes, f.packets), (82, 1));
+    assert_eq!(f.src_mac, [0x00, 0x19, 0xb9, 0xdd, 0xb2, 0x64]);
+    assert_eq!(f.dst_mac, [0x00, 0x1c, 0x23, 0x9f, 0x15, 0x0b]);
+    assert_eq!((f.vlan_id, f.etype), (32, 0x0800));
+    assert_eq!(f.src_addr, ipv4_bytes([172, 21, 32, 254]));
+    assert_eq!(f.dst_addr, ipv4_bytes([172, 21, 32, 241]));
+    assert_eq!((f.ip_ttl, f.proto, f.ip_tos), (124, 1, 0));
+    assert_eq!((f.icmp_type, f.icmp_code), (8, 0));
+    let a = dec.agents().next().unwrap();
+    // Datagram sequence 415..=423 without gaps.
+    assert_eq!(
+        (a.datagrams.lost, a.datagrams.late, a.datagrams.restarts),
+        (0, 0, 0)
+    );
+}
