@@ -383,7 +383,22 @@ impl Exporter {
                     interface_name: OVS_INTERFACE_NAME,
                 };
                 if self.params.profile == Profile::OvsIpfix {
-                    *out = ovs::message(secs, seq, false, &records, &ctx);
+                    // As `ovs::message`: one data set per template, in order of first use; the
+                    // templates come from this exporter's compiled list instead of being rebuilt.
+                    let mut w = MessageWriter::new(secs, seq, 0);
+                    let mut done: Vec<u16> = Vec::with_capacity(records.len());
+                    for rec in &records {
+                        let id = ovs::template_id_for(rec);
+                        if done.contains(&id) {
+                            continue;
+                        }
+                        done.push(id);
+                        let index = usize::from(id.saturating_sub(ovs::FIRST_ID));
+                        if let Some(t) = self.templates.get(index).filter(|t| t.id == id) {
+                            w.data(t, &group_of(&records, id, ovs::template_id_for), &ctx);
+                        }
+                    }
+                    *out = w.finish();
                 } else {
                     let mut w = MessageWriter::new(secs, seq, GENERIC_DOMAIN);
                     for t in &self.templates {

@@ -403,3 +403,41 @@ fn send_cmd(args: SendArgs) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_address_ranges() {
+        let (first, prefix) = parse_cidr("10.99.0.254/16").unwrap();
+        let a = address_range(first, prefix, 3).unwrap();
+        assert_eq!(
+            a,
+            ["10.99.0.254", "10.99.0.255", "10.99.1.0"].map(|s| s.parse::<IpAddr>().unwrap())
+        );
+        assert!(address_range(first, 24, 3).is_err(), "leaves the /24");
+        let (first, prefix) = parse_cidr("fd00:99::ffff/64").unwrap();
+        let a = address_range(first, prefix, 2).unwrap();
+        assert_eq!(a[1], "fd00:99::1:0".parse::<IpAddr>().unwrap());
+        assert!(parse_cidr("10.0.0.1").is_err());
+        assert!(parse_cidr("10.0.0.1/33").is_err());
+        assert!(address_range("255.255.255.255".parse().unwrap(), 0, 2).is_err());
+    }
+
+    #[test]
+    fn every_flag_is_documented() {
+        use clap::CommandFactory as _;
+        let cmd = Cli::command();
+        for sub in std::iter::once(&cmd).chain(cmd.get_subcommands()) {
+            for arg in sub.get_arguments() {
+                assert!(
+                    arg.get_help().is_some() || arg.get_id() == "help" || arg.get_id() == "version",
+                    "{}: --{} has no help",
+                    sub.get_name(),
+                    arg.get_id()
+                );
+            }
+        }
+    }
+}

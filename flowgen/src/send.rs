@@ -263,16 +263,17 @@ impl Sender {
         let mut cursor = 0usize;
         let mut restarts_done = 0u64;
         let mut spare: Vec<Vec<u8>> = Vec::new();
+        // Data datagrams left over all lanes (u64::MAX: until the deadline).
+        let mut left: u64 = self
+            .lanes
+            .iter()
+            .map(|l| l.budget.unwrap_or(u64::MAX))
+            .fold(0u64, u64::saturating_add);
         loop {
             let now = Instant::now();
             if self.stop.load(Ordering::Relaxed) || self.deadline.is_some_and(|d| now >= d) {
                 break;
             }
-            let left: u64 = self
-                .lanes
-                .iter()
-                .map(|l| l.budget.unwrap_or(u64::MAX))
-                .fold(0u64, u64::saturating_add);
             if left == 0 {
                 break;
             }
@@ -304,6 +305,9 @@ impl Sender {
             }
             let sent = self.send_round(&dest, now_ns, want, &mut cursor, &mut spare);
             tokens -= sent as f64;
+            if left != u64::MAX {
+                left = left.saturating_sub(sent as u64);
+            }
         }
         self.lanes.into_iter().map(|l| l.exporter.log).collect()
     }
