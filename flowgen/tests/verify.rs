@@ -1,0 +1,185 @@
+//! `flowgen verify` against rings written with the project's RingWriter: a faithful copy passes;
+//! a missing, an extra and an altered record each fail with the right finding.
+
+mod common;
+
+use collector::record::FlowRecord;
+use collector::ring::{RingConfig, RingSize, RingWriter};
+use common::{params, stream, temp_dir};
+use flowgen::manifest::Manifest;
+use flowgen::model::Profile;
+use flowgen::verify::{Report, VerifyConfig, verify_dir};
+use std::net::SocketAddr;
+
+/// A manifest of two OVS IPFIX exporters (with a gap and a restart) and the records they sent.
+fn run() -> (Manifest, Vec<FlowRecord>) {
+    let p = params(Profile::OvsIpfix, 9);
+    let mut logs = Vec::new();
+    let mut records = Vec::new();
+    for i in 0..2u32 {
+        let src = SocketAddr::new([127, 0, 0, 1].into(), 41_000 + i as u16);
+        let s = stream(&p, i, src, 25, Some(15));
+        logs.push(s.log);
+        records.extend(s.expected);
+    }
+    let m = Manifest::new("127.0.0.1:4739".parse().unwrap(), p, logs);
+    (m, records)
+}
+
+/// Write `records` to two worker rings (alternating) in a new directory and verify it.
+fn verify(manifest: &Manifest, records: &[FlowRecord], name: &str) -> Report {
+    let dir = write_rings(records, name);
+    let report = verify_dir(manifest, &dir, &VerifyConfig::default()).expect("verify");
+    let _ = std::fs::remove_dir_all(&dir);
+    report
+}
+
+/// A new directory with `records` in two worker rings (alternating).
+fn write_rings(records: &[FlowRecord], name: &str) -> std::path::PathBuf {
+    let dir = temp_dir(name);
+    {
+        let mut writers: Vec<RingWriter<FlowRecord>> = (0..2)
+            .map(|w| {
+                let config = RingConfig {
+                    size: RingSize::Records(1024),
+                    worker_id: w,
+                    msync_interval: None,
+                };
+                RingWriter::open_in_dir(&dir, &config).expect("ring")
+            })
+            .collect();
+        for (i, r) in records.iter().enumerate() {
+            let w = &mut writers[i % 2];
+            w.push(r);
+            w.commit();
+        }
+    }
+    dir
+}
+
+#[test]
+fn the_command_exits_zero_on_a_match_and_one_on_a_difference() {
+    let (m, mut records) = run();
+    let manifest_dir = temp_dir("cli");
+    let path = manifest_dir.join("manifest.json");
+    m.write(&path).expect("write manifest");
+    let verify = |dir: &std::path::Path, json: bool| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_flowgen"));
+        cmd.arg("verify")
+            .arg("--manifest")
+            .arg(&path)
+            .arg("--ring-dir")
+            .arg(dir);
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.output().expect("run flowgen verify")
+    };
+    let good = write_rings(&records, "cli-good");
+    let out = verify(&good, false);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("OK: "));
+    records[2].packets += 7;
+    let bad = write_rings(&records, "cli-bad");
+    let out = verify(&bad, true);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["mismatched"], 1);
+    assert_eq!(report["findings"][0]["fields"][0]["field"], "packets");
+    let missing_dir = manifest_dir.join("no-such-dir");
+    assert_eq!(verify(&missing_dir, false).status.code(), Some(2));
+    for d in [good, bad, manifest_dir] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+#[test]
+fn a_faithful_copy_passes() {
+    let (m, records) = run();
+    assert!(records.len() > 200);
+    let report = verify(&m, &records, "faithful");
+    assert!(report.ok(), "{}", report.summary());
+    assert_eq!(report.matched, records.len() as u64);
+    assert_eq!(report.expected, records.len() as u64);
+    assert_eq!(
+        report.intentional_gaps, 4,
+        "25 datagrams, a gap before every 9th, 2 exporters"
+    );
+}
+
+#[test]
+fn a_missing_record_fails() {
+    let (m, mut records) = run();
+    let gone = records.remove(37);
+    let report = verify(&m, &records, "missing");
+    assert!(!report.ok());
+    assert_eq!((report.missing, report.extra, report.mismatched), (1, 0, 0));
+    let f = report
+        .findings
+        .iter()
+        .find(|f| f.kind == "missing")
+        .expect("finding");
+    assert_eq!(f.sequence, gone.sequence_num);
+    assert!(report.summary().starts_with("MISMATCH"));
+}
+
+#[test]
+fn an_extra_record_fails() {
+    let (m, mut records) = run();
+    // A duplicate: the collector wrote one record twice.
+    records.push(records[5]);
+    // And a record in a datagram that was never sent.
+    let mut invented = records[6];
+    invented.sequence_num = 999_999;
+    records.push(invented);
+    let report = verify(&m, &records, "extra");
+    assert!(!report.ok());
+    assert_eq!((report.missing, report.extra, report.mismatched), (0, 2, 0));
+}
+
+#[test]
+fn an_altered_record_fails_with_the_fields_that_differ() {
+    let (m, mut records) = run();
+    records[11].bytes += 1;
+    records[12].dst_port ^= 1;
+    records[12].time_flow_end_ns += 5_000_000;
+    let report = verify(&m, &records, "altered");
+    assert!(!report.ok());
+    assert_eq!((report.missing, report.extra, report.mismatched), (0, 0, 2));
+    let fields: Vec<&str> = report
+        .mismatched_fields
+        .iter()
+        .map(|(f, _)| f.as_str())
+        .collect();
+    assert_eq!(fields, ["bytes", "dst_port", "time_flow_end_ns"]);
+    // Within the time tolerance is not a mismatch.
+    let (m, mut records) = run();
+    records[3].time_flow_start_ns += 900_000;
+    assert!(verify(&m, &records, "tolerance").ok());
+}
+
+#[test]
+fn records_of_other_exporters_are_foreign_not_extra() {
+    let (m, mut records) = run();
+    let mut other = records[0];
+    other.exporter_port = 9;
+    records.push(other);
+    let report = verify(&m, &records, "foreign");
+    assert!(report.ok(), "{}", report.summary());
+    assert_eq!(report.foreign, 1);
+}
+
+#[test]
+fn the_manifest_survives_json() {
+    let (m, _) = run();
+    let dir = temp_dir("json");
+    let path = dir.join("manifest.json");
+    m.write(&path).expect("write");
+    assert_eq!(Manifest::read(&path).expect("read"), m);
+    let _ = std::fs::remove_dir_all(&dir);
+}
