@@ -4,8 +4,7 @@
 //!
 //! Seeds: `cargo run -p collector-user --example fuzz_seeds -- fuzz/corpus` (from the repository root).
 
-use collector::decode::ie::EncodeContext;
-use collector::decode::ipfix::{TemplateSpec, ovs};
+use collector::decode::ipfix::{MessageWriter, TemplateSpec, ovs};
 use collector::decode::netflow_v9::PacketWriter;
 use collector::decode::template::Field;
 use collector::decode::{Collected, DatagramMeta, Decoder};
@@ -48,7 +47,22 @@ pub fn primed(version: u16) -> Decoder {
             w.templates(&[v9_template()]);
             w.finish()
         }
-        10 => ovs::message(1_700_000_000, 0, true, &[], &EncodeContext::default()),
+        10 => {
+            // A few OVS templates (IPv4/IPv6 TCP and UDP, tunnel or not, both directions) and
+            // the options template: compiling all 120 per input would dominate each execution.
+            let ids = [
+                ovs::template_id(0, 1, 1, false, false),
+                ovs::template_id(0, 1, 2, true, true),
+                ovs::template_id(1, 2, 1, true, false),
+                ovs::template_id(0, 2, 4, false, true),
+            ];
+            let mut templates: Vec<TemplateSpec> =
+                ids.iter().filter_map(|&id| ovs::template(id)).collect();
+            templates.push(ovs::options_template());
+            let mut w = MessageWriter::new(1_700_000_000, 0, 0);
+            w.templates(&templates);
+            w.finish()
+        }
         _ => return dec,
     };
     let _ = dec.decode(&meta(), &prime, &mut Collected::default());
