@@ -17,6 +17,8 @@ enum Command {
     Run(cli::run::RunArgs),
     /// Decode the flow exports in a pcap/pcapng capture: records on stdout, errors and a summary on stderr.
     Replay(cli::replay::ReplayArgs),
+    /// Print the records of a ring directory as JSON lines or CSV, once or following (`--follow`).
+    Read(cli::read::ReadArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -32,6 +34,7 @@ fn main() -> std::process::ExitCode {
     let result = match &cli.command {
         Command::Run(args) => cli::run::run(args),
         Command::Replay(args) => cli::replay::run(args),
+        Command::Read(args) => cli::read::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
