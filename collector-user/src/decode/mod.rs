@@ -230,6 +230,11 @@ impl Decoder {
         &self.sampling
     }
 
+    /// Replace the configured sampling rates (SIGHUP reload); learned rates are kept.
+    pub fn set_configured_sampling(&mut self, configured: Vec<ConfiguredRate>) {
+        self.sampling.set_configured(configured);
+    }
+
     /// The sFlow decoder: its counters (`stats()`) and per-agent sequence counts (`agents()`).
     pub fn sflow(&self) -> &sflow::SflowDecoder {
         &self.sflow
