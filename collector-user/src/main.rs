@@ -21,6 +21,8 @@ enum Command {
     Replay(cli::replay::ReplayArgs),
     /// Show per-worker and per-exporter rates, loss and templates of a running collector.
     Stats(cli::stats::StatsArgs),
+    /// Print the records of a ring directory as JSON lines or CSV, once or following (`--follow`).
+    Read(cli::read::ReadArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -37,6 +39,7 @@ fn main() -> std::process::ExitCode {
         Command::Run(args) => cli::run::run(args),
         Command::Replay(args) => cli::replay::run(args),
         Command::Stats(args) => cli::stats::run(args),
+        Command::Read(args) => cli::read::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

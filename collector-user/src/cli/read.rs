@@ -5,9 +5,11 @@
 //! sink's business: records go to a [`RecordSink`], as in `collector replay`.
 
 use crate::decode::RecordSink;
+use crate::json::{RecordWriter, TextFormat};
 use crate::record::{CounterRecord, FlowRecord, RingRecord};
 use crate::ring::{DirChange, DirReader, IdleBackoff, ReadStats, RingError, Start};
 use clap::{Args, ValueEnum};
+use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -159,6 +161,68 @@ pub enum ReadError {
 /// A write error that means the reader went away (`collector read | head`): a normal end.
 pub fn is_closed_output(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::BrokenPipe
+}
+
+/// Run `collector read`: records on stdout, ring changes and the final stats line on stderr.
+pub fn run(args: &ReadArgs) -> anyhow::Result<()> {
+    let format = match (args.format, args.kind) {
+        (Format::Json, _) => TextFormat::Json,
+        (Format::Csv, Kind::Flows) => TextFormat::Csv,
+        (Format::Csv, Kind::Counters) => {
+            anyhow::bail!(
+                "--format csv is for flow records; use --format json with --kind counters"
+            )
+        }
+    };
+    let stop = catch_stop_signals()?;
+    let stdout = BufWriter::with_capacity(1 << 16, std::io::stdout());
+    let mut out = RecordWriter::new(stdout, format);
+    let notice = |change: &DirChange| eprintln!("{}", describe(change));
+    let summary = match args.kind {
+        Kind::Flows => read_rings::<FlowRecord>(args, &mut out, stop, notice),
+        Kind::Counters => read_rings::<CounterRecord>(args, &mut out, stop, notice),
+    }?;
+    eprintln!("collector read: {summary}");
+    Ok(())
+}
+
+/// `collector replay`'s JSON/CSV writer, flushed whenever the rings are idle.
+impl<W: Write> ReadOutput for RecordWriter<W> {
+    fn flush_output(&mut self) -> std::io::Result<()> {
+        self.flush()
+    }
+}
+
+/// Set by SIGINT/SIGTERM while `collector read` runs.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+/// Route SIGINT and SIGTERM to [`STOP`] (the follow loop notices it within one idle wait).
+fn catch_stop_signals() -> std::io::Result<&'static AtomicBool> {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: sigaction is plain data; the handler only stores to an atomic (async-signal-safe).
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_stop_signal as *const () as libc::sighandler_t;
+            libc::sigemptyset(&mut action.sa_mask);
+            if libc::sigaction(signal, &action, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(&STOP)
+}
+
+fn describe(change: &DirChange) -> String {
+    match change {
+        DirChange::Added { path } => format!("collector read: new ring {}", path.display()),
+        DirChange::Ring { path, change } => {
+            format!("collector read: {}: {change:?}", path.display())
+        }
+    }
 }
 
 #[cfg(test)]

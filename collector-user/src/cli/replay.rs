@@ -28,6 +28,7 @@ use crate::decode::{DatagramMeta, DecodeStats, Decoder, ErrorReason, Protocol, R
 use crate::json::{RecordWriter, TextFormat, write_u64};
 use crate::record::counters::CounterBody;
 use crate::record::{CounterRecord, FlowRecord, addr_from_bytes};
+use crate::ring::{RingConfig, RingSize, WorkerRings};
 use anyhow::Context as _;
 use clap::Args;
 use std::io::{self, Read, Write};
@@ -44,6 +45,13 @@ pub struct ReplayArgs {
     /// Decode only UDP datagrams sent to this port (repeatable). Default: every UDP datagram.
     #[arg(long = "port", value_name = "PORT")]
     pub ports: Vec<u16>,
+    /// Write the records into the ring files of worker 0 in DIR (`flows-0.ring`, `counters-0.ring`,
+    /// the live pipeline's writer) instead of printing them.
+    #[arg(long, value_name = "DIR")]
+    pub ring_dir: Option<PathBuf>,
+    /// Capacity of rings `--ring-dir` creates: records (a power of two) or bytes (`64MiB`).
+    #[arg(long, value_name = "SIZE", default_value_t = RingSize::default())]
+    pub ring_size: RingSize,
 }
 
 /// What one replay saw.
@@ -325,7 +333,17 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         .with_context(|| format!("reading {}", args.file.display()))?;
     let stdout = io::BufWriter::new(io::stdout().lock());
     let mut stderr = io::BufWriter::new(io::stderr().lock());
-    let (totals, failure) = if args.json {
+    let (totals, failure) = if let Some(dir) = &args.ring_dir {
+        let config = RingConfig {
+            size: args.ring_size,
+            ..RingConfig::default()
+        };
+        let mut rings = WorkerRings::open(dir, &config)
+            .with_context(|| format!("opening the rings in {}", dir.display()))?;
+        let result = replay(&mut reader, &args.ports, &mut rings, &mut stderr);
+        rings.commit();
+        result
+    } else if args.json {
         let mut sink = RecordWriter::new(stdout, TextFormat::Json);
         let result = replay(&mut reader, &args.ports, &mut sink, &mut stderr);
         sink.finish().context("writing records")?;
