@@ -1,7 +1,9 @@
 //! Types the XDP program (`collector-ebpf`) and userspace (`collector-user`) must agree on.
 //!
-//! Everything here is `#[repr(C)]` or a plain constant: it is read by the kernel-side program and by
-//! userspace through BPF maps, so layouts change only together on both sides.
+//! Map names, key/value types and counter slots are plain constants and primitive types: the
+//! kernel-side program and userspace read them through BPF maps, so they change only together.
+//! [`steer`] holds the frame classifier the XDP program runs (and its frame encoder for tests),
+//! so it can be unit-tested in userspace with byte slices.
 #![no_std]
 
 pub mod steer;

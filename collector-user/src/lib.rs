@@ -7,12 +7,21 @@
 //! - [`json`]: records as JSON lines (goflow2's keys) and CSV.
 //! - [`ring`]: mmap'd ring files of records: format, writer, live readers.
 //! - [`xdp`]: the embedded XDP program and its userspace side.
+//! - [`pipeline`]: per-core workers: source → decoder → sink, counters, events.
+//! - [`source`]: datagram sources for the workers (UDP sockets).
+//! - [`metrics`], [`control`]: Prometheus metrics, the control-plane thread (signals, events, summary).
+//! - [`config`]: settings of `collector run` (config file + flags).
 //! - [`cli`]: the `collector` subcommands.
 
 pub mod capture;
 pub mod cli;
+pub mod config;
+pub mod control;
 pub mod decode;
 pub mod json;
+pub mod metrics;
+pub mod pipeline;
 pub mod record;
 pub mod ring;
+pub mod source;
 pub mod xdp;

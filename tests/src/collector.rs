@@ -121,11 +121,6 @@ impl CollectorProcess {
         })
     }
 
-    /// Process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// Everything the collector wrote to stderr so far.
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(self.scratch.path().join("stderr")).unwrap_or_default()

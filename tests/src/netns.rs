@@ -10,7 +10,7 @@
 use std::{
     ffi::CString,
     fs::File,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::{Ipv4Addr, Ipv6Addr},
     os::fd::{AsRawFd, RawFd},
     process::Command,
     sync::atomic::{AtomicU32, Ordering},
@@ -148,15 +148,6 @@ impl NetnsPair {
             "dev",
             &self.collector_if,
         ])
-    }
-
-    /// The collector-side address of the given family.
-    pub fn collector_addr(v6: bool) -> IpAddr {
-        if v6 {
-            COLLECTOR_V6.into()
-        } else {
-            COLLECTOR_V4.into()
-        }
     }
 }
 

@@ -3,3 +3,4 @@
 pub mod read;
 pub mod replay;
 pub mod run;
+pub mod stats;

@@ -114,6 +114,7 @@ fn array<const N: usize>(b: &[u8], r: field::Field) -> Option<[u8; N]> {
 }
 
 /// Parse an Ethernet frame header into `record`.
+#[inline]
 pub fn parse_ethernet(frame: &[u8], record: &mut FlowRecord) -> Depth {
     use field::ethernet as f;
     let (Some(dst), Some(src), Some(mut etype)) = (
@@ -176,6 +177,7 @@ pub fn parse_mpls(stack: &[u8], record: &mut FlowRecord) -> Depth {
 }
 
 /// Parse an IPv4 header (and the transport header after it) into `record`.
+#[inline]
 pub fn parse_ipv4(packet: &[u8], record: &mut FlowRecord) -> Depth {
     use field::ipv4 as f;
     let Some(fixed) = packet.first_chunk::<{ f::LEN }>() else {
@@ -268,6 +270,7 @@ pub fn parse_ipv6(packet: &[u8], record: &mut FlowRecord) -> Depth {
 }
 
 /// Fill ports / TCP flags / ICMP type and code from the transport header of protocol `proto`.
+#[inline]
 fn parse_transport(l4: &[u8], proto: u8, record: &mut FlowRecord) -> Depth {
     use field::l4 as f;
     match proto {
