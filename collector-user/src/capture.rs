@@ -442,7 +442,7 @@ impl<R: Read> CaptureReader<R> {
 /// Bytes left in a pcapng block of `total` bytes after `consumed` were read (trailer included).
 fn block_body_len(total: u32, consumed: usize) -> Result<usize, CaptureError> {
     let total_len = checked_len(u64::from(total), "pcapng block")?;
-    if total_len % 4 != 0 || total_len < consumed + 4 {
+    if !total_len.is_multiple_of(4) || total_len < consumed + 4 {
         return Err(CaptureError::BadBlock(
             "block length not a multiple of 4 or too short",
         ));
@@ -798,7 +798,7 @@ impl Dissector {
             (before - self.pending.len()) as u64;
 
         let end = offset.saturating_add(bytes.len() as u32);
-        let bad = end > MAX_REASSEMBLED_LEN || (more && bytes.len() % 8 != 0);
+        let bad = end > MAX_REASSEMBLED_LEN || (more && !bytes.len().is_multiple_of(8));
         let at = match self.pending.iter().position(|p| p.key == key) {
             Some(at) => at,
             None if bad => return Err(SkipReason::BadFragment),

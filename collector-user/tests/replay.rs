@@ -600,3 +600,43 @@ fn fragmented_ovs_ipfix_message_decodes_through_the_project_encoder() {
     assert_eq!(r.records[1]["tunnel_dst_addr"], "172.16.0.2");
     assert_eq!(r.records[1]["tunnel_dst_port"], 4789);
 }
+
+/// sFlow from an OVS-like exporter (the project's encoder): flow samples become flow records with
+/// the agent as `sampler_address` and the sampling rate; counter samples come out with their kind.
+#[test]
+fn ovs_sflow_flows_and_counters() {
+    use collector::decode::sflow::emit::OvsExporter;
+    let mut exporter = OvsExporter::new(std::net::Ipv4Addr::new(10, 0, 0, 7), 42);
+    let mut flow_datagram = Vec::new();
+    let samples = exporter.flow_datagram(&mut flow_datagram);
+    assert!(samples > 0);
+    let counter_datagrams = exporter.counter_datagrams();
+    let mut frames = vec![ethernet_ipv4_udp(&flow_datagram, 6343)];
+    frames.extend(counter_datagrams.iter().map(|d| ethernet_ipv4_udp(d, 6343)));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sflow.pcap");
+    write_pcap(&path, linktype::ETHERNET, &frames);
+    let r = replay(&path, &["--json"]);
+    assert!(r.success);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let (counters, flows): (Vec<&Value>, Vec<&Value>) =
+        r.records.iter().partition(|v| v["kind"] == "counters");
+    assert_eq!(flows.len(), samples);
+    for f in &flows {
+        assert_eq!(f["type"], "SFLOW_5");
+        assert_eq!(f["sampler_address"], "10.0.0.7");
+        assert_eq!(f["sampling_rate"], 400);
+        assert_eq!(f["time_received_ns"], TS_NS);
+        assert_ne!(f["src_addr"], "");
+    }
+    assert!(!counters.is_empty());
+    for c in &counters {
+        assert_eq!(c["type"], "SFLOW_5");
+        assert_eq!(c["sampler_address"], "10.0.0.7");
+        assert!(c["counters"].is_object());
+    }
+    assert_eq!(
+        count(&r.summary, "datagrams", "SFLOW_5"),
+        1 + counter_datagrams.len() as u64
+    );
+}

@@ -270,10 +270,10 @@ struct RecordTable<W: Write> {
 
 impl<W: Write> RecordTable<W> {
     fn emit(&mut self) {
-        if self.error.is_none() {
-            if let Err(e) = self.out.write_all(&self.line) {
-                self.error = Some(e);
-            }
+        if self.error.is_none()
+            && let Err(e) = self.out.write_all(&self.line)
+        {
+            self.error = Some(e);
         }
         self.line.clear();
     }
