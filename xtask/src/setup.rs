@@ -10,8 +10,9 @@ use anyhow::{Context as _, bail};
 
 use crate::{cargo, run_status};
 
-/// Debian packages: LLVM 22 for bpf-linker, compression libraries it links, and test tools.
-pub const DEBIAN_PACKAGES: [&str; 8] = [
+/// Debian packages: LLVM 22 for bpf-linker, compression libraries it links, and test tools
+/// (tshark is the decode oracle; softflowd is a real NetFlow/IPFIX exporter for the tests).
+pub const DEBIAN_PACKAGES: [&str; 9] = [
     "llvm-22-dev",
     "libpolly-22-dev",
     "libzstd-dev",
@@ -20,6 +21,7 @@ pub const DEBIAN_PACKAGES: [&str; 8] = [
     "ethtool",
     "tshark",
     "tcpdump",
+    "softflowd",
 ];
 
 /// bpf-linker release the eBPF build is pinned to.
