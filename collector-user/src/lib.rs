@@ -4,6 +4,7 @@
 //! - [`record`]: the fixed-size records everything produces and stores.
 //! - [`decode`]: sans-IO protocol decoders, templates, sequence tracking.
 //! - [`ring`]: mmap'd ring files of records: format, writer, live readers.
+//! - [`source`]: datagram sources fed by XDP (AF_XDP sockets, perf rings).
 //! - [`xdp`]: the embedded XDP program and its userspace side.
 //! - [`cli`]: the `collector` subcommands.
 
@@ -11,4 +12,5 @@ pub mod cli;
 pub mod decode;
 pub mod record;
 pub mod ring;
+pub mod source;
 pub mod xdp;
