@@ -2,4 +2,5 @@
 //! protocols: the XDP-fed ones ([`xsk`], [`perf`]) find each frame's UDP payload with the shared
 //! classifier and lend it, with the exporter's address, to the caller.
 
+pub mod perf;
 pub mod xsk;
