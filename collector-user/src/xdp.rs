@@ -134,14 +134,17 @@ impl fmt::Display for AttachedMode {
 
 /// Linux capability numbers the XDP path needs (include/uapi/linux/capability.h).
 const CAP_NET_ADMIN: u32 = 12;
+const CAP_NET_RAW: u32 = 13;
 const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
 
 /// The process lacks capabilities needed to load and attach XDP.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "XDP needs the capabilities CAP_BPF and CAP_NET_ADMIN; this process lacks {}. \
-     Run as root or grant them (e.g. `setcap cap_bpf,cap_net_admin+ep <collector binary>`)",
+    "XDP needs the capabilities CAP_BPF and CAP_NET_ADMIN, plus CAP_NET_RAW for AF_XDP sockets \
+     or CAP_PERFMON for perf mode; this process lacks {}. Run as root or grant them (e.g. \
+     `setcap cap_bpf,cap_net_admin,cap_net_raw,cap_perfmon+ep <collector binary>`)",
     missing.join(" and ")
 )]
 pub struct MissingCapabilities {
@@ -172,12 +175,27 @@ pub fn parse_cap_eff(status: &str) -> Option<u64> {
     u64::from_str_radix(hex, 16).ok()
 }
 
-/// Fails with [`MissingCapabilities`] unless this process may load and attach XDP.
-pub fn check_capabilities() -> anyhow::Result<()> {
+/// Capabilities absent from `cap_eff` that the XDP path needs in `mode`: those of
+/// [`missing_capabilities`], plus CAP_NET_RAW to open AF_XDP sockets, or CAP_PERFMON (or
+/// CAP_SYS_ADMIN) to open perf buffers.
+pub fn missing_mode_capabilities(cap_eff: u64, mode: SteerMode) -> Vec<&'static str> {
+    let has = |cap: u32| cap_eff & (1u64 << cap) != 0;
+    let mut missing = missing_capabilities(cap_eff);
+    match mode {
+        SteerMode::Afxdp if !has(CAP_NET_RAW) => missing.push("CAP_NET_RAW"),
+        SteerMode::Perf if !has(CAP_PERFMON) && !has(CAP_SYS_ADMIN) => missing.push("CAP_PERFMON"),
+        _ => {}
+    }
+    missing
+}
+
+/// Fails with [`MissingCapabilities`] unless this process may load and attach XDP and open the
+/// sockets or buffers of `mode`.
+pub fn check_capabilities(mode: SteerMode) -> anyhow::Result<()> {
     let status =
         std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
     let cap_eff = parse_cap_eff(&status).context("no CapEff line in /proc/self/status")?;
-    let missing = missing_capabilities(cap_eff);
+    let missing = missing_mode_capabilities(cap_eff, mode);
     if missing.is_empty() {
         Ok(())
     } else {
@@ -273,7 +291,7 @@ impl SteerProgram {
     /// Check capabilities, load the program, fill its maps from `config` and attach it to
     /// `iface` through a bpf_link.
     pub fn attach(iface: &str, mode: AttachMode, config: &SteerConfig) -> anyhow::Result<Self> {
-        check_capabilities()?;
+        check_capabilities(config.mode)?;
         let log_debug = config.log_debug;
         let distinct: std::collections::BTreeSet<PortKey> = config.ports.iter().copied().collect();
         ensure!(!distinct.is_empty(), "no listen port configured");
@@ -495,6 +513,26 @@ mod tests {
         }
         .to_string();
         assert!(message.contains("lacks CAP_NET_ADMIN"), "{message}");
+    }
+
+    #[test]
+    fn mode_capabilities_add_net_raw_or_perfmon() {
+        let base = (1u64 << CAP_NET_ADMIN) | (1u64 << CAP_BPF);
+        assert_eq!(
+            missing_mode_capabilities(base, SteerMode::Afxdp),
+            ["CAP_NET_RAW"]
+        );
+        assert!(missing_mode_capabilities(base | 1 << CAP_NET_RAW, SteerMode::Afxdp).is_empty());
+        assert_eq!(
+            missing_mode_capabilities(base, SteerMode::Perf),
+            ["CAP_PERFMON"]
+        );
+        assert!(missing_mode_capabilities(base | 1 << CAP_PERFMON, SteerMode::Perf).is_empty());
+        assert!(missing_mode_capabilities(base | 1 << CAP_SYS_ADMIN, SteerMode::Perf).is_empty());
+        assert_eq!(
+            missing_mode_capabilities(1 << CAP_NET_RAW, SteerMode::Afxdp),
+            ["CAP_BPF", "CAP_NET_ADMIN"]
+        );
     }
 
     #[test]

@@ -125,7 +125,7 @@ impl PerfSource {
                     stats.lost_samples += count;
                     return delivered;
                 }
-                PerfEvent::Sample { head, tail } if tail.is_empty() => head,
+                PerfEvent::Sample { head, tail: [] } => head,
                 PerfEvent::Sample { head, tail } => {
                     if head.len() + tail.len() > MAX_SAMPLE {
                         stats.samples += 1;
