@@ -1,6 +1,7 @@
 //! collector: ingest NetFlow v5/v9, IPFIX and sFlow v5 exports and write normalized records to ring files.
 //!
 //! Crate map:
+//! - [`privilege`]: dropping root after setup (`--user`).
 //! - [`record`]: the fixed-size records everything produces and stores.
 //! - [`decode`]: sans-IO protocol decoders, templates, sequence tracking.
 //! - [`ring`]: mmap'd ring files of records: format, writer, live readers.
@@ -10,6 +11,7 @@
 
 pub mod cli;
 pub mod decode;
+pub mod privilege;
 pub mod record;
 pub mod ring;
 pub mod source;

@@ -193,6 +193,66 @@ fn perf_mode_without_reader_passes_and_counts() {
     }
 }
 
+/// `--user nobody`: after attaching the collector runs as nobody with only CAP_BPF, still
+/// reports counters, and still detaches on SIGTERM.
+#[test]
+fn user_flag_drops_root_after_attach() {
+    if !privilege::require("user_flag_drops_root_after_attach") {
+        return;
+    }
+    let pair = NetnsPair::create().expect("namespaces");
+    let listen = format!("0.0.0.0:{NETFLOW_PORT}");
+    let mut collector = CollectorProcess::start_as_user(
+        "nobody",
+        Some(&pair.collector_ns),
+        &[
+            "run",
+            "--xdp",
+            &pair.collector_if,
+            "--listen",
+            &listen,
+            "--report-interval",
+            "1",
+        ],
+        "info",
+    )
+    .expect("collector starts");
+    let before = collector.wait_attached(ATTACH_TIMEOUT).expect("attached");
+    let dropped = poll(COUNT_TIMEOUT, || {
+        collector
+            .stderr()
+            .contains("privileges dropped")
+            .then_some(())
+    });
+    assert!(dropped.is_some(), "{}", collector.stderr());
+    let status = std::fs::read_to_string(format!("/proc/{}/status", collector.pid())).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(
+        uid_line.split_whitespace().skip(1).all(|id| id == "65534"),
+        "{uid_line}"
+    );
+    let cap_eff = collector::xdp::parse_cap_eff(&status).unwrap();
+    assert_eq!(cap_eff, 1 << collector::privilege::CAP_BPF, "{status}");
+    pair.in_peer(|| {
+        let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+        for _ in 0..3 {
+            socket
+                .send_to(b"netflow", (COLLECTOR_V4, NETFLOW_PORT))
+                .unwrap();
+        }
+    })
+    .unwrap();
+    collector
+        .wait_counters(COUNT_TIMEOUT, |c| {
+            c.get(Counter::Matched) - before.get(Counter::Matched) >= 3
+        })
+        .expect("counters still readable as nobody");
+    collector.signal(libc::SIGTERM).unwrap();
+    let status = collector.wait_exit(Duration::from_secs(10)).unwrap();
+    assert!(status.success(), "exit {status}:\n{}", collector.stderr());
+    assert!(!has_xdp(&pair), "{}", pair.collector_link().unwrap());
+}
+
 fn has_xdp(pair: &NetnsPair) -> bool {
     let link = pair.collector_link().expect("ip link show");
     attach_marker(&link).is_some() || link.contains("prog/xdp")

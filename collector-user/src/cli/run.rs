@@ -58,6 +58,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "PREFIX", action = ArgAction::Append)]
     pub allow: Vec<AllowPrefix>,
 
+    /// Drop root after attaching: switch to this user (and its primary group), keeping only
+    /// CAP_BPF, which reading the program's counters needs. The --counters-file directory must
+    /// be writable by that user.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+
     /// Seconds between two counter reports (logged at info level).
     #[arg(
         long,
@@ -101,6 +107,16 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         "XDP program attached through a bpf_link"
     );
     report(&program, args.counters_file.as_deref())?;
+    if let Some(user) = args.user.as_deref() {
+        // Before the runtime starts: no other thread may exist while the ids change.
+        let account = crate::privilege::drop_to_user(user, &[crate::privilege::CAP_BPF])?;
+        tracing::info!(
+            user,
+            uid = account.uid,
+            gid = account.gid,
+            "privileges dropped (CAP_BPF kept)"
+        );
+    }
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
