@@ -10,7 +10,10 @@ use std::{
 };
 
 use collector::{
-    source::xsk::{XskConfig, XskSource, ZeroCopy},
+    source::{
+        rx_queues::{queue_cpus, rx_queue_count},
+        xsk::{XskConfig, XskSource, ZeroCopy},
+    },
     xdp::{AttachMode, SteerConfig, SteerMode, SteerProgram},
 };
 use collector_common::Counter;
@@ -67,6 +70,14 @@ fn exercise(mode: AttachMode) {
                 log_debug: false,
             };
             let mut program = SteerProgram::attach(&iface, mode, &config).expect("attach");
+            // veth queues have no IRQ: every queue is placed round-robin.
+            assert_eq!(rx_queue_count(&iface).unwrap(), QUEUES);
+            let placed = queue_cpus(&iface, QUEUES, &[0, 1]).unwrap();
+            assert!(placed.iter().all(|p| !p.from_irq), "{placed:?}");
+            assert_eq!(
+                placed.iter().map(|p| p.cpu).collect::<Vec<_>>(),
+                [0, 1, 0, 1]
+            );
             let xsk_config = XskConfig {
                 zero_copy: ZeroCopy::Off,
                 ..XskConfig::default()

@@ -3,4 +3,5 @@
 //! classifier and lend it, with the exporter's address, to the caller.
 
 pub mod perf;
+pub mod rx_queues;
 pub mod xsk;
