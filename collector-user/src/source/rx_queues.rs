@@ -1,7 +1,8 @@
 //! Which CPU serves each RX queue of an interface: the queue → worker → core mapping of the XDP
 //! path (one worker per queue, pinned where the queue's interrupt is handled).
 //!
-//! Owns reading the queue count (`/sys/class/net/IFACE/queues/rx-*`), finding each queue's IRQ in
+//! Owns reading the queue count (ethtool channels of the interface in this thread's network
+//! namespace; `/sys/class/net/IFACE/queues/rx-*` when the driver has none), finding each queue's IRQ in
 //! `/proc/interrupts` by the names drivers give them (`eth0-TxRx-3`, `eth0-rx-3`, `ice-eth0-TxRx-3`,
 //! `eth0-3`), and the CPU that IRQ is routed to (`/proc/irq/N/effective_affinity_list`, else
 //! `smp_affinity_list`). Queues whose IRQ cannot be found (veth, virtio, mlx5's `mlx5_comp` names)
@@ -23,8 +24,13 @@ pub struct QueueCpu {
     pub from_irq: bool,
 }
 
-/// Number of RX queues of `iface` (entries `rx-N` under `/sys/class/net/IFACE/queues`).
+/// Number of RX queues of `iface`: the ethtool channel counts (`combined + rx`, what
+/// `ethtool -l` shows as current), else the `rx-N` entries under `/sys/class/net/IFACE/queues`
+/// (sysfs shows the namespace it was mounted in, so the ioctl comes first).
 pub fn rx_queue_count(iface: &str) -> anyhow::Result<u32> {
+    if let Some(count) = ethtool_rx_channels(iface) {
+        return Ok(count);
+    }
     let dir = Path::new("/sys/class/net").join(iface).join("queues");
     let mut count = 0;
     for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
@@ -33,6 +39,57 @@ pub fn rx_queue_count(iface: &str) -> anyhow::Result<u32> {
         }
     }
     Ok(count)
+}
+
+/// `struct ethtool_channels` (include/uapi/linux/ethtool.h).
+#[repr(C)]
+#[derive(Default)]
+struct EthtoolChannels {
+    cmd: u32,
+    max_rx: u32,
+    max_tx: u32,
+    max_other: u32,
+    max_combined: u32,
+    rx_count: u32,
+    tx_count: u32,
+    other_count: u32,
+    combined_count: u32,
+}
+
+const ETHTOOL_GCHANNELS: u32 = 0x3c;
+const SIOCETHTOOL: libc::c_ulong = 0x8946;
+
+/// Current RX-capable channels (`combined + rx`) through SIOCETHTOOL, or None when the driver
+/// does not report channels.
+fn ethtool_rx_channels(iface: &str) -> Option<u32> {
+    let name = iface.as_bytes();
+    if name.len() >= libc::IFNAMSIZ {
+        return None;
+    }
+    let mut channels = EthtoolChannels {
+        cmd: ETHTOOL_GCHANNELS,
+        ..EthtoolChannels::default()
+    };
+    // SAFETY: zeroed ifreq is valid; the name fits with its NUL; ifru_data points to `channels`,
+    // which outlives the ioctl; the socket is closed before returning.
+    unsafe {
+        let mut request: libc::ifreq = std::mem::zeroed();
+        for (slot, byte) in request.ifr_name.iter_mut().zip(name) {
+            *slot = *byte as libc::c_char;
+        }
+        request.ifr_ifru.ifru_data = (&raw mut channels).cast();
+        let socket = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if socket < 0 {
+            return None;
+        }
+        let ret = libc::ioctl(socket, SIOCETHTOOL, &mut request);
+        libc::close(socket);
+        if ret != 0 {
+            return None;
+        }
+    }
+    let count = channels.combined_count + channels.rx_count;
+    (count > 0).then_some(count)
 }
 
 /// The IRQ of RX queue `queue` of `iface` in a `/proc/interrupts` text.
