@@ -4,13 +4,24 @@
 //! - [`privilege`]: dropping root after setup (`--user`).
 //! - [`record`]: the fixed-size records everything produces and stores.
 //! - [`decode`]: sans-IO protocol decoders, templates, sequence tracking.
+//! - [`capture`]: pcap/pcapng files → UDP datagrams (replay, tests).
+//! - [`json`]: records as JSON lines (goflow2's keys) and CSV.
 //! - [`ring`]: mmap'd ring files of records: format, writer, live readers.
-//! - [`source`]: datagram sources fed by XDP (AF_XDP sockets, perf rings).
 //! - [`xdp`]: the embedded XDP program and its userspace side.
+//! - [`pipeline`]: per-core workers: source → decoder → sink, counters, events.
+//! - [`source`]: datagram sources for the workers (UDP sockets, AF_XDP sockets, perf rings).
+//! - [`metrics`], [`control`]: Prometheus metrics, the control-plane thread (signals, events, summary).
+//! - [`config`]: settings of `collector run` (config file + flags).
 //! - [`cli`]: the `collector` subcommands.
 
+pub mod capture;
 pub mod cli;
+pub mod config;
+pub mod control;
 pub mod decode;
+pub mod json;
+pub mod metrics;
+pub mod pipeline;
 pub mod privilege;
 pub mod record;
 pub mod ring;

@@ -11,10 +11,16 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start; boxing the big `run` arguments would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Collect: attach the XDP program and run until SIGINT/SIGTERM.
     Run(cli::run::RunArgs),
+    /// Decode the flow exports in a pcap/pcapng capture: records on stdout, errors and a summary on stderr.
+    Replay(cli::replay::ReplayArgs),
+    /// Show per-worker and per-exporter rates, loss and templates of a running collector.
+    Stats(cli::stats::StatsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -29,12 +35,22 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Run(args) => cli::run::run(args),
+        Command::Replay(args) => cli::replay::run(args),
+        Command::Stats(args) => cli::stats::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("collector: {err:#}");
-            std::process::ExitCode::FAILURE
+            // A bad flag or config file exits 2, like clap's own usage errors.
+            if err
+                .downcast_ref::<collector::config::ConfigError>()
+                .is_some()
+            {
+                std::process::ExitCode::from(2)
+            } else {
+                std::process::ExitCode::FAILURE
+            }
         }
     }
 }

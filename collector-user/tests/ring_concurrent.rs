@@ -111,7 +111,7 @@ fn writer_and_reader_threads() {
             let mut ticks = 0u32;
             follow(&mut slow, total, |_| {
                 ticks += 1;
-                if ticks % 8 == 0 {
+                if ticks.is_multiple_of(8) {
                     std::thread::sleep(Duration::from_millis(2));
                 }
                 false
@@ -166,6 +166,18 @@ fn writer_child() {
     write_range(&mut w, start, start + records);
 }
 
+/// Kills and reaps a child writer that a failing test left running (it writes until killed).
+struct KillOnDrop(Option<Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 fn spawn_writer(path: &Path, records: u64, capacity: u64) -> Child {
     Command::new(std::env::current_exe().unwrap())
         .args([
@@ -212,17 +224,22 @@ fn sigkilled_writer_leaves_every_committed_record_intact() {
     let capacity = 1 << 14;
     let path = empty_ring(dir.path(), capacity);
     let mut live = RingReader::<FlowRecord>::open(&path, Start::Oldest).unwrap();
-    let mut child = spawn_writer(&path, 0, capacity);
-    let pid = child.id() as libc::pid_t;
-    // Follow live until the writer has lapped the ring several times, then kill it mid-stream.
+    let mut child = KillOnDrop(Some(spawn_writer(&path, 0, capacity)));
+    // Follow live until the writer has lapped the ring several times, then kill it mid-stream (and
+    // reap it, so nothing is written after), then read on to the final commit cursor.
     let mut killed = false;
     let seen = follow(&mut live, u64::MAX, |r| {
-        if !killed && r.committed() > 8 * capacity {
-            // SAFETY: plain syscall; `pid` is our child, not yet reaped.
-            assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
-            child.wait().unwrap();
+        if r.committed() > 8 * capacity
+            && let Some(mut writer) = child.0.take()
+        {
+            // SAFETY: plain syscall; the pid is our child, not yet reaped.
+            assert_eq!(
+                unsafe { libc::kill(writer.id() as libc::pid_t, libc::SIGKILL) },
+                0
+            );
+            writer.wait().unwrap();
             killed = true;
-            return false; // read on to the final commit cursor
+            return false;
         }
         killed
     });

@@ -1,4 +1,4 @@
-//! The `collector` command line: help texts, the missing-`--xdp` error, and the capability
+//! The `collector` command line: help texts, the UDP-socket mode without `--xdp`, and the capability
 //! check that names what is missing (run without privileges: as root, the capabilities are
 //! dropped from the bounding set with `setpriv` before exec).
 
@@ -55,14 +55,23 @@ fn help_describes_every_flag() {
 }
 
 #[test]
-fn run_without_xdp_says_socket_mode_is_not_built() {
-    let out = collector(&["run"]);
+fn run_without_xdp_is_the_udp_socket_mode() {
+    // A port someone else holds: socket mode refuses it at once instead of sharing it.
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let listen = taken.local_addr().unwrap().to_string();
+    let rings = std::env::temp_dir().join(format!("collector-cli-rings-{}", std::process::id()));
+    let out = collector(&[
+        "run",
+        "--listen",
+        &listen,
+        "--metrics",
+        "127.0.0.1:0",
+        "--ring-dir",
+        rings.to_str().unwrap(),
+    ]);
+    let _ = std::fs::remove_dir_all(&rings);
     assert!(!out.status.success());
-    assert!(
-        text(&out).contains("UDP-socket mode is not built yet"),
-        "{}",
-        text(&out)
-    );
+    assert!(text(&out).contains("already in use"), "{}", text(&out));
 }
 
 #[test]

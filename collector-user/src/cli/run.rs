@@ -1,7 +1,9 @@
-//! `collector run`: attach the XDP program, report its counters until SIGINT/SIGTERM, detach.
+//! `collector run`: collect from UDP sockets (the default, unprivileged), or attach the XDP program,
+//! report its counters until SIGINT/SIGTERM, detach.
 //!
-//! Thin: argument parsing and the control loop (signals, report timer, log drain). Loading and
-//! attaching live in [`crate::xdp`].
+//! Thin: argument parsing and the control loops. Settings (flags + config file) are resolved in
+//! [`crate::config`]; the UDP-socket mode lives in [`crate::pipeline::udp`]; loading and attaching
+//! the XDP program in [`crate::xdp`].
 
 use std::{
     net::SocketAddr,
@@ -25,21 +27,52 @@ use crate::xdp::{
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Attach the XDP program to this interface; it counts UDP datagrams to the --listen ports
-    /// and passes every frame on to the kernel. Required for now: the UDP-socket mode without
-    /// XDP is not built yet.
+    /// and passes every frame on to the kernel. Without it, collect from UDP sockets.
     #[arg(long, value_name = "IFACE")]
     pub xdp: Option<String>,
 
-    /// Address and UDP port to collect on; repeat the flag or give several values. The XDP
-    /// program matches on the destination port only.
-    #[arg(
-        long,
-        value_name = "ADDR:PORT",
-        num_args = 1..,
-        action = ArgAction::Append,
-        default_values = ["0.0.0.0:2055", "0.0.0.0:2056", "0.0.0.0:4739", "0.0.0.0:6343"]
-    )]
-    pub listen: Vec<SocketAddr>,
+    /// Address and UDP port to collect on; repeat the flag or give several values. Default:
+    /// 0.0.0.0:2055, 0.0.0.0:2056, 0.0.0.0:4739, 0.0.0.0:6343 and the same ports on [::]. The
+    /// XDP program matches on the destination port only.
+    #[arg(long, value_name = "ADDR:PORT", num_args = 1.., action = ArgAction::Append)]
+    pub listen: Vec<String>,
+
+    /// Worker threads, each pinned to a core. Default: one per online core.
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+
+    /// Directory of the ring files. Default: ./collector-rings.
+    #[arg(long, value_name = "DIR")]
+    pub ring_dir: Option<PathBuf>,
+
+    /// Size of each ring file: records (a power of two) or bytes with a unit (64MiB).
+    /// Default: 64MiB.
+    #[arg(long, value_name = "SIZE")]
+    pub ring_size: Option<String>,
+
+    /// Serve Prometheus metrics on this address. Default: 127.0.0.1:9742.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<String>,
+
+    /// Receive buffer per UDP socket (bytes or with a unit). Default: 32MiB.
+    #[arg(long, value_name = "SIZE")]
+    pub rcvbuf: Option<String>,
+
+    /// Configured sampling rate for an exporter or prefix (repeatable): 10.0.0.0/8=400.
+    #[arg(long, value_name = "EXPORTER_OR_PREFIX=RATE")]
+    pub sampling_rate: Vec<String>,
+
+    /// Seconds between the one-line summaries in the log (UDP mode). Default: 10.
+    #[arg(long, value_name = "SECS")]
+    pub summary_interval: Option<u64>,
+
+    /// Configured sampling rates win over the rates exporters send.
+    #[arg(long)]
+    pub sampling_override: bool,
+
+    /// TOML config file with the same settings (flags win); re-read for sampling rates on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 
     /// XDP attach mode: `driver` (native, in the NIC driver), `skb` (generic, any interface),
     /// or `auto` (driver, falling back to skb when the driver refuses).
@@ -79,14 +112,34 @@ pub struct RunArgs {
     pub counters_file: Option<PathBuf>,
 }
 
-/// Run until SIGINT or SIGTERM, then detach and return.
+impl RunArgs {
+    /// The settings given as flags.
+    pub fn flag_config(&self) -> crate::config::FlagConfig {
+        crate::config::FlagConfig {
+            config: self.config.clone(),
+            listen: self.listen.clone(),
+            workers: self.workers,
+            ring_dir: self.ring_dir.clone(),
+            ring_size: self.ring_size.clone(),
+            metrics: self.metrics.clone(),
+            rcvbuf: self.rcvbuf.clone(),
+            summary_interval: self.summary_interval,
+            sampling_override: self.sampling_override,
+            sampling_rate: self.sampling_rate.clone(),
+        }
+    }
+}
+
+/// Run until SIGINT or SIGTERM, then drain (UDP mode) or detach (XDP), and return.
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
+    let flags = args.flag_config();
+    let settings = crate::config::Settings::resolve(&flags)?;
     let Some(iface) = args.xdp.as_deref() else {
-        anyhow::bail!(
-            "UDP-socket mode is not built yet: give --xdp IFACE to attach the XDP program"
-        );
+        return crate::pipeline::udp::run(&settings, &flags);
     };
-    let ports: Vec<u16> = args.listen.iter().map(SocketAddr::port).collect();
+    let mut ports: Vec<u16> = settings.listen.iter().map(SocketAddr::port).collect();
+    ports.sort_unstable();
+    ports.dedup();
     let log_debug = tracing::enabled!(target: PROGRAM_LOG_TARGET, tracing::Level::DEBUG);
     let config = SteerConfig {
         ports: ports.clone(),

@@ -899,7 +899,10 @@ mod tests {
             .data(&t, &[with_rate], &EncodeContext::default());
         let msg = w.finish();
         let mut dec = Decoder::with_config(cfg(false));
-        assert_eq!(decode_all(&mut dec, &[msg.clone()])[0].sampling_rate, 64);
+        assert_eq!(
+            decode_all(&mut dec, std::slice::from_ref(&msg))[0].sampling_rate,
+            64
+        );
         let mut dec = Decoder::with_config(cfg(true));
         assert_eq!(decode_all(&mut dec, &[msg])[0].sampling_rate, 400);
         let mut dec = Decoder::with_config(cfg(false));

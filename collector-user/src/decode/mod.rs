@@ -4,6 +4,17 @@
 //! carry any protocol), per-worker decoder state ([`Decoder`]: templates, sequence trackers, sampling
 //! rates) and the decode counters. It knows nothing of sockets, threads or ring files: callers hand it
 //! a datagram with its [`DatagramMeta`] and a [`RecordSink`].
+//!
+//! Files: `netflow_v5.rs`, `netflow_v9.rs`, `ipfix.rs` (wire formats, views, encoders; `ipfix::ovs`
+//! is Open vSwitch's template family), `flowset.rs` (what v9 and IPFIX share once sets are framed),
+//! `template.rs` (compiled templates, the bounded [`template::TemplateCache`], early data), `ie.rs`
+//! (information elements → record fields), `sampling.rs` (learned and configured rates), `time.rs`
+//! (exporter time bases), `sequence.rs` (loss accounting), `sflow.rs`. Caps and configured rates
+//! come in a [`DecoderConfig`]; per-exporter loss is read with [`Decoder::sequence_counts`].
+//!
+//! Templates are per worker and keyed by exporter *address*: OVS nodes all use observation domain 0
+//! and the same template ids, so nodes behind one SNAT'd address collide; such collisions show as
+//! `DecodeStats::templates_changed` (redefinitions with another layout).
 
 pub mod error;
 pub mod flowset;
@@ -217,6 +228,11 @@ impl Decoder {
     /// Learned and configured sampling rates.
     pub fn sampling(&self) -> &SamplingTable {
         &self.sampling
+    }
+
+    /// Replace the configured sampling rates (SIGHUP reload); learned rates are kept.
+    pub fn set_configured_sampling(&mut self, configured: Vec<ConfiguredRate>) {
+        self.sampling.set_configured(configured);
     }
 
     /// The sFlow decoder: its counters (`stats()`) and per-agent sequence counts (`agents()`).

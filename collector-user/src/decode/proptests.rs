@@ -269,7 +269,7 @@ fn check_accounted(dec: &mut Decoder, bytes: &[u8]) -> Result<(), TestCaseError>
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(ProptestConfig::with_cases(1000))]
 
     #[test]
     fn arbitrary_bytes_never_panic(version in prop::sample::select(vec![5u8, 9, 10]), mut bytes in prop::collection::vec(any::<u8>(), 0..600)) {

@@ -83,6 +83,11 @@ impl SamplingTable {
         }
     }
 
+    /// Replace the configured rates (a reload); learned rates are kept.
+    pub fn set_configured(&mut self, configured: Vec<ConfiguredRate>) {
+        self.configured = configured;
+    }
+
     /// Remember an exported rate; false when the table is full and `key` is new.
     pub fn learn(&mut self, key: SamplerKey, rate: u32) -> bool {
         if self.learned.len() >= MAX_LEARNED && !self.learned.contains_key(&key) {

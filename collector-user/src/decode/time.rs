@@ -115,14 +115,14 @@ pub fn ntp_micros_to_ns(raw: u64) -> u64 {
 /// exactly `ns`.
 pub fn ns_to_ntp(ns: u64) -> u64 {
     let (secs, sub) = (ns / NS_PER_SEC, ns % NS_PER_SEC);
-    let frac = ((sub << 32) + NS_PER_SEC - 1) / NS_PER_SEC;
+    let frac = (sub << 32).div_ceil(NS_PER_SEC);
     ((secs + NTP_UNIX_OFFSET_SECS) << 32) | frac
 }
 
 /// ns since the Unix epoch → dateTimeMicroseconds (sub-microsecond part dropped).
 pub fn ns_to_ntp_micros(ns: u64) -> u64 {
     let (secs, us) = (ns / NS_PER_SEC, (ns % NS_PER_SEC) / 1000);
-    let frac = ((us << 32) + 999_999) / 1_000_000;
+    let frac = (us << 32).div_ceil(1_000_000);
     ((secs + NTP_UNIX_OFFSET_SECS) << 32) | frac
 }
 

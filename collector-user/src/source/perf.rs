@@ -25,6 +25,7 @@ use collector_common::{
     steer::{FrameError, SourceAddr, udp_datagram},
 };
 
+use super::now_ns;
 use crate::decode::DatagramMeta;
 
 /// Largest sample this source reassembles when it wraps around the ring end: the header and the
@@ -201,13 +202,6 @@ fn parse_sample(
     };
     let payload = frame.get(datagram.payload).ok_or(SampleError::Short)?;
     Ok((exporter, payload))
-}
-
-/// Wall-clock time, ns since the Unix epoch.
-fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 /// poll(2) for readability; false on timeout or EINTR.

@@ -23,6 +23,7 @@ use collector_common::steer::{FrameError, SourceAddr, udp_datagram};
 use memmap2::MmapMut;
 use xdpilone::{DeviceQueue, IfInfo, RingRx, Socket, SocketConfig, Umem, UmemConfig, User};
 
+use super::now_ns;
 use crate::decode::DatagramMeta;
 
 /// Whether to ask the driver for zero-copy AF_XDP (`--xdp-zero-copy`).
@@ -330,13 +331,6 @@ fn exporter(source: SourceAddr, port: u16) -> SocketAddr {
         SourceAddr::V4(addr) => SocketAddr::from((Ipv4Addr::from(addr), port)),
         SourceAddr::V6(addr) => SocketAddr::from((Ipv6Addr::from(addr), port)),
     }
-}
-
-/// Wall-clock time, ns since the Unix epoch.
-fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 /// poll(2) for readability; false on timeout or EINTR.

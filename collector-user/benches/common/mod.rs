@@ -1,0 +1,198 @@
+//! In-memory export datagrams for the decode benchmark and `examples/decode_loop.rs`, built with
+//! the project's encoders: NetFlow v5 (30 records each), NetFlow v9 (a 14-field IPv4 template,
+//! 24 records each) and IPFIX with the Open vSwitch template family (tunnelled TCP/UDP, IPv4 and
+//! IPv6, ingress and egress; 12 records of one template each).
+
+use collector::decode::ie::EncodeContext;
+use collector::decode::ipfix::{TemplateSpec, ovs};
+use collector::decode::netflow_v5::{self, HeaderRepr, RecordRepr};
+use collector::decode::netflow_v9::PacketWriter;
+use collector::decode::template::Field;
+use collector::decode::time::ExportClock;
+use collector::decode::{DatagramMeta, Decoder, RecordSink};
+use collector::record::{CounterRecord, FlowRecord, ipv4_bytes};
+
+pub const EXPORT_SECS: u32 = 1_700_000_000;
+
+/// Counts records and folds a field in so the work cannot be optimised away.
+#[derive(Default)]
+pub struct CountingSink {
+    pub flows: u64,
+    pub checksum: u64,
+}
+
+impl RecordSink for CountingSink {
+    fn flow(&mut self, record: &FlowRecord) {
+        self.flows += 1;
+        self.checksum = self
+            .checksum
+            .wrapping_add(record.bytes ^ record.time_flow_end_ns);
+    }
+    fn counters(&mut self, _record: &CounterRecord) {}
+}
+
+pub fn meta() -> DatagramMeta {
+    DatagramMeta {
+        exporter: "192.0.2.1:4739".parse().expect("address"),
+        received_ns: u64::from(EXPORT_SECS) * 1_000_000_000,
+    }
+}
+
+fn record(i: u64) -> FlowRecord {
+    let mut r: FlowRecord = bytemuck::Zeroable::zeroed();
+    let x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    r.src_addr = ipv4_bytes([10, (x >> 8) as u8, (x >> 16) as u8, x as u8]);
+    r.dst_addr = ipv4_bytes([10, 1, (x >> 24) as u8, (x >> 32) as u8]);
+    r.src_port = (x >> 40) as u16;
+    r.dst_port = 443;
+    r.proto = if i.is_multiple_of(3) { 17 } else { 6 };
+    r.etype = 0x0800;
+    r.bytes = 1000 + (x >> 50);
+    r.packets = 1 + (x >> 58);
+    r.in_if = 1 + (i % 8) as u32;
+    r.out_if = 2;
+    r.tcp_flags = 0x1b;
+    r.ip_ttl = 64;
+    r.src_mac = [2, 0, 0, 0, 0, i as u8];
+    r.dst_mac = [2, 0, 0, 0, 1, 0];
+    r.flow_direction = (i % 2) as u8;
+    r.time_flow_start_ns = u64::from(EXPORT_SECS) * 1_000_000_000 - 30_000_000_000;
+    r.time_flow_end_ns = u64::from(EXPORT_SECS) * 1_000_000_000 - 1_000_000_000;
+    if i.is_multiple_of(4) {
+        r.etype = 0x86dd;
+        r.src_addr = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, i as u8];
+        r.dst_addr = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1];
+    }
+    if !i.is_multiple_of(5) {
+        r.tunnel_type = 7;
+        r.tunnel_key = 5000 + i % 16;
+        r.tunnel_src_addr = ipv4_bytes([172, 16, 0, 1]);
+        r.tunnel_dst_addr = ipv4_bytes([172, 16, 0, 2]);
+        r.tunnel_proto = 17;
+        r.tunnel_dst_port = 6081;
+    }
+    r
+}
+
+/// The datagrams of one protocol ("v5", "v9", "ipfix"): the first primes templates, the others
+/// (`count` of them) carry data only.
+pub fn datagrams(protocol: &str, count: usize) -> Option<(Vec<u8>, Vec<Vec<u8>>)> {
+    let mut out = Vec::with_capacity(count);
+    match protocol {
+        "v5" => {
+            for d in 0..count {
+                let header = HeaderRepr {
+                    sys_uptime_ms: 3_600_000,
+                    unix_secs: EXPORT_SECS,
+                    flow_sequence: (d * 30) as u32,
+                    ..Default::default()
+                };
+                let records: Vec<RecordRepr> = (0..30)
+                    .map(|i| {
+                        let mut r = record((d * 30 + i) as u64);
+                        r.etype = 0x0800;
+                        r.src_addr = ipv4_bytes([10, 0, (i >> 8) as u8, i as u8]);
+                        RecordRepr::from_flow(&r, &header)
+                    })
+                    .collect();
+                let mut buf = Vec::new();
+                netflow_v5::emit(&header, &records, &mut buf);
+                out.push(buf);
+            }
+            Some((Vec::new(), out))
+        }
+        "v9" => {
+            let t = TemplateSpec {
+                id: 256,
+                scope_fields: 0,
+                fields: [
+                    (8, 4),
+                    (12, 4),
+                    (15, 4),
+                    (10, 2),
+                    (14, 2),
+                    (2, 4),
+                    (1, 4),
+                    (22, 4),
+                    (21, 4),
+                    (7, 2),
+                    (11, 2),
+                    (6, 1),
+                    (4, 1),
+                    (5, 1),
+                ]
+                .map(|(id, len)| Field::iana(id, len))
+                .to_vec(),
+            };
+            let mut w = PacketWriter::new(3_600_000, EXPORT_SECS, 0, 0);
+            w.templates(std::slice::from_ref(&t));
+            let prime = w.finish();
+            for d in 0..count {
+                let records: Vec<FlowRecord> = (0..24)
+                    .map(|i| {
+                        let mut r = record((d * 24 + i) as u64);
+                        r.src_addr = ipv4_bytes([10, 0, 0, i as u8]);
+                        r
+                    })
+                    .collect();
+                let mut w = PacketWriter::new(3_600_000, EXPORT_SECS, d as u32 + 1, 0);
+                w.data(&t, &records, 0);
+                out.push(w.finish());
+            }
+            Some((prime, out))
+        }
+        "ipfix" => {
+            let ctx = EncodeContext {
+                clock: ExportClock {
+                    export_ns: u64::from(EXPORT_SECS) * 1_000_000_000,
+                    uptime_ms: None,
+                },
+                init_ms: 0,
+                interface_name: "ovn-k8s-mp0",
+            };
+            let prime = ovs::message(EXPORT_SECS, 0, true, &[], &ctx);
+            for d in 0..count {
+                // OVS flushes records per template: one template per message, varying by message.
+                let shape = record(d as u64);
+                let records: Vec<FlowRecord> = (0..12)
+                    .map(|i| {
+                        let mut r = record((d * 12 + i) as u64);
+                        (r.etype, r.flow_direction, r.tunnel_type) =
+                            (shape.etype, shape.flow_direction, shape.tunnel_type);
+                        (r.src_addr, r.dst_addr, r.proto) =
+                            (shape.src_addr, shape.dst_addr, shape.proto);
+                        r.src_port = 1024 + i as u16;
+                        r
+                    })
+                    .collect();
+                out.push(ovs::message(
+                    EXPORT_SECS,
+                    (d * 12) as u32,
+                    false,
+                    &records,
+                    &ctx,
+                ));
+            }
+            Some((prime, out))
+        }
+        _ => None,
+    }
+}
+
+/// A decoder that has seen `prime`.
+pub fn primed_decoder(prime: &[u8]) -> Decoder {
+    let mut dec = Decoder::new();
+    if !prime.is_empty() {
+        let mut sink = CountingSink::default();
+        dec.decode(&meta(), prime, &mut sink)
+            .expect("templates decode");
+    }
+    dec
+}
+
+/// The OVS template message (120 data templates and the options template), for the template
+/// memory measurement.
+pub fn ovs_template_message() -> Vec<u8> {
+    let ctx = EncodeContext::default();
+    ovs::message(EXPORT_SECS, 0, true, &[], &ctx)
+}

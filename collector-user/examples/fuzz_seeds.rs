@@ -1,0 +1,140 @@
+//! Write seed corpora for the fuzz targets (`fuzz/`), built with the project's encoders.
+//!
+//! `cargo run -p collector-user --example fuzz_seeds -- fuzz/corpus` writes
+//! `fuzz/corpus/{netflow_v5,netflow_v9,ipfix,sflow}/seed-N` (the corpus directory is gitignored).
+
+use collector::decode::ie::{EncodeContext, PEN_OVS, VARLEN};
+use collector::decode::ipfix::{MessageWriter, TemplateSpec, ovs};
+use collector::decode::netflow_v5::{self, HeaderRepr, RecordRepr};
+use collector::decode::netflow_v9::PacketWriter;
+use collector::decode::template::Field;
+use collector::decode::time::ExportClock;
+use collector::record::{FlowRecord, ipv4_bytes};
+use std::path::Path;
+
+fn record(i: u8) -> FlowRecord {
+    let mut r: FlowRecord = bytemuck::Zeroable::zeroed();
+    r.src_addr = ipv4_bytes([10, 0, 0, i]);
+    r.dst_addr = ipv4_bytes([10, 0, 1, i]);
+    r.etype = 0x0800;
+    r.proto = if i.is_multiple_of(2) { 6 } else { 17 };
+    r.src_port = 1000 + u16::from(i);
+    r.dst_port = 80;
+    r.bytes = 1500;
+    r.packets = 3;
+    r.flow_direction = i % 2;
+    r.tunnel_type = i % 3;
+    r.tunnel_key = u64::from(i) * 100;
+    r.time_flow_start_ns = 1_699_999_990_000_000_000;
+    r.time_flow_end_ns = 1_699_999_999_000_000_000;
+    r
+}
+
+fn main() -> std::io::Result<()> {
+    let dir = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "fuzz/corpus".into());
+    let dir = Path::new(&dir);
+    let records: Vec<FlowRecord> = (0..6).map(record).collect();
+
+    let mut v5 = Vec::new();
+    for n in [1usize, 6] {
+        let header = HeaderRepr {
+            sys_uptime_ms: 100_000,
+            unix_secs: 1_700_000_000,
+            sampling: 0x4064,
+            ..Default::default()
+        };
+        let recs: Vec<RecordRepr> = records
+            .iter()
+            .take(n)
+            .map(|r| RecordRepr::from_flow(r, &header))
+            .collect();
+        let mut buf = Vec::new();
+        netflow_v5::emit(&header, &recs, &mut buf);
+        v5.push(buf);
+    }
+
+    // Same template as fuzz/src/lib.rs primes the v9 target with.
+    let v9_template = TemplateSpec {
+        id: 256,
+        scope_fields: 0,
+        fields: [
+            (8, 4),
+            (12, 4),
+            (1, 4),
+            (2, 4),
+            (22, 4),
+            (21, 4),
+            (7, 2),
+            (11, 2),
+            (4, 1),
+        ]
+        .map(|(id, len)| Field::iana(id, len))
+        .to_vec(),
+    };
+    let sampler = TemplateSpec {
+        id: 300,
+        scope_fields: 1,
+        fields: vec![Field::iana(1, 4), Field::iana(48, 1), Field::iana(34, 4)],
+    };
+    let mut v9 = Vec::new();
+    for with_templates in [false, true] {
+        let mut w = PacketWriter::new(100_000, 1_700_000_000, 1, 0);
+        if with_templates {
+            w.templates(&[v9_template.clone(), sampler.clone()]);
+            w.data(&sampler, &records[..1], 0);
+        }
+        w.data(&v9_template, &records, 0);
+        v9.push(w.finish());
+    }
+
+    let ctx = EncodeContext {
+        clock: ExportClock {
+            export_ns: 1_700_000_000_000_000_000,
+            uptime_ms: None,
+        },
+        init_ms: 0,
+        interface_name: "br-int",
+    };
+    let mut ipfix = vec![
+        ovs::message(1_700_000_000, 0, false, &records, &ctx),
+        ovs::message(1_700_000_000, 0, true, &records[..2], &ctx),
+    ];
+    let varlen = TemplateSpec {
+        id: 500,
+        scope_fields: 0,
+        fields: vec![
+            Field::iana(82, VARLEN),
+            Field::enterprise(PEN_OVS, 892, VARLEN),
+            Field::iana(156, 8),
+            Field::iana(157, 8),
+            Field::iana(27, 16),
+        ],
+    };
+    let mut w = MessageWriter::new(1_700_000_000, 0, 0);
+    w.templates(std::slice::from_ref(&varlen))
+        .data(&varlen, &records, &ctx)
+        .withdrawal(2, 500);
+    ipfix.push(w.finish());
+
+    // sFlow v5 header: version 5, IPv4 agent 192.0.2.1, sub-agent 0, sequence 1, uptime, 0 samples.
+    let sflow = vec![vec![
+        0, 0, 0, 5, 0, 0, 0, 1, 192, 0, 2, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0x27, 0x10, 0, 0, 0, 0,
+    ]];
+
+    for (target, seeds) in [
+        ("netflow_v5", v5),
+        ("netflow_v9", v9),
+        ("ipfix", ipfix),
+        ("sflow", sflow),
+    ] {
+        let d = dir.join(target);
+        std::fs::create_dir_all(&d)?;
+        for (i, seed) in seeds.iter().enumerate() {
+            std::fs::write(d.join(format!("seed-{i}")), seed)?;
+        }
+        println!("{}: {} seeds", d.display(), seeds.len());
+    }
+    Ok(())
+}

@@ -1,0 +1,591 @@
+//! Settings of `collector run`: the TOML config file, the command-line flags, and how they combine.
+//!
+//! This module owns parsing and validation only. Every setting has a flag and a config-file key of
+//! the same name (`--ring-dir` ↔ `ring_dir`); a flag given on the command line wins over the file.
+//! Sampling rates are merged: the file's table, then `--sampling-rate` entries replacing the same
+//! exporter or prefix. Unknown keys and bad values are a [`ConfigError`] naming the key or flag, which
+//! the binary reports on one line with exit code 2.
+
+use crate::decode::sampling::{ConfiguredRate, SamplingTable};
+use crate::ring::RingSize;
+use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// UDP ports listened on by default: NetFlow (2055, 2056), IPFIX (4739), sFlow (6343).
+pub const DEFAULT_PORTS: [u16; 4] = [2055, 2056, 4739, 6343];
+/// Default Prometheus endpoint.
+pub const DEFAULT_METRICS: &str = "127.0.0.1:9742";
+/// Default directory of the ring files.
+pub const DEFAULT_RING_DIR: &str = "./collector-rings";
+/// Default socket receive buffer asked for each UDP socket.
+pub const DEFAULT_RCVBUF: u64 = 32 << 20;
+/// Default period of the one-line summary log.
+pub const DEFAULT_SUMMARY_SECS: u64 = 10;
+
+/// A bad config file, flag or value. Displayed as one line naming what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {cause}")]
+    Read {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error("config file {path}, line {line}: {message}")]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("invalid {setting} value {value:?}: {expected}")]
+    Value {
+        setting: String,
+        value: String,
+        expected: &'static str,
+    },
+}
+
+impl ConfigError {
+    fn value(setting: &str, value: impl ToString, expected: &'static str) -> Self {
+        ConfigError::Value {
+            setting: setting.to_string(),
+            value: value.to_string(),
+            expected,
+        }
+    }
+}
+
+/// The config file as written: every key optional, unknown keys refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<Vec<String>>,
+    pub workers: Option<usize>,
+    pub ring_dir: Option<PathBuf>,
+    pub ring_size: Option<SizeValue>,
+    pub metrics: Option<String>,
+    pub rcvbuf: Option<SizeValue>,
+    pub summary_interval: Option<u64>,
+    /// Configured sampling rates win over rates the exporters send.
+    pub sampling_override: Option<bool>,
+    /// Exporter address or prefix → sampling rate (1 in N).
+    pub sampling_rate: Option<std::collections::BTreeMap<String, i64>>,
+}
+
+/// A size in the file: a number of bytes or a string with a unit ("64MiB").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SizeValue {
+    Bytes(i64),
+    Text(String),
+}
+
+impl FileConfig {
+    /// Read and parse a config file.
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
+            path: path.to_owned(),
+            cause,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parse config text; `path` only names the file in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
+        toml::from_str(text).map_err(|err| {
+            let line = err
+                .span()
+                .map(|span| text.get(..span.start).unwrap_or(text).matches('\n').count() + 1)
+                .unwrap_or(1);
+            ConfigError::Syntax {
+                path: path.to_owned(),
+                line,
+                message: err.message().replace('\n', " ").trim().to_string(),
+            }
+        })
+    }
+}
+
+/// Settings given on the command line (`None`/empty: not given).
+#[derive(Debug, Default, Clone)]
+pub struct FlagConfig {
+    pub config: Option<PathBuf>,
+    pub listen: Vec<String>,
+    pub workers: Option<usize>,
+    pub ring_dir: Option<PathBuf>,
+    pub ring_size: Option<String>,
+    pub metrics: Option<String>,
+    pub rcvbuf: Option<String>,
+    pub summary_interval: Option<u64>,
+    pub sampling_override: bool,
+    pub sampling_rate: Vec<String>,
+}
+
+/// A configured sampling rate for one exporter address or prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SamplingRate {
+    /// Network address (host bits cleared).
+    pub addr: IpAddr,
+    /// Prefix length; 32 or 128 for a single exporter.
+    pub prefix_len: u8,
+    /// 1 in `rate` packets sampled.
+    pub rate: u32,
+}
+
+impl SamplingRate {
+    /// Parse `EXPORTER_OR_PREFIX=RATE` (`192.0.2.1=400`, `10.0.0.0/8=400`, `2001:db8::/32=100`).
+    pub fn parse(text: &str) -> Result<SamplingRate, ConfigError> {
+        let expected = "expected EXPORTER_OR_PREFIX=RATE, e.g. 10.0.0.0/8=400";
+        let (prefix, rate) = text
+            .split_once('=')
+            .ok_or_else(|| ConfigError::value("--sampling-rate", text, expected))?;
+        let rate: i64 = rate
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError::value("--sampling-rate", text, expected))?;
+        Self::from_parts("--sampling-rate", prefix.trim(), rate)
+    }
+
+    fn from_parts(setting: &str, prefix: &str, rate: i64) -> Result<SamplingRate, ConfigError> {
+        let rate = u32::try_from(rate)
+            .ok()
+            .filter(|&r| r >= 1)
+            .ok_or_else(|| {
+                ConfigError::value(setting, rate, "a sampling rate from 1 to 4294967295")
+            })?;
+        let bad_prefix = || {
+            ConfigError::value(
+                setting,
+                prefix,
+                "an IPv4/IPv6 address or prefix such as 10.0.0.0/8",
+            )
+        };
+        let (addr, len) = match prefix.split_once('/') {
+            Some((addr, len)) => (addr, Some(len)),
+            None => (prefix, None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| bad_prefix())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix_len = match len {
+            Some(len) => len
+                .parse::<u8>()
+                .ok()
+                .filter(|&l| l <= max)
+                .ok_or_else(bad_prefix)?,
+            None => max,
+        };
+        Ok(SamplingRate {
+            addr: mask(addr, prefix_len),
+            prefix_len,
+            rate,
+        })
+    }
+}
+
+impl std::fmt::Display for SamplingRate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}={}", self.addr, self.prefix_len, self.rate)
+    }
+}
+
+fn mask(addr: IpAddr, len: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(v4) => {
+            let bits = u32::from(v4);
+            let m = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+            IpAddr::V4((bits & m).into())
+        }
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            let m = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+            IpAddr::V6((bits & m).into())
+        }
+    }
+}
+
+/// Configured sampling rates; the longest matching prefix decides.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SamplingRates(pub Vec<SamplingRate>);
+
+impl SamplingRates {
+    /// The rates as the decoder takes them; `override_exported` makes them win over exported rates.
+    pub fn to_configured(&self, override_exported: bool) -> Vec<ConfiguredRate> {
+        self.0
+            .iter()
+            .map(|s| ConfiguredRate {
+                prefix: s.addr,
+                prefix_len: s.prefix_len,
+                rate: s.rate,
+                override_exported,
+            })
+            .collect()
+    }
+
+    /// The configured rate for `exporter` (longest prefix), as the decoder resolves it.
+    pub fn rate_for(&self, exporter: IpAddr) -> Option<u32> {
+        SamplingTable::new(self.to_configured(false))
+            .configured(exporter)
+            .map(|c| c.rate)
+    }
+
+    /// Add or replace the entry for the same prefix.
+    fn set(&mut self, entry: SamplingRate) {
+        match self
+            .0
+            .iter_mut()
+            .find(|s| s.addr == entry.addr && s.prefix_len == entry.prefix_len)
+        {
+            Some(existing) => *existing = entry,
+            None => self.0.push(entry),
+        }
+    }
+}
+
+/// Everything `collector run` in UDP mode needs, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The config file the settings came from, re-read on SIGHUP.
+    pub config_file: Option<PathBuf>,
+    pub listen: Vec<SocketAddr>,
+    /// True when `listen` is the built-in default (an IPv6-less host then skips `[::]`).
+    pub listen_is_default: bool,
+    pub workers: usize,
+    pub ring_dir: PathBuf,
+    pub ring_size: RingSize,
+    pub metrics: SocketAddr,
+    pub rcvbuf: u64,
+    pub summary_interval: Duration,
+    pub sampling: SamplingRates,
+    /// Configured sampling rates override the exported ones.
+    pub sampling_override: bool,
+}
+
+impl Settings {
+    /// Combine flags with the config file they name (if any): flags win.
+    pub fn resolve(flags: &FlagConfig) -> Result<Settings, ConfigError> {
+        let file = match &flags.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        Self::combine(flags, file)
+    }
+
+    /// Combine flags with an already parsed file.
+    pub fn combine(flags: &FlagConfig, file: FileConfig) -> Result<Settings, ConfigError> {
+        let (listen_texts, listen_setting) = if !flags.listen.is_empty() {
+            (flags.listen.clone(), "--listen")
+        } else {
+            (file.listen.clone().unwrap_or_default(), "listen")
+        };
+        let listen_is_default = listen_texts.is_empty();
+        let listen = if listen_is_default {
+            default_listen()
+        } else {
+            listen_texts
+                .iter()
+                .map(|text| {
+                    text.parse::<SocketAddr>().map_err(|_| {
+                        ConfigError::value(
+                            listen_setting,
+                            text,
+                            "expected ADDR:PORT, e.g. 0.0.0.0:2055 or [::]:4739",
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        let workers = match (flags.workers, file.workers) {
+            (Some(n), _) => check_workers("--workers", n)?,
+            (None, Some(n)) => check_workers("workers", n)?,
+            (None, None) => default_workers(),
+        };
+        let ring_size = match (&flags.ring_size, &file.ring_size) {
+            (Some(text), _) => parse_ring_size("--ring-size", text)?,
+            (None, Some(SizeValue::Text(text))) => parse_ring_size("ring_size", text)?,
+            (None, Some(SizeValue::Bytes(n))) => parse_ring_size("ring_size", &n.to_string())?,
+            (None, None) => RingSize::default(),
+        };
+        let rcvbuf = match (&flags.rcvbuf, &file.rcvbuf) {
+            (Some(text), _) => parse_size("--rcvbuf", text)?,
+            (None, Some(value)) => size_value("rcvbuf", value)?,
+            (None, None) => DEFAULT_RCVBUF,
+        };
+        if rcvbuf > i32::MAX as u64 {
+            return Err(ConfigError::value("rcvbuf", rcvbuf, "at most 2GiB"));
+        }
+        let (metrics_text, metrics_setting) = match (&flags.metrics, &file.metrics) {
+            (Some(text), _) => (text.as_str(), "--metrics"),
+            (None, Some(text)) => (text.as_str(), "metrics"),
+            (None, None) => (DEFAULT_METRICS, "metrics"),
+        };
+        let metrics = metrics_text.parse().map_err(|_| {
+            ConfigError::value(
+                metrics_setting,
+                metrics_text,
+                "expected ADDR:PORT, e.g. 127.0.0.1:9742",
+            )
+        })?;
+        let summary_secs = match (flags.summary_interval, file.summary_interval) {
+            (Some(s), _) => s,
+            (None, Some(s)) => s,
+            (None, None) => DEFAULT_SUMMARY_SECS,
+        };
+        if summary_secs == 0 {
+            return Err(ConfigError::value(
+                "summary_interval",
+                0,
+                "a number of seconds of at least 1",
+            ));
+        }
+        let mut sampling = file_sampling(&file)?;
+        for text in &flags.sampling_rate {
+            sampling.set(SamplingRate::parse(text)?);
+        }
+        Ok(Settings {
+            config_file: flags.config.clone(),
+            listen,
+            listen_is_default,
+            workers,
+            ring_dir: flags
+                .ring_dir
+                .clone()
+                .or(file.ring_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_RING_DIR)),
+            ring_size,
+            metrics,
+            rcvbuf,
+            summary_interval: Duration::from_secs(summary_secs),
+            sampling,
+            sampling_override: flags.sampling_override || file.sampling_override.unwrap_or(false),
+        })
+    }
+
+    /// Re-read the sampling rates (SIGHUP): the config file's table and override switch, then the
+    /// flags' entries again. Returns them as the decoder takes them.
+    pub fn reload_sampling(&self, flags: &FlagConfig) -> Result<Vec<ConfiguredRate>, ConfigError> {
+        let file = match &self.config_file {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        let mut sampling = file_sampling(&file)?;
+        for text in &flags.sampling_rate {
+            sampling.set(SamplingRate::parse(text)?);
+        }
+        let override_exported = flags.sampling_override || file.sampling_override.unwrap_or(false);
+        Ok(sampling.to_configured(override_exported))
+    }
+}
+
+fn file_sampling(file: &FileConfig) -> Result<SamplingRates, ConfigError> {
+    let mut sampling = SamplingRates::default();
+    for (prefix, &rate) in file.sampling_rate.iter().flatten() {
+        sampling.set(SamplingRate::from_parts(
+            &format!("sampling_rate.\"{prefix}\""),
+            prefix,
+            rate,
+        )?);
+    }
+    Ok(sampling)
+}
+
+fn check_workers(setting: &str, n: usize) -> Result<usize, ConfigError> {
+    if (1..=1024).contains(&n) {
+        Ok(n)
+    } else {
+        Err(ConfigError::value(
+            setting,
+            n,
+            "a worker count from 1 to 1024",
+        ))
+    }
+}
+
+/// One worker per online core.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// `0.0.0.0` and `[::]` on every default port.
+pub fn default_listen() -> Vec<SocketAddr> {
+    let v4 = DEFAULT_PORTS.map(|p| SocketAddr::from(([0, 0, 0, 0], p)));
+    let v6 = DEFAULT_PORTS.map(|p| SocketAddr::from(([0u16; 8], p)));
+    v4.into_iter().chain(v6).collect()
+}
+
+fn parse_ring_size(setting: &str, text: &str) -> Result<RingSize, ConfigError> {
+    text.parse().map_err(|_| {
+        ConfigError::value(
+            setting,
+            text,
+            "a power of two of 256-byte records (16 to 2^32, e.g. 262144) or bytes giving one (64MiB)",
+        )
+    })
+}
+
+fn size_value(setting: &str, value: &SizeValue) -> Result<u64, ConfigError> {
+    match value {
+        SizeValue::Bytes(n) => u64::try_from(*n)
+            .map_err(|_| ConfigError::value(setting, n, "a non-negative size in bytes")),
+        SizeValue::Text(text) => parse_size(setting, text),
+    }
+}
+
+/// Parse a size: bytes, or a number with a unit K/KiB, M/MiB, G/GiB (powers of 1024).
+pub fn parse_size(setting: &str, text: &str) -> Result<u64, ConfigError> {
+    let expected = "a size in bytes, or with a unit: 512KiB, 64MiB, 1GiB";
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| ConfigError::value(setting, text, expected))?;
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "K" | "KiB" | "k" => 10,
+        "M" | "MiB" => 20,
+        "G" | "GiB" => 30,
+        _ => return Err(ConfigError::value(setting, text, expected)),
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| ConfigError::value(setting, text, expected))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> Result<FileConfig, ConfigError> {
+        FileConfig::parse(Path::new("test.toml"), text)
+    }
+
+    #[test]
+    fn defaults_without_file_or_flags() {
+        let s = Settings::combine(&FlagConfig::default(), FileConfig::default()).unwrap();
+        assert_eq!(s.listen.len(), 8);
+        assert!(s.listen_is_default);
+        assert!(s.listen.contains(&"[::]:4739".parse().unwrap()));
+        assert!(s.listen.contains(&"0.0.0.0:6343".parse().unwrap()));
+        assert_eq!(s.metrics, "127.0.0.1:9742".parse().unwrap());
+        assert_eq!(s.ring_dir, PathBuf::from("./collector-rings"));
+        assert_eq!(s.rcvbuf, 32 << 20);
+        assert!(s.workers >= 1);
+    }
+
+    #[test]
+    fn flags_win_over_file_and_sampling_merges() {
+        let f = file(
+            r#"
+            listen = ["127.0.0.1:9000"]
+            workers = 3
+            ring_dir = "/tmp/from-file"
+            ring_size = "8MiB"
+            metrics = "127.0.0.1:1111"
+            rcvbuf = 1048576
+            [sampling_rate]
+            "10.0.0.0/8" = 400
+            "192.0.2.1" = 100
+            "#,
+        )
+        .unwrap();
+        let flags = FlagConfig {
+            workers: Some(2),
+            metrics: Some("127.0.0.1:2222".into()),
+            sampling_rate: vec!["10.0.0.0/8=1000".into()],
+            ..Default::default()
+        };
+        let s = Settings::combine(&flags, f).unwrap();
+        assert_eq!(s.listen, vec!["127.0.0.1:9000".parse().unwrap()]);
+        assert_eq!(s.workers, 2);
+        assert_eq!(s.ring_dir, PathBuf::from("/tmp/from-file"));
+        assert_eq!(s.ring_size, RingSize::Bytes(8 << 20));
+        assert_eq!(s.rcvbuf, 1 << 20);
+        assert_eq!(s.metrics, "127.0.0.1:2222".parse().unwrap());
+        assert_eq!(s.sampling.rate_for("10.1.2.3".parse().unwrap()), Some(1000));
+        assert_eq!(s.sampling.rate_for("192.0.2.1".parse().unwrap()), Some(100));
+        assert_eq!(s.sampling.rate_for("192.0.2.2".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn unknown_key_names_the_key_on_one_line() {
+        let err = file("listen = []\nlisen = [\"x\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lisen"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let bad = |flags: FlagConfig| {
+            Settings::combine(&flags, FileConfig::default())
+                .unwrap_err()
+                .to_string()
+        };
+        let e = bad(FlagConfig {
+            listen: vec!["2055".into()],
+            ..Default::default()
+        });
+        assert!(e.contains("--listen") && e.contains("\"2055\""), "{e}");
+        let e = bad(FlagConfig {
+            workers: Some(0),
+            ..Default::default()
+        });
+        assert!(e.contains("--workers"), "{e}");
+        let e = bad(FlagConfig {
+            ring_size: Some("12XB".into()),
+            ..Default::default()
+        });
+        assert!(e.contains("--ring-size"), "{e}");
+        let e = bad(FlagConfig {
+            sampling_rate: vec!["10.0.0.0/33=5".into()],
+            ..Default::default()
+        });
+        assert!(e.contains("--sampling-rate"), "{e}");
+        let e = bad(FlagConfig {
+            sampling_rate: vec!["10.0.0.1=0".into()],
+            ..Default::default()
+        });
+        assert!(e.contains("sampling rate"), "{e}");
+        let e = Settings::combine(
+            &FlagConfig::default(),
+            file("[sampling_rate]\n\"not-an-ip\" = 4\n").unwrap(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("not-an-ip"), "{e}");
+    }
+
+    #[test]
+    fn prefixes_match_longest_first() {
+        let mut rates = SamplingRates::default();
+        rates.set(SamplingRate::parse("10.0.0.0/8=400").unwrap());
+        rates.set(SamplingRate::parse("10.1.0.0/16=50").unwrap());
+        rates.set(SamplingRate::parse("2001:db8::/32=7").unwrap());
+        assert_eq!(rates.rate_for("10.1.9.9".parse().unwrap()), Some(50));
+        assert_eq!(rates.rate_for("10.2.0.1".parse().unwrap()), Some(400));
+        assert_eq!(
+            rates.rate_for("::ffff:10.2.0.1".parse().unwrap()),
+            Some(400)
+        );
+        assert_eq!(rates.rate_for("2001:db8:1::1".parse().unwrap()), Some(7));
+        assert_eq!(rates.rate_for("11.0.0.1".parse().unwrap()), None);
+        assert_eq!(
+            SamplingRate::parse("10.9.8.7/8=3").unwrap().addr,
+            "10.0.0.0".parse::<IpAddr>().unwrap()
+        );
+        let mut all = SamplingRates::default();
+        all.set(SamplingRate::parse("0.0.0.0/0=3").unwrap());
+        assert_eq!(all.rate_for("203.0.113.1".parse().unwrap()), Some(3));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("x", "1024").unwrap(), 1024);
+        assert_eq!(parse_size("x", "64MiB").unwrap(), 64 << 20);
+        assert_eq!(parse_size("x", "2G").unwrap(), 2 << 30);
+        assert!(parse_size("x", "MiB").is_err());
+        assert!(parse_size("x", "99999999999999999999G").is_err());
+    }
+}

@@ -1,0 +1,693 @@
+//! What the collector exposes about itself: the Prometheus `/metrics` text and the one-line summary.
+//!
+//! This module owns the metric names and the exporter registry of the control plane. It reads the
+//! workers' atomics at scrape time (a prometheus-client [`Collector`]), so the workers never touch a
+//! metrics library. Per-exporter metrics have bounded label cardinality: at most `top_n` exporter
+//! addresses get their own `exporter` label — the busiest ones when a slot frees, and a labelled
+//! exporter keeps its label so its counters stay monotonic — and every other exporter is summed
+//! under `exporter="other"`. Exporters a worker forgot (idle) are folded into retired totals, so no
+//! count ever goes backwards.
+
+use crate::decode::sequence::SequenceCounts;
+use crate::decode::{ErrorReason, Protocol};
+use crate::pipeline::counters::get;
+use crate::pipeline::{ExporterCounters, WorkerCounters};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// Exporters labelled individually by default.
+pub const DEFAULT_TOP_N: usize = 20;
+
+/// Totals of one exporter (or of "other").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExporterTotals {
+    pub datagrams: u64,
+    pub records: u64,
+    pub errors: u64,
+    /// Sequence units received (see [`ExporterCounters::sequence_units`]).
+    pub sequence_units: u64,
+    /// Sequence accounting summed over the exporter's sequence spaces.
+    pub lost: u64,
+    pub late: u64,
+    pub restarts: u64,
+}
+
+impl ExporterTotals {
+    fn add(&mut self, other: &ExporterTotals) {
+        self.datagrams += other.datagrams;
+        self.records += other.records;
+        self.errors += other.errors;
+        self.sequence_units += other.sequence_units;
+        self.lost += other.lost;
+        self.late += other.late;
+        self.restarts += other.restarts;
+    }
+
+    fn add_sequence(&mut self, counts: &SequenceCounts) {
+        self.lost += counts.lost;
+        self.late += counts.late;
+        self.restarts += counts.restarts;
+    }
+
+    fn of(counters: &ExporterCounters) -> ExporterTotals {
+        ExporterTotals {
+            datagrams: get(&counters.datagrams),
+            records: get(&counters.records),
+            errors: get(&counters.errors),
+            sequence_units: get(&counters.sequence_units),
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct ExporterEntry {
+    /// Counters of the worker-side entries (one per exporter socket address still tracked).
+    live: Vec<(SocketAddr, Arc<ExporterCounters>)>,
+    /// Totals of entries the workers forgot.
+    retired: ExporterTotals,
+    labelled: bool,
+}
+
+impl ExporterEntry {
+    fn totals(&self) -> ExporterTotals {
+        let mut t = self.retired;
+        for (_, c) in &self.live {
+            t.add(&ExporterTotals::of(c));
+        }
+        t
+    }
+}
+
+/// The control plane's view of all exporters, keyed by exporter IP address.
+#[derive(Debug)]
+pub struct ExporterRegistry {
+    top_n: usize,
+    by_addr: HashMap<IpAddr, ExporterEntry>,
+    labelled: usize,
+    /// Totals of unlabelled exporters that are gone.
+    other_retired: ExporterTotals,
+    /// The latest sequence accounting of each worker (cumulative in the decoders).
+    sequences: HashMap<usize, Vec<(IpAddr, SequenceCounts)>>,
+}
+
+impl ExporterRegistry {
+    pub fn new(top_n: usize) -> Self {
+        ExporterRegistry {
+            top_n,
+            by_addr: HashMap::new(),
+            labelled: 0,
+            other_retired: ExporterTotals::default(),
+            sequences: HashMap::new(),
+        }
+    }
+
+    /// A worker's latest sequence accounting (replaces its previous report).
+    pub fn set_sequences(&mut self, worker: usize, counts: Vec<(IpAddr, SequenceCounts)>) {
+        self.sequences.insert(worker, counts);
+    }
+
+    /// A worker announced a new exporter socket address.
+    pub fn add(&mut self, exporter: SocketAddr, counters: Arc<ExporterCounters>) {
+        self.by_addr
+            .entry(exporter.ip())
+            .or_default()
+            .live
+            .push((exporter, counters));
+    }
+
+    /// Number of exporter addresses known (live or labelled).
+    pub fn len(&self) -> usize {
+        self.by_addr.len()
+    }
+
+    /// True when no exporter is known.
+    pub fn is_empty(&self) -> bool {
+        self.by_addr.is_empty()
+    }
+
+    /// Fold forgotten entries, give free label slots to the busiest unlabelled exporters, and
+    /// return (label, totals) for every labelled exporter plus `"other"`, busiest first.
+    pub fn snapshot(&mut self) -> Vec<(String, ExporterTotals)> {
+        let mut other = self.other_retired;
+        let mut gone = Vec::new();
+        for (addr, entry) in &mut self.by_addr {
+            entry.live.retain(|(_, c)| {
+                // Only the registry holds it: the worker forgot this exporter.
+                if Arc::strong_count(c) == 1 {
+                    entry.retired.add(&ExporterTotals::of(c));
+                    false
+                } else {
+                    true
+                }
+            });
+            if entry.live.is_empty() && !entry.labelled {
+                gone.push(*addr);
+            }
+        }
+        for addr in gone {
+            if let Some(entry) = self.by_addr.remove(&addr) {
+                self.other_retired.add(&entry.retired);
+                other.add(&entry.retired);
+            }
+        }
+        if self.labelled < self.top_n {
+            let mut candidates: Vec<(u64, IpAddr)> = self
+                .by_addr
+                .iter()
+                .filter(|(_, e)| !e.labelled)
+                .map(|(a, e)| (e.totals().datagrams, *a))
+                .collect();
+            candidates.sort_unstable_by(|a, b| b.cmp(a));
+            for (_, addr) in candidates.into_iter().take(self.top_n - self.labelled) {
+                if let Some(entry) = self.by_addr.get_mut(&addr) {
+                    entry.labelled = true;
+                    self.labelled += 1;
+                }
+            }
+        }
+        let mut sequences: HashMap<IpAddr, SequenceCounts> = HashMap::new();
+        for (addr, counts) in self.sequences.values().flatten() {
+            let s = sequences.entry(*addr).or_default();
+            s.lost += counts.lost;
+            s.late += counts.late;
+            s.restarts += counts.restarts;
+        }
+        let mut out = Vec::new();
+        for (addr, entry) in &self.by_addr {
+            let mut totals = entry.totals();
+            if let Some(counts) = sequences.remove(addr) {
+                totals.add_sequence(&counts);
+            }
+            if entry.labelled {
+                out.push((addr.to_string(), totals));
+            } else {
+                other.add(&totals);
+            }
+        }
+        // Sequence spaces of exporters no worker tracks any more (or never did, e.g. an sFlow
+        // agent address that differs from the datagrams' source address).
+        for counts in sequences.values() {
+            other.add_sequence(counts);
+        }
+        out.sort_by(|a, b| b.1.datagrams.cmp(&a.1.datagrams).then(a.0.cmp(&b.0)));
+        out.push(("other".to_string(), other));
+        out
+    }
+}
+
+/// Everything `/metrics` and the summaries read.
+#[derive(Debug)]
+pub struct CollectorMetrics {
+    pub workers: Vec<Arc<WorkerCounters>>,
+    pub exporters: Mutex<ExporterRegistry>,
+}
+
+impl CollectorMetrics {
+    pub fn new(workers: Vec<Arc<WorkerCounters>>, top_n: usize) -> Self {
+        CollectorMetrics {
+            workers,
+            exporters: Mutex::new(ExporterRegistry::new(top_n)),
+        }
+    }
+
+    /// A registry exposing these metrics.
+    pub fn registry(self: &Arc<Self>) -> Registry {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Arc::clone(self)));
+        registry
+    }
+
+    /// Totals over all workers, for summaries.
+    pub fn totals(&self) -> Totals {
+        let mut t = Totals::default();
+        for w in &self.workers {
+            t.datagrams += get(&w.datagrams);
+            t.records += w.records_total();
+            t.errors += w.errors_total();
+            t.kernel_drops += get(&w.kernel_drops);
+            t.truncated += get(&w.truncated);
+        }
+        t.exporters = self
+            .exporters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len() as u64;
+        t
+    }
+}
+
+/// Totals over all workers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub datagrams: u64,
+    pub records: u64,
+    pub errors: u64,
+    pub kernel_drops: u64,
+    pub truncated: u64,
+    pub exporters: u64,
+}
+
+impl Totals {
+    /// The one-line summary: totals and, given the previous totals and the seconds between, rates.
+    pub fn summary_line(&self, previous: &Totals, secs: f64) -> String {
+        let rate = |now: u64, then: u64| {
+            if secs > 0.0 {
+                now.saturating_sub(then) as f64 / secs
+            } else {
+                0.0
+            }
+        };
+        format!(
+            "datagrams={} ({:.0}/s) records={} ({:.0}/s) decode_errors={} socket_drops={} truncated={} exporters={}",
+            self.datagrams,
+            rate(self.datagrams, previous.datagrams),
+            self.records,
+            rate(self.records, previous.records),
+            self.errors,
+            self.kernel_drops,
+            self.truncated,
+            self.exporters,
+        )
+    }
+}
+
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: impl IntoIterator<Item = (Vec<(&'static str, String)>, u64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(
+        name,
+        help,
+        None,
+        prometheus_client::metrics::MetricType::Counter,
+    )?;
+    for (labels, value) in rows {
+        ConstCounter::new(value).encode(metric.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: impl IntoIterator<Item = (Vec<(&'static str, String)>, i64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(
+        name,
+        help,
+        None,
+        prometheus_client::metrics::MetricType::Gauge,
+    )?;
+    for (labels, value) in rows {
+        ConstGauge::new(value).encode(metric.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+impl Collector for CollectorMetrics {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let per_worker = |f: &dyn Fn(&WorkerCounters) -> u64| {
+            self.workers
+                .iter()
+                .map(|w| (vec![("worker", w.worker.to_string())], f(w)))
+                .collect::<Vec<_>>()
+        };
+        counter(
+            &mut encoder,
+            "collector_datagrams_received",
+            "Datagrams received from the sources.",
+            per_worker(&|w| get(&w.datagrams)),
+        )?;
+        counter(
+            &mut encoder,
+            "collector_bytes_received",
+            "Payload bytes of the datagrams received.",
+            per_worker(&|w| get(&w.bytes)),
+        )?;
+        counter(
+            &mut encoder,
+            "collector_socket_drops",
+            "Datagrams the kernel dropped because a socket receive buffer was full (SO_RXQ_OVFL).",
+            per_worker(&|w| get(&w.kernel_drops)),
+        )?;
+        counter(
+            &mut encoder,
+            "collector_datagrams_truncated",
+            "Datagrams larger than a receive slot, discarded.",
+            per_worker(&|w| get(&w.truncated)),
+        )?;
+        let mut by_protocol = Vec::new();
+        let mut records = Vec::new();
+        for w in &self.workers {
+            for p in Protocol::ALL {
+                let labels = vec![
+                    ("worker", w.worker.to_string()),
+                    ("protocol", p.name().into()),
+                ];
+                by_protocol.push((labels.clone(), get(&w.decoded_datagrams[p.index()])));
+                records.push((labels, get(&w.records[p.index()])));
+            }
+        }
+        counter(
+            &mut encoder,
+            "collector_datagrams_decoded",
+            "Datagrams handed to the decoder, by protocol.",
+            by_protocol,
+        )?;
+        counter(
+            &mut encoder,
+            "collector_records_decoded",
+            "Records decoded, by protocol.",
+            records,
+        )?;
+        let errors = ErrorReason::ALL.iter().map(|r| {
+            let total = self.workers.iter().map(|w| get(&w.errors[r.index()])).sum();
+            (vec![("reason", r.name().to_string())], total)
+        });
+        counter(
+            &mut encoder,
+            "collector_decode_errors",
+            "Datagrams, sets or records refused or skipped by the decoders, by reason.",
+            errors,
+        )?;
+        counter(
+            &mut encoder,
+            "collector_untracked_exporter_datagrams",
+            "Datagrams of exporters beyond a worker's exporter table capacity.",
+            per_worker(&|w| get(&w.untracked_exporter_datagrams)),
+        )?;
+        counter(
+            &mut encoder,
+            "collector_events_dropped",
+            "Worker events dropped because the control plane's channel was full.",
+            per_worker(&|w| get(&w.events_dropped)),
+        )?;
+        counter(
+            &mut encoder,
+            "collector_sink_errors",
+            "Ring commits that failed.",
+            per_worker(&|w| get(&w.sink_errors)),
+        )?;
+        gauge(
+            &mut encoder,
+            "collector_worker_core",
+            "The core a worker is pinned to (-1: not pinned).",
+            self.workers.iter().map(|w| {
+                let core = get(&w.core);
+                (
+                    vec![("worker", w.worker.to_string())],
+                    i64::try_from(core).unwrap_or(-1),
+                )
+            }),
+        )?;
+        counter(
+            &mut encoder,
+            "collector_templates_learned",
+            "Templates compiled and stored (redefinitions included).",
+            per_worker(&|w| get(&w.templates_learned)),
+        )?;
+        counter(
+            &mut encoder,
+            "collector_templates_redefined",
+            "Templates that replaced one with the same key.",
+            per_worker(&|w| get(&w.templates_redefined)),
+        )?;
+        counter(
+            &mut encoder,
+            "collector_templates_withdrawn",
+            "Templates removed by withdrawal records.",
+            per_worker(&|w| get(&w.templates_withdrawn)),
+        )?;
+        let per_worker_gauge = |f: &dyn Fn(&WorkerCounters) -> u64| {
+            self.workers
+                .iter()
+                .map(|w| {
+                    (
+                        vec![("worker", w.worker.to_string())],
+                        i64::try_from(f(w)).unwrap_or(i64::MAX),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        gauge(
+            &mut encoder,
+            "collector_templates",
+            "Templates in the worker's cache (evictions: collector_decode_errors_total{reason=\"template_evicted\"}).",
+            per_worker_gauge(&|w| get(&w.templates)),
+        )?;
+        gauge(
+            &mut encoder,
+            "collector_template_cache_bytes",
+            "Bytes accounted to the worker's template cache.",
+            per_worker_gauge(&|w| get(&w.template_bytes)),
+        )?;
+        counter(
+            &mut encoder,
+            "collector_early_data_held",
+            "Data sets held because their template had not arrived yet.",
+            per_worker(&|w| get(&w.early_data_held)),
+        )?;
+        counter(
+            &mut encoder,
+            "collector_early_data_replayed",
+            "Held data sets decoded once their template arrived (expired ones: reason early_data_dropped).",
+            per_worker(&|w| get(&w.early_data_replayed)),
+        )?;
+        gauge(
+            &mut encoder,
+            "collector_early_data_bytes",
+            "Bytes of early data held now.",
+            per_worker_gauge(&|w| get(&w.early_data_bytes)),
+        )?;
+        let snapshot = self
+            .exporters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .snapshot();
+        let exporter_rows = |f: &dyn Fn(&ExporterTotals) -> u64| {
+            snapshot
+                .iter()
+                .map(|(label, t)| (vec![("exporter", label.clone())], f(t)))
+                .collect::<Vec<_>>()
+        };
+        counter(
+            &mut encoder,
+            "collector_exporter_datagrams",
+            "Datagrams received per exporter address (top exporters, the rest as \"other\").",
+            exporter_rows(&|t| t.datagrams),
+        )?;
+        counter(
+            &mut encoder,
+            "collector_exporter_records",
+            "Records decoded per exporter address.",
+            exporter_rows(&|t| t.records),
+        )?;
+        counter(
+            &mut encoder,
+            "collector_exporter_decode_errors",
+            "Datagrams that failed to decode, per exporter address.",
+            exporter_rows(&|t| t.errors),
+        )?;
+        counter(
+            &mut encoder,
+            "collector_exporter_sequence_units",
+            "Units the exporter's sequence numbers count that arrived: flows (v5), data records (IPFIX), packets (v9), datagrams (sFlow).",
+            exporter_rows(&|t| t.sequence_units),
+        )?;
+        let exporter_gauge = |f: &dyn Fn(&ExporterTotals) -> u64| {
+            snapshot
+                .iter()
+                .map(|(label, t)| {
+                    (
+                        vec![("exporter", label.clone())],
+                        i64::try_from(f(t)).unwrap_or(i64::MAX),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        gauge(
+            &mut encoder,
+            "collector_exporter_sequence_lost",
+            "Units missing from the exporter's sequence numbers, net of late arrivals (so it may go down).",
+            exporter_gauge(&|t| t.lost),
+        )?;
+        counter(
+            &mut encoder,
+            "collector_exporter_sequence_late",
+            "Datagrams that arrived behind the expected sequence number (reordered or duplicated).",
+            exporter_rows(&|t| t.late),
+        )?;
+        counter(
+            &mut encoder,
+            "collector_exporter_restarts",
+            "Exporter restarts detected (sequence or uptime reset): never counted as loss.",
+            exporter_rows(&|t| t.restarts),
+        )?;
+        let exporters = self
+            .exporters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        let metric = encoder.encode_descriptor(
+            "collector_exporters",
+            "Exporter addresses known.",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        ConstGauge::new(exporters as i64).encode(metric)?;
+        Ok(())
+    }
+}
+
+/// Render the metrics in the Prometheus/OpenMetrics text format.
+pub fn render(registry: &Registry) -> String {
+    let mut text = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut text, registry);
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::counters::bump;
+
+    fn exporter(last: u8, port: u16) -> SocketAddr {
+        SocketAddr::from(([192, 0, 2, last], port))
+    }
+
+    fn live(datagrams: u64) -> Arc<ExporterCounters> {
+        let c = Arc::new(ExporterCounters::default());
+        bump(&c.datagrams, datagrams);
+        bump(&c.records, datagrams * 2);
+        c
+    }
+
+    #[test]
+    fn top_n_labels_are_sticky_and_the_rest_is_other() {
+        let mut reg = ExporterRegistry::new(2);
+        let held: Vec<_> = [(1, 10), (2, 30), (3, 20)]
+            .into_iter()
+            .map(|(last, n)| {
+                let c = live(n);
+                reg.add(exporter(last, 9), Arc::clone(&c));
+                c
+            })
+            .collect();
+        let snap = reg.snapshot();
+        let labels: Vec<_> = snap
+            .iter()
+            .map(|(l, t)| (l.as_str(), t.datagrams))
+            .collect();
+        assert_eq!(
+            labels,
+            vec![("192.0.2.2", 30), ("192.0.2.3", 20), ("other", 10)]
+        );
+        // Exporter 1 becomes the busiest; labels stay where they are (monotonic counters).
+        bump(&held[0].datagrams, 100);
+        let snap = reg.snapshot();
+        let labels: Vec<_> = snap
+            .iter()
+            .map(|(l, t)| (l.as_str(), t.datagrams))
+            .collect();
+        assert_eq!(
+            labels,
+            vec![("192.0.2.2", 30), ("192.0.2.3", 20), ("other", 110)]
+        );
+    }
+
+    #[test]
+    fn forgotten_exporters_keep_their_counts() {
+        let mut reg = ExporterRegistry::new(1);
+        let a = live(5);
+        let b = live(7);
+        reg.add(exporter(1, 1), Arc::clone(&a));
+        reg.add(exporter(2, 1), Arc::clone(&b));
+        reg.add(exporter(2, 2), live(0)); // already forgotten by its worker
+        assert_eq!(reg.snapshot().last().unwrap().1.datagrams, 5);
+        drop(a);
+        drop(b);
+        let snap = reg.snapshot();
+        assert_eq!(
+            snap[0],
+            (
+                "192.0.2.2".to_string(),
+                ExporterTotals {
+                    datagrams: 7,
+                    records: 14,
+                    ..Default::default()
+                }
+            )
+        );
+        assert_eq!(snap[1].1.datagrams, 5);
+        assert_eq!(reg.len(), 1);
+    }
+
+    #[test]
+    fn sequence_counts_are_summed_per_address_over_workers() {
+        let mut reg = ExporterRegistry::new(1);
+        let a = live(5);
+        let b = live(1);
+        reg.add(exporter(1, 1), Arc::clone(&a));
+        reg.add(exporter(2, 1), Arc::clone(&b));
+        let lost = |n| SequenceCounts {
+            lost: n,
+            late: 1,
+            restarts: 2,
+        };
+        let one: IpAddr = "192.0.2.1".parse().unwrap();
+        let two: IpAddr = "192.0.2.2".parse().unwrap();
+        let gone: IpAddr = "198.51.100.1".parse().unwrap();
+        reg.set_sequences(0, vec![(one, lost(3)), (two, lost(4))]);
+        reg.set_sequences(1, vec![(one, lost(10)), (gone, lost(100))]);
+        // A newer report of worker 1 replaces its previous one.
+        reg.set_sequences(1, vec![(one, lost(20)), (gone, lost(100))]);
+        let snap = reg.snapshot();
+        assert_eq!(snap[0].0, "192.0.2.1");
+        assert_eq!(
+            (snap[0].1.lost, snap[0].1.late, snap[0].1.restarts),
+            (23, 2, 4)
+        );
+        assert_eq!(snap[1].0, "other");
+        assert_eq!(snap[1].1.lost, 104);
+    }
+
+    #[test]
+    fn text_has_every_family_with_labels() {
+        let w = Arc::new(WorkerCounters::new(0));
+        bump(&w.datagrams, 3);
+        w.records[Protocol::Ipfix.index()].store(9, std::sync::atomic::Ordering::Relaxed);
+        w.errors[ErrorReason::TemplateMissing.index()]
+            .store(2, std::sync::atomic::Ordering::Relaxed);
+        let m = Arc::new(CollectorMetrics::new(vec![w], 5));
+        let held = live(3);
+        m.exporters
+            .lock()
+            .unwrap()
+            .add(exporter(4, 2055), Arc::clone(&held));
+        let text = render(&m.registry());
+        for line in [
+            "collector_datagrams_received_total{worker=\"0\"} 3",
+            "collector_records_decoded_total{worker=\"0\",protocol=\"IPFIX\"} 9",
+            "collector_decode_errors_total{reason=\"template_missing\"} 2",
+            "collector_exporter_datagrams_total{exporter=\"192.0.2.4\"} 3",
+            "collector_exporter_datagrams_total{exporter=\"other\"} 0",
+            "collector_exporters 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Counters a worker publishes for the control plane: plain atomics, one writer (the worker), any
+//! number of readers (metrics scrapes, summaries, `collector stats` through /metrics).
+//!
+//! Because each counter has a single writer, an increment is a relaxed load + store (no locked
+//! read-modify-write on the hot path); readers see a recent, never torn, value.
+
+use crate::decode::{DecodeStats, ErrorReason, Protocol};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Add `n` to a counter that only the calling thread writes.
+#[inline]
+pub fn bump(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
+}
+
+/// Read a counter.
+#[inline]
+pub fn get(counter: &AtomicU64) -> u64 {
+    counter.load(Relaxed)
+}
+
+/// Everything one worker counts.
+#[derive(Debug)]
+pub struct WorkerCounters {
+    /// Worker index.
+    pub worker: usize,
+    /// The core the worker is pinned to, if pinning succeeded (`u64::MAX`: not pinned).
+    pub core: AtomicU64,
+    /// Datagrams received from the sources.
+    pub datagrams: AtomicU64,
+    /// Payload bytes of those datagrams.
+    pub bytes: AtomicU64,
+    /// Datagrams the kernel dropped before we could receive them (socket buffer full).
+    pub kernel_drops: AtomicU64,
+    /// Datagrams larger than a receive slot, discarded.
+    pub truncated: AtomicU64,
+    /// Datagrams handed to the decoder, by protocol (copied from the decoder's stats).
+    pub decoded_datagrams: [AtomicU64; Protocol::COUNT],
+    /// Records produced, by protocol (copied from the decoder's stats).
+    pub records: [AtomicU64; Protocol::COUNT],
+    /// Decode errors by reason (copied from the decoder's stats).
+    pub errors: [AtomicU64; ErrorReason::COUNT],
+    /// Datagrams of exporters beyond the per-worker exporter table's capacity (counted only here).
+    pub untracked_exporter_datagrams: AtomicU64,
+    /// Events dropped because the control plane's channel was full.
+    pub events_dropped: AtomicU64,
+    /// Templates in the worker's cache, and their bytes (copied from the decoder's stats).
+    pub templates: AtomicU64,
+    pub template_bytes: AtomicU64,
+    /// Templates learned, redefined and withdrawn so far.
+    pub templates_learned: AtomicU64,
+    pub templates_redefined: AtomicU64,
+    pub templates_withdrawn: AtomicU64,
+    /// Data sets held for a template not seen yet, their bytes now, and those replayed later.
+    pub early_data_held: AtomicU64,
+    pub early_data_bytes: AtomicU64,
+    pub early_data_replayed: AtomicU64,
+    /// Batches committed to the sink.
+    pub batches: AtomicU64,
+    /// Sink commits that failed (records of such a batch may be lost; logged once per failure burst).
+    pub sink_errors: AtomicU64,
+}
+
+impl WorkerCounters {
+    pub fn new(worker: usize) -> Self {
+        WorkerCounters {
+            worker,
+            core: AtomicU64::new(u64::MAX),
+            datagrams: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            kernel_drops: AtomicU64::new(0),
+            truncated: AtomicU64::new(0),
+            decoded_datagrams: Default::default(),
+            records: Default::default(),
+            errors: std::array::from_fn(|_| AtomicU64::new(0)),
+            untracked_exporter_datagrams: AtomicU64::new(0),
+            templates: AtomicU64::new(0),
+            template_bytes: AtomicU64::new(0),
+            templates_learned: AtomicU64::new(0),
+            templates_redefined: AtomicU64::new(0),
+            templates_withdrawn: AtomicU64::new(0),
+            early_data_held: AtomicU64::new(0),
+            early_data_bytes: AtomicU64::new(0),
+            early_data_replayed: AtomicU64::new(0),
+            events_dropped: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            sink_errors: AtomicU64::new(0),
+        }
+    }
+
+    /// Copy the decoder's cumulative counters (called once per batch, not per datagram).
+    pub fn publish_decode_stats(&self, stats: &DecodeStats) {
+        for (slot, &v) in self.decoded_datagrams.iter().zip(&stats.datagrams) {
+            slot.store(v, Relaxed);
+        }
+        for (slot, &v) in self.records.iter().zip(&stats.records) {
+            slot.store(v, Relaxed);
+        }
+        for (slot, &v) in self.errors.iter().zip(&stats.errors) {
+            slot.store(v, Relaxed);
+        }
+        self.templates
+            .store(stats.template_cache_templates, Relaxed);
+        self.template_bytes
+            .store(stats.template_cache_bytes, Relaxed);
+        self.templates_learned
+            .store(stats.templates_learned, Relaxed);
+        self.templates_redefined
+            .store(stats.templates_redefined, Relaxed);
+        self.templates_withdrawn
+            .store(stats.templates_withdrawn, Relaxed);
+        self.early_data_held.store(stats.early_data_held, Relaxed);
+        self.early_data_bytes.store(stats.early_data_bytes, Relaxed);
+        self.early_data_replayed
+            .store(stats.early_data_replayed, Relaxed);
+    }
+
+    /// Records produced so far, all protocols.
+    pub fn records_total(&self) -> u64 {
+        self.records.iter().map(get).sum()
+    }
+
+    /// Decode errors so far, all reasons.
+    pub fn errors_total(&self) -> u64 {
+        self.errors.iter().map(get).sum()
+    }
+}
+
+/// What one worker counts for one exporter (address + source port).
+#[derive(Debug, Default)]
+pub struct ExporterCounters {
+    /// Datagrams received from this exporter.
+    pub datagrams: AtomicU64,
+    /// Records decoded from them.
+    pub records: AtomicU64,
+    /// Datagrams that failed to decode (fully or partly).
+    pub errors: AtomicU64,
+    /// Units the exporter's sequence numbers count that arrived (flows for v5, data records for
+    /// IPFIX, packets for v9, datagrams for sFlow): the denominator of the loss ratio.
+    pub sequence_units: AtomicU64,
+    /// Receive time of the last datagram, ns since the Unix epoch.
+    pub last_seen_ns: AtomicU64,
+}
+
+impl ExporterCounters {
+    /// Count one datagram of this exporter.
+    #[inline]
+    pub fn observe(&self, records: u64, units: u64, failed: bool, received_ns: u64) {
+        bump(&self.datagrams, 1);
+        bump(&self.records, records);
+        bump(&self.sequence_units, units);
+        if failed {
+            bump(&self.errors, 1);
+        }
+        self.last_seen_ns.store(received_ns, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_copies_decoder_stats() {
+        let c = WorkerCounters::new(3);
+        let mut s = DecodeStats::default();
+        s.records[Protocol::Ipfix.index()] = 7;
+        s.records[Protocol::NetflowV5.index()] = 5;
+        s.count_error(ErrorReason::TemplateMissing);
+        s.template_cache_templates = 120;
+        s.early_data_replayed = 4;
+        c.publish_decode_stats(&s);
+        assert_eq!(get(&c.templates), 120);
+        assert_eq!(get(&c.early_data_replayed), 4);
+        assert_eq!(c.records_total(), 12);
+        assert_eq!(get(&c.errors[ErrorReason::TemplateMissing.index()]), 1);
+        assert_eq!(c.errors_total(), 1);
+    }
+
+    #[test]
+    fn exporter_observe_counts() {
+        let e = ExporterCounters::default();
+        e.observe(30, 30, false, 10);
+        e.observe(0, 1, true, 20);
+        assert_eq!(get(&e.datagrams), 2);
+        assert_eq!(get(&e.records), 30);
+        assert_eq!(get(&e.errors), 1);
+        assert_eq!(get(&e.sequence_units), 31);
+        assert_eq!(get(&e.last_seen_ns), 20);
+    }
+}

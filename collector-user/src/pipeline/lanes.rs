@@ -1,0 +1,157 @@
+//! Starting and stopping the lanes: one pinned thread per worker, each with its own source,
+//! decoder and sink, and the control plane beside them.
+//!
+//! [`run_lanes`] is the whole life of `collector run` in socket mode once its sources and sinks are
+//! built: start the control plane, spawn the workers (pinned to cores `0..n` with `core_affinity`,
+//! round robin when there are more workers than cores), wait for them to drain after the shutdown
+//! flag is set (SIGINT/SIGTERM), then let the control plane log the final summary.
+
+use super::{BatchSink, DatagramDecoder, Event, Source, Worker, WorkerCommand, WorkerCounters};
+use crate::control::{ControlPlane, ControlSetup};
+use crate::decode::sampling::ConfiguredRate;
+use crate::metrics::{CollectorMetrics, DEFAULT_TOP_N, Totals};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Capacity of the worker → control plane event channel.
+pub const EVENT_CHANNEL: usize = 4096;
+
+/// One worker's parts, built by the caller (so bind and open errors surface before anything runs).
+pub struct Lane<S, D, K> {
+    pub source: S,
+    pub decoder: D,
+    pub sink: K,
+}
+
+/// How the lanes run.
+pub struct LaneOptions {
+    /// The bound `/metrics` listener.
+    pub metrics_listener: std::net::TcpListener,
+    pub summary_interval: Duration,
+    /// Set to stop (also set by SIGINT/SIGTERM).
+    pub stop: Arc<AtomicBool>,
+    /// Called on SIGHUP: the new configured sampling rates for every worker, or `None` to keep
+    /// the current ones (the hook logs why).
+    pub reload: Box<dyn FnMut() -> Option<Vec<ConfiguredRate>> + Send>,
+    /// Pin worker threads to cores.
+    pub pin: bool,
+}
+
+/// What the lanes leave behind.
+pub struct LanesOutcome<D, K> {
+    /// Totals at the end (also logged as the final summary).
+    pub totals: Totals,
+    /// Each worker's decoder and sink, in worker order.
+    pub lanes: Vec<(D, K)>,
+}
+
+/// Run `lanes` until the stop flag is set, then drain, flush and return the final totals.
+pub fn run_lanes<S, D, K>(
+    lanes: Vec<Lane<S, D, K>>,
+    options: LaneOptions,
+) -> anyhow::Result<LanesOutcome<D, K>>
+where
+    S: Source + 'static,
+    D: DatagramDecoder + 'static,
+    K: BatchSink + 'static,
+{
+    let counters: Vec<_> = (0..lanes.len())
+        .map(|i| Arc::new(WorkerCounters::new(i)))
+        .collect();
+    let metrics = Arc::new(CollectorMetrics::new(counters.clone(), DEFAULT_TOP_N));
+    let (events_tx, events_rx) = crossbeam_channel::bounded::<Event>(EVENT_CHANNEL);
+    let (command_txs, command_rxs): (Vec<_>, Vec<_>) = (0..lanes.len())
+        .map(|_| crossbeam_channel::bounded::<WorkerCommand>(4))
+        .unzip();
+    let mut reload = options.reload;
+    let control = ControlPlane::start(ControlSetup {
+        metrics,
+        events: events_rx,
+        listener: options.metrics_listener,
+        stop: Arc::clone(&options.stop),
+        summary_interval: options.summary_interval,
+        reload: Box::new(move || {
+            if let Some(rates) = reload() {
+                for (worker, tx) in command_txs.iter().enumerate() {
+                    if tx
+                        .try_send(WorkerCommand::SetSampling(rates.clone()))
+                        .is_err()
+                    {
+                        tracing::warn!(worker, "worker busy with an earlier reload; skipped");
+                    }
+                }
+            }
+        }),
+    })?;
+    let cores = if options.pin {
+        core_affinity::get_core_ids().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let mut threads = Vec::new();
+    for (id, (lane, commands)) in lanes.into_iter().zip(command_rxs).enumerate() {
+        let worker = Worker::new(
+            id,
+            lane.source,
+            lane.decoder,
+            lane.sink,
+            Arc::clone(&counters[id]),
+            events_tx.clone(),
+        )
+        .with_commands(commands);
+        let core = cores.get(id % cores.len().max(1)).copied();
+        let stop = Arc::clone(&options.stop);
+        let spawned = std::thread::Builder::new()
+            .name(format!("worker-{id}"))
+            .spawn(move || {
+                if let Some(core) = core {
+                    if core_affinity::set_for_current(core) {
+                        worker
+                            .counters()
+                            .core
+                            .store(core.id as u64, Ordering::Relaxed);
+                    } else {
+                        tracing::warn!(worker = id, core = core.id, "could not pin worker");
+                    }
+                }
+                let result = worker.run(&stop);
+                if result.is_err() {
+                    // A failed worker stops the others: the collector must not run with a hole.
+                    stop.store(true, Ordering::Relaxed);
+                }
+                result
+            });
+        match spawned {
+            Ok(handle) => threads.push(handle),
+            Err(err) => {
+                options.stop.store(true, Ordering::Relaxed);
+                tracing::error!(worker = id, %err, "could not start worker thread");
+            }
+        }
+    }
+    drop(events_tx);
+    tracing::info!(workers = threads.len(), "collecting");
+    let mut failure = None;
+    let mut finished = Vec::new();
+    for (id, handle) in threads.into_iter().enumerate() {
+        match handle.join() {
+            Ok(Ok(parts)) => finished.push(parts),
+            Ok(Err(err)) => {
+                tracing::error!(worker = id, %err, "worker failed");
+                failure.get_or_insert(anyhow::anyhow!("worker {id} failed: {err}"));
+            }
+            Err(_) => {
+                failure.get_or_insert(anyhow::anyhow!("worker {id} panicked"));
+            }
+        }
+    }
+    let totals = control.finish()?;
+    match failure {
+        Some(err) => Err(err),
+        None => Ok(LanesOutcome {
+            totals,
+            lanes: finished,
+        }),
+    }
+}

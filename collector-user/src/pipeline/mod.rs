@@ -1,0 +1,165 @@
+//! The per-core data path: sources → decoder → sink, one shared-nothing lane per worker thread.
+//!
+//! This module owns the seams every lane is built from and the worker loop that drives them:
+//! - [`Source`]: hands out batches of datagrams borrowed from its own buffers (UDP sockets now;
+//!   AF_XDP and perf-ring sources implement the same trait);
+//! - [`DatagramDecoder`]: the sans-IO decoder state of one worker ([`crate::decode::Decoder`]);
+//! - [`BatchSink`]: a [`RecordSink`] that is committed once per batch (the ring writers);
+//! - [`Worker`]: receive a batch → decode every datagram → commit → publish counters, until the
+//!   shutdown flag is set, then drain what the source still holds and flush.
+//!
+//! Workers share nothing but atomics ([`counters`]) and a bounded event channel ([`Event`]) with the
+//! control plane. Nothing on the per-datagram path allocates, locks or formats, except the first
+//! datagram of a new exporter (one table insert and one event).
+
+pub mod counters;
+pub mod exporters;
+pub mod lanes;
+pub mod udp;
+pub mod worker;
+
+pub use counters::{ExporterCounters, WorkerCounters};
+pub use worker::{Worker, WorkerCommand};
+
+use crate::decode::sampling::ConfiguredRate;
+use crate::decode::sequence::SequenceCounts;
+use crate::decode::{Collected, DatagramMeta, DecodeStats, Decoder, ErrorReason, RecordSink};
+use crate::record::addr_from_bytes;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Losses a source counted before a datagram reached the decoder.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceLosses {
+    /// Datagrams the kernel dropped because a socket buffer (or an XSK ring) was full.
+    pub kernel_drops: u64,
+    /// Datagrams larger than the source's receive slot, discarded whole.
+    pub truncated: u64,
+}
+
+/// Where a worker gets datagrams from.
+///
+/// A source owns its receive buffers and lends each datagram to `deliver` for the duration of the
+/// call: no copy, no allocation. Implementations: [`crate::source::udp::UdpSource`]; AF_XDP and perf
+/// ring sources later.
+pub trait Source: Send {
+    /// Receive one batch: wait at most `timeout` for the first datagram, then hand every datagram
+    /// that is ready (up to the source's batch size) to `deliver`. Returns how many were delivered;
+    /// 0 means nothing arrived within `timeout` (or a signal interrupted the wait).
+    fn recv_batch(
+        &mut self,
+        timeout: Duration,
+        deliver: &mut dyn FnMut(&DatagramMeta, &[u8]),
+    ) -> std::io::Result<usize>;
+
+    /// Cumulative losses counted by this source.
+    fn losses(&self) -> SourceLosses;
+}
+
+/// The decoder state of one worker, as the worker loop sees it.
+pub trait DatagramDecoder: Send {
+    /// Decode one datagram into `sink`; errors are already counted in [`DatagramDecoder::stats`].
+    fn decode_datagram<S: RecordSink>(
+        &mut self,
+        meta: &DatagramMeta,
+        datagram: &[u8],
+        sink: &mut S,
+    ) -> Result<(), ErrorReason>;
+
+    /// Cumulative decode counters.
+    fn stats(&self) -> &DecodeStats;
+
+    /// Append the sequence accounting of every sequence space, by exporter address (several
+    /// entries may share an address: one per domain, protocol or sFlow sub-agent).
+    fn sequence_counts(&self, out: &mut Vec<(IpAddr, SequenceCounts)>);
+
+    /// Replace the configured sampling rates (SIGHUP).
+    fn set_configured_sampling(&mut self, rates: Vec<ConfiguredRate>);
+}
+
+impl DatagramDecoder for Decoder {
+    fn decode_datagram<S: RecordSink>(
+        &mut self,
+        meta: &DatagramMeta,
+        datagram: &[u8],
+        sink: &mut S,
+    ) -> Result<(), ErrorReason> {
+        self.decode(meta, datagram, sink)
+    }
+
+    fn stats(&self) -> &DecodeStats {
+        &self.stats
+    }
+
+    fn sequence_counts(&self, out: &mut Vec<(IpAddr, SequenceCounts)>) {
+        out.extend(Decoder::sequence_counts(self).map(|(space, counts)| (space.exporter, counts)));
+        out.extend(
+            self.sflow()
+                .agents()
+                .map(|a| (addr_from_bytes(&a.agent_addr), a.datagrams)),
+        );
+    }
+
+    fn set_configured_sampling(&mut self, rates: Vec<ConfiguredRate>) {
+        Decoder::set_configured_sampling(self, rates);
+    }
+}
+
+/// A record sink that publishes in batches: records pushed since the last `commit` become visible
+/// to readers at `commit`.
+pub trait BatchSink: RecordSink + Send {
+    /// Publish the records of the batch just decoded.
+    fn commit(&mut self) -> std::io::Result<()>;
+    /// Make everything durable before exit (the final commit on shutdown).
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.commit()
+    }
+}
+
+impl BatchSink for crate::ring::WorkerRings {
+    fn commit(&mut self) -> std::io::Result<()> {
+        crate::ring::WorkerRings::commit(self);
+        Ok(())
+    }
+}
+
+impl BatchSink for Collected {
+    fn commit(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What workers tell the control plane, over a bounded crossbeam channel (never blocking: when the
+/// channel is full the event is dropped and counted in [`WorkerCounters::events_dropped`]).
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A worker saw an exporter (address and source port) for the first time; its counters follow.
+    NewExporter {
+        worker: usize,
+        exporter: SocketAddr,
+        counters: Arc<ExporterCounters>,
+    },
+    /// A worker's sequence accounting (sent about once a second and when it stops).
+    Sequences {
+        worker: usize,
+        counts: Vec<(IpAddr, SequenceCounts)>,
+    },
+    /// Templates were learned or withdrawn since the previous report (sent at most about once a
+    /// second; counts, not ids: the decoder keeps templates to itself).
+    Templates {
+        worker: usize,
+        learned: u64,
+        withdrawn: u64,
+        /// Templates in the worker's cache now.
+        cached: u64,
+    },
+    /// A sample of the decode errors of one worker (at most one per [`worker::ERROR_SAMPLE_INTERVAL_NS`]).
+    DecodeError {
+        worker: usize,
+        exporter: SocketAddr,
+        reason: ErrorReason,
+        /// Errors of the worker not sampled since the previous sample.
+        suppressed: u64,
+    },
+}

@@ -1,0 +1,107 @@
+//! `collector run` settings through the binary: bad flags, bad values and unknown keys are one
+//! clear line on stderr and exit code 2; the repository's `collector.example.toml` stays valid.
+
+use collector::config::{FileConfig, FlagConfig, Settings};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn collector() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_collector"))
+}
+
+fn temp_file(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("collector-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Run `collector run ARGS`, expect exit code 2 and one stderr line containing every `needle`.
+fn refused(args: &[&str], needles: &[&str]) {
+    let out = collector()
+        .arg("run")
+        .args(args)
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "args {args:?}: stderr {stderr}");
+    let lines: Vec<_> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "args {args:?}: not one line: {stderr}");
+    for needle in needles {
+        assert!(
+            lines[0].contains(needle),
+            "args {args:?}: {needle:?} missing in {stderr}"
+        );
+    }
+}
+
+#[test]
+fn unknown_key_in_the_file_is_named_with_exit_code_2() {
+    let path = temp_file("unknown.toml", "workers = 2\nring_dri = \"/tmp/x\"\n");
+    refused(
+        &["--config", path.to_str().unwrap()],
+        &["ring_dri", "line 2", "unknown.toml"],
+    );
+}
+
+#[test]
+fn bad_values_exit_2_naming_the_setting() {
+    refused(&["--workers", "0"], &["--workers"]);
+    refused(&["--listen", "2055"], &["--listen", "2055"]);
+    refused(&["--sampling-rate", "10.0.0.0/8"], &["--sampling-rate"]);
+    refused(&["--sampling-rate", "10.0.0.0/8=0"], &["sampling rate"]);
+    refused(&["--metrics", "localhost"], &["--metrics"]);
+    refused(&["--rcvbuf", "lots"], &["--rcvbuf"]);
+    let path = temp_file("bad-value.toml", "workers = \"many\"\n");
+    refused(
+        &["--config", path.to_str().unwrap()],
+        &["bad-value.toml", "line 1"],
+    );
+    let path = temp_file("bad-prefix.toml", "[sampling_rate]\n\"10.0.0.0/40\" = 5\n");
+    refused(&["--config", path.to_str().unwrap()], &["10.0.0.0/40"]);
+    refused(
+        &["--config", "/nonexistent/collector.toml"],
+        &["/nonexistent/collector.toml"],
+    );
+    // clap's own usage errors use exit code 2 as well.
+    let out = collector()
+        .args(["run", "--no-such-flag"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+}
+
+#[test]
+fn example_config_is_valid_and_flags_win_over_it() {
+    let path = repo_root().join("collector.example.toml");
+    let file = FileConfig::load(&path).unwrap();
+    let flags = FlagConfig {
+        config: Some(path.clone()),
+        ring_dir: Some("/tmp/flag-wins".into()),
+        ..Default::default()
+    };
+    let settings = Settings::combine(&flags, file).unwrap();
+    assert_eq!(settings.ring_dir, PathBuf::from("/tmp/flag-wins"));
+    assert_eq!(settings.listen.len(), 8);
+    assert_eq!(settings.metrics, "127.0.0.1:9742".parse().unwrap());
+    assert_eq!(
+        settings.sampling.rate_for("10.20.30.40".parse().unwrap()),
+        Some(400)
+    );
+    assert_eq!(
+        settings.sampling.rate_for("192.0.2.10".parse().unwrap()),
+        Some(1000)
+    );
+    let resolved = Settings::resolve(&FlagConfig {
+        config: Some(path),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(resolved.ring_dir, PathBuf::from("/var/lib/collector/rings"));
+}

@@ -1,0 +1,6 @@
+#![no_main]
+//! Fuzz target: arbitrary bytes as a sflow datagram (version field forced).
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| collector_fuzz::run(0, data));
