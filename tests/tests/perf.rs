@@ -10,6 +10,7 @@ use std::{
 };
 
 use collector::{
+    pipeline::Source,
     source::perf::PerfSource,
     xdp::{AttachMode, SteerConfig, SteerMode, SteerProgram},
 };
@@ -65,12 +66,14 @@ fn exercise(mode: AttachMode) {
             let deadline = Instant::now() + Duration::from_secs(10);
             while received.len() < sent && Instant::now() < deadline {
                 for source in &mut sources {
-                    source
-                        .recv_batch(Duration::from_millis(20), &mut |meta, payload| {
-                            let text = String::from_utf8_lossy(payload).into_owned();
-                            assert!(received.insert(text, meta.exporter).is_none(), "duplicate");
-                        })
-                        .expect("recv_batch");
+                    // Through the pipeline's Source trait, as a worker calls it.
+                    let lane: &mut dyn Source = source;
+                    lane.recv_batch(Duration::from_millis(20), &mut |meta, payload| {
+                        let text = String::from_utf8_lossy(payload).into_owned();
+                        assert!(received.insert(text, meta.exporter).is_none(), "duplicate");
+                    })
+                    .expect("recv_batch");
+                    assert_eq!(lane.losses().kernel_drops, 0);
                 }
             }
             let counters = program.counters().expect("counters");

@@ -10,6 +10,7 @@ use std::{
 };
 
 use collector::{
+    pipeline::Source,
     source::{
         rx_queues::{queue_cpus, rx_queue_count},
         xsk::{XskConfig, XskSource, ZeroCopy},
@@ -98,16 +99,18 @@ fn exercise(mode: AttachMode) {
             while received.len() < sent && Instant::now() < deadline {
                 for source in &mut sources {
                     let queue = source.queue() as usize;
-                    source
-                        .recv_batch(Duration::from_millis(20), &mut |meta, payload| {
-                            let text = String::from_utf8_lossy(payload).into_owned();
-                            assert!(
-                                received.insert(text, meta.exporter).is_none(),
-                                "duplicate datagram"
-                            );
-                            per_queue[queue] += 1;
-                        })
-                        .expect("recv_batch");
+                    // Through the pipeline's Source trait, as a worker calls it.
+                    let lane: &mut dyn Source = source;
+                    lane.recv_batch(Duration::from_millis(20), &mut |meta, payload| {
+                        let text = String::from_utf8_lossy(payload).into_owned();
+                        assert!(
+                            received.insert(text, meta.exporter).is_none(),
+                            "duplicate datagram"
+                        );
+                        per_queue[queue] += 1;
+                    })
+                    .expect("recv_batch");
+                    assert_eq!(lane.losses().kernel_drops, 0);
                 }
             }
             let counters = program.counters().expect("counters");

@@ -27,6 +27,7 @@ use collector_common::{
 
 use super::now_ns;
 use crate::decode::DatagramMeta;
+use crate::pipeline::{Source, SourceLosses};
 
 /// Largest sample this source reassembles when it wraps around the ring end: the header and the
 /// largest frame a 16-bit IP length allows (plus Ethernet and VLAN headers).
@@ -169,6 +170,25 @@ impl PerfSource {
         });
         self.stats.delivered += delivered as u64;
         Ok(delivered)
+    }
+}
+
+impl Source for PerfSource {
+    fn recv_batch(
+        &mut self,
+        timeout: Duration,
+        deliver: &mut dyn FnMut(&DatagramMeta, &[u8]),
+    ) -> io::Result<usize> {
+        PerfSource::recv_batch(self, timeout, deliver)
+    }
+
+    /// Samples the kernel could not write to this buffer (their frames went to the kernel's UDP
+    /// socket instead) plus the samples this source discarded.
+    fn losses(&self) -> SourceLosses {
+        SourceLosses {
+            kernel_drops: self.stats.lost_samples + self.stats.discarded(),
+            truncated: 0,
+        }
     }
 }
 

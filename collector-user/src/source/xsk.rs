@@ -25,6 +25,7 @@ use xdpilone::{DeviceQueue, IfInfo, RingRx, Socket, SocketConfig, Umem, UmemConf
 
 use super::now_ns;
 use crate::decode::DatagramMeta;
+use crate::pipeline::{Source, SourceLosses};
 
 /// Whether to ask the driver for zero-copy AF_XDP (`--xdp-zero-copy`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -128,7 +129,11 @@ pub struct XskSource {
     ports: PortSet,
     returned: Vec<u64>,
     counts: XskStats,
+    batches_since_kernel_stats: u32,
 }
+
+/// Batches between two XDP_STATISTICS reads while busy (an idle wait always reads them).
+const KERNEL_STATS_EVERY: u32 = 64;
 
 // SAFETY: the raw pointers inside `Umem`/`User`/`DeviceQueue` point into `area` and the kernel's
 // ring mappings, all owned by this value and moved with it; nothing is shared with another thread.
@@ -224,6 +229,7 @@ impl XskSource {
             ports: PortSet::new(ports),
             returned: Vec::with_capacity(config.batch as usize),
             counts: XskStats::default(),
+            batches_since_kernel_stats: 0,
         })
     }
 
@@ -255,6 +261,7 @@ impl XskSource {
                 self.device.wake();
             }
             if !wait_readable(self.user.as_raw_fd(), timeout)? {
+                self.read_kernel_stats();
                 return Ok(0);
             }
         }
@@ -292,7 +299,22 @@ impl XskSource {
         }
         self.counts.delivered += delivered as u64;
         self.refill();
+        self.batches_since_kernel_stats += 1;
+        if self.batches_since_kernel_stats >= KERNEL_STATS_EVERY {
+            self.read_kernel_stats();
+        }
         Ok(delivered)
+    }
+
+    /// Copy the kernel's XDP_STATISTICS into the counters (one getsockopt).
+    fn read_kernel_stats(&mut self) {
+        self.batches_since_kernel_stats = 0;
+        if let Ok(kernel) = self.user.statistics_v2() {
+            self.counts.rx_dropped = kernel.rx_dropped;
+            self.counts.rx_ring_full = kernel.rx_ring_full;
+            self.counts.fill_ring_empty = kernel.rx_fill_ring_empty_descs;
+            self.counts.rx_invalid_descs = kernel.rx_invalid_descs;
+        }
     }
 
     /// Put the frames of the last batch back into the fill ring.
@@ -313,16 +335,29 @@ impl XskSource {
         }
     }
 
-    /// The kernel's statistics for this socket merged with this source's counters.
+    /// This source's counters with the kernel's statistics as of the last read (every
+    /// [`KERNEL_STATS_EVERY`] batches and on every idle wait).
     pub fn stats(&self) -> XskStats {
-        let mut stats = self.counts;
-        if let Ok(kernel) = self.user.statistics_v2() {
-            stats.rx_dropped = kernel.rx_dropped;
-            stats.rx_ring_full = kernel.rx_ring_full;
-            stats.fill_ring_empty = kernel.rx_fill_ring_empty_descs;
-            stats.rx_invalid_descs = kernel.rx_invalid_descs;
+        self.counts
+    }
+}
+
+impl Source for XskSource {
+    fn recv_batch(
+        &mut self,
+        timeout: Duration,
+        deliver: &mut dyn FnMut(&DatagramMeta, &[u8]),
+    ) -> io::Result<usize> {
+        XskSource::recv_batch(self, timeout, deliver)
+    }
+
+    /// The kernel's drops for this socket (RX ring full, frames too large) and the frames this
+    /// source discarded (not a listen-port datagram, impossible UDP length, bad descriptor).
+    fn losses(&self) -> SourceLosses {
+        SourceLosses {
+            kernel_drops: self.counts.losses(),
+            truncated: 0,
         }
-        stats
     }
 }
 
