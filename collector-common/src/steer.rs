@@ -38,6 +38,7 @@ pub const IPV4_FRAGMENT_MASK: u16 = 0x3fff;
 /// Byte ranges of the IPv4 header fields the classifier reads (RFC 791).
 mod ipv4 {
     pub const VERSION_IHL: usize = 0;
+    pub const SRC_ADDR: usize = 12;
     pub const FLAGS_FRAGMENT_OFFSET: core::ops::Range<usize> = 6..8;
     pub const PROTOCOL: usize = 9;
 }
@@ -46,10 +47,24 @@ mod ipv4 {
 mod ipv6 {
     pub const VERSION: usize = 0;
     pub const NEXT_HEADER: usize = 6;
+    pub const SRC_ADDR: usize = 8;
 }
 
-/// Byte range of the UDP destination port (RFC 768).
-const UDP_DST_PORT: core::ops::Range<usize> = 2..4;
+/// Byte ranges of the UDP header fields (RFC 768).
+mod udp {
+    pub const SRC_PORT: usize = 0;
+    pub const DST_PORT: usize = 2;
+    pub const LENGTH: usize = 4;
+}
+
+/// The IP source address of a matched frame, in network byte order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceAddr {
+    /// IPv4 source.
+    V4([u8; 4]),
+    /// IPv6 source.
+    V6([u8; 16]),
+}
 
 /// What the classifier decided about one frame; each maps to one [`Counter`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +73,10 @@ pub enum Verdict {
     Matched {
         /// The destination port, host order.
         port: u16,
+        /// The IP source address (what the allow-list checks).
+        source: SourceAddr,
+        /// Offset of the UDP header from the start of the frame.
+        udp_offset: usize,
     },
     /// Anything that is not unfragmented UDP to a configured port.
     NotMatched,
@@ -162,7 +181,13 @@ fn classify_ipv4<F: FrameBytes + ?Sized>(
     if header[ipv4::PROTOCOL] != IPPROTO_UDP {
         return Verdict::NotMatched;
     }
-    classify_udp(frame, l3 + header_len, is_listen_port)
+    let source = SourceAddr::V4([
+        header[ipv4::SRC_ADDR],
+        header[ipv4::SRC_ADDR + 1],
+        header[ipv4::SRC_ADDR + 2],
+        header[ipv4::SRC_ADDR + 3],
+    ]);
+    classify_udp(frame, l3 + header_len, source, is_listen_port)
 }
 
 #[inline(always)]
@@ -179,7 +204,16 @@ fn classify_ipv6<F: FrameBytes + ?Sized>(
     }
     match header[ipv6::NEXT_HEADER] {
         IPV6_NEXT_HEADER_FRAGMENT => Verdict::Fragment,
-        IPPROTO_UDP => classify_udp(frame, l3 + IPV6_HEADER_LEN, is_listen_port),
+        IPPROTO_UDP => {
+            let mut source = [0u8; 16];
+            source.copy_from_slice(&header[ipv6::SRC_ADDR..ipv6::SRC_ADDR + 16]);
+            classify_udp(
+                frame,
+                l3 + IPV6_HEADER_LEN,
+                SourceAddr::V6(source),
+                is_listen_port,
+            )
+        }
         // Other extension headers and protocols: the kernel's business.
         _ => Verdict::NotMatched,
     }
@@ -189,17 +223,81 @@ fn classify_ipv6<F: FrameBytes + ?Sized>(
 fn classify_udp<F: FrameBytes + ?Sized>(
     frame: &F,
     l4: usize,
+    source: SourceAddr,
     is_listen_port: impl Fn(u16) -> bool,
 ) -> Verdict {
     let Some(header) = frame.read::<UDP_HEADER_LEN>(l4) else {
         return Verdict::Malformed;
     };
-    let port = u16::from_be_bytes([header[UDP_DST_PORT.start], header[UDP_DST_PORT.start + 1]]);
+    let port = u16::from_be_bytes([header[udp::DST_PORT], header[udp::DST_PORT + 1]]);
     if is_listen_port(port) {
-        Verdict::Matched { port }
+        Verdict::Matched {
+            port,
+            source,
+            udp_offset: l4,
+        }
     } else {
         Verdict::NotMatched
     }
+}
+
+/// A UDP datagram to a listen port found in a frame by [`udp_datagram`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UdpDatagram {
+    /// IP source address.
+    pub source: SourceAddr,
+    /// UDP source port.
+    pub src_port: u16,
+    /// UDP destination port.
+    pub dst_port: u16,
+    /// Byte range of the UDP payload within the frame.
+    pub payload: core::ops::Range<usize>,
+}
+
+/// Why a frame handed to userspace holds no usable UDP datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameError {
+    /// The classifier did not match it (cannot happen for frames the program steered, unless
+    /// the port set changed in between).
+    NotMatched,
+    /// The UDP length field is below 8 or runs past the end of the frame.
+    BadUdpLength,
+}
+
+/// Locate the UDP payload of a frame the XDP program steered to userspace (AF_XDP or perf
+/// ring): the same header walk as the program, then the UDP length (which excludes Ethernet
+/// padding). Never panics.
+pub fn udp_datagram(
+    frame: &[u8],
+    is_listen_port: impl Fn(u16) -> bool,
+) -> Result<UdpDatagram, FrameError> {
+    let Verdict::Matched {
+        port,
+        source,
+        udp_offset,
+    } = classify(frame, is_listen_port)
+    else {
+        return Err(FrameError::NotMatched);
+    };
+    let header = frame
+        .read::<UDP_HEADER_LEN>(udp_offset)
+        .ok_or(FrameError::BadUdpLength)?;
+    let src_port = u16::from_be_bytes([header[udp::SRC_PORT], header[udp::SRC_PORT + 1]]);
+    let length = usize::from(u16::from_be_bytes([
+        header[udp::LENGTH],
+        header[udp::LENGTH + 1],
+    ]));
+    let start = udp_offset + UDP_HEADER_LEN;
+    let end = udp_offset + length;
+    if length < UDP_HEADER_LEN || end > frame.len() {
+        return Err(FrameError::BadUdpLength);
+    }
+    Ok(UdpDatagram {
+        source,
+        src_port,
+        dst_port: port,
+        payload: start..end,
+    })
 }
 
 /// The network layer of a frame written by [`emit`].
@@ -380,7 +478,25 @@ mod tests {
 
     fn verdict(spec: &FrameSpec<'_>) -> Verdict {
         let (buf, len) = frame(spec);
-        classify(&buf[..len], listen)
+        summary(classify(&buf[..len], listen))
+    }
+
+    /// A match on the listen port, source and offset blanked (checked separately).
+    const MATCHED: Verdict = Verdict::Matched {
+        port: LISTEN,
+        source: SourceAddr::V4([0; 4]),
+        udp_offset: 0,
+    };
+
+    fn summary(verdict: Verdict) -> Verdict {
+        match verdict {
+            Verdict::Matched { port, .. } => Verdict::Matched {
+                port,
+                source: SourceAddr::V4([0; 4]),
+                udp_offset: 0,
+            },
+            other => other,
+        }
     }
 
     #[test]
@@ -393,10 +509,7 @@ mod tests {
             0x9c, 0x40, 0x08, 0x07, 0x00, 0x0c, 0x00, 0x00, //
             0, 0, 0, 0,
         ];
-        assert_eq!(
-            classify(&bytes[..], listen),
-            Verdict::Matched { port: LISTEN }
-        );
+        assert_eq!(summary(classify(&bytes[..], listen)), MATCHED);
         let (emitted, len) = frame(&spec(ipv4_udp(), &[], LISTEN));
         assert_eq!(&emitted[..len], &bytes[..]);
     }
@@ -416,7 +529,7 @@ mod tests {
             arp[13] = 0x06;
             arp
         };
-        assert_eq!(classify(&arp[..], listen), Verdict::NotMatched);
+        assert_eq!(summary(classify(&arp[..], listen)), Verdict::NotMatched);
     }
 
     #[test]
@@ -429,7 +542,7 @@ mod tests {
             };
             assert_eq!(
                 verdict(&spec(network, &[], LISTEN)),
-                Verdict::Matched { port: LISTEN },
+                MATCHED,
                 "IHL {}",
                 5 + options_words
             );
@@ -447,12 +560,12 @@ mod tests {
         ] {
             assert_eq!(
                 verdict(&spec(ipv4_udp(), tags, LISTEN)),
-                Verdict::Matched { port: LISTEN },
+                MATCHED,
                 "{tags:x?}"
             );
             assert_eq!(
                 verdict(&spec(Network::Ipv6 { next_header: 17 }, tags, LISTEN)),
-                Verdict::Matched { port: LISTEN }
+                MATCHED
             );
         }
         let three = [ETHERTYPE_QINQ, ETHERTYPE_VLAN, ETHERTYPE_VLAN];
@@ -480,19 +593,13 @@ mod tests {
             flags_fragment_offset: 0x4000,
             protocol: IPPROTO_UDP,
         };
-        assert_eq!(
-            verdict(&spec(df, &[], LISTEN)),
-            Verdict::Matched { port: LISTEN }
-        );
+        assert_eq!(verdict(&spec(df, &[], LISTEN)), MATCHED);
     }
 
     #[test]
     fn ipv6_udp_fragment_and_extension_headers() {
         let v6 = |next_header| Network::Ipv6 { next_header };
-        assert_eq!(
-            verdict(&spec(v6(IPPROTO_UDP), &[], LISTEN)),
-            Verdict::Matched { port: LISTEN }
-        );
+        assert_eq!(verdict(&spec(v6(IPPROTO_UDP), &[], LISTEN)), MATCHED);
         assert_eq!(
             verdict(&spec(v6(IPPROTO_UDP), &[], 53)),
             Verdict::NotMatched
@@ -514,12 +621,12 @@ mod tests {
     fn impossible_versions_and_ihl_are_malformed() {
         let (mut buf, len) = frame(&spec(ipv4_udp(), &[], LISTEN));
         buf[ETH_HEADER_LEN] = 0x44; // IHL 4
-        assert_eq!(classify(&buf[..len], listen), Verdict::Malformed);
+        assert_eq!(summary(classify(&buf[..len], listen)), Verdict::Malformed);
         buf[ETH_HEADER_LEN] = 0x65; // version 6 under the IPv4 ethertype
-        assert_eq!(classify(&buf[..len], listen), Verdict::Malformed);
+        assert_eq!(summary(classify(&buf[..len], listen)), Verdict::Malformed);
         let (mut buf, len) = frame(&spec(Network::Ipv6 { next_header: 17 }, &[], LISTEN));
         buf[ETH_HEADER_LEN] = 0x40;
-        assert_eq!(classify(&buf[..len], listen), Verdict::Malformed);
+        assert_eq!(summary(classify(&buf[..len], listen)), Verdict::Malformed);
     }
 
     #[test]
@@ -537,13 +644,10 @@ mod tests {
             let mut spec = spec(network, &tags, LISTEN);
             spec.payload_len = 0;
             let (buf, len) = frame(&spec);
-            assert_eq!(
-                classify(&buf[..len], listen),
-                Verdict::Matched { port: LISTEN }
-            );
+            assert_eq!(summary(classify(&buf[..len], listen)), MATCHED);
             for cut in 0..len {
                 assert_eq!(
-                    classify(&buf[..cut], listen),
+                    summary(classify(&buf[..cut], listen)),
                     Verdict::Malformed,
                     "{network:?} cut at {cut}"
                 );
@@ -573,7 +677,7 @@ mod tests {
             buf[12..14].copy_from_slice(&types[round % 4].to_be_bytes());
             buf[16..18].copy_from_slice(&types[(round / 4) % 4].to_be_bytes());
             let len = round % 128;
-            let verdict = classify(&buf[..len], |_| true);
+            let verdict = summary(classify(&buf[..len], |_| true));
             if len < ETH_HEADER_LEN {
                 assert_eq!(verdict, Verdict::Malformed);
             }
@@ -594,8 +698,71 @@ mod tests {
     }
 
     #[test]
+    fn matches_carry_source_and_udp_offset() {
+        let (buf, len) = frame(&spec(ipv4_udp(), &[ETHERTYPE_VLAN], LISTEN));
+        assert_eq!(
+            classify(&buf[..len], listen),
+            Verdict::Matched {
+                port: LISTEN,
+                source: SourceAddr::V4([192, 0, 2, 2]),
+                udp_offset: ETH_HEADER_LEN + VLAN_TAG_LEN + IPV4_MIN_HEADER_LEN,
+            }
+        );
+        let (buf, len) = frame(&spec(Network::Ipv6 { next_header: 17 }, &[], LISTEN));
+        let mut v6 = [0u8; 16];
+        v6[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        v6[15] = 2;
+        assert_eq!(
+            classify(&buf[..len], listen),
+            Verdict::Matched {
+                port: LISTEN,
+                source: SourceAddr::V6(v6),
+                udp_offset: ETH_HEADER_LEN + IPV6_HEADER_LEN,
+            }
+        );
+    }
+
+    #[test]
+    fn udp_datagram_finds_the_payload_without_padding() {
+        let network = Network::Ipv4 {
+            options_words: 2,
+            flags_fragment_offset: 0,
+            protocol: IPPROTO_UDP,
+        };
+        let (mut buf, len) = frame(&spec(network, &[ETHERTYPE_QINQ, ETHERTYPE_VLAN], LISTEN));
+        let payload_start = len - 4;
+        buf[payload_start..len].copy_from_slice(b"flow");
+        // Ethernet padding after the datagram is not payload.
+        let padded = len + 6;
+        let datagram = udp_datagram(&buf[..padded], listen).unwrap();
+        assert_eq!(datagram.src_port, 40000);
+        assert_eq!(datagram.dst_port, LISTEN);
+        assert_eq!(datagram.source, SourceAddr::V4([192, 0, 2, 2]));
+        assert_eq!(&buf[datagram.payload], b"flow");
+        assert_eq!(
+            udp_datagram(&buf[..len], |_| false),
+            Err(FrameError::NotMatched)
+        );
+        // A UDP length past the frame end, and one below the header length.
+        let length_at = payload_start - UDP_HEADER_LEN + 4;
+        buf[length_at..length_at + 2].copy_from_slice(&100u16.to_be_bytes());
+        assert_eq!(
+            udp_datagram(&buf[..len], listen),
+            Err(FrameError::BadUdpLength)
+        );
+        buf[length_at..length_at + 2].copy_from_slice(&7u16.to_be_bytes());
+        assert_eq!(
+            udp_datagram(&buf[..len], listen),
+            Err(FrameError::BadUdpLength)
+        );
+        for cut in 0..len {
+            assert!(udp_datagram(&buf[..cut], listen).is_err());
+        }
+    }
+
+    #[test]
     fn verdicts_map_to_distinct_counters() {
-        assert_eq!(Verdict::Matched { port: 1 }.counter(), Counter::Matched);
+        assert_eq!(MATCHED.counter(), Counter::Matched);
         assert_eq!(Verdict::NotMatched.counter(), Counter::PassedNotMatched);
         assert_eq!(Verdict::Fragment.counter(), Counter::Fragments);
         assert_eq!(Verdict::Malformed.counter(), Counter::Malformed);

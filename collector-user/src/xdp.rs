@@ -1,22 +1,25 @@
 //! The XDP program embedded in the binary, and its userspace side.
 //!
 //! Owns: checking the process may load XDP (capabilities), loading the object with the aya-log
-//! level, filling the port map, attaching through a bpf_link (so the kernel detaches the program
+//! level, filling the port map, the exporter allow-list and the mode flags, binding AF_XDP
+//! sockets into the XSKMAP, handing out the perf event array, attaching through a bpf_link (so the kernel detaches the program
 //! when the process dies, however it dies), reading the per-CPU counters, and draining the
 //! program's log records into `tracing`. [`SteerProgram`] owns all of it; dropping it detaches.
 //! It knows nothing about flow protocols.
 
-use std::{fmt, os::fd::AsRawFd as _, str::FromStr};
+use std::{fmt, net::IpAddr, os::fd::AsRawFd, str::FromStr};
 
 use anyhow::{Context as _, bail, ensure};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, PerCpuArray},
+    maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, PerfEventArray, XskMap, lpm_trie::Key},
     programs::{Xdp, XdpMode, links::LinkType, loaded_links, xdp::XdpLink},
 };
 use aya_log::EbpfLogger;
 use collector_common::{
-    COUNTERS_MAP, Counter, CounterValue, MAX_PORTS, PORTS_MAP, PortKey, PortValue, STEER_PROGRAM,
+    ALLOW_V4_MAP, ALLOW_V6_MAP, AllowValue, CONFIG_ALLOW_LIST, CONFIG_MAP, CONFIG_PERF_MODE,
+    COUNTERS_MAP, ConfigFlags, Counter, CounterValue, FRAMES_MAP, MAX_ALLOW_PREFIXES, MAX_PORTS,
+    MAX_QUEUES, PORTS_MAP, PortKey, PortValue, STEER_PROGRAM, XSKS_MAP,
 };
 
 /// The eBPF object built by `build.rs` from `collector-ebpf`.
@@ -34,6 +37,81 @@ pub enum AttachMode {
     Skb,
     /// Driver mode, falling back to SKB mode when the driver refuses.
     Auto,
+}
+
+/// Where the program sends matched datagrams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SteerMode {
+    /// Redirect to the AF_XDP socket bound to the frame's RX queue (XDP_PASS when none is).
+    Afxdp,
+    /// Copy into the per-CPU perf ring and drop.
+    Perf,
+}
+
+/// An exporter source prefix of the allow-list, e.g. `192.0.2.0/24`, `2001:db8::/32`, or a
+/// plain address (a /32 or /128).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AllowPrefix {
+    /// The network address (host bits cleared).
+    pub addr: IpAddr,
+    /// Prefix length in bits.
+    pub len: u8,
+}
+
+/// An `--allow` value that is not a prefix.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("`{0}` is not an IP prefix (ADDR or ADDR/LEN, LEN ≤ 32 for IPv4, ≤ 128 for IPv6)")]
+pub struct AllowPrefixError(String);
+
+impl FromStr for AllowPrefix {
+    type Err = AllowPrefixError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad = || AllowPrefixError(text.to_owned());
+        let (addr, len) = match text.split_once('/') {
+            Some((addr, len)) => (addr, Some(len)),
+            None => (text, None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let len = match len {
+            Some(len) => len.parse::<u8>().map_err(|_| bad())?,
+            None => max,
+        };
+        if len > max {
+            return Err(bad());
+        }
+        let addr = match addr {
+            IpAddr::V4(v4) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+                IpAddr::V4((u32::from(v4) & mask).into())
+            }
+            IpAddr::V6(v6) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+                IpAddr::V6((u128::from(v6) & mask).into())
+            }
+        };
+        Ok(AllowPrefix { addr, len })
+    }
+}
+
+impl fmt::Display for AllowPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+/// What the program is configured with before it is attached.
+#[derive(Clone, Debug)]
+pub struct SteerConfig {
+    /// UDP destination ports to steer.
+    pub ports: Vec<PortKey>,
+    /// Allowed exporter prefixes; empty allows every source.
+    pub allow: Vec<AllowPrefix>,
+    /// AF_XDP redirect or perf-ring copy.
+    pub mode: SteerMode,
+    /// Turn on the program's debug-level log records.
+    pub log_debug: bool,
 }
 
 /// The mode the program ended up attached in.
@@ -56,14 +134,17 @@ impl fmt::Display for AttachedMode {
 
 /// Linux capability numbers the XDP path needs (include/uapi/linux/capability.h).
 const CAP_NET_ADMIN: u32 = 12;
+const CAP_NET_RAW: u32 = 13;
 const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
 
 /// The process lacks capabilities needed to load and attach XDP.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "XDP needs the capabilities CAP_BPF and CAP_NET_ADMIN; this process lacks {}. \
-     Run as root or grant them (e.g. `setcap cap_bpf,cap_net_admin+ep <collector binary>`)",
+    "XDP needs the capabilities CAP_BPF and CAP_NET_ADMIN, plus CAP_NET_RAW for AF_XDP sockets \
+     or CAP_PERFMON for perf mode; this process lacks {}. Run as root or grant them (e.g. \
+     `setcap cap_bpf,cap_net_admin,cap_net_raw,cap_perfmon+ep <collector binary>`)",
     missing.join(" and ")
 )]
 pub struct MissingCapabilities {
@@ -94,12 +175,27 @@ pub fn parse_cap_eff(status: &str) -> Option<u64> {
     u64::from_str_radix(hex, 16).ok()
 }
 
-/// Fails with [`MissingCapabilities`] unless this process may load and attach XDP.
-pub fn check_capabilities() -> anyhow::Result<()> {
+/// Capabilities absent from `cap_eff` that the XDP path needs in `mode`: those of
+/// [`missing_capabilities`], plus CAP_NET_RAW to open AF_XDP sockets, or CAP_PERFMON (or
+/// CAP_SYS_ADMIN) to open perf buffers.
+pub fn missing_mode_capabilities(cap_eff: u64, mode: SteerMode) -> Vec<&'static str> {
+    let has = |cap: u32| cap_eff & (1u64 << cap) != 0;
+    let mut missing = missing_capabilities(cap_eff);
+    match mode {
+        SteerMode::Afxdp if !has(CAP_NET_RAW) => missing.push("CAP_NET_RAW"),
+        SteerMode::Perf if !has(CAP_PERFMON) && !has(CAP_SYS_ADMIN) => missing.push("CAP_PERFMON"),
+        _ => {}
+    }
+    missing
+}
+
+/// Fails with [`MissingCapabilities`] unless this process may load and attach XDP and open the
+/// sockets or buffers of `mode`.
+pub fn check_capabilities(mode: SteerMode) -> anyhow::Result<()> {
     let status =
         std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
     let cap_eff = parse_cap_eff(&status).context("no CapEff line in /proc/self/status")?;
-    let missing = missing_capabilities(cap_eff);
+    let missing = missing_mode_capabilities(cap_eff, mode);
     if missing.is_empty() {
         Ok(())
     } else {
@@ -124,11 +220,12 @@ impl SteerCounters {
         self.values[counter as usize] = value;
     }
 
-    /// Whether `seen` equals the sum of the other counters, as the program guarantees for
-    /// a quiescent snapshot.
+    /// Whether `seen` equals the sum of the verdict counters and `matched` the sum of the
+    /// matched outcomes, as the program guarantees for a quiescent snapshot.
     pub fn is_consistent(&self) -> bool {
-        let rest: u64 = Counter::ALL[1..].iter().map(|c| self.get(*c)).sum();
-        self.get(Counter::Seen) == rest
+        let verdicts: u64 = Counter::VERDICTS.iter().map(|c| self.get(*c)).sum();
+        let outcomes: u64 = Counter::MATCHED_OUTCOMES.iter().map(|c| self.get(*c)).sum();
+        self.get(Counter::Seen) == verdicts && self.get(Counter::Matched) == outcomes
     }
 }
 
@@ -191,16 +288,12 @@ pub struct SteerProgram {
 }
 
 impl SteerProgram {
-    /// Check capabilities, load the program, fill the port map with `ports` and attach it to
-    /// `iface` through a bpf_link. `log_debug` turns on the program's debug-level log records.
-    pub fn attach(
-        iface: &str,
-        mode: AttachMode,
-        ports: &[PortKey],
-        log_debug: bool,
-    ) -> anyhow::Result<Self> {
-        check_capabilities()?;
-        let distinct: std::collections::BTreeSet<PortKey> = ports.iter().copied().collect();
+    /// Check capabilities, load the program, fill its maps from `config` and attach it to
+    /// `iface` through a bpf_link.
+    pub fn attach(iface: &str, mode: AttachMode, config: &SteerConfig) -> anyhow::Result<Self> {
+        check_capabilities(config.mode)?;
+        let log_debug = config.log_debug;
+        let distinct: std::collections::BTreeSet<PortKey> = config.ports.iter().copied().collect();
         ensure!(!distinct.is_empty(), "no listen port configured");
         ensure!(
             distinct.len() <= MAX_PORTS as usize,
@@ -227,6 +320,23 @@ impl SteerProgram {
                     .insert(port, 1, 0)
                     .with_context(|| format!("adding port {port} to the XDP port map"))?;
             }
+        }
+        fill_allow_list(&mut ebpf, &config.allow)?;
+        let mut flags: ConfigFlags = 0;
+        if !config.allow.is_empty() {
+            flags |= CONFIG_ALLOW_LIST;
+        }
+        if config.mode == SteerMode::Perf {
+            flags |= CONFIG_PERF_MODE;
+        }
+        {
+            let mut config_map: Array<_, ConfigFlags> = ebpf
+                .map_mut(CONFIG_MAP)
+                .context("config map missing from the XDP object")?
+                .try_into()?;
+            config_map
+                .set(0, flags, 0)
+                .context("writing the XDP config map")?;
         }
         let program: &mut Xdp = ebpf
             .program_mut(STEER_PROGRAM)
@@ -303,6 +413,31 @@ impl SteerProgram {
         Ok(counters)
     }
 
+    /// Bind the AF_XDP socket `socket` to RX queue `queue` in the XSKMAP: from now on the
+    /// program redirects that queue's matched frames to it.
+    pub fn bind_socket(&mut self, queue: u32, socket: impl AsRawFd) -> anyhow::Result<()> {
+        ensure!(
+            queue < MAX_QUEUES,
+            "RX queue {queue} is beyond the XSKMAP's {MAX_QUEUES} slots"
+        );
+        let mut map: XskMap<_> = self
+            .ebpf
+            .map_mut(XSKS_MAP)
+            .context("XSKMAP missing from the XDP object")?
+            .try_into()?;
+        map.set(queue, socket, 0)
+            .with_context(|| format!("binding the AF_XDP socket of queue {queue} in the XSKMAP"))
+    }
+
+    /// Take the perf event array matched frames are copied to in perf mode (once).
+    pub fn take_frames(&mut self) -> anyhow::Result<PerfEventArray<MapData>> {
+        let map = self
+            .ebpf
+            .take_map(FRAMES_MAP)
+            .context("perf event array missing from the XDP object (already taken?)")?;
+        Ok(map.try_into()?)
+    }
+
     /// File descriptor of the program's log ring, readable when records wait.
     pub fn log_fd(&self) -> std::os::fd::RawFd {
         self.logger.as_raw_fd()
@@ -312,6 +447,40 @@ impl SteerProgram {
     pub fn flush_log(&mut self) {
         self.logger.flush();
     }
+}
+
+fn fill_allow_list(ebpf: &mut Ebpf, allow: &[AllowPrefix]) -> anyhow::Result<()> {
+    let (v4, v6): (Vec<&AllowPrefix>, Vec<&AllowPrefix>) =
+        allow.iter().partition(|p| p.addr.is_ipv4());
+    for (family, count) in [("IPv4", v4.len()), ("IPv6", v6.len())] {
+        ensure!(
+            count <= MAX_ALLOW_PREFIXES as usize,
+            "{count} {family} allow prefixes; the XDP allow-list holds at most {MAX_ALLOW_PREFIXES}"
+        );
+    }
+    {
+        let mut trie: LpmTrie<_, [u8; 4], AllowValue> = ebpf
+            .map_mut(ALLOW_V4_MAP)
+            .context("IPv4 allow-list missing from the XDP object")?
+            .try_into()?;
+        for prefix in &v4 {
+            if let IpAddr::V4(addr) = prefix.addr {
+                trie.insert(&Key::new(u32::from(prefix.len), addr.octets()), 1, 0)
+                    .with_context(|| format!("adding {prefix} to the XDP allow-list"))?;
+            }
+        }
+    }
+    let mut trie: LpmTrie<_, [u8; 16], AllowValue> = ebpf
+        .map_mut(ALLOW_V6_MAP)
+        .context("IPv6 allow-list missing from the XDP object")?
+        .try_into()?;
+    for prefix in &v6 {
+        if let IpAddr::V6(addr) = prefix.addr {
+            trie.insert(&Key::new(u32::from(prefix.len), addr.octets()), 1, 0)
+                .with_context(|| format!("adding {prefix} to the XDP allow-list"))?;
+        }
+    }
+    Ok(())
 }
 
 fn attach_in(
@@ -347,6 +516,26 @@ mod tests {
     }
 
     #[test]
+    fn mode_capabilities_add_net_raw_or_perfmon() {
+        let base = (1u64 << CAP_NET_ADMIN) | (1u64 << CAP_BPF);
+        assert_eq!(
+            missing_mode_capabilities(base, SteerMode::Afxdp),
+            ["CAP_NET_RAW"]
+        );
+        assert!(missing_mode_capabilities(base | 1 << CAP_NET_RAW, SteerMode::Afxdp).is_empty());
+        assert_eq!(
+            missing_mode_capabilities(base, SteerMode::Perf),
+            ["CAP_PERFMON"]
+        );
+        assert!(missing_mode_capabilities(base | 1 << CAP_PERFMON, SteerMode::Perf).is_empty());
+        assert!(missing_mode_capabilities(base | 1 << CAP_SYS_ADMIN, SteerMode::Perf).is_empty());
+        assert_eq!(
+            missing_mode_capabilities(1 << CAP_NET_RAW, SteerMode::Afxdp),
+            ["CAP_BPF", "CAP_NET_ADMIN"]
+        );
+    }
+
+    #[test]
     fn cap_eff_is_read_from_proc_status() {
         let status = "Name:\tcollector\nCapInh:\t0000000000000000\nCapPrm:\t000001fffeffffff\n\
                       CapEff:\t0000008000001000\nCapBnd:\t000001fffeffffff\n";
@@ -365,7 +554,9 @@ mod tests {
         let line = counters.to_string();
         assert_eq!(
             line,
-            "seen=7 matched=1007 passed_not_matched=2007 fragments=3007 malformed=4007"
+            "seen=7 matched=1007 passed_not_matched=2007 fragments=3007 malformed=4007 \
+             dropped_not_allowed=5007 redirected=6007 passed_no_socket=7007 perf_copied=8007 \
+             perf_failed=9007"
         );
         assert_eq!(line.parse::<SteerCounters>(), Ok(counters));
     }
@@ -388,12 +579,33 @@ mod tests {
     #[test]
     fn consistency_means_seen_is_the_sum() {
         let mut counters: SteerCounters =
-            "seen=6 matched=1 passed_not_matched=2 fragments=2 malformed=1"
+            "seen=6 matched=5 passed_not_matched=0 fragments=0 malformed=1 \
+             dropped_not_allowed=1 redirected=1 passed_no_socket=1 perf_copied=1 perf_failed=1"
                 .parse()
                 .unwrap();
         assert!(counters.is_consistent());
         counters.set(Counter::Seen, 7);
         assert!(!counters.is_consistent());
+        counters.set(Counter::Seen, 6);
+        counters.set(Counter::Redirected, 2);
+        assert!(!counters.is_consistent());
+    }
+
+    #[test]
+    fn allow_prefixes_parse_and_clear_host_bits() {
+        let prefix: AllowPrefix = "192.0.2.77/24".parse().unwrap();
+        assert_eq!(prefix.to_string(), "192.0.2.0/24");
+        assert_eq!("10.1.2.3".parse::<AllowPrefix>().unwrap().len, 32);
+        assert_eq!(
+            "0.0.0.0/0".parse::<AllowPrefix>().unwrap().to_string(),
+            "0.0.0.0/0"
+        );
+        let v6: AllowPrefix = "2001:db8:ffff::1/32".parse().unwrap();
+        assert_eq!(v6.to_string(), "2001:db8::/32");
+        assert_eq!("::1".parse::<AllowPrefix>().unwrap().len, 128);
+        for bad in ["192.0.2.0/33", "2001:db8::/129", "host/8", "10.0.0.0/x", ""] {
+            assert!(bad.parse::<AllowPrefix>().is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -407,6 +619,11 @@ mod tests {
             STEER_PROGRAM,
             PORTS_MAP,
             COUNTERS_MAP,
+            ALLOW_V4_MAP,
+            ALLOW_V6_MAP,
+            CONFIG_MAP,
+            XSKS_MAP,
+            FRAMES_MAP,
             "AYA_LOGS",
             aya_log::LEVEL,
         ] {

@@ -81,7 +81,31 @@ impl CollectorProcess {
     /// `netns` when given. `RUST_LOG` is set to `rust_log`. Stderr goes to a file
     /// ([`Self::stderr`]).
     pub fn start(netns: Option<&str>, args: &[&str], rust_log: &str) -> anyhow::Result<Self> {
+        Self::start_in(ScratchDir::new()?, netns, args, rust_log)
+    }
+
+    /// [`Self::start`] with `--user USER`: the scratch directory is made writable for everyone
+    /// so the collector can still replace its counters file after dropping root.
+    pub fn start_as_user(
+        user: &str,
+        netns: Option<&str>,
+        args: &[&str],
+        rust_log: &str,
+    ) -> anyhow::Result<Self> {
+        use std::os::unix::fs::PermissionsExt as _;
         let scratch = ScratchDir::new()?;
+        std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o777))?;
+        let mut args = args.to_vec();
+        args.extend(["--user", user]);
+        Self::start_in(scratch, netns, &args, rust_log)
+    }
+
+    fn start_in(
+        scratch: ScratchDir,
+        netns: Option<&str>,
+        args: &[&str],
+        rust_log: &str,
+    ) -> anyhow::Result<Self> {
         let counters = scratch.path().join("counters");
         let stderr = File::create(scratch.path().join("stderr"))?;
         let mut command = Command::new(collector_bin());
@@ -181,6 +205,11 @@ impl CollectorProcess {
                 self.stderr()
             )
         })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Send `signal` (e.g. `libc::SIGTERM`).

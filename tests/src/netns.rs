@@ -50,6 +50,13 @@ impl NetnsPair {
     /// Create both namespaces, the veth pair and the addresses. On failure everything created
     /// so far is removed again.
     pub fn create() -> anyhow::Result<Self> {
+        Self::create_with_queues(1)
+    }
+
+    /// [`NetnsPair::create`] with `queues` RX and TX queues on both veth ends (for tests of
+    /// per-queue steering; the peer's TX queue, picked per flow, is the collector's RX queue).
+    pub fn create_with_queues(queues: u32) -> anyhow::Result<Self> {
+        let queues = queues.to_string();
         let n = NEXT_PAIR.fetch_add(1, Ordering::Relaxed);
         let tag = format!("ct{}x{n}", std::process::id());
         let pair = NetnsPair {
@@ -68,6 +75,10 @@ impl NetnsPair {
             &pair.collector_if,
             "address",
             &mac_string(COLLECTOR_MAC),
+            "numrxqueues",
+            &queues,
+            "numtxqueues",
+            &queues,
             "netns",
             &pair.collector_ns,
             "type",
@@ -77,6 +88,10 @@ impl NetnsPair {
             &pair.peer_if,
             "address",
             &mac_string(PEER_MAC),
+            "numrxqueues",
+            &queues,
+            "numtxqueues",
+            &queues,
             "netns",
             &pair.peer_ns,
         ])?;

@@ -80,6 +80,9 @@ fn bad_flags_are_rejected() {
         &["run", "--xdp", "lo", "--xdp-attach", "offload"][..],
         &["run", "--xdp", "lo", "--listen", "2055"],
         &["run", "--xdp", "lo", "--report-interval", "0"],
+        &["run", "--xdp", "lo", "--xdp-mode", "ring"],
+        &["run", "--xdp", "lo", "--allow", "192.0.2.0/33"],
+        &["run", "--xdp", "lo", "--allow", "exporter"],
     ] {
         let out = collector(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
@@ -114,4 +117,41 @@ fn xdp_without_capabilities_names_them_and_fails() {
     assert!(message.contains("CAP_BPF"), "{message}");
     assert!(message.contains("CAP_NET_ADMIN"), "{message}");
     assert!(message.contains("lacks"), "{message}");
+}
+
+/// AF_XDP mode also needs CAP_NET_RAW (perf mode CAP_PERFMON): dropping only that one is named.
+#[test]
+fn afxdp_and_perf_modes_name_their_extra_capability() {
+    if privilege::missing_privilege().is_some() {
+        privilege::skip(
+            "afxdp_and_perf_modes_name_their_extra_capability",
+            "needs root to drop exactly one capability",
+        );
+        return;
+    }
+    let setpriv = Command::new("setpriv").arg("--version").output();
+    if !setpriv.is_ok_and(|o| o.status.success()) {
+        privilege::skip(
+            "afxdp_and_perf_modes_name_their_extra_capability",
+            "setpriv (util-linux) is needed to drop capabilities",
+        );
+        return;
+    }
+    for (mode, drop, name) in [
+        ("afxdp", "-net_raw", "CAP_NET_RAW"),
+        ("perf", "-perfmon,-sys_admin", "CAP_PERFMON"),
+    ] {
+        let out = Command::new("setpriv")
+            .args(["--bounding-set", drop, "--"])
+            .arg(collector_bin())
+            .args(["run", "--xdp", "lo", "--xdp-mode", mode])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{}", text(&out));
+        let message = text(&out);
+        assert!(
+            message.contains(&format!("lacks {name}")),
+            "{mode}: {message}"
+        );
+    }
 }

@@ -75,23 +75,182 @@ fn sigterm_detaches_and_exits_zero() {
 }
 
 fn start(pair: &NetnsPair, mode: &str) -> CollectorProcess {
-    CollectorProcess::start(
+    start_with(pair, mode, &[])
+}
+
+fn start_with(pair: &NetnsPair, mode: &str, extra: &[&str]) -> CollectorProcess {
+    let listen_v4 = format!("0.0.0.0:{NETFLOW_PORT}");
+    let listen_v6 = format!("[::]:{IPFIX_PORT}");
+    let mut args = vec![
+        "run",
+        "--xdp",
+        &pair.collector_if,
+        "--xdp-attach",
+        mode,
+        "--listen",
+        &listen_v4,
+        &listen_v6,
+        "--report-interval",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    CollectorProcess::start(Some(&pair.collector_ns), &args, "info,steer=debug")
+        .expect("collector starts")
+}
+
+/// `--allow 192.0.2.2/32`: IPv4 datagrams from the peer pass on (no AF_XDP socket is bound,
+/// so to the kernel socket), IPv6 ones from 2001:db8::2 are dropped in XDP and counted.
+#[test]
+fn allow_list_drops_and_counts_other_sources() {
+    if !privilege::require("allow_list_drops_and_counts_other_sources") {
+        return;
+    }
+    let pair = NetnsPair::create().expect("namespaces");
+    let mut collector = start_with(&pair, "skb", &["--allow", "192.0.2.2/32"]);
+    let before = collector.wait_attached(ATTACH_TIMEOUT).expect("attached");
+    let (v4_socket, v6_socket) = pair
+        .in_collector(|| {
+            let v4 = UdpSocket::bind((COLLECTOR_V4, NETFLOW_PORT)).unwrap();
+            let v6 = UdpSocket::bind((COLLECTOR_V6, IPFIX_PORT)).unwrap();
+            (v4, v6)
+        })
+        .unwrap();
+    pair.in_peer(|| {
+        let v4 = UdpSocket::bind("0.0.0.0:0").unwrap();
+        let v6 = UdpSocket::bind("[::]:0").unwrap();
+        for _ in 0..4 {
+            v4.send_to(b"allowed", (COLLECTOR_V4, NETFLOW_PORT))
+                .unwrap();
+        }
+        for _ in 0..3 {
+            v6.send_to(b"denied", (COLLECTOR_V6, IPFIX_PORT)).unwrap();
+        }
+    })
+    .unwrap();
+    let after = collector
+        .wait_counters(COUNT_TIMEOUT, |c| {
+            c.get(Counter::Matched) - before.get(Counter::Matched) >= 7 && c.is_consistent()
+        })
+        .expect("counters");
+    let delta = |counter| after.get(counter) - before.get(counter);
+    assert_eq!(delta(Counter::DroppedNotAllowed), 3, "{after}");
+    assert_eq!(delta(Counter::PassedNoSocket), 4, "{after}");
+    assert_eq!(delta(Counter::Redirected), 0, "{after}");
+    let received = |socket: &UdpSocket| {
+        socket
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        let mut count = 0;
+        while socket.recv(&mut buf).is_ok() {
+            count += 1;
+        }
+        count
+    };
+    assert_eq!(received(&v4_socket), 4);
+    assert_eq!(
+        received(&v6_socket),
+        0,
+        "denied datagrams reached the kernel"
+    );
+}
+
+/// `--xdp-mode perf` with no perf reader open: every copy fails, the frames are passed to the
+/// kernel and counted as `perf_failed`, nothing is lost.
+#[test]
+fn perf_mode_without_reader_passes_and_counts() {
+    if !privilege::require("perf_mode_without_reader_passes_and_counts") {
+        return;
+    }
+    let pair = NetnsPair::create().expect("namespaces");
+    let mut collector = start_with(&pair, "driver", &["--xdp-mode", "perf"]);
+    let before = collector.wait_attached(ATTACH_TIMEOUT).expect("attached");
+    let socket = pair
+        .in_collector(|| UdpSocket::bind((COLLECTOR_V4, NETFLOW_PORT)).unwrap())
+        .unwrap();
+    pair.in_peer(|| {
+        let v4 = UdpSocket::bind("0.0.0.0:0").unwrap();
+        for _ in 0..5 {
+            v4.send_to(b"netflow", (COLLECTOR_V4, NETFLOW_PORT))
+                .unwrap();
+        }
+    })
+    .unwrap();
+    let after = collector
+        .wait_counters(COUNT_TIMEOUT, |c| {
+            c.get(Counter::Matched) - before.get(Counter::Matched) >= 5 && c.is_consistent()
+        })
+        .expect("counters");
+    let delta = |counter| after.get(counter) - before.get(counter);
+    assert_eq!(delta(Counter::PerfFailed), 5, "{after}");
+    assert_eq!(delta(Counter::PerfCopied), 0, "{after}");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    for _ in 0..5 {
+        assert_eq!(socket.recv(&mut buf).unwrap(), 7);
+    }
+}
+
+/// `--user nobody`: after attaching the collector runs as nobody with only CAP_BPF, still
+/// reports counters, and still detaches on SIGTERM.
+#[test]
+fn user_flag_drops_root_after_attach() {
+    if !privilege::require("user_flag_drops_root_after_attach") {
+        return;
+    }
+    let pair = NetnsPair::create().expect("namespaces");
+    let listen = format!("0.0.0.0:{NETFLOW_PORT}");
+    let mut collector = CollectorProcess::start_as_user(
+        "nobody",
         Some(&pair.collector_ns),
         &[
             "run",
             "--xdp",
             &pair.collector_if,
-            "--xdp-attach",
-            mode,
             "--listen",
-            &format!("0.0.0.0:{NETFLOW_PORT}"),
-            &format!("[::]:{IPFIX_PORT}"),
+            &listen,
             "--report-interval",
             "1",
         ],
-        "info,steer=debug",
+        "info",
     )
-    .expect("collector starts")
+    .expect("collector starts");
+    let before = collector.wait_attached(ATTACH_TIMEOUT).expect("attached");
+    let dropped = poll(COUNT_TIMEOUT, || {
+        collector
+            .stderr()
+            .contains("privileges dropped")
+            .then_some(())
+    });
+    assert!(dropped.is_some(), "{}", collector.stderr());
+    let status = std::fs::read_to_string(format!("/proc/{}/status", collector.pid())).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(
+        uid_line.split_whitespace().skip(1).all(|id| id == "65534"),
+        "{uid_line}"
+    );
+    let cap_eff = collector::xdp::parse_cap_eff(&status).unwrap();
+    assert_eq!(cap_eff, 1 << collector::privilege::CAP_BPF, "{status}");
+    pair.in_peer(|| {
+        let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+        for _ in 0..3 {
+            socket
+                .send_to(b"netflow", (COLLECTOR_V4, NETFLOW_PORT))
+                .unwrap();
+        }
+    })
+    .unwrap();
+    collector
+        .wait_counters(COUNT_TIMEOUT, |c| {
+            c.get(Counter::Matched) - before.get(Counter::Matched) >= 3
+        })
+        .expect("counters still readable as nobody");
+    collector.signal(libc::SIGTERM).unwrap();
+    let status = collector.wait_exit(Duration::from_secs(10)).unwrap();
+    assert!(status.success(), "exit {status}:\n{}", collector.stderr());
+    assert!(!has_xdp(&pair), "{}", pair.collector_link().unwrap());
 }
 
 fn has_xdp(pair: &NetnsPair) -> bool {
@@ -148,6 +307,10 @@ fn exercise(mode: &str, link_marker: &str) {
         expected.passed_at_least
     );
     assert!(after.is_consistent(), "{after}");
+    // No AF_XDP socket is bound: every matched frame goes to the kernel.
+    assert_eq!(delta(Counter::PassedNoSocket), expected.matched, "{after}");
+    assert_eq!(delta(Counter::Redirected), 0, "{after}");
+    assert_eq!(delta(Counter::DroppedNotAllowed), 0, "{after}");
 
     // The program's debug-level log records reach the collector's log.
     let logged = poll(COUNT_TIMEOUT, || {

@@ -19,7 +19,9 @@ use tokio::{
     signal::unix::{SignalKind, signal},
 };
 
-use crate::xdp::{AttachMode, PROGRAM_LOG_TARGET, SteerProgram};
+use crate::xdp::{
+    AllowPrefix, AttachMode, PROGRAM_LOG_TARGET, SteerConfig, SteerMode, SteerProgram,
+};
 
 /// Arguments of `collector run`.
 #[derive(Debug, Args)]
@@ -77,6 +79,24 @@ pub struct RunArgs {
     #[arg(long, value_enum, value_name = "MODE", default_value = "auto")]
     pub xdp_attach: AttachMode,
 
+    /// Where the XDP program sends matched datagrams: `afxdp` (redirect to the AF_XDP socket
+    /// of the RX queue; passed to the kernel while none is bound) or `perf` (copy into per-CPU
+    /// perf rings and drop).
+    #[arg(long, value_enum, value_name = "MODE", default_value = "afxdp")]
+    pub xdp_mode: SteerMode,
+
+    /// Exporter source prefix allowed to send (ADDR or ADDR/LEN, IPv4 or IPv6); repeat for
+    /// more. Datagrams from other sources to the --listen ports are dropped in XDP and counted
+    /// (`dropped_not_allowed`). Without any --allow every source is allowed.
+    #[arg(long, value_name = "PREFIX", action = ArgAction::Append)]
+    pub allow: Vec<AllowPrefix>,
+
+    /// Drop root after attaching: switch to this user (and its primary group), keeping only
+    /// CAP_BPF, which reading the program's counters needs. The --counters-file directory must
+    /// be writable by that user.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+
     /// Seconds between two counter reports (logged at info level).
     #[arg(
         long,
@@ -121,7 +141,13 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     ports.sort_unstable();
     ports.dedup();
     let log_debug = tracing::enabled!(target: PROGRAM_LOG_TARGET, tracing::Level::DEBUG);
-    let mut program = SteerProgram::attach(iface, args.xdp_attach, &ports, log_debug)?;
+    let config = SteerConfig {
+        ports: ports.clone(),
+        allow: args.allow.clone(),
+        mode: args.xdp_mode,
+        log_debug,
+    };
+    let mut program = SteerProgram::attach(iface, args.xdp_attach, &config)?;
     let (link_id, program_id) = program.kernel_ids();
     tracing::info!(
         iface = program.iface(),
@@ -129,9 +155,21 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         link_id,
         program_id,
         ?ports,
+        xdp_mode = ?args.xdp_mode,
+        allow = args.allow.len(),
         "XDP program attached through a bpf_link"
     );
     report(&program, args.counters_file.as_deref())?;
+    if let Some(user) = args.user.as_deref() {
+        // Before the runtime starts: no other thread may exist while the ids change.
+        let account = crate::privilege::drop_to_user(user, &[crate::privilege::CAP_BPF])?;
+        tracing::info!(
+            user,
+            uid = account.uid,
+            gid = account.gid,
+            "privileges dropped (CAP_BPF kept)"
+        );
+    }
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -1,7 +1,12 @@
 //! Sources of export datagrams for the pipeline's workers (implementations of
-//! [`crate::pipeline::Source`]). Sources know sockets and buffers, never protocols.
+//! [`crate::pipeline::Source`]). Sources know sockets and buffers, never protocols: the XDP-fed
+//! ones ([`xsk`], [`perf`]) find each frame's UDP payload with the shared classifier and lend it,
+//! with the exporter's address, to the worker; [`rx_queues`] places their workers on CPUs.
 
+pub mod perf;
+pub mod rx_queues;
 pub mod udp;
+pub mod xsk;
 
 /// Wall-clock time, ns since the Unix epoch (0 if the clock is before 1970).
 pub fn now_ns() -> u64 {
