@@ -15,7 +15,7 @@ struct Cli {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Collect: attach the XDP program and run until SIGINT/SIGTERM.
+    /// Collect from UDP sockets into ring files until SIGINT/SIGTERM; with --xdp IFACE, attach the XDP program instead and report its counters.
     Run(cli::run::RunArgs),
     /// Decode the flow exports in a pcap/pcapng capture: records on stdout, errors and a summary on stderr.
     Replay(cli::replay::ReplayArgs),
