@@ -11,7 +11,7 @@
 use std::{
     io,
     net::{Ipv4Addr, Ipv6Addr, SocketAddr},
-    os::fd::{AsRawFd as _, RawFd},
+    os::fd::AsRawFd as _,
     time::Duration,
 };
 
@@ -25,7 +25,7 @@ use collector_common::{
     steer::{FrameError, SourceAddr, udp_datagram},
 };
 
-use super::now_ns;
+use super::{now_ns, wait_readable};
 use crate::decode::DatagramMeta;
 use crate::pipeline::{Source, SourceLosses};
 
@@ -222,27 +222,6 @@ fn parse_sample(
     };
     let payload = frame.get(datagram.payload).ok_or(SampleError::Short)?;
     Ok((exporter, payload))
-}
-
-/// poll(2) for readability; false on timeout or EINTR.
-fn wait_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
-    let mut pollfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let millis = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-    // SAFETY: one valid pollfd.
-    let ready = unsafe { libc::poll(&mut pollfd, 1, millis) };
-    if ready < 0 {
-        let err = io::Error::last_os_error();
-        return if err.kind() == io::ErrorKind::Interrupted {
-            Ok(false)
-        } else {
-            Err(err)
-        };
-    }
-    Ok(ready > 0)
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use collector_common::steer::{FrameError, SourceAddr, udp_datagram};
 use memmap2::MmapMut;
 use xdpilone::{DeviceQueue, IfInfo, RingRx, Socket, SocketConfig, Umem, UmemConfig, User};
 
-use super::now_ns;
+use super::{now_ns, wait_readable};
 use crate::decode::DatagramMeta;
 use crate::pipeline::{Source, SourceLosses};
 
@@ -366,27 +366,6 @@ fn exporter(source: SourceAddr, port: u16) -> SocketAddr {
         SourceAddr::V4(addr) => SocketAddr::from((Ipv4Addr::from(addr), port)),
         SourceAddr::V6(addr) => SocketAddr::from((Ipv6Addr::from(addr), port)),
     }
-}
-
-/// poll(2) for readability; false on timeout or EINTR.
-fn wait_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
-    let mut pollfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let millis = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-    // SAFETY: one valid pollfd.
-    let ready = unsafe { libc::poll(&mut pollfd, 1, millis) };
-    if ready < 0 {
-        let err = io::Error::last_os_error();
-        return if err.kind() == io::ErrorKind::Interrupted {
-            Ok(false)
-        } else {
-            Err(err)
-        };
-    }
-    Ok(ready > 0)
 }
 
 /// Whether the bound socket `fd` runs in zero-copy mode (getsockopt XDP_OPTIONS).
