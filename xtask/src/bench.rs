@@ -2,7 +2,7 @@
 //! of a group, and for decode the callgrind measurement of instructions per record, written to
 //! `target/bench/decode.json` (for ring: instructions per record written over a memcpy,
 //! `target/bench/ring.json`); for e2e-udp and peers the end-to-end sweeps of [`e2e`] (collector
-//! with one and with all workers; nfcapd, sfcapd, nfacctd, sfacctd on the same load), written with
+//! with one and with all workers; nfcapd and sfcapd on the same load), written with
 //! the decode/ring figures to `target/bench/report.json`, `report.md` and plots ([`report`],
 //! [`plot`]). `--smoke` is a seconds-long run of the e2e harness (tiny rate, one bisection step, no
 //! peers) into `target/bench/smoke/` that checks the report it writes.
@@ -34,7 +34,7 @@ pub enum Group {
     Ring,
     /// End to end over UDP on loopback: the collector with one and with all workers.
     E2eUdp,
-    /// The peers (nfcapd, sfcapd, nfacctd, sfacctd) next to the one-worker collector.
+    /// The peers (nfcapd, sfcapd; pmacct reported as not measured) next to the collector (e2e-udp).
     Peers,
     /// Everything.
     All,
@@ -103,7 +103,19 @@ pub fn bench(group: Group, options: Options) -> anyhow::Result<()> {
             group_name(group),
             if options.quick { " --quick" } else { "" }
         );
-        let report = e2e_report(group, &bins, &config, &e2e::PROFILES, &out_dir, command)?;
+        let machine = report::Machine::probe();
+        let systems = systems(group, machine.cpus);
+        let micro = matches!(group, Group::All);
+        let report = e2e_report(
+            machine,
+            &systems,
+            micro,
+            &bins,
+            &config,
+            &e2e::PROFILES,
+            &out_dir,
+            command,
+        )?;
         write_report(&report, &out_dir)?;
     }
     Ok(())
@@ -122,32 +134,29 @@ fn group_name(group: Group) -> &'static str {
 /// Systems a group compares, in report order.
 fn systems(group: Group, cpus: usize) -> Vec<System> {
     let mut systems = vec![System::Collector { workers: 1 }];
-    if matches!(group, Group::E2eUdp | Group::All) && cpus > 1 {
+    if cpus > 1 {
         systems.push(System::Collector { workers: cpus });
     }
     if matches!(group, Group::Peers | Group::All) {
-        systems.extend([
-            System::Nfcapd,
-            System::Sfcapd,
-            System::Nfacctd,
-            System::Sfacctd,
-        ]);
+        systems.extend([System::Nfcapd, System::Sfcapd]);
     }
     systems
 }
 
 /// Run the sweeps of `group` on `profiles`, peers installed when missing, into one report.
+#[allow(clippy::too_many_arguments)]
 fn e2e_report(
-    group: Group,
+    machine: report::Machine,
+    systems: &[System],
+    micro: bool,
     bins: &Binaries,
     config: &SweepConfig,
     profiles: &[&str],
     out_dir: &Path,
     command: String,
 ) -> anyhow::Result<Report> {
-    let machine = report::Machine::probe();
     let mut skipped = Vec::new();
-    let mut candidates = systems(group, machine.cpus);
+    let mut candidates = systems.to_vec();
     if candidates.iter().any(|s| s.program().is_some()) {
         let missing = install_peers();
         candidates.retain(|s| match s.program() {
@@ -159,6 +168,12 @@ fn e2e_report(
                 false
             }
             _ => true,
+        });
+    }
+    if candidates.iter().any(|s| s.program().is_some()) {
+        skipped.push(Skipped {
+            system: "nfacctd, sfacctd (pmacct)".into(),
+            reason: PMACCT_NOT_MEASURED.into(),
         });
     }
     let scratch = out_dir.join("scratch");
@@ -186,7 +201,6 @@ fn e2e_report(
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())
     };
-    let micro = matches!(group, Group::All);
     Ok(Report {
         version: report::REPORT_VERSION,
         generated_unix: std::time::SystemTime::now()
@@ -198,6 +212,7 @@ fn e2e_report(
         loss_threshold: e2e::LOSS_THRESHOLD,
         trial_secs: config.trial_secs,
         bisection_steps: config.steps,
+        start_rate: config.start_rate,
         smoke: false,
         sweeps,
         skipped,
@@ -206,10 +221,15 @@ fn e2e_report(
     })
 }
 
+/// Why pmacct is not among the measured peers yet.
+const PMACCT_NOT_MEASURED: &str = "not measured yet: with a print plugin keyed on every field (so that \
+     records are not aggregated away) pmacct 1.7.7 allocated a 4 GB cache for 1M entries and wrote \
+     no file on SIGTERM or SIGINT in our trial, so its records could not be counted";
+
 /// Install Debian's nfdump, nfdump-sflow and pmacct when a peer program is missing; what went
 /// wrong, if anything, for the skip reasons.
 fn install_peers() -> String {
-    let programs = ["nfcapd", "sfcapd", "nfacctd", "sfacctd", "nfdump"];
+    let programs = ["nfcapd", "sfcapd", "nfdump"];
     if programs.iter().all(|p| e2e::has_program(p)) {
         return String::new();
     }
@@ -303,7 +323,9 @@ fn smoke(bins: &Binaries, dir: &Path) -> anyhow::Result<Report> {
         sender_core: None,
     };
     let mut report = e2e_report(
-        Group::E2eUdp,
+        report::Machine::probe(),
+        &[System::Collector { workers: 1 }],
+        false,
         bins,
         &config,
         &["ovs-netflow"],
@@ -311,8 +333,6 @@ fn smoke(bins: &Binaries, dir: &Path) -> anyhow::Result<Report> {
         "cargo xtask bench --smoke".into(),
     )?;
     report.smoke = true;
-    // One worker is enough to exercise the harness.
-    report.sweeps.retain(|s| s.system == "collector-w1");
     write_report(&report, dir)?;
     let text = std::fs::read_to_string(dir.join("report.json"))?;
     let back: Report = serde_json::from_str(&text).context("report.json does not parse back")?;
@@ -554,9 +574,9 @@ mod tests {
         assert_eq!(names(Group::E2eUdp, 1), ["collector-w1"]);
         assert_eq!(
             names(Group::Peers, 2),
-            ["collector-w1", "nfcapd", "sfcapd", "nfacctd", "sfacctd"]
+            ["collector-w1", "collector-w2", "nfcapd", "sfcapd"]
         );
-        assert_eq!(names(Group::All, 2).len(), 6);
+        assert_eq!(names(Group::All, 1), ["collector-w1", "nfcapd", "sfcapd"]);
     }
 
     /// `cargo xtask bench --smoke` as a test: `cargo xtask test` passes the debug binaries in

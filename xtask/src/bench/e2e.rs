@@ -1,5 +1,5 @@
 //! End-to-end load trials: a receiving system (the collector over UDP with W workers, or a peer
-//! collector: nfcapd, sfcapd, nfacctd, sfacctd) started fresh on a loopback port, `flowgen` driving
+//! collector: nfcapd, sfcapd) started fresh on a loopback port, `flowgen` driving
 //! one protocol profile at it at an offered rate with the sender pinned to another core, and the
 //! records the system kept counted from its own output (the collector's Prometheus metrics, the
 //! peers' files). A sweep bisects the offered rate for the largest rate with less than
@@ -32,10 +32,6 @@ pub enum System {
     Nfcapd,
     /// nfdump's sFlow capture daemon.
     Sfcapd,
-    /// pmacct's NetFlow/IPFIX daemon with a print plugin.
-    Nfacctd,
-    /// pmacct's sFlow daemon with a print plugin.
-    Sfacctd,
 }
 
 impl System {
@@ -44,8 +40,6 @@ impl System {
             System::Collector { workers } => format!("collector-w{workers}"),
             System::Nfcapd => "nfcapd".into(),
             System::Sfcapd => "sfcapd".into(),
-            System::Nfacctd => "nfacctd".into(),
-            System::Sfacctd => "sfacctd".into(),
         }
     }
 
@@ -54,8 +48,8 @@ impl System {
         let sflow = profile.contains("sflow");
         match self {
             System::Collector { .. } => true,
-            System::Nfcapd | System::Nfacctd => !sflow,
-            System::Sfcapd | System::Sfacctd => sflow,
+            System::Nfcapd => !sflow,
+            System::Sfcapd => sflow,
         }
     }
 
@@ -65,8 +59,6 @@ impl System {
             System::Collector { .. } => None,
             System::Nfcapd => Some("nfcapd"),
             System::Sfcapd => Some("sfcapd"),
-            System::Nfacctd => Some("nfacctd"),
-            System::Sfacctd => Some("sfacctd"),
         }
     }
 }
@@ -144,32 +136,27 @@ pub fn sweep(
     let first = trial(bins, system, profile, config.start_rate, config, scratch)?;
     print_trial(system, profile, &first);
     let sender_limited = config.start_rate.is_none() && first.loss < LOSS_THRESHOLD;
-    let (mut lo, mut hi) = if first.loss < LOSS_THRESHOLD {
-        (first.sent_rate, first.sent_rate)
+    // `lo`: the best lossless rate so far; `hi`: the lowest lossy one. Without a lossy rate yet,
+    // probe at twice `lo`; without a lossless one, halfway down.
+    let mut lo = if first.loss < LOSS_THRESHOLD {
+        first.sent_rate
     } else {
-        (0.0, first.sent_rate)
+        0.0
     };
-    let mut best = (first.loss < LOSS_THRESHOLD).then_some(first.sent_rate);
+    let mut hi = (first.loss >= LOSS_THRESHOLD).then_some(first.sent_rate);
     trials.push(first);
     for _ in 0..config.steps {
         if sender_limited {
             break;
         }
-        // Below a lossless first trial, probe above it is impossible (the sender is the cap):
-        // probe the middle of what is left, or half the rate when nothing was lossless yet.
-        let mid = if best.is_some() && lo >= hi {
-            break;
-        } else {
-            (lo + hi) / 2.0
-        };
-        let rate = (mid.round() as u64).max(1);
+        let probe = hi.map_or(lo * 2.0, |h| (lo + h) / 2.0);
+        let rate = (probe.round() as u64).max(1);
         let t = trial(bins, system, profile, Some(rate), config, scratch)?;
         print_trial(system, profile, &t);
         if t.loss < LOSS_THRESHOLD {
-            lo = mid;
-            best = Some(best.map_or(t.sent_rate, |b: f64| b.max(t.sent_rate)));
+            lo = lo.max(t.sent_rate);
         } else {
-            hi = mid;
+            hi = Some(hi.map_or(t.sent_rate, |h: f64| h.min(t.sent_rate)));
         }
         trials.push(t);
     }
@@ -182,7 +169,7 @@ pub fn sweep(
     };
     let kept: u64 = trials.iter().map(|t| t.records_kept).sum();
     let cpu: f64 = trials.iter().map(|t| t.cpu_seconds).sum();
-    let max_dps = best.unwrap_or(0.0);
+    let max_dps = lo;
     Ok(Sweep {
         system: system.name(),
         profile: profile.into(),
@@ -353,13 +340,6 @@ impl Receiver {
                     .arg(&data);
                 c
             }
-            System::Nfacctd | System::Sfacctd => {
-                let conf = dir.join("pmacct.conf");
-                std::fs::write(&conf, pmacct_config(system, port, dir))?;
-                let mut c = Command::new(system.program().unwrap_or_default());
-                c.arg("-f").arg(&conf);
-                c
-            }
         };
         let child = command
             .stdout(log.try_clone()?)
@@ -492,12 +472,6 @@ impl Receiver {
                     .and_then(|n| n.trim().parse().ok())
                     .unwrap_or(0))
             }
-            System::Nfacctd | System::Sfacctd => {
-                let text = std::fs::read_to_string(self.dir.join("print.csv")).unwrap_or_default();
-                // The CSV header line, then one line per aggregate. The aggregation key holds
-                // every field flowgen varies per record, so distinct records stay distinct.
-                Ok(text.lines().skip(1).filter(|l| !l.is_empty()).count() as u64)
-            }
             System::Collector { .. } => Ok(0),
         }
     }
@@ -507,32 +481,6 @@ impl Drop for Receiver {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// pmacct daemon configuration: one UDP port on loopback, a print plugin writing every
-/// aggregate to `print.csv` in `dir` when it stops, aggregated on enough fields that distinct
-/// flow records stay distinct.
-fn pmacct_config(system: System, port: u16, dir: &Path) -> String {
-    let prefix = if system == System::Sfacctd {
-        "sfacctd"
-    } else {
-        "nfacctd"
-    };
-    format!(
-        "daemonize: false\n\
-         {prefix}_ip: 127.0.0.1\n\
-         {prefix}_port: {port}\n\
-         {prefix}_pipe_size: 33554432\n\
-         plugins: print\n\
-         aggregate: peer_src_ip, src_host, dst_host, src_port, dst_port, proto, tos, in_iface, out_iface, src_mac, dst_mac, vlan, tcpflags, timestamp_start, timestamp_end\n\
-         print_output: csv\n\
-         print_output_file: {}\n\
-         print_refresh_time: 3600\n\
-         print_cache_entries: 1000003\n\
-         plugin_buffer_size: 102400\n\
-         plugin_pipe_size: 104857600\n",
-        dir.join("print.csv").display()
-    )
 }
 
 /// GET /metrics from the collector on 127.0.0.1:`port`.
@@ -632,7 +580,7 @@ mod tests {
     fn peers_take_only_their_protocols() {
         assert!(System::Nfcapd.accepts("ovs-ipfix"));
         assert!(!System::Nfcapd.accepts("ovs-sflow"));
-        assert!(System::Sfacctd.accepts("ovs-sflow"));
+        assert!(System::Sfcapd.accepts("ovs-sflow"));
         assert!(System::Collector { workers: 2 }.accepts("ovs-sflow"));
         assert_eq!(System::Collector { workers: 2 }.name(), "collector-w2");
     }

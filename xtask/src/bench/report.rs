@@ -22,6 +22,8 @@ pub struct Report {
     pub loss_threshold: f64,
     pub trial_secs: f64,
     pub bisection_steps: u32,
+    /// Offered data datagrams/s of each sweep's first trial (`None`: unpaced).
+    pub start_rate: Option<u64>,
     pub smoke: bool,
     pub sweeps: Vec<Sweep>,
     pub skipped: Vec<Skipped>,
@@ -152,10 +154,14 @@ pub fn markdown(report: &Report) -> String {
     );
     let _ = writeln!(
         md,
-        "- max lossless rate: largest achieved data-datagram rate with < {}% records missing; {} s trials, {} bisection steps after an unpaced trial\n",
+        "- max lossless rate: largest achieved data-datagram rate with < {}% records missing; {} s trials, {} bisection steps after a first trial at {}\n",
         LOSS_THRESHOLD * 100.0,
         report.trial_secs,
-        report.bisection_steps
+        report.bisection_steps,
+        report.start_rate.map_or_else(
+            || "flowgen's top speed (unpaced)".to_string(),
+            |r| format!("{r} datagrams/s")
+        )
     );
     let mut profiles: Vec<&str> = report.sweeps.iter().map(|s| s.profile.as_str()).collect();
     profiles.dedup();
