@@ -115,7 +115,8 @@ fn bars(report: &Report, value: impl Fn(&Sweep) -> Option<f64>) -> Vec<(String, 
         .iter()
         .filter_map(|s| {
             let profile = s.profile.strip_prefix("ovs-").unwrap_or(&s.profile);
-            Some((format!("{profile}\n{}", s.system), value(s)?))
+            let system = s.system.strip_prefix("collector-").unwrap_or(&s.system);
+            Some((format!("{profile} {system}"), value(s)?))
         })
         .collect()
 }
@@ -229,11 +230,17 @@ fn draw_bars<DB: DrawingBackend>(
         .y_desc(y_desc)
         .x_labels(bars.len().max(1))
         .x_label_formatter(&label)
-        .label_style(("sans-serif", 12))
+        .y_label_formatter(&|v| human(*v))
+        .label_style(("sans-serif", 11))
         .draw()
         .map_err(|e| anyhow!("{e}"))?;
     for (i, (name, value)) in bars.iter().enumerate() {
-        let system = name.split('\n').nth(1).unwrap_or(name);
+        let system = name.split(' ').nth(1).unwrap_or(name);
+        let system = if system.starts_with('w') {
+            format!("collector-{system}")
+        } else {
+            system.to_string()
+        };
         let i = i as i32;
         chart
             .draw_series(std::iter::once(Rectangle::new(
@@ -241,9 +248,20 @@ fn draw_bars<DB: DrawingBackend>(
                     (SegmentValue::Exact(i), 0.0),
                     (SegmentValue::Exact(i + 1), *value),
                 ],
-                system_color(system).filled(),
+                system_color(&system).filled(),
             )))
             .map_err(|e| anyhow!("{e}"))?;
     }
     Ok(())
+}
+
+/// 2.5M, 310k, 0.80: short axis labels.
+fn human(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.1}M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.0}k", v / 1e3)
+    } else {
+        format!("{v:.2}")
+    }
 }
