@@ -136,14 +136,14 @@ pub fn sweep(
     let first = trial(bins, system, profile, config.start_rate, config, scratch)?;
     print_trial(system, profile, &first);
     let sender_limited = config.start_rate.is_none() && first.loss < LOSS_THRESHOLD;
-    // `lo`: the best lossless rate so far; `hi`: the lowest lossy one. Without a lossy rate yet,
-    // probe at twice `lo`; without a lossless one, halfway down.
-    let mut lo = if first.loss < LOSS_THRESHOLD {
-        first.sent_rate
-    } else {
-        0.0
-    };
-    let mut hi = (first.loss >= LOSS_THRESHOLD).then_some(first.sent_rate);
+    // `lo`/`hi`: the highest lossless and lowest lossy rates offered (the achieved rate of an
+    // unpaced trial); without a lossy rate yet the next probe is twice `lo`, without a lossless
+    // one halfway down. `best`: the highest achieved rate of a lossless trial.
+    let lossless = first.loss < LOSS_THRESHOLD;
+    let first_rate = config.start_rate.map_or(first.sent_rate, |r| r as f64);
+    let mut lo = if lossless { first_rate } else { 0.0 };
+    let mut hi = (!lossless).then_some(first_rate);
+    let mut best = if lossless { first.sent_rate } else { 0.0 };
     trials.push(first);
     for _ in 0..config.steps {
         if sender_limited {
@@ -154,9 +154,10 @@ pub fn sweep(
         let t = trial(bins, system, profile, Some(rate), config, scratch)?;
         print_trial(system, profile, &t);
         if t.loss < LOSS_THRESHOLD {
-            lo = lo.max(t.sent_rate);
+            lo = lo.max(probe);
+            best = best.max(t.sent_rate);
         } else {
-            hi = Some(hi.map_or(t.sent_rate, |h: f64| h.min(t.sent_rate)));
+            hi = Some(hi.map_or(probe, |h: f64| h.min(probe)));
         }
         trials.push(t);
     }
@@ -169,7 +170,7 @@ pub fn sweep(
     };
     let kept: u64 = trials.iter().map(|t| t.records_kept).sum();
     let cpu: f64 = trials.iter().map(|t| t.cpu_seconds).sum();
-    let max_dps = lo;
+    let max_dps = best;
     Ok(Sweep {
         system: system.name(),
         profile: profile.into(),
