@@ -49,9 +49,10 @@ enum Task {
         /// Targets to run (default: every file in fuzz/fuzz_targets/).
         targets: Vec<String>,
     },
-    /// Run the benches of a group and the callgrind instruction counts.
+    /// Run the benches of a group (criterion + callgrind, or the e2e sweeps next to peers).
     Bench {
-        /// Which benches: those whose file name starts with the group, or all.
+        /// decode / ring: the bench files whose name starts with it; e2e-udp, peers: the
+        /// end-to-end sweeps with report and plots in target/bench/; all: everything.
         #[arg(value_enum, default_value = "all")]
         group: bench::Group,
         /// Shorter e2e trials and fewer bisection steps.
@@ -164,6 +165,17 @@ mod tests {
             Task::Run { args } => assert_eq!(args, ["run", "--xdp", "eth0", "--help"]),
             other => panic!("parsed as {other:?}"),
         }
+        let cli = Cli::try_parse_from(["xtask", "bench", "e2e-udp", "--quick"]).unwrap();
+        assert!(matches!(
+            cli.task,
+            Task::Bench {
+                group: bench::Group::E2eUdp,
+                quick: true,
+                smoke: false
+            }
+        ));
+        let cli = Cli::try_parse_from(["xtask", "bench", "--smoke"]).unwrap();
+        assert!(matches!(cli.task, Task::Bench { smoke: true, .. }));
         let cli = Cli::try_parse_from(["xtask", "fuzz", "5", "ipfix"]).unwrap();
         assert!(
             matches!(cli.task, Task::Fuzz { seconds: 5, ref targets } if targets == &["ipfix"])
