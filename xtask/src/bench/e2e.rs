@@ -98,7 +98,8 @@ pub struct Trial {
     pub datagrams_received: Option<u64>,
     /// Kernel socket-buffer drops the system reported (collector only).
     pub socket_drops: Option<u64>,
-    /// `(sent_records - records_kept) / sent_records`, at least 0.
+    /// `(sent_records - records_kept) / sent_records`, at least 0; for the collector the larger
+    /// of that and its datagram loss.
     pub loss: f64,
     /// User + system CPU seconds of the receiver over the trial (start-up included).
     pub cpu_seconds: f64,
@@ -414,11 +415,11 @@ impl Receiver {
                 }
             };
         let sent_records = manifest.totals.records;
-        let loss = if sent_records == 0 {
-            0.0
-        } else {
-            sent_records.saturating_sub(records_kept) as f64 / sent_records as f64
-        };
+        // The collector's sFlow record counter includes counter records, which the manifest
+        // does not count as records: its datagram count, exact for every protocol, is
+        // checked too, and the larger of the two losses counts.
+        let loss = shortfall(sent_records, records_kept)
+            .max(datagrams_received.map_or(0.0, |r| shortfall(manifest.totals.datagrams, r)));
         Ok(Trial {
             offered_rate,
             sent_rate: if manifest.elapsed_secs > 0.0 {
@@ -481,6 +482,15 @@ impl Receiver {
 impl Drop for Receiver {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// `(sent - kept) / sent`, 0 when nothing was sent or more was kept.
+pub fn shortfall(sent: u64, kept: u64) -> f64 {
+    if sent == 0 {
+        0.0
+    } else {
+        sent.saturating_sub(kept) as f64 / sent as f64
     }
 }
 
@@ -575,6 +585,9 @@ mod tests {
         assert_eq!(metric_sum(text, "collector_records_decoded_total"), 42);
         assert_eq!(metric_sum(text, "collector_socket_drops_total"), 7);
         assert_eq!(metric_sum(text, "collector_missing_total"), 0);
+        assert_eq!(shortfall(1000, 999), 0.001);
+        assert_eq!(shortfall(1000, 1022), 0.0);
+        assert_eq!(shortfall(0, 5), 0.0);
     }
 
     #[test]
