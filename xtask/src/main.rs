@@ -5,7 +5,8 @@
 //! - `run [-- ARGS]`: setup if needed, release build, then exec `collector ARGS`.
 //! - `test`: setup if needed, then `cargo test` of the default members (unit + integration).
 //! - `fuzz [SECONDS] [TARGET...]`: run the cargo-fuzz targets for a while each ([`fuzz`]).
-//! - `bench [decode|ring|all]`: criterion benches and callgrind instruction counts ([`bench`]).
+//! - `bench [decode|ring|e2e-udp|peers|all] [--quick] [--smoke]`: criterion benches, callgrind
+//!   instruction counts, end-to-end sweeps next to peers, report and plots ([`bench`]).
 
 mod bench;
 mod fuzz;
@@ -48,11 +49,18 @@ enum Task {
         /// Targets to run (default: every file in fuzz/fuzz_targets/).
         targets: Vec<String>,
     },
-    /// Run the benches of a group and the callgrind instruction counts.
+    /// Run the benches of a group (criterion + callgrind, or the e2e sweeps next to peers).
     Bench {
-        /// Which benches: those whose file name starts with the group, or all.
+        /// decode / ring: the bench files whose name starts with it; e2e-udp, peers: the
+        /// end-to-end sweeps with report and plots in target/bench/; all: everything.
         #[arg(value_enum, default_value = "all")]
         group: bench::Group,
+        /// Shorter e2e trials and fewer bisection steps.
+        #[arg(long)]
+        quick: bool,
+        /// A seconds-long run of the e2e harness that checks its report (no speed asserted).
+        #[arg(long)]
+        smoke: bool,
     },
 }
 
@@ -63,7 +71,11 @@ fn main() -> ExitCode {
         Task::Run { args } => run(&args),
         Task::Test => test(),
         Task::Fuzz { seconds, targets } => fuzz::fuzz(seconds, &targets),
-        Task::Bench { group } => bench::bench(group),
+        Task::Bench {
+            group,
+            quick,
+            smoke,
+        } => bench::bench(group, bench::Options { quick, smoke }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -99,8 +111,14 @@ fn test() -> anyhow::Result<()> {
     setup::ensure()?;
     // The integration tests run the real binary; build it in the profile `cargo test` uses.
     run_status(cargo().args(["build", "-p", "collector-user", "--bin", "collector"]))?;
+    run_status(cargo().args(["build", "-p", "flowgen"]))?;
     let binary = target_dir().join("debug/collector");
-    run_status(cargo().arg("test").env("COLLECTOR_BIN", &binary))
+    run_status(
+        cargo()
+            .arg("test")
+            .env("COLLECTOR_BIN", &binary)
+            .env("FLOWGEN_BIN", target_dir().join("debug/flowgen")),
+    )
 }
 
 /// A `cargo` command (the one running xtask, if known), in the workspace root.
@@ -147,6 +165,17 @@ mod tests {
             Task::Run { args } => assert_eq!(args, ["run", "--xdp", "eth0", "--help"]),
             other => panic!("parsed as {other:?}"),
         }
+        let cli = Cli::try_parse_from(["xtask", "bench", "e2e-udp", "--quick"]).unwrap();
+        assert!(matches!(
+            cli.task,
+            Task::Bench {
+                group: bench::Group::E2eUdp,
+                quick: true,
+                smoke: false
+            }
+        ));
+        let cli = Cli::try_parse_from(["xtask", "bench", "--smoke"]).unwrap();
+        assert!(matches!(cli.task, Task::Bench { smoke: true, .. }));
         let cli = Cli::try_parse_from(["xtask", "fuzz", "5", "ipfix"]).unwrap();
         assert!(
             matches!(cli.task, Task::Fuzz { seconds: 5, ref targets } if targets == &["ipfix"])
