@@ -233,7 +233,7 @@ impl Template {
         }
         for step in self.steps.iter() {
             // A fixed skip only moves the position; the next read (or the final check) bounds it.
-            if step.action == Action::Skip && step.len != 0 {
+            if matches!(step.action, Action::Skip) && step.len != 0 {
                 pos += usize::from(step.len);
                 continue;
             }
