@@ -6,7 +6,8 @@
 use collector::decode::ie::{EncodeContext, PEN_OVS, VARLEN};
 use collector::decode::ipfix::{MessageWriter, TemplateSpec, ovs};
 use collector::decode::netflow_v5::{self, HeaderRepr, RecordRepr};
-use collector::decode::netflow_v9::PacketWriter;
+use collector::decode::netflow_v9::{PacketWriter, five_tuple_template};
+use collector::decode::sflow::emit::ovs_sample_datagrams;
 use collector::decode::template::Field;
 use collector::decode::time::ExportClock;
 use collector::record::{FlowRecord, ipv4_bytes};
@@ -55,24 +56,8 @@ fn main() -> std::io::Result<()> {
         v5.push(buf);
     }
 
-    // Same template as fuzz/src/lib.rs primes the v9 target with.
-    let v9_template = TemplateSpec {
-        id: 256,
-        scope_fields: 0,
-        fields: [
-            (8, 4),
-            (12, 4),
-            (1, 4),
-            (2, 4),
-            (22, 4),
-            (21, 4),
-            (7, 2),
-            (11, 2),
-            (4, 1),
-        ]
-        .map(|(id, len)| Field::iana(id, len))
-        .to_vec(),
-    };
+    // The template fuzz/src/lib.rs primes the v9 target with.
+    let v9_template = five_tuple_template();
     let sampler = TemplateSpec {
         id: 300,
         scope_fields: 1,
@@ -118,10 +103,8 @@ fn main() -> std::io::Result<()> {
         .withdrawal(2, 500);
     ipfix.push(w.finish());
 
-    // sFlow v5 header: version 5, IPv4 agent 192.0.2.1, sub-agent 0, sequence 1, uptime, 0 samples.
-    let sflow = vec![vec![
-        0, 0, 0, 5, 0, 0, 0, 1, 192, 0, 2, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0x27, 0x10, 0, 0, 0, 0,
-    ]];
+    // OVS-like sFlow datagrams: flow and counter samples, an IPv6 agent, expanded samples.
+    let sflow = ovs_sample_datagrams();
 
     for (target, seeds) in [
         ("netflow_v5", v5),

@@ -5,8 +5,7 @@
 //! Seeds: `cargo run -p collector-user --example fuzz_seeds -- fuzz/corpus` (from the repository root).
 
 use collector::decode::ipfix::{MessageWriter, TemplateSpec, ovs};
-use collector::decode::netflow_v9::PacketWriter;
-use collector::decode::template::Field;
+use collector::decode::netflow_v9::{PacketWriter, five_tuple_template};
 use collector::decode::{Collected, DatagramMeta, Decoder};
 
 /// The exporter every fuzz input comes from (the one the templates were learned from).
@@ -17,34 +16,13 @@ pub fn meta() -> DatagramMeta {
     }
 }
 
-/// A NetFlow v9 template (id 256) also used by the seed generator.
-pub fn v9_template() -> TemplateSpec {
-    TemplateSpec {
-        id: 256,
-        scope_fields: 0,
-        fields: [
-            (8, 4),
-            (12, 4),
-            (1, 4),
-            (2, 4),
-            (22, 4),
-            (21, 4),
-            (7, 2),
-            (11, 2),
-            (4, 1),
-        ]
-        .map(|(id, len)| Field::iana(id, len))
-        .to_vec(),
-    }
-}
-
-/// A decoder that knows the templates of `version` (9: [`v9_template`]; 10: the OVS family).
+/// A decoder that knows the templates of `version` (9: [`five_tuple_template`]; 10: the OVS family).
 pub fn primed(version: u16) -> Decoder {
     let mut dec = Decoder::new();
     let prime = match version {
         9 => {
             let mut w = PacketWriter::new(3_600_000, 1_700_000_000, 0, 0);
-            w.templates(&[v9_template()]);
+            w.templates(&[five_tuple_template()]);
             w.finish()
         }
         10 => {

@@ -41,6 +41,12 @@ pub enum Action {
     OutIf,
     NextHopV4,
     NextHopV6,
+    /// The template carries both address families for the source (destination, next hop): store
+    /// the 4- or 16-byte value only when it is non-zero, so the other family's all-zero field
+    /// cannot erase it.
+    SrcEither,
+    DstEither,
+    NextHopEither,
     SrcAs,
     DstAs,
     FlowLabel,
@@ -90,11 +96,16 @@ pub enum Slot {
     DstPort,
     Src,
     Dst,
+    /// IPv6 addresses claim their own slots: a template may carry both families (see
+    /// [`Action::SrcEither`]).
+    Src6,
+    Dst6,
     SrcMask,
     DstMask,
     InIf,
     OutIf,
     NextHop,
+    NextHop6,
     SrcAs,
     DstAs,
     FlowLabel,
@@ -220,15 +231,15 @@ pub const fn lookup(pen: u32, id: u16) -> Option<ElementSpec> {
         7 => spec(A::SrcPort, S::SrcPort, 0, Uint(2)),
         11 => spec(A::DstPort, S::DstPort, 0, Uint(2)),
         8 => spec(A::SrcV4, S::Src, 0, Exact(4)),
-        27 => spec(A::SrcV6, S::Src, 0, Exact(16)),
+        27 => spec(A::SrcV6, S::Src6, 0, Exact(16)),
         12 => spec(A::DstV4, S::Dst, 0, Exact(4)),
-        28 => spec(A::DstV6, S::Dst, 0, Exact(16)),
+        28 => spec(A::DstV6, S::Dst6, 0, Exact(16)),
         9 | 29 => spec(A::SrcMask, S::SrcMask, 0, Uint(1)),
         13 | 30 => spec(A::DstMask, S::DstMask, 0, Uint(1)),
         10 => spec(A::InIf, S::InIf, 0, Uint(4)),
         14 => spec(A::OutIf, S::OutIf, 0, Uint(4)),
         15 => spec(A::NextHopV4, S::NextHop, 0, Exact(4)),
-        62 => spec(A::NextHopV6, S::NextHop, 0, Exact(16)),
+        62 => spec(A::NextHopV6, S::NextHop6, 0, Exact(16)),
         16 => spec(A::SrcAs, S::SrcAs, 0, Uint(4)),
         17 => spec(A::DstAs, S::DstAs, 0, Uint(4)),
         31 => spec(A::FlowLabel, S::FlowLabel, 0, Uint(4)),
@@ -332,6 +343,20 @@ fn v4(bytes: &[u8]) -> [u8; 16] {
     }
 }
 
+/// Store a 4-byte (IPv4) or 16-byte address unless it is all zero.
+#[inline(always)]
+fn set_if_nonzero(dst: &mut [u8; 16], bytes: &[u8]) {
+    if let Ok(&v4) = <&[u8; 4]>::try_from(bytes) {
+        if u32::from_ne_bytes(v4) != 0 {
+            *dst = crate::record::ipv4_bytes(v4);
+        }
+    } else if let Ok(v6) = <&[u8; 16]>::try_from(bytes)
+        && u128::from_ne_bytes(*v6) != 0
+    {
+        *dst = *v6;
+    }
+}
+
 #[inline(always)]
 fn copy_into<const N: usize>(dst: &mut [u8; N], bytes: &[u8]) {
     if let Ok(src) = <&[u8; N]>::try_from(bytes) {
@@ -363,6 +388,9 @@ pub fn apply(action: Action, bytes: &[u8], rec: &mut FlowRecord, extras: &mut Ex
         Action::OutIf => rec.out_if = uint() as u32,
         Action::NextHopV4 => rec.next_hop = v4(bytes),
         Action::NextHopV6 => copy_into(&mut rec.next_hop, bytes),
+        Action::SrcEither => set_if_nonzero(&mut rec.src_addr, bytes),
+        Action::DstEither => set_if_nonzero(&mut rec.dst_addr, bytes),
+        Action::NextHopEither => set_if_nonzero(&mut rec.next_hop, bytes),
         Action::SrcAs => rec.src_as = uint() as u32,
         Action::DstAs => rec.dst_as = uint() as u32,
         Action::FlowLabel => rec.ipv6_flow_label = uint() as u32 & 0x000f_ffff,

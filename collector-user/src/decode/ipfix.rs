@@ -31,12 +31,14 @@ pub const VERSION: u16 = 10;
 pub const TEMPLATE_SET: u16 = 2;
 pub const OPTIONS_TEMPLATE_SET: u16 = 3;
 
+#[inline(always)]
 pub(crate) fn be16(b: &[u8], at: std::ops::Range<usize>) -> u16 {
     b.get(at)
         .and_then(|s| <[u8; 2]>::try_from(s).ok())
         .map_or(0, u16::from_be_bytes)
 }
 
+#[inline(always)]
 pub(crate) fn be32(b: &[u8], at: std::ops::Range<usize>) -> u32 {
     b.get(at)
         .and_then(|s| <[u8; 4]>::try_from(s).ok())

@@ -122,6 +122,25 @@ impl RecordSink for Collected {
     }
 }
 
+/// Counts the records (flow and counter) passed on to the sink it wraps.
+struct Tally<'a, S> {
+    sink: &'a mut S,
+    records: u64,
+}
+
+impl<S: RecordSink> RecordSink for Tally<'_, S> {
+    #[inline(always)]
+    fn flow(&mut self, record: &FlowRecord) {
+        self.records += 1;
+        self.sink.flow(record);
+    }
+    #[inline(always)]
+    fn counters(&mut self, record: &CounterRecord) {
+        self.records += 1;
+        self.sink.counters(record);
+    }
+}
+
 /// Decode counters of one worker.
 #[derive(Clone, Debug, Default)]
 pub struct DecodeStats {
@@ -242,15 +261,21 @@ impl Decoder {
 
     /// Decode one datagram, handing every record to `sink`.
     ///
-    /// Records decoded before a malformed part are kept; the error names the first problem that
-    /// stopped decoding and has already been counted in [`Decoder::stats`].
+    /// Records decoded before a malformed part are kept and counted in `stats.records`; the error
+    /// names the first problem that stopped decoding and has already been counted in
+    /// [`Decoder::stats`].
     pub fn decode(
         &mut self,
         meta: &DatagramMeta,
         datagram: &[u8],
         sink: &mut impl RecordSink,
     ) -> Result<(), ErrorReason> {
-        let result = self.decode_uncounted(meta, datagram, sink);
+        let mut tally = Tally { sink, records: 0 };
+        let result = self.decode_uncounted(meta, datagram, &mut tally);
+        // Every record handed to the sink is counted, also when the datagram failed partway.
+        if let Ok(protocol) = Protocol::detect(datagram) {
+            self.stats.records[protocol.index()] += tally.records;
+        }
         if let Err(reason) = result {
             self.stats.count_error(reason);
         }
@@ -268,8 +293,7 @@ impl Decoder {
         match protocol {
             Protocol::NetflowV5 => self.decode_v5(meta, datagram, sink),
             Protocol::SflowV5 => {
-                let records = self.sflow.decode(meta, datagram, sink)?;
-                self.stats.records[protocol.index()] += records as u64;
+                self.sflow.decode(meta, datagram, sink)?;
                 Ok(())
             }
             Protocol::NetflowV9 | Protocol::Ipfix => {
@@ -287,7 +311,6 @@ impl Decoder {
                 self.stats.template_cache_bytes = self.templated.templates.bytes() as u64;
                 self.stats.early_data_bytes = self.templated.early.bytes() as u64;
                 let outcome: Outcome = outcome?;
-                self.stats.records[protocol.index()] += u64::from(outcome.flows);
                 self.observe_sequence(
                     meta.exporter.ip(),
                     protocol,
@@ -336,7 +359,6 @@ impl Decoder {
             },
             sink,
         )?;
-        self.stats.records[Protocol::NetflowV5.index()] += u64::from(outcome.records);
         self.observe_sequence(
             exporter,
             Protocol::NetflowV5,
@@ -385,6 +407,19 @@ impl Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_before_a_failure_are_counted() {
+        // An sFlow flow datagram cut inside its last sample: the samples before it are decoded.
+        let mut datagram = sflow::emit::ovs_sample_datagrams().swap_remove(0);
+        datagram.truncate(datagram.len() - 3);
+        let mut dec = Decoder::new();
+        let (sink, result) = test_support::run(&mut dec, "192.0.2.1:6343", &datagram);
+        assert!(result.is_err());
+        let produced = (sink.flows.len() + sink.counters.len()) as u64;
+        assert!(produced > 0, "some samples precede the cut");
+        assert_eq!(dec.stats.records[Protocol::SflowV5.index()], produced);
+    }
 
     #[test]
     fn detect_by_version_field() {

@@ -173,6 +173,7 @@ pub struct RecordRepr {
     pub dst_mask: u8,
 }
 
+#[inline(always)]
 fn quad(r: &[u8; field::RECORD_LEN], at: std::ops::Range<usize>) -> [u8; 4] {
     r.get(at)
         .and_then(|s| <[u8; 4]>::try_from(s).ok())
@@ -180,6 +181,7 @@ fn quad(r: &[u8; field::RECORD_LEN], at: std::ops::Range<usize>) -> [u8; 4] {
 }
 
 impl RecordRepr {
+    #[inline(always)]
     pub fn parse(r: &[u8; field::RECORD_LEN]) -> RecordRepr {
         RecordRepr {
             src_addr: quad(r, field::SRC_ADDR),

@@ -3,7 +3,9 @@
 //!
 //! Differences from IPFIX that matter here: the header's `count` is the number of *records*
 //! (template + options template + data records), not bytes — the decoder walks flowsets by their
-//! lengths and does not trust it; field lengths are fixed (no variable length, no enterprise bit);
+//! lengths and does not trust it; field lengths are fixed in RFC 3954 (no enterprise bit), but
+//! exporters bend it and peers accept that: a field of length 0 contributes nothing (logstash,
+//! tshark), and length 65535 marks an IPFIX-style variable-length field (H3C NetStream);
 //! options templates give scope and option lengths in bytes, and scope field types (1 system,
 //! 2 interface, 3 line card, 4 cache, 5 template) are not information elements (they are decoded
 //! as skips); times are sysUpTime-relative (FIRST_SWITCHED 22 / LAST_SWITCHED 21 against the
@@ -11,7 +13,7 @@
 //! NetFlow v9 has no template withdrawal: a template record with field count 0 is `BadTemplate`.
 
 use super::flowset::{Env, Message, Outcome, TemplatedState};
-use super::ie::{self, EncodeContext, VARLEN};
+use super::ie::{self, EncodeContext};
 use super::ipfix::{TemplateSpec, be16, be32};
 use super::template::{Field, MAX_FIELDS, TemplateKind};
 use super::time::ExportClock;
@@ -190,11 +192,6 @@ fn learn_parsed<S: RecordSink>(
     env: &mut Env<'_, S>,
     out: &mut Outcome,
 ) {
-    // v9 has no variable-length fields: 65535 is a (too) large fixed length.
-    if state.fields.iter().any(|f| f.len == VARLEN) {
-        env.note(&mut out.error, ErrorReason::TemplateTooLarge);
-        return;
-    }
     if id < 256 {
         env.note(&mut out.error, ErrorReason::BadTemplate);
         return;
@@ -391,6 +388,28 @@ impl PacketWriter {
     }
 }
 
+/// A NetFlow v9 data template (id 256) of the classic fields: IPv4 source and destination, IN_BYTES
+/// and IN_PKTS in 4 bytes, FIRST/LAST_SWITCHED, ports and protocol. Fuzz priming and seeds.
+pub fn five_tuple_template() -> TemplateSpec {
+    TemplateSpec {
+        id: 256,
+        scope_fields: 0,
+        fields: [
+            (8, 4),
+            (12, 4),
+            (1, 4),
+            (2, 4),
+            (22, 4),
+            (21, 4),
+            (7, 2),
+            (11, 2),
+            (4, 1),
+        ]
+        .map(|(id, len)| Field::iana(id, len))
+        .to_vec(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -528,6 +547,123 @@ mod tests {
         );
     }
 
+    /// One v9 packet: a template flowset with `template` (id 256) and a data flowset of `data`.
+    fn packet(template: &[u8], data: &[u8]) -> Vec<u8> {
+        let mut w = PacketWriter::new(100_000, 1_700_000_000, 1, 0);
+        w.raw_flowset(TEMPLATE_FLOWSET, template, 1)
+            .raw_flowset(256, data, 1);
+        w.finish()
+    }
+
+    #[test]
+    fn both_address_families_zero_does_not_erase_set() {
+        // Template 256: IPV4_SRC_ADDR 4, IPV6_SRC_ADDR 16, IPV4_DST_ADDR 4, IPV6_DST_ADDR 16,
+        // IPV6_NEXT_HOP 16, IPV4_NEXT_HOP 4 (Cisco / nProbe style: both families in one template).
+        #[rustfmt::skip]
+        let template = [
+            0x01, 0x00, 0x00, 0x06,
+            0x00, 0x08, 0x00, 0x04, 0x00, 0x1b, 0x00, 0x10, 0x00, 0x0c, 0x00, 0x04,
+            0x00, 0x1c, 0x00, 0x10, 0x00, 0x3e, 0x00, 0x10, 0x00, 0x0f, 0x00, 0x04,
+        ];
+        let v6 = |last: u8| {
+            let mut a = [0u8; 16];
+            a[..2].copy_from_slice(&[0x20, 0x01]);
+            a[15] = last;
+            a
+        };
+        // Record 1: an IPv4 flow (IPv6 fields all zero, IPv4 next hop after a zero IPv6 one).
+        // Record 2: an IPv6 flow (IPv4 fields 0.0.0.0, IPv4 next hop 0.0.0.0 after a real one).
+        let mut data = Vec::new();
+        data.extend([10, 0, 0, 1]);
+        data.extend([0; 16]);
+        data.extend([10, 0, 0, 2]);
+        data.extend([0; 16]);
+        data.extend([0; 16]);
+        data.extend([10, 0, 0, 254]);
+        data.extend([0; 4]);
+        data.extend(v6(1));
+        data.extend([0; 4]);
+        data.extend(v6(2));
+        data.extend(v6(254));
+        data.extend([0; 4]);
+        let mut dec = Decoder::new();
+        let (sink, result) = run(&mut dec, EXPORTER, &packet(&template, &data));
+        assert_eq!(result, Ok(()));
+        assert_eq!(sink.flows.len(), 2);
+        let (a, b) = (sink.flows[0], sink.flows[1]);
+        assert_eq!(
+            (a.src_addr, a.dst_addr, a.next_hop),
+            (
+                ipv4_bytes([10, 0, 0, 1]),
+                ipv4_bytes([10, 0, 0, 2]),
+                ipv4_bytes([10, 0, 0, 254])
+            )
+        );
+        assert_eq!(
+            (b.src_addr, b.dst_addr, b.next_hop),
+            (v6(1), v6(2), v6(254))
+        );
+    }
+
+    #[test]
+    fn zero_length_fields_contribute_nothing() {
+        // Template 256: IPV4_SRC_ADDR 4, IN_BYTES 0, PROTOCOL 1, L4_SRC_PORT 0.
+        #[rustfmt::skip]
+        let template = [
+            0x01, 0x00, 0x00, 0x04,
+            0x00, 0x08, 0x00, 0x04, 0x00, 0x01, 0x00, 0x00, 0x00, 0x04, 0x00, 0x01,
+            0x00, 0x07, 0x00, 0x00,
+        ];
+        let data = [10, 0, 0, 1, 6, 10, 0, 0, 2, 17, 0, 0];
+        let mut dec = Decoder::new();
+        let (sink, result) = run(&mut dec, EXPORTER, &packet(&template, &data));
+        assert_eq!(result, Ok(()));
+        let got: Vec<_> = sink
+            .flows
+            .iter()
+            .map(|r| (r.src_addr, r.proto, r.bytes, r.src_port))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (ipv4_bytes([10, 0, 0, 1]), 6, 0, 0),
+                (ipv4_bytes([10, 0, 0, 2]), 17, 0, 0)
+            ]
+        );
+        assert_eq!(errors(&dec, ErrorReason::BadTemplate), 0);
+    }
+
+    #[test]
+    fn length_65535_is_variable_length_as_in_ipfix() {
+        // H3C NetStream: template 256: IPV4_SRC_ADDR 4, interface name (82) 65535, PROTOCOL 1.
+        #[rustfmt::skip]
+        let template = [
+            0x01, 0x00, 0x00, 0x03,
+            0x00, 0x08, 0x00, 0x04, 0x00, 0x52, 0xff, 0xff, 0x00, 0x04, 0x00, 0x01,
+        ];
+        // Record 1: a 3-byte name ("ge0"); record 2: a 1-byte length of 0; record 3: the 3-byte
+        // length form (255, then 0x0002).
+        #[rustfmt::skip]
+        let data = [
+            10, 0, 0, 1, 3, b'g', b'e', b'0', 6,
+            10, 0, 0, 2, 0, 17,
+            10, 0, 0, 3, 255, 0x00, 0x02, b'x', b'y', 1,
+        ];
+        let mut dec = Decoder::new();
+        let (sink, result) = run(&mut dec, EXPORTER, &packet(&template, &data));
+        assert_eq!(result, Ok(()));
+        let got: Vec<_> = sink
+            .flows
+            .iter()
+            .map(|r| (r.src_addr[15], r.proto))
+            .collect();
+        assert_eq!(got, [(1, 6), (2, 17), (3, 1)]);
+        // A variable length running past the record is named.
+        let bad = [10, 0, 0, 1, 9, b'g', 6];
+        let (_, result) = run(&mut dec, EXPORTER, &packet(&template, &bad));
+        assert_eq!(result, Err(ErrorReason::BadVariableLength));
+    }
+
     #[test]
     fn malformed_packets() {
         let mut dec = Decoder::new();
@@ -558,13 +694,14 @@ mod tests {
             1,
         );
         case(&w.finish(), ErrorReason::BadTemplate);
+        // A template of zero-length fields only: its records could not be delimited.
         let mut w = PacketWriter::new(0, 0, 0, 0);
         w.raw_flowset(
             TEMPLATE_FLOWSET,
-            &[0x01, 0x00, 0x00, 0x01, 0x00, 0x08, 0xff, 0xff],
+            &[0x01, 0x00, 0x00, 0x01, 0x00, 0x08, 0x00, 0x00],
             1,
         );
-        case(&w.finish(), ErrorReason::TemplateTooLarge);
+        case(&w.finish(), ErrorReason::BadTemplate);
         let mut w = PacketWriter::new(0, 0, 0, 0);
         w.raw_flowset(
             OPTIONS_TEMPLATE_FLOWSET,
@@ -582,6 +719,6 @@ mod tests {
         let mut w = PacketWriter::new(0, 0, 0, 0);
         w.raw_flowset(777, &[0; 8], 1);
         case(&w.finish(), ErrorReason::TemplateMissing);
-        assert_eq!(errors(&dec, ErrorReason::BadTemplate), 5);
+        assert_eq!(errors(&dec, ErrorReason::BadTemplate), 6);
     }
 }

@@ -102,9 +102,6 @@ impl Template {
         let mut best: [Option<(u8, usize)>; Slot::COUNT] = [None; Slot::COUNT];
         let mut min_len = 0usize;
         for (i, f) in fields.iter().enumerate() {
-            if f.len == 0 {
-                return Err(ErrorReason::BadTemplate);
-            }
             min_len += if f.len == ie::VARLEN {
                 1
             } else {
@@ -120,6 +117,18 @@ impl Template {
         if min_len > MAX_RECORD_LEN {
             return Err(ErrorReason::TemplateTooLarge);
         }
+        // Only zero-length fields: records of no bytes cannot be delimited.
+        if min_len == 0 {
+            return Err(ErrorReason::BadTemplate);
+        }
+        // Both address families for one record field: each stores only non-zero values.
+        let both = |v4: Slot, v6: Slot| best[v4 as usize].is_some() && best[v6 as usize].is_some();
+        let either = [
+            (Slot::Src, Slot::Src6, Action::SrcEither),
+            (Slot::Dst, Slot::Dst6, Action::DstEither),
+            (Slot::NextHop, Slot::NextHop6, Action::NextHopEither),
+        ]
+        .map(|(v4, v6, action)| (v4, v6, action, both(v4, v6)));
         let mut steps = Vec::with_capacity(fields.len());
         let (mut start, mut end) = (TimeKind::Absent, TimeKind::Absent);
         let mut pending_skip = 0usize;
@@ -144,10 +153,11 @@ impl Template {
                         _ => {}
                     }
                     let len = if f.len == ie::VARLEN { 0 } else { f.len as u8 };
-                    steps.push(Step {
-                        action: spec.action,
-                        len,
-                    });
+                    let action = either
+                        .iter()
+                        .find(|(v4, v6, _, both)| *both && (spec.slot == *v4 || spec.slot == *v6))
+                        .map_or(spec.action, |e| e.2);
+                    steps.push(Step { action, len });
                 }
                 None if f.len == ie::VARLEN => {
                     flush(&mut steps, &mut pending_skip);
@@ -223,7 +233,7 @@ impl Template {
         }
         for step in self.steps.iter() {
             // A fixed skip only moves the position; the next read (or the final check) bounds it.
-            if step.action == Action::Skip && step.len != 0 {
+            if matches!(step.action, Action::Skip) && step.len != 0 {
                 pos += usize::from(step.len);
                 continue;
             }

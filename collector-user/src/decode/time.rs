@@ -85,6 +85,7 @@ impl ExportClock {
 /// The difference is taken as a signed 32-bit value, so uptime wrap-around (every ~49.7 days) is
 /// an ordinary step, and a flow stamped slightly after the header (exporter clock skew) lands after
 /// the export time instead of 49 days before it.
+#[inline(always)]
 pub fn uptime_to_ns(export_ns: u64, uptime_ms: u32, t_ms: u32) -> u64 {
     let before_ms = i64::from(uptime_ms.wrapping_sub(t_ms) as i32);
     let ns = export_ns as i128 - i128::from(before_ms) * 1_000_000;
