@@ -2,12 +2,11 @@
 
 mod ring_common;
 
-use bytemuck::Zeroable as _;
-use collector::record::{FlowRecord, RingRecord};
+use collector::record::FlowRecord;
 use collector::ring::{
     HEADER_SIZE, RingConfig, RingError, RingReader, RingSize, RingWriter, Start, field,
 };
-use ring_common::{Scratch, check, record};
+use ring_common::{Scratch, drain, record};
 use std::os::unix::fs::FileExt as _;
 
 fn writer(dir: &Scratch, records: u64) -> RingWriter<FlowRecord> {
@@ -29,43 +28,27 @@ fn write(w: &mut RingWriter<FlowRecord>, count: u64) {
     w.commit();
 }
 
-/// Read everything available; check each record and return their sequence numbers.
-fn drain(r: &mut RingReader<FlowRecord>) -> Vec<u64> {
-    let mut buf = vec![FlowRecord::zeroed(); 7];
-    let mut seqs = Vec::new();
-    loop {
-        let n = r.read(&mut buf);
-        if n == 0 {
-            return seqs;
-        }
-        for rec in &buf[..n] {
-            assert!(check(rec, rec.ring_seq()), "record {} torn", rec.ring_seq());
-            seqs.push(rec.ring_seq());
-        }
-    }
-}
-
 #[test]
 fn slow_reader_counts_exactly_what_it_lost() {
     let dir = Scratch::new("lap-exact");
     let mut w = writer(&dir, 64);
     let mut r = RingReader::<FlowRecord>::open(w.path(), Start::Oldest).unwrap();
     write(&mut w, 10);
-    assert_eq!(drain(&mut r), (0..10).collect::<Vec<_>>());
+    assert_eq!(drain(&mut r, 7), (0..10).collect::<Vec<_>>());
     // 1000 more: the ring keeps the last 64, the reader at 10 lost 1010 - 64 - 10 = 936.
     write(&mut w, 1000);
-    assert_eq!(drain(&mut r), (946..1010).collect::<Vec<_>>());
+    assert_eq!(drain(&mut r, 7), (946..1010).collect::<Vec<_>>());
     assert_eq!(r.stats().lost, 936);
     assert_eq!(r.stats().read, 74);
     // Reading on in step loses nothing more.
     write(&mut w, 50);
-    assert_eq!(drain(&mut r), (1010..1060).collect::<Vec<_>>());
+    assert_eq!(drain(&mut r, 7), (1010..1060).collect::<Vec<_>>());
     write(&mut w, 64);
-    assert_eq!(drain(&mut r).len(), 64);
+    assert_eq!(drain(&mut r, 7).len(), 64);
     assert_eq!(r.stats().lost, 936);
     // A cursor from before the oldest record counts the difference on the first read.
     let mut c = RingReader::<FlowRecord>::open(w.path(), Start::Cursor(5)).unwrap();
-    assert_eq!(drain(&mut c), (1060..1124).collect::<Vec<_>>());
+    assert_eq!(drain(&mut c, 7), (1060..1124).collect::<Vec<_>>());
     assert_eq!(c.stats().lost, 1055);
 }
 
@@ -82,11 +65,11 @@ fn claimed_slots_are_never_returned_even_before_commit() {
         w.push(&record(seq));
     }
     assert_eq!(r.committed(), 64);
-    assert_eq!(drain(&mut r), (16..64).collect::<Vec<_>>());
+    assert_eq!(drain(&mut r, 7), (16..64).collect::<Vec<_>>());
     assert_eq!(r.stats().lost, 16);
     assert_eq!(r.stats().corrupt, 0);
     w.commit();
-    assert_eq!(drain(&mut r), (64..74).collect::<Vec<_>>());
+    assert_eq!(drain(&mut r, 7), (64..74).collect::<Vec<_>>());
     assert_eq!(r.stats().lost, 16);
 }
 
@@ -98,11 +81,11 @@ fn start_positions() {
     let mut now = RingReader::<FlowRecord>::open(w.path(), Start::Now).unwrap();
     let mut oldest = RingReader::<FlowRecord>::open(w.path(), Start::Oldest).unwrap();
     let mut at = RingReader::<FlowRecord>::open(w.path(), Start::Cursor(90)).unwrap();
-    assert!(drain(&mut now).is_empty());
+    assert!(drain(&mut now, 7).is_empty());
     write(&mut w, 3);
-    assert_eq!(drain(&mut now), vec![100, 101, 102]);
-    assert_eq!(drain(&mut oldest), (39..103).collect::<Vec<_>>());
-    assert_eq!(drain(&mut at), (90..103).collect::<Vec<_>>());
+    assert_eq!(drain(&mut now, 7), vec![100, 101, 102]);
+    assert_eq!(drain(&mut oldest, 7), (39..103).collect::<Vec<_>>());
+    assert_eq!(drain(&mut at, 7), (90..103).collect::<Vec<_>>());
     // Opened at 36, the oldest then; the three new records pushed 36..39 out before it read.
     assert_eq!(oldest.stats().lost, 3);
     assert_eq!((now.stats().lost, at.stats().lost), (0, 0));
@@ -128,7 +111,7 @@ fn snapshot_stops_at_the_commit_cursor_seen() {
     let mut r = RingReader::<FlowRecord>::open(w.path(), Start::Oldest).unwrap();
     r.stop_at_current_end();
     write(&mut w, 5);
-    assert_eq!(drain(&mut r), (0..20).collect::<Vec<_>>());
+    assert_eq!(drain(&mut r, 7), (0..20).collect::<Vec<_>>());
     assert!(r.at_end());
 }
 
@@ -146,7 +129,7 @@ fn damaged_slot_is_skipped_and_counted() {
     f.write_all_at(&12345u64.to_ne_bytes(), data + 5 * 256)
         .unwrap();
     let mut r = RingReader::<FlowRecord>::open(w.path(), Start::Oldest).unwrap();
-    let seqs = drain(&mut r);
+    let seqs = drain(&mut r, 7);
     assert_eq!(seqs.len(), 63);
     assert!(!seqs.contains(&5));
     assert_eq!(r.stats().corrupt, 1);
@@ -156,6 +139,6 @@ fn damaged_slot_is_skipped_and_counted() {
     f.write_all_at(&(1u64 << 40).to_ne_bytes(), field::CLAIM as u64)
         .unwrap();
     let mut r = RingReader::<FlowRecord>::open(w.path(), Start::Oldest).unwrap();
-    assert!(drain(&mut r).is_empty());
+    assert!(drain(&mut r, 7).is_empty());
     assert_eq!(r.stats().corrupt, 64);
 }

@@ -9,7 +9,7 @@ use collector::ring::{
     DirChange, DirReader, RingChange, RingConfig, RingError, RingOpen, RingReader, RingSize,
     RingWriter, Start, WorkerRings, field,
 };
-use ring_common::{Scratch, check, record};
+use ring_common::{Scratch, drain, record};
 use std::os::unix::fs::FileExt as _;
 use std::path::Path;
 use std::time::Duration;
@@ -30,21 +30,6 @@ fn write<R: RingRecord>(w: &mut RingWriter<R>, count: u64) {
     w.commit();
 }
 
-fn drain<R: RingRecord>(r: &mut RingReader<R>) -> Vec<u64> {
-    let mut buf = vec![R::zeroed(); 16];
-    let mut seqs = Vec::new();
-    loop {
-        let n = r.read(&mut buf);
-        if n == 0 {
-            return seqs;
-        }
-        for rec in &buf[..n] {
-            assert!(check(rec, rec.ring_seq()), "record {} torn", rec.ring_seq());
-            seqs.push(rec.ring_seq());
-        }
-    }
-}
-
 #[test]
 fn resumed_writer_continues_the_sequence_and_readers_notice() {
     let dir = Scratch::new("restart-resume");
@@ -53,7 +38,7 @@ fn resumed_writer_continues_the_sequence_and_readers_notice() {
     let generation = a.info().generation;
     write(&mut a, 30);
     let mut r = RingReader::<FlowRecord>::open(a.path(), Start::Oldest).unwrap();
-    assert_eq!(drain(&mut r), (0..30).collect::<Vec<_>>());
+    assert_eq!(drain(&mut r, 16), (0..30).collect::<Vec<_>>());
     assert_eq!(r.check_writer().unwrap(), None);
     // Pushed but not committed when the writer stops: dropping commits them.
     for seq in 30..35 {
@@ -82,7 +67,7 @@ fn resumed_writer_continues_the_sequence_and_readers_notice() {
         })
     );
     assert_eq!(r.check_writer().unwrap(), None);
-    assert_eq!(drain(&mut r), (30..45).collect::<Vec<_>>());
+    assert_eq!(drain(&mut r, 16), (30..45).collect::<Vec<_>>());
     assert_eq!(r.stats().lost, 0);
     assert_eq!(r.stats().writer_restarts, 1);
 }
@@ -111,7 +96,7 @@ fn replaced_ring_is_read_to_its_end_then_the_new_generation() {
     write(&mut b, 50);
     // Not switched before the old generation is read to its end.
     assert_eq!(r.check_writer().unwrap(), None);
-    assert_eq!(drain(&mut r), (56..100).collect::<Vec<_>>());
+    assert_eq!(drain(&mut r, 16), (56..100).collect::<Vec<_>>());
     assert_eq!(
         r.check_writer().unwrap(),
         Some(RingChange::NewGeneration {
@@ -120,7 +105,7 @@ fn replaced_ring_is_read_to_its_end_then_the_new_generation() {
         })
     );
     assert_eq!(r.info().capacity, 128);
-    assert_eq!(drain(&mut r), (0..50).collect::<Vec<_>>());
+    assert_eq!(drain(&mut r, 16), (0..50).collect::<Vec<_>>());
     let stats = r.stats();
     assert_eq!((stats.read, stats.lost, stats.new_generations), (114, 0, 1));
     // No temporary file is left behind.
@@ -148,16 +133,16 @@ fn crash_mid_batch_never_exposes_the_torn_slots() {
         f.write_all_at(&[0xee; 100], data + slot * 256 + 8).unwrap();
     }
     let mut r = RingReader::<FlowRecord>::open(&path, Start::Oldest).unwrap();
-    assert_eq!(drain(&mut r), (52..100).collect::<Vec<_>>());
+    assert_eq!(drain(&mut r, 16), (52..100).collect::<Vec<_>>());
     // The next writer resumes at 100 and keeps the claim until it has rewritten those slots.
     let mut b = RingWriter::<FlowRecord>::open(&path, &config(64, 0)).unwrap();
     write(&mut b, 3);
     let mut r = RingReader::<FlowRecord>::open(&path, Start::Oldest).unwrap();
-    assert_eq!(drain(&mut r), (52..103).collect::<Vec<_>>());
+    assert_eq!(drain(&mut r, 16), (52..103).collect::<Vec<_>>());
     assert_eq!(r.stats().corrupt, 0);
     write(&mut b, 20);
     let mut r = RingReader::<FlowRecord>::open(&path, Start::Oldest).unwrap();
-    assert_eq!(drain(&mut r), (59..123).collect::<Vec<_>>());
+    assert_eq!(drain(&mut r, 16), (59..123).collect::<Vec<_>>());
     assert_eq!(r.stats().corrupt, 0);
 }
 
@@ -267,5 +252,5 @@ fn msync_option_writes_through() {
     write(&mut w, 10);
     w.sync().unwrap();
     let mut r = RingReader::<FlowRecord>::open(w.path(), Start::Oldest).unwrap();
-    assert_eq!(drain(&mut r).len(), 10);
+    assert_eq!(drain(&mut r, 16).len(), 10);
 }

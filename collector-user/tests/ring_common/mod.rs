@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test crate uses a subset
 
 use collector::record::RingRecord;
+use collector::ring::RingReader;
 use std::path::{Path, PathBuf};
 
 /// Word `k` of record `seq` (words 1.. of the record; word 0 is `ring_seq`).
@@ -70,4 +71,21 @@ pub fn record_count(default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// Read everything available in batches of `batch` records; check each record and return their
+/// sequence numbers in read order.
+pub fn drain<R: RingRecord>(r: &mut RingReader<R>, batch: usize) -> Vec<u64> {
+    let mut buf = vec![R::zeroed(); batch];
+    let mut seqs = Vec::new();
+    loop {
+        let n = r.read(&mut buf);
+        if n == 0 {
+            return seqs;
+        }
+        for rec in &buf[..n] {
+            assert!(check(rec, rec.ring_seq()), "record {} torn", rec.ring_seq());
+            seqs.push(rec.ring_seq());
+        }
+    }
 }
