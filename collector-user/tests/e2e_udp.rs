@@ -8,6 +8,8 @@
 //! restart, not loss; flags win over the config file; SIGTERM drains and flushes everything.
 
 use collector::cli::read::{Format, Kind, ReadArgs, ReadFrom, ReadOutput, read_rings};
+mod loopback;
+
 use collector::decode::ipfix::{self, TemplateSpec};
 use collector::decode::netflow_v5::{self, HeaderRepr, RecordRepr};
 use collector::decode::netflow_v9::PacketWriter;
@@ -15,8 +17,8 @@ use collector::decode::sflow::emit::OvsExporter;
 use collector::decode::template::Field;
 use collector::decode::{Collected, DatagramMeta, Decoder, RecordSink};
 use collector::record::{CounterRecord, FlowRecord, RingRecord, ipv4_bytes};
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use loopback::{free_tcp_addr, free_udp_port, get_metrics};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::AtomicBool;
@@ -111,27 +113,9 @@ impl Drop for Collector {
     }
 }
 
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn free_tcp_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
+/// The metrics page, when the collector answers it with 200.
 fn scrape(addr: SocketAddr) -> Option<String> {
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    write!(s, "GET /metrics HTTP/1.1\r\n\r\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    text.starts_with("HTTP/1.1 200").then_some(text)
+    get_metrics(addr).filter(|text| text.starts_with("HTTP/1.1 200"))
 }
 
 fn value(text: &str, series: &str) -> Option<u64> {

@@ -2,38 +2,17 @@
 //! in-memory sinks. Checks that every datagram sent is accounted for (per worker, per exporter,
 //! per error reason), that `/metrics` agrees, and that stopping drains what the sockets hold.
 
+mod loopback;
+
 use collector::config::{FlagConfig, Settings};
 use collector::decode::Collected;
 use collector::pipeline::udp::run_with_sinks;
+use loopback::{free_tcp_addr, free_udp_port, get_metrics as scrape};
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn free_tcp_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-fn scrape(addr: SocketAddr) -> Option<String> {
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    write!(s, "GET /metrics HTTP/1.1\r\n\r\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    Some(text)
-}
 
 fn value(text: &str, series: &str) -> Option<u64> {
     text.lines()
