@@ -985,3 +985,256 @@ fn mac_text(mac: [u8; 6]) -> String {
         .collect::<Vec<_>>()
         .join(":")
 }
+
+/// The fields of an sFlow flow sample compared with tshark (which decodes the sampled header).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct SflowSample {
+    sequence: u64,
+    sampling_rate: u64,
+    in_if: u64,
+    frame_length: u64,
+    src_mac: String,
+    dst_mac: String,
+    etype: u64,
+    src: String,
+    dst: String,
+    proto: u64,
+    ttl: u64,
+    src_port: u64,
+    dst_port: u64,
+    tcp_flags: u64,
+}
+
+/// A flow sample as tshark shows it: the sample's fields and its decoded raw header.
+fn tshark_sflow_sample(sample: &Value) -> SflowSample {
+    let header = &sample["Raw packet header"];
+    let tree = &header["sflow_245.header_tree"];
+    let (eth, ip4, ip6) = (&tree["eth"], &tree["ip"], &tree["ipv6"]);
+    let (tcp, udp) = (&tree["tcp"], &tree["udp"]);
+    let pick = |a: String, b: String| if a.is_empty() { b } else { a };
+    let proto = if tcp.is_object() {
+        6
+    } else if udp.is_object() {
+        17
+    } else if tree["icmpv6"].is_object() {
+        58
+    } else if tree["icmp"].is_object() {
+        1
+    } else {
+        tnum(ip4, "ip.proto")
+    };
+    SflowSample {
+        sequence: tnum(sample, "sflow.flow_sample.sequence_number"),
+        sampling_rate: tnum(sample, "sflow.flow_sample.sampling_rate"),
+        in_if: tnum(sample, "sflow.flow_sample.input_interface"),
+        frame_length: tnum(header, "sflow_245.header.frame_length"),
+        src_mac: tstr(eth, "eth.src"),
+        dst_mac: tstr(eth, "eth.dst"),
+        etype: tnum(eth, "eth.type"),
+        src: pick(tstr(ip4, "ip.src"), tstr(ip6, "ipv6.src")),
+        dst: pick(tstr(ip4, "ip.dst"), tstr(ip6, "ipv6.dst")),
+        proto,
+        ttl: tnum(ip4, "ip.ttl").max(tnum(ip6, "ipv6.hlim")),
+        src_port: tnum(tcp, "tcp.srcport").max(tnum(udp, "udp.srcport")),
+        dst_port: tnum(tcp, "tcp.dstport").max(tnum(udp, "udp.dstport")),
+        tcp_flags: tnum(tcp, "tcp.flags"),
+    }
+}
+
+/// One of our sFlow flow records in the same shape.
+fn our_sflow_sample(r: &Value) -> SflowSample {
+    SflowSample {
+        sequence: u64_of(r, "sequence_num"),
+        sampling_rate: u64_of(r, "sampling_rate"),
+        in_if: u64_of(r, "in_if"),
+        frame_length: u64_of(r, "bytes"),
+        src_mac: str_of(r, "src_mac"),
+        dst_mac: str_of(r, "dst_mac"),
+        etype: etype_of(r),
+        src: str_of(r, "src_addr"),
+        dst: str_of(r, "dst_addr"),
+        proto: proto_of(r),
+        ttl: u64_of(r, "ip_ttl"),
+        src_port: u64_of(r, "src_port"),
+        dst_port: u64_of(r, "dst_port"),
+        tcp_flags: u64_of(r, "tcp_flags"),
+    }
+}
+
+/// A tshark `frame.time_epoch` ("1795288431.671279000") in nanoseconds.
+fn epoch_ns(text: &str) -> u64 {
+    let (secs, frac) = text.split_once('.').unwrap_or((text, "0"));
+    let frac = format!("{frac:0<9}");
+    secs.parse::<u64>().unwrap() * 1_000_000_000 + frac[..9].parse::<u64>().unwrap()
+}
+
+#[test]
+fn ovs_sflow() {
+    let test = "ovs_sflow";
+    if ovs_missing(test) {
+        return;
+    }
+    let (a, b) = (HOST_A.to_string(), HOST_B.to_string());
+    let udp_ab = |r: &&Value| {
+        is_flow(r)
+            && str_of(r, "src_addr") == a
+            && str_of(r, "dst_addr") == b
+            && proto_of(r) == 17
+            && u64_of(r, "src_port") == 40_000
+    };
+    // A counter record naming each bridge port (OVS's port name structure, 1005), and the
+    // ports' own generic interface counters showing the traffic.
+    let port_names = |records: &[Value]| -> Vec<String> {
+        records
+            .iter()
+            .filter(|r| !is_flow(r) && r["format"] == 1005)
+            .map(|r| r["counters"]["port_name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let run = run_ovs(
+        test,
+        |lab, to| lab.export_sflow(to).unwrap(),
+        |records| {
+            let names = port_names(records);
+            records.iter().filter(udp_ab).count() >= 5 && names.len() >= 2
+        },
+    );
+    let hosts = &run.lab.hosts;
+    for r in &run.records {
+        assert_eq!(r["type"], "SFLOW_5", "{r}");
+        assert_eq!(r["sampler_address"], "127.0.0.1", "{r}");
+    }
+    // Collector vs tshark, datagram by datagram (a capture timestamp is a datagram). tshark
+    // stops at OVS's counter structures it does not know (1004, 1005: "Malformed Packet"), so
+    // in such datagrams its flow samples are a subset of ours; elsewhere they are all of them.
+    let mut ours_by_frame: BTreeMap<u64, Vec<SflowSample>> = BTreeMap::new();
+    for r in run.records.iter().filter(|r| is_flow(r)) {
+        ours_by_frame
+            .entry(u64_of(r, "time_received_ns"))
+            .or_default()
+            .push(our_sflow_sample(r));
+    }
+    let mut our_counter_samples: Vec<(u64, u64, u64)> = run
+        .records
+        .iter()
+        .filter(|r| !is_flow(r))
+        .map(|r| {
+            (
+                u64_of(r, "sequence_num"),
+                u64_of(r, "source_type"),
+                u64_of(r, "source_index"),
+            )
+        })
+        .collect();
+    our_counter_samples.sort();
+    our_counter_samples.dedup();
+    let (mut compared, mut whole_frames, mut counter_samples) = (0, 0, 0);
+    for frame in &tshark_json(&run.pcap, Some((run.port, "sflow"))) {
+        let layers = &frame["_source"]["layers"];
+        let time = epoch_ns(&tstr(&layers["frame"], "frame.time_epoch"));
+        let malformed = layers.get("_ws.malformed").is_some();
+        let mut samples = Vec::new();
+        subtrees(&layers["sflow"], "Flow sample", &mut samples);
+        let theirs: Vec<SflowSample> = samples.iter().map(|s| tshark_sflow_sample(s)).collect();
+        let ours = ours_by_frame.remove(&time).unwrap_or_default();
+        compared += theirs.len();
+        if malformed {
+            let mut ours_left = counted(&ours);
+            for sample in &theirs {
+                let n = ours_left.get_mut(sample);
+                assert!(
+                    n.as_ref().is_some_and(|n| **n > 0),
+                    "tshark's {sample:?} is not among ours at {time}: {ours:#?}"
+                );
+                *n.unwrap() -= 1;
+            }
+        } else {
+            whole_frames += 1;
+            assert_same_records(&ours, &theirs, &format!("flow samples at {time}"));
+        }
+        let mut counters = Vec::new();
+        subtrees(&layers["sflow"], "Counters sample", &mut counters);
+        for c in counters {
+            let key = (
+                tnum(c, "sflow.counters_sample.sequence_number"),
+                tnum(c, "sflow.counters_sample.source_id_type"),
+                tnum(c, "sflow.counters_sample.source_id_index"),
+            );
+            assert!(
+                our_counter_samples.binary_search(&key).is_ok(),
+                "tshark's counter sample {key:?} is not among ours"
+            );
+            counter_samples += 1;
+        }
+    }
+    assert!(
+        ours_by_frame.is_empty(),
+        "records at times tshark has no datagram for: {ours_by_frame:?}"
+    );
+    println!(
+        "{test}: {compared} flow samples and {counter_samples} counter samples compared with \
+         tshark ({whole_frames} datagrams whole)"
+    );
+    assert!(compared > 0 && counter_samples > 0);
+    // The known traffic: every packet sampled (rate 1), the 5 UDP datagrams as they entered
+    // host A's port, their 128-byte headers decoded (92-byte frames, 96 with the FCS).
+    let udp: Vec<SflowSample> = run
+        .records
+        .iter()
+        .filter(udp_ab)
+        .map(our_sflow_sample)
+        .collect();
+    assert_eq!(udp.len(), 5, "{udp:#?}");
+    for s in &udp {
+        assert_eq!(
+            (
+                s.sampling_rate,
+                s.in_if,
+                s.frame_length,
+                s.src_mac.as_str(),
+                s.dst_mac.as_str(),
+                s.ttl,
+                s.dst_port
+            ),
+            (
+                1,
+                u64::from(hosts[0].ifindex),
+                96,
+                mac_text(ovs::MAC_A).as_str(),
+                mac_text(ovs::MAC_B).as_str(),
+                64,
+                9_999
+            ),
+            "{s:?}"
+        );
+    }
+    // TCP flags from the sampled headers: host A's SYN and host B's SYN-ACK.
+    let flags = |src: &str, dst_port: u64| -> Vec<u64> {
+        run.records
+            .iter()
+            .filter(|r| is_flow(r) && proto_of(r) == 6 && str_of(r, "src_addr") == src)
+            .filter(|r| u64_of(r, "dst_port") == dst_port)
+            .map(|r| u64_of(r, "tcp_flags"))
+            .collect()
+    };
+    assert!(flags(&a, 8_080).contains(&0x02), "{:?}", flags(&a, 8_080));
+    assert!(flags(&b, 40_001).contains(&0x12), "{:?}", flags(&b, 40_001));
+    // Counter samples: OVS's port names, and generic interface counters of host A's port that
+    // saw the traffic.
+    let names = port_names(&run.records);
+    for host in hosts {
+        assert!(names.contains(&host.port), "{names:?}");
+    }
+    let port_a_octets = run
+        .records
+        .iter()
+        .filter(|r| !is_flow(r) && r["format"] == 1)
+        .filter(|r| r["counters"]["if_index"] == hosts[0].ifindex)
+        .filter_map(|r| r["counters"]["in_octets"].as_u64())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        port_a_octets > 3_000,
+        "host A's port counters: {port_a_octets}"
+    );
+}
