@@ -703,6 +703,16 @@ fn tstr(tree: &Value, key: &str) -> String {
         .to_owned()
 }
 
+/// tshark's text of an address as the record's JSON shows it: an all-zero address (a DAD
+/// neighbour solicitation's `::` source) is "no address" in the flow record, printed as "".
+fn address(text: String) -> String {
+    if text == "::" || text == "0.0.0.0" {
+        String::new()
+    } else {
+        text
+    }
+}
+
 fn counted<T: Ord + Clone>(items: &[T]) -> BTreeMap<T, usize> {
     let mut m = BTreeMap::new();
     for i in items {
@@ -913,8 +923,8 @@ fn ovs_ipfix() {
                 src_mac: tstr(f, "cflow.srcmac"),
                 dst_mac: tstr(f, "cflow.dstmac"),
                 etype: tnum(f, "cflow.ethernet_type"),
-                src: addr("cflow.srcaddr", "cflow.srcaddrv6"),
-                dst: addr("cflow.dstaddr", "cflow.dstaddrv6"),
+                src: address(addr("cflow.srcaddr", "cflow.srcaddrv6")),
+                dst: address(addr("cflow.dstaddr", "cflow.dstaddrv6")),
                 src_port: tnum(f, "cflow.srcport"),
                 dst_port: tnum(f, "cflow.dstport"),
                 proto: tnum(f, "cflow.protocol"),
@@ -1031,8 +1041,8 @@ fn tshark_sflow_sample(sample: &Value) -> SflowSample {
         src_mac: tstr(eth, "eth.src"),
         dst_mac: tstr(eth, "eth.dst"),
         etype: tnum(eth, "eth.type"),
-        src: pick(tstr(ip4, "ip.src"), tstr(ip6, "ipv6.src")),
-        dst: pick(tstr(ip4, "ip.dst"), tstr(ip6, "ipv6.dst")),
+        src: address(pick(tstr(ip4, "ip.src"), tstr(ip6, "ipv6.src"))),
+        dst: address(pick(tstr(ip4, "ip.dst"), tstr(ip6, "ipv6.dst"))),
         proto,
         ttl: tnum(ip4, "ip.ttl").max(tnum(ip6, "ipv6.hlim")),
         src_port: tnum(tcp, "tcp.srcport").max(tnum(udp, "udp.srcport")),
