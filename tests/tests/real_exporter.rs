@@ -36,6 +36,7 @@ use collector_tests::privilege;
 use etherparse::PacketBuilder;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -52,10 +53,20 @@ fn tool_available(name: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Report `test` as skipped for a missing tool (straight to the file descriptor: libtest
+/// captures `println!` of passing tests). A missing tool is a skip even with
+/// `COLLECTOR_REQUIRE_PRIVILEGED=1`, which is about privileges.
+fn skipped(test: &str, reason: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {test}: {reason}");
+}
+
 fn tools_missing(test: &str) -> bool {
     for tool in ["softflowd", "tshark"] {
         if !tool_available(tool) {
-            println!("SKIPPED: {test}: {tool} is not installed (cargo xtask setup installs it)");
+            skipped(
+                test,
+                &format!("{tool} is not installed (cargo xtask setup installs it)"),
+            );
             return true;
         }
     }
@@ -451,11 +462,14 @@ struct OvsRun {
 /// Skip unless tshark, Open vSwitch and privileges are here.
 fn ovs_missing(test: &str) -> bool {
     if !tool_available("tshark") {
-        println!("SKIPPED: {test}: tshark is not installed (cargo xtask setup installs it)");
+        skipped(
+            test,
+            "tshark is not installed (cargo xtask setup installs it)",
+        );
         return true;
     }
     if let Some(reason) = ovs::missing_tools() {
-        println!("SKIPPED: {test}: {reason}");
+        skipped(test, &reason);
         return true;
     }
     !privilege::require(test)
