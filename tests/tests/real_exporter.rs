@@ -718,6 +718,40 @@ fn tnum(tree: &Value, key: &str) -> u64 {
     }
 }
 
+/// tshark's "2.936000000" (seconds, ms precision in NetFlow v5) in milliseconds.
+fn seconds_ms(text: &str) -> u64 {
+    (epoch_ns(text) + 500_000) / 1_000_000
+}
+
+/// tshark's absolute time text ("Nov 21, 2026 19:13:51.671000000 UTC") in ns since the epoch.
+fn utc_ns(text: &str) -> u64 {
+    let fields: Vec<&str> = text
+        .split([' ', ',', ':'])
+        .filter(|f| !f.is_empty())
+        .collect();
+    let [month, day, year, hour, minute, second, "UTC"] = fields[..] else {
+        panic!("tshark time {text:?}");
+    };
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| *m == month)
+    .unwrap_or_else(|| panic!("month in {text:?}")) as i64
+        + 1;
+    let (day, year): (i64, i64) = (day.parse().unwrap(), year.parse().unwrap());
+    // Days from 1970-01-01 to year-month-day (proleptic Gregorian calendar).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs =
+        days * 86_400 + hour.parse::<i64>().unwrap() * 3_600 + minute.parse::<i64>().unwrap() * 60;
+    secs as u64 * 1_000_000_000 + epoch_ns(second)
+}
+
 fn tstr(tree: &Value, key: &str) -> String {
     tree.get(key)
         .and_then(Value::as_str)
@@ -765,7 +799,8 @@ fn assert_same_records<T: Ord + Clone + std::fmt::Debug>(ours: &[T], theirs: &[T
 }
 
 /// (src, dst, src port, dst port, protocol, packets, octets, in_if, out_if)
-type V5Key = (String, String, u64, u64, u64, u64, u64, u64, u64);
+/// (src, dst, src port, dst port, protocol, packets, octets, in_if, out_if, start ns, end ns)
+type V5Key = (String, String, u64, u64, u64, u64, u64, u64, u64, u64, u64);
 
 #[test]
 fn ovs_netflow_v5() {
@@ -809,18 +844,26 @@ fn ovs_netflow_v5() {
                 u64_of(r, "bytes"),
                 u64_of(r, "in_if"),
                 u64_of(r, "out_if"),
+                u64_of(r, "time_flow_start_ns"),
+                u64_of(r, "time_flow_end_ns"),
             )
         })
         .collect();
-    let mut pdus = Vec::new();
-    let frames = tshark_json(&run.pcap, Some((run.port, "cflow")));
-    for frame in &frames {
-        subtrees(&frame["_source"]["layers"]["cflow"], "pdu ", &mut pdus);
-    }
-    let theirs: Vec<V5Key> = pdus
-        .iter()
-        .map(|p| {
-            (
+    let mut theirs: Vec<V5Key> = Vec::new();
+    for frame in &tshark_json(&run.pcap, Some((run.port, "cflow"))) {
+        let cflow = &frame["_source"]["layers"]["cflow"];
+        // Absolute flow times: export time minus (sysUptime - first/last switched).
+        let header = &cflow["cflow.timestamp_tree"];
+        let export_ns =
+            tnum(header, "cflow.unix_secs") * 1_000_000_000 + tnum(header, "cflow.unix_nsecs");
+        let uptime_ms = seconds_ms(&tstr(cflow, "cflow.sysuptime"));
+        let mut pdus = Vec::new();
+        subtrees(cflow, "pdu ", &mut pdus);
+        for p in pdus {
+            let times = &p["cflow.timedelta_tree"];
+            let at =
+                |key: &str| export_ns - (uptime_ms - seconds_ms(&tstr(times, key))) * 1_000_000;
+            theirs.push((
                 tstr(p, "cflow.srcaddr"),
                 tstr(p, "cflow.dstaddr"),
                 tnum(p, "cflow.srcport"),
@@ -830,9 +873,11 @@ fn ovs_netflow_v5() {
                 tnum(p, "cflow.octets"),
                 tnum(p, "cflow.inputint"),
                 tnum(p, "cflow.outputint"),
-            )
-        })
-        .collect();
+                at("cflow.timestart"),
+                at("cflow.timeend"),
+            ));
+        }
+    }
     assert!(!theirs.is_empty(), "tshark decoded no NetFlow record");
     assert_same_records(&ours, &theirs, "collector vs tshark");
     // The known traffic: 5 UDP datagrams of 50 bytes (OVS counts Ethernet bytes: 14+20+8+50),
@@ -888,6 +933,9 @@ struct OvsIpfixRecord {
     bytes: u64,
     in_if: u64,
     out_if: u64,
+    /// Flow start and end (flowStart/EndDeltaMicroseconds from the export time), ns.
+    start_ns: u64,
+    end_ns: u64,
 }
 
 #[test]
@@ -922,6 +970,8 @@ fn ovs_ipfix() {
                 bytes: u64_of(r, "bytes"),
                 in_if: u64_of(r, "in_if"),
                 out_if: u64_of(r, "out_if"),
+                start_ns: u64_of(r, "time_flow_start_ns"),
+                end_ns: u64_of(r, "time_flow_end_ns"),
             }
         })
         .collect();
@@ -957,6 +1007,8 @@ fn ovs_ipfix() {
                 },
                 in_if: tnum(f, "cflow.inputint"),
                 out_if: tnum(f, "cflow.outputint"),
+                start_ns: utc_ns(&tstr(&f["cflow.timedelta_tree"], "cflow.abstimestart")),
+                end_ns: utc_ns(&tstr(&f["cflow.timedelta_tree"], "cflow.abstimeend")),
             }
         })
         .collect();
@@ -1269,4 +1321,19 @@ fn ovs_sflow() {
         port_a_octets > 3_000,
         "host A's port counters: {port_a_octets}"
     );
+}
+
+#[test]
+fn tshark_time_texts() {
+    assert_eq!(
+        utc_ns("Nov 21, 2026 19:13:51.671000000 UTC"),
+        1_795_288_431_671_000_000
+    );
+    assert_eq!(
+        utc_ns("Feb 29, 2000 23:59:59.000000001 UTC"),
+        951_868_799_000_000_001
+    );
+    assert_eq!(utc_ns("Jan  1, 1970 00:00:00.5 UTC"), 500_000_000);
+    assert_eq!(epoch_ns("1795288431.671279"), 1_795_288_431_671_279_000);
+    assert_eq!(seconds_ms("2.936000000"), 2_936);
 }
