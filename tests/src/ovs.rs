@@ -56,6 +56,7 @@ pub fn missing_tools() -> Option<String> {
         "ovsdb-server",
         "ovs-vswitchd",
         "ovs-vsctl",
+        "ovs-ofctl",
         "tcpdump",
         "ethtool",
     ] {
@@ -457,6 +458,52 @@ impl OvsLab {
         .map(drop)
     }
 
+    /// Per-flow IPFIX: an IPFIX exporter to `target` in collector set 1, and one OpenFlow rule
+    /// on br0 that samples every packet into it (`sample(probability=65535, ...)`) with
+    /// observation domain `obs_domain_id` and point `obs_point_id`, then forwards as usual.
+    pub fn export_ipfix_per_flow(
+        &self,
+        target: SocketAddr,
+        obs_domain_id: u32,
+        obs_point_id: u32,
+    ) -> anyhow::Result<()> {
+        self.vsctl(&[
+            "--",
+            "--id=@br",
+            "get",
+            "Bridge",
+            "br0",
+            "--",
+            "--id=@i",
+            "create",
+            "IPFIX",
+            &format!("targets=\"{target}\""),
+            "cache_active_timeout=1",
+            "--",
+            "create",
+            "Flow_Sample_Collector_Set",
+            "id=1",
+            "bridge=@br",
+            "ipfix=@i",
+        ])?;
+        let out = self
+            .ovs_command("ovs-ofctl")
+            .args(["add-flow", "br0"])
+            .arg(format!(
+                "priority=10,actions=sample(probability=65535,collector_set_id=1,\
+                 obs_domain_id={obs_domain_id},obs_point_id={obs_point_id}),NORMAL"
+            ))
+            .output()
+            .context("running ovs-ofctl")?;
+        if !out.status.success() {
+            bail!(
+                "ovs-ofctl add-flow: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
     /// Export sFlow to `target`: every packet sampled with 128-byte headers, counters polled every
     /// second, agent address from the switch namespace's loopback.
     pub fn export_sflow(&self, target: SocketAddr) -> anyhow::Result<()> {
@@ -479,10 +526,12 @@ impl OvsLab {
         .map(drop)
     }
 
-    /// Stop every export (`clear Bridge br0 netflow ipfix sflow`), then stop ovs-vswitchd: after
+    /// Stop every export (`clear Bridge br0 netflow ipfix sflow`, the per-flow collector sets),
+    /// then stop ovs-vswitchd: after
     /// this no export datagram can come.
     pub fn stop_exports(&mut self) -> anyhow::Result<()> {
         self.vsctl(&["clear", "Bridge", "br0", "netflow", "ipfix", "sflow"])?;
+        self.vsctl(&["--all", "destroy", "Flow_Sample_Collector_Set"])?;
         if let Some(vswitchd) = &mut self.vswitchd {
             vswitchd.stop(libc::SIGTERM, Duration::from_secs(5));
         }

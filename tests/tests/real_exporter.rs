@@ -18,9 +18,12 @@
 //! and tcpdump receive the export in the switch namespace; afterwards the capture's `collector
 //! replay` is compared with tshark field by field, the live collector's rings must hold exactly
 //! the records replay decodes (receive times aside), and the known traffic must be there:
-//! - `ovs_netflow_v5`: addresses, ports, protocol, packets, octets, OpenFlow in/out ports.
+//! - `ovs_netflow_v5`: addresses, ports, protocol, packets, octets, OpenFlow in/out ports,
+//!   absolute start/end times.
 //! - `ovs_ipfix`: OVS's template family learned; direction, observation point, MACs, ethertype,
-//!   addresses, ports, packets, octets, ingress/egress ifindex, ingress and egress sampling.
+//!   addresses, ports, packets, octets, ingress/egress ifindex, start/end times, ingress and
+//!   egress sampling. `ovs_ipfix_per_flow`: the same for flow-based IPFIX (an OpenFlow `sample`
+//!   action with its own observation domain and point).
 //! - `ovs_sflow`: flow samples with their decoded 128-byte headers (MACs, addresses, TTL, ports,
 //!   TCP flags) per datagram vs tshark; counter samples (port names, interface counters).
 //!
@@ -944,12 +947,34 @@ fn ovs_ipfix() {
     if ovs_missing(test) {
         return;
     }
-    let (a, b) = (HOST_A.to_string(), HOST_B.to_string());
+    // Bridge IPFIX samples each packet on ingress and on egress.
     let run = run_ovs(
         test,
         |lab, to| lab.export_ipfix(to, 7, 9).unwrap(),
         |records| udp_ab_packets(records, 0) >= 5 && udp_ab_packets(records, 1) >= 5,
     );
+    check_ovs_ipfix(&run, (7, 9), &[0, 1]);
+}
+
+#[test]
+fn ovs_ipfix_per_flow() {
+    let test = "ovs_ipfix_per_flow";
+    if ovs_missing(test) {
+        return;
+    }
+    // Flow-based IPFIX: the OpenFlow sample action decides domain and point.
+    let run = run_ovs(
+        test,
+        |lab, to| lab.export_ipfix_per_flow(to, 123, 456).unwrap(),
+        |records| udp_ab_packets(records, 0) + udp_ab_packets(records, 1) >= 5,
+    );
+    check_ovs_ipfix(&run, (123, 456), &[0]);
+}
+
+/// Compare an OVS IPFIX run with tshark and check the known traffic: every record from
+/// observation (domain, point) `ids`, the UDP flow's 5 packets sampled in each of `directions`.
+fn check_ovs_ipfix(run: &OvsRun, ids: (u64, u64), directions: &[u64]) {
+    let (a, b) = (HOST_A.to_string(), HOST_B.to_string());
     let ours: Vec<OvsIpfixRecord> = run
         .records
         .iter()
@@ -1014,25 +1039,40 @@ fn ovs_ipfix() {
         .collect();
     assert!(!theirs.is_empty(), "tshark decoded no IPFIX data record");
     assert_same_records(&ours, &theirs, "collector vs tshark");
-    // OVS's template family was learned; every record is from observation domain 7, point 9.
+    // OVS's template family was learned; every record is from the expected domain and point.
     assert!(
         run.summary["templates"]["learned"].as_u64().unwrap_or(0) > 0,
         "{}",
         run.summary
     );
-    assert!(
-        run.records
-            .iter()
-            .all(|r| r["observation_domain_id"] == 7 && r["observation_point_id"] == 9)
-    );
+    for r in &run.records {
+        assert_eq!(
+            (
+                u64_of(r, "observation_domain_id"),
+                u64_of(r, "observation_point_id")
+            ),
+            ids,
+            "{r}"
+        );
+    }
     // The known traffic: 5 datagrams sampled on ingress (from host A's port) and on egress (to
     // host B's), with host A's and host B's MACs. IPFIX numbers interfaces by kernel ifindex.
     let (port_a, port_b) = (
         u64::from(run.lab.hosts[0].ifindex),
         u64::from(run.lab.hosts[1].ifindex),
     );
-    assert_eq!(udp_ab_packets(&run.records, 0), 5);
-    assert_eq!(udp_ab_packets(&run.records, 1), 5);
+    for direction in [0, 1] {
+        let expected = if directions.contains(&direction) {
+            5
+        } else {
+            0
+        };
+        assert_eq!(
+            udp_ab_packets(&run.records, direction),
+            expected,
+            "direction {direction}"
+        );
+    }
     let mac_a = mac_text(ovs::MAC_A);
     let mac_b = mac_text(ovs::MAC_B);
     let udp = ours
