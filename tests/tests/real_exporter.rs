@@ -1192,54 +1192,25 @@ fn epoch_ns(text: &str) -> u64 {
     secs.parse::<u64>().unwrap() * 1_000_000_000 + frac[..9].parse::<u64>().unwrap()
 }
 
-#[test]
-fn ovs_sflow() {
-    let test = "ovs_sflow";
-    if ovs_missing(test) {
-        return;
-    }
-    let (a, b) = (HOST_A.to_string(), HOST_B.to_string());
-    let udp_ab = |r: &&Value| {
-        is_flow(r)
-            && str_of(r, "src_addr") == a
-            && str_of(r, "dst_addr") == b
-            && proto_of(r) == 17
-            && u64_of(r, "src_port") == 40_000
-    };
-    // A counter record naming each bridge port (OVS's port name structure, 1005), and the
-    // ports' own generic interface counters showing the traffic.
-    let port_names = |records: &[Value]| -> Vec<String> {
-        records
-            .iter()
-            .filter(|r| !is_flow(r) && r["format"] == 1005)
-            .map(|r| r["counters"]["port_name"].as_str().unwrap().to_owned())
-            .collect()
-    };
-    let run = run_ovs(
-        test,
-        |lab, to| lab.export_sflow(to).unwrap(),
-        |records| {
-            let names = port_names(records);
-            records.iter().filter(udp_ab).count() >= 5 && names.len() >= 2
-        },
-    );
-    let hosts = &run.lab.hosts;
-    for r in &run.records {
-        assert_eq!(r["type"], "SFLOW_5", "{r}");
-        assert_eq!(r["sampler_address"], "127.0.0.1", "{r}");
-    }
-    // Collector vs tshark, datagram by datagram (a capture timestamp is a datagram). tshark
-    // stops at OVS's counter structures it does not know (1004, 1005: "Malformed Packet"), so
-    // in such datagrams its flow samples are a subset of ours; elsewhere they are all of them.
+/// Compare sFlow records (`collector replay --json` of `pcap`) with tshark, datagram by datagram
+/// (a capture timestamp is a datagram): flow samples field by field, counter samples by
+/// (sequence, source type, source index). tshark stops at counter structures it does not know
+/// (OVS's 1004, 1005: "Malformed Packet"), so in such datagrams its samples are a subset of ours;
+/// elsewhere they are all of them. Returns how many flow and counter samples were compared.
+fn compare_sflow_with_tshark(
+    test: &str,
+    pcap: &Path,
+    port: u16,
+    records: &[Value],
+) -> (usize, usize) {
     let mut ours_by_frame: BTreeMap<u64, Vec<SflowSample>> = BTreeMap::new();
-    for r in run.records.iter().filter(|r| is_flow(r)) {
+    for r in records.iter().filter(|r| is_flow(r)) {
         ours_by_frame
             .entry(u64_of(r, "time_received_ns"))
             .or_default()
             .push(our_sflow_sample(r));
     }
-    let mut our_counter_samples: Vec<(u64, u64, u64)> = run
-        .records
+    let mut our_counter_samples: Vec<(u64, u64, u64)> = records
         .iter()
         .filter(|r| !is_flow(r))
         .map(|r| {
@@ -1253,7 +1224,7 @@ fn ovs_sflow() {
     our_counter_samples.sort();
     our_counter_samples.dedup();
     let (mut compared, mut whole_frames, mut counter_samples) = (0, 0, 0);
-    for frame in &tshark_json(&run.pcap, Some((run.port, "sflow"))) {
+    for frame in &tshark_json(pcap, Some((port, "sflow"))) {
         let layers = &frame["_source"]["layers"];
         let time = epoch_ns(&tstr(&layers["frame"], "frame.time_epoch"));
         let malformed = layers.get("_ws.malformed").is_some();
@@ -1299,6 +1270,47 @@ fn ovs_sflow() {
         "{test}: {compared} flow samples and {counter_samples} counter samples compared with \
          tshark ({whole_frames} datagrams whole)"
     );
+    (compared, counter_samples)
+}
+
+#[test]
+fn ovs_sflow() {
+    let test = "ovs_sflow";
+    if ovs_missing(test) {
+        return;
+    }
+    let (a, b) = (HOST_A.to_string(), HOST_B.to_string());
+    let udp_ab = |r: &&Value| {
+        is_flow(r)
+            && str_of(r, "src_addr") == a
+            && str_of(r, "dst_addr") == b
+            && proto_of(r) == 17
+            && u64_of(r, "src_port") == 40_000
+    };
+    // A counter record naming each bridge port (OVS's port name structure, 1005), and the
+    // ports' own generic interface counters showing the traffic.
+    let port_names = |records: &[Value]| -> Vec<String> {
+        records
+            .iter()
+            .filter(|r| !is_flow(r) && r["format"] == 1005)
+            .map(|r| r["counters"]["port_name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let run = run_ovs(
+        test,
+        |lab, to| lab.export_sflow(to).unwrap(),
+        |records| {
+            let names = port_names(records);
+            records.iter().filter(udp_ab).count() >= 5 && names.len() >= 2
+        },
+    );
+    let hosts = &run.lab.hosts;
+    for r in &run.records {
+        assert_eq!(r["type"], "SFLOW_5", "{r}");
+        assert_eq!(r["sampler_address"], "127.0.0.1", "{r}");
+    }
+    let (compared, counter_samples) =
+        compare_sflow_with_tshark(test, &run.pcap, run.port, &run.records);
     assert!(compared > 0 && counter_samples > 0);
     // The known traffic: every packet sampled (rate 1), the 5 UDP datagrams as they entered
     // host A's port, their 128-byte headers decoded (92-byte frames, 96 with the FCS).
