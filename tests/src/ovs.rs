@@ -85,8 +85,10 @@ fn schema_path() -> PathBuf {
         .join("vswitch.ovsschema")
 }
 
-/// A child process killed with SIGKILL (and reaped) on drop; it also dies with the thread that
-/// started it (`PR_SET_PDEATHSIG`), so a test killed outright leaves no daemon behind.
+/// A child process in a process group of its own (with whatever it forks, e.g. pmacctd's plugin
+/// processes). Drop stops the group (SIGTERM, then SIGKILL after 5 s) and reaps the child; the
+/// child also dies with the thread that started it (`PR_SET_PDEATHSIG`), so a test killed
+/// outright leaves no daemon behind.
 #[derive(Debug)]
 pub struct Daemon(Child);
 
@@ -115,21 +117,27 @@ impl Daemon {
                 Ok(())
             });
         }
+        command.process_group(0);
         let child = command
             .spawn()
             .with_context(|| format!("starting {:?}", command.get_program()))?;
         Ok(Daemon(child))
     }
 
-    /// Send `signal`, then wait at most `timeout` for the exit (SIGKILL after that).
+    /// Send `signal` to the process group, then wait at most `timeout` for the child's exit
+    /// (SIGKILL to the group after that).
     pub fn stop(&mut self, signal: i32, timeout: Duration) {
-        // SAFETY: kill(2) on our own child's pid.
+        let group = -(self.0.id() as i32);
+        // SAFETY: kill(2) on the process group our child leads.
         unsafe {
-            libc::kill(self.0.id() as i32, signal);
+            libc::kill(group, signal);
         }
         let child = &mut self.0;
         if poll(timeout, || child.try_wait().ok().flatten()).is_none() {
-            let _ = self.0.kill();
+            // SAFETY: as above.
+            unsafe {
+                libc::kill(group, libc::SIGKILL);
+            }
             let _ = self.0.wait();
         }
     }
@@ -142,8 +150,9 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        if !self.exited() {
+            self.stop(libc::SIGTERM, Duration::from_secs(5));
+        }
     }
 }
 

@@ -8,6 +8,10 @@
 //!   of a veth pair between two namespaces while the peer sends UDP flows; its IPFIX export goes
 //!   to 127.0.0.1 inside the collector namespace (see the test's doc for the capture-block filler).
 //!
+//! pmacct (needs `pmacctd`, `tshark`; privileged): `pmacctd_sfprobe_live_in_network_namespaces`,
+//! pmacctd's sfprobe plugin samples the collector end of a veth pair 1:1 and exports sFlow; its
+//! flow samples are compared with tshark's like OVS's (below).
+//!
 //! These datagrams are written to a pcap as they arrived (raw IPv4/UDP, source = the exporter's
 //! socket); the flow records must match tshark's as multisets of (src, dst, protocol, octets,
 //! packets), and the traffic's known flows (with ports) must be among them.
@@ -33,7 +37,7 @@
 
 use collector::capture::{PcapWriter, linktype};
 use collector_tests::collector::{CollectorProcess, collector_bin};
-use collector_tests::netns::{COLLECTOR_V4, NetnsPair, PEER_V4};
+use collector_tests::netns::{COLLECTOR_MAC, COLLECTOR_V4, NetnsPair, PEER_MAC, PEER_V4};
 use collector_tests::ovs::{self, Capture, HOST_A, HOST_B, OvsLab};
 use collector_tests::privilege;
 use etherparse::PacketBuilder;
@@ -1388,4 +1392,120 @@ fn tshark_time_texts() {
     assert_eq!(utc_ns("Jan  1, 1970 00:00:00.5 UTC"), 500_000_000);
     assert_eq!(epoch_ns("1795288431.671279"), 1_795_288_431_671_279_000);
     assert_eq!(seconds_ms("2.936000000"), 2_936);
+}
+
+/// pmacct's `pmacctd` with the sfprobe plugin as a second sFlow exporter: it captures on the
+/// collector end of a veth pair (every packet sampled, agent address 192.0.2.1) and exports sFlow
+/// to a socket of this test in the collector namespace while the peer sends two UDP flows.
+#[test]
+fn pmacctd_sfprobe_live_in_network_namespaces() {
+    let test = "pmacctd_sfprobe_live_in_network_namespaces";
+    for tool in ["pmacctd", "tshark"] {
+        if !tool_available(tool) {
+            skipped(
+                test,
+                &format!("{tool} is not installed (cargo xtask setup installs it)"),
+            );
+            return;
+        }
+    }
+    if !privilege::require(test) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pair = NetnsPair::create().unwrap();
+    let socket = pair
+        .in_collector(|| UdpSocket::bind("127.0.0.1:0"))
+        .unwrap()
+        .unwrap();
+    let to = socket.local_addr().unwrap();
+    let config = dir.path().join("pmacctd.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "daemonize: false\npcap_interface: {}\nplugins: sfprobe\nsfprobe_receiver: {to}\n\
+             sfprobe_agentip: {COLLECTOR_V4}\n",
+            pair.collector_if
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("pmacctd.log");
+    let mut command = Command::new("pmacctd");
+    command
+        .arg("-f")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let mut pmacctd = ovs::Daemon::spawn(command, Some(&pair.collector_ns)).unwrap();
+    let ready = collector_tests::poll(Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.contains("Exporting flows to").then_some(())
+    });
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(ready.is_some(), "pmacctd's sfprobe did not start:\n{text}");
+    // The capture opens before the plugin reports; give both a moment.
+    std::thread::sleep(Duration::from_millis(500));
+    pair.in_peer(|| {
+        let s = UdpSocket::bind((PEER_V4, 41_000)).unwrap();
+        for _ in 0..4 {
+            s.send_to(&[0u8; 32], (COLLECTOR_V4, 9)).unwrap();
+        }
+        let s = UdpSocket::bind((PEER_V4, 41_001)).unwrap();
+        for _ in 0..3 {
+            s.send_to(&[0u8; 100], (COLLECTOR_V4, 10)).unwrap();
+        }
+    })
+    .unwrap();
+    let datagrams = receive(&socket, Duration::from_secs(2), Duration::from_secs(15));
+    pmacctd.stop(libc::SIGTERM, Duration::from_secs(5));
+    assert!(!datagrams.is_empty(), "pmacctd sent nothing");
+    let pcap = dir.path().join("export.pcap");
+    write_capture(&pcap, &datagrams, to);
+    let (records, summary) = replay_json(&pcap);
+    println!("{test}: {} datagrams, summary {summary}", datagrams.len());
+    assert_eq!(
+        summary["errors"],
+        serde_json::json!({}),
+        "decode errors: {summary}"
+    );
+    let (compared, _) = compare_sflow_with_tshark(test, &pcap, to.port(), &records);
+    assert!(compared > 0, "tshark decoded no flow sample");
+    // The known traffic, sampled 1:1 as it arrived at the collector end: 4 and 3 datagrams,
+    // frames of 14 + 20 + 8 + payload bytes (+ 4 for the FCS, as sFlow counts).
+    let (peer, collector) = (PEER_V4.to_string(), COLLECTOR_V4.to_string());
+    for (src_port, dst_port, count, payload) in [(41_000, 9, 4, 32), (41_001, 10, 3, 100)] {
+        let samples: Vec<SflowSample> = records
+            .iter()
+            .filter(|r| is_flow(r) && r["src_port"] == src_port && proto_of(r) == 17)
+            .map(|r| {
+                assert_eq!(r["sampler_address"], collector, "{r}");
+                our_sflow_sample(r)
+            })
+            .collect();
+        assert_eq!(samples.len(), count, "{samples:#?}");
+        for s in &samples {
+            assert_eq!(
+                (
+                    s.sampling_rate,
+                    s.src.as_str(),
+                    s.dst.as_str(),
+                    s.dst_port,
+                    s.frame_length,
+                    s.src_mac.as_str(),
+                    s.dst_mac.as_str(),
+                ),
+                (
+                    1,
+                    peer.as_str(),
+                    collector.as_str(),
+                    dst_port,
+                    14 + 20 + 8 + payload + 4,
+                    mac_text(PEER_MAC).as_str(),
+                    mac_text(COLLECTOR_MAC).as_str(),
+                ),
+                "{s:?}"
+            );
+        }
+    }
 }

@@ -12,8 +12,9 @@ use crate::{cargo, run_status};
 
 /// Debian packages: LLVM 22 for bpf-linker, compression libraries it links, and test tools
 /// (tshark is the decode oracle; softflowd is a real NetFlow/IPFIX exporter for the tests;
-/// Open vSwitch exports NetFlow v5, IPFIX and sFlow in the OVS tests, which run private daemons).
-pub const DEBIAN_PACKAGES: [&str; 10] = [
+/// Open vSwitch exports NetFlow v5, IPFIX and sFlow in the OVS tests, which run private daemons;
+/// pmacct's pmacctd with its sfprobe plugin is a second live sFlow exporter).
+pub const DEBIAN_PACKAGES: [&str; 11] = [
     "llvm-22-dev",
     "libpolly-22-dev",
     "libzstd-dev",
@@ -24,6 +25,7 @@ pub const DEBIAN_PACKAGES: [&str; 10] = [
     "tcpdump",
     "softflowd",
     "openvswitch-switch",
+    "pmacct",
 ];
 
 /// bpf-linker release the eBPF build is pinned to.
