@@ -8,13 +8,15 @@
 //!   of a veth pair between two namespaces while the peer sends UDP flows; its IPFIX export goes
 //!   to 127.0.0.1 inside the collector namespace (see the test's doc for the capture-block filler).
 //!
+//! softflowd's and pmacct's datagrams are received on a socket of the test and written to a pcap
+//! as they arrived (raw IPv4/UDP, source = the exporter's socket). softflowd's flow records must
+//! match tshark's as multisets of (src, dst, protocol, octets, packets), and the traffic's known
+//! flows (with ports) must be among them.
+//!
 //! pmacct (needs `pmacctd`, `tshark`; privileged): `pmacctd_sfprobe_live_in_network_namespaces`,
 //! pmacctd's sfprobe plugin samples the collector end of a veth pair 1:1 and exports sFlow; its
-//! flow samples are compared with tshark's like OVS's (below).
-//!
-//! These datagrams are written to a pcap as they arrived (raw IPv4/UDP, source = the exporter's
-//! socket); the flow records must match tshark's as multisets of (src, dst, protocol, octets,
-//! packets), and the traffic's known flows (with ports) must be among them.
+//! flow samples are compared with tshark's like OVS's (below), and the known datagrams must be
+//! among them with their sizes, addresses and MACs.
 //!
 //! Open vSwitch (privileged; needs `ovs-vswitchd` & co., `tcpdump`, `ethtool`, `tshark`): a
 //! private OVS ([`collector_tests::ovs`]) bridges two host namespaces; host A sends 5 UDP
