@@ -7,9 +7,9 @@
 //!   test, never detached, with `OVS_RUNDIR`/`OVS_DBDIR`/`OVS_LOGDIR`/`OVS_SYSCONFDIR` pointing at
 //!   the scratch directory, so a system Open vSwitch is never touched;
 //! - a userspace bridge `br0` (`datapath_type=netdev`) whose two ports are the switch ends of
-//!   veth pairs; the other ends sit in two *host* namespaces with [`HOST_A`] and [`HOST_B`]
-//!   (MACs [`MAC_A`] and [`MAC_B`]), transmit checksum offload off so the userspace datapath
-//!   forwards packets with complete checksums.
+//!   veth pairs; the other ends sit in two *host* namespaces with [`HOST_A`]/[`HOST_A6`] and
+//!   [`HOST_B`]/[`HOST_B6`] (MACs [`MAC_A`] and [`MAC_B`]), transmit checksum offload off so
+//!   the userspace datapath forwards packets with complete checksums.
 //!
 //! Exports ([`OvsLab::export_netflow`], [`OvsLab::export_ipfix`], [`OvsLab::export_sflow`]) go to a
 //! collector address inside the switch namespace (its loopback), where the test runs the collector
@@ -24,7 +24,7 @@
 use std::{
     fs::File,
     io::{Read as _, Write as _},
-    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
     os::{fd::AsRawFd as _, unix::process::CommandExt as _},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -40,6 +40,10 @@ use crate::{collector::ScratchDir, netns::NetnsPair, netns::ip, poll};
 pub const HOST_A: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 /// Address of host B.
 pub const HOST_B: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+/// IPv6 address of host A.
+pub const HOST_A6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 1);
+/// IPv6 address of host B.
+pub const HOST_B6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 2);
 /// MAC of host A's interface.
 pub const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0x0a, 0x01];
 /// MAC of host B's interface.
@@ -167,6 +171,8 @@ pub struct Host {
     pub port: String,
     /// The host's address.
     pub addr: Ipv4Addr,
+    /// The host's IPv6 address.
+    pub addr6: Ipv6Addr,
     /// OpenFlow port number of `port` (NetFlow's interface numbers).
     pub ofport: u32,
     /// Kernel interface index of `port` in the switch namespace (IPFIX's and sFlow's
@@ -201,17 +207,18 @@ impl OvsLab {
     pub fn start() -> anyhow::Result<Self> {
         let n = NEXT_LAB.fetch_add(1, Ordering::Relaxed);
         let tag = format!("ov{}x{n}", std::process::id());
-        let host = |side: &str, addr| Host {
+        let host = |side: &str, addr, addr6| Host {
             ns: format!("{tag}{side}"),
             iface: format!("{tag}{side}0"),
             port: format!("{tag}{side}1"),
             addr,
+            addr6,
             ofport: 0,
             ifindex: 0,
         };
         let mut lab = OvsLab {
             switch_ns: format!("{tag}s"),
-            hosts: [host("a", HOST_A), host("b", HOST_B)],
+            hosts: [host("a", HOST_A, HOST_A6), host("b", HOST_B, HOST_B6)],
             vswitchd: None,
             ovsdb: None,
             scratch: ScratchDir::new()?,
@@ -251,6 +258,16 @@ impl OvsLab {
                 &format!("{}/24", host.addr),
                 "dev",
                 &host.iface,
+            ])?;
+            ip(&[
+                "-n",
+                &host.ns,
+                "addr",
+                "add",
+                &format!("{}/64", host.addr6),
+                "dev",
+                &host.iface,
+                "nodad",
             ])?;
             // The userspace datapath forwards frames as they are: a partial checksum left for
             // the veth's offload would reach the other host broken.
@@ -547,8 +564,9 @@ impl OvsLab {
         Ok(())
     }
 
-    /// Host A sends `count` UDP datagrams of `size` bytes from `src_port` to host B's `dst_port`;
-    /// host B receives them all (proof that the bridge forwards).
+    /// Host A sends `count` UDP datagrams of `size` bytes from `src_port` to host B's `dst_port`
+    /// over IPv4 ([`HOST_A`] → [`HOST_B`]); host B receives them all (proof that the bridge
+    /// forwards).
     pub fn udp_flow(
         &self,
         src_port: u16,
@@ -556,19 +574,57 @@ impl OvsLab {
         count: usize,
         size: usize,
     ) -> anyhow::Result<()> {
+        self.udp_between(
+            HOST_A.into(),
+            HOST_B.into(),
+            (src_port, dst_port),
+            count,
+            size,
+        )
+    }
+
+    /// [`OvsLab::udp_flow`] over IPv6 ([`HOST_A6`] → [`HOST_B6`]).
+    pub fn udp6_flow(
+        &self,
+        src_port: u16,
+        dst_port: u16,
+        count: usize,
+        size: usize,
+    ) -> anyhow::Result<()> {
+        self.udp_between(
+            HOST_A6.into(),
+            HOST_B6.into(),
+            (src_port, dst_port),
+            count,
+            size,
+        )
+    }
+
+    fn udp_between(
+        &self,
+        src: IpAddr,
+        dst: IpAddr,
+        (src_port, dst_port): (u16, u16),
+        count: usize,
+        size: usize,
+    ) -> anyhow::Result<()> {
         let [a, b] = &self.hosts;
-        let receiver = b.run(|| UdpSocket::bind((HOST_B, dst_port)))??;
+        let (from, to) = (
+            SocketAddr::new(src, src_port),
+            SocketAddr::new(dst, dst_port),
+        );
+        let receiver = b.run(|| UdpSocket::bind(to))??;
         receiver.set_read_timeout(Some(Duration::from_secs(5)))?;
-        let sender = a.run(|| UdpSocket::bind((HOST_A, src_port)))??;
+        let sender = a.run(|| UdpSocket::bind(from))??;
         let payload = vec![0x5au8; size];
         let mut buf = vec![0u8; size + 1];
         for i in 0..count {
-            sender.send_to(&payload, (HOST_B, dst_port))?;
-            let (n, from) = receiver
+            sender.send_to(&payload, to)?;
+            let (n, got_from) = receiver
                 .recv_from(&mut buf)
                 .with_context(|| format!("UDP datagram {i} did not cross the bridge"))?;
-            if n != size || from != SocketAddr::from((HOST_A, src_port)) {
-                bail!("unexpected datagram of {n} bytes from {from}");
+            if n != size || got_from != from {
+                bail!("unexpected datagram of {n} bytes from {got_from}");
             }
         }
         Ok(())

@@ -20,7 +20,8 @@
 //!
 //! Open vSwitch (privileged; needs `ovs-vswitchd` & co., `tcpdump`, `ethtool`, `tshark`): a
 //! private OVS ([`collector_tests::ovs`]) bridges two host namespaces; host A sends 5 UDP
-//! datagrams and a 3000-byte TCP connection to host B. The `collector run` (UDP mode, one worker)
+//! datagrams over IPv4, a 3000-byte TCP connection and 5 UDP datagrams over IPv6 to host B
+//! (NetFlow v5 cannot carry the IPv6 flow). The `collector run` (UDP mode, one worker)
 //! and tcpdump receive the export in the switch namespace; afterwards the capture's `collector
 //! replay` is compared with tshark field by field, the live collector's rings must hold exactly
 //! the records replay decodes (receive times aside), and the known traffic must be there:
@@ -40,7 +41,7 @@
 use collector::capture::{PcapWriter, linktype};
 use collector_tests::collector::{CollectorProcess, collector_bin};
 use collector_tests::netns::{COLLECTOR_MAC, COLLECTOR_V4, NetnsPair, PEER_MAC, PEER_V4};
-use collector_tests::ovs::{self, Capture, HOST_A, HOST_B, OvsLab};
+use collector_tests::ovs::{self, Capture, HOST_A, HOST_A6, HOST_B, HOST_B6, OvsLab};
 use collector_tests::privilege;
 use etherparse::PacketBuilder;
 use serde_json::Value;
@@ -578,7 +579,8 @@ fn etype_of(r: &Value) -> u64 {
 
 /// Start the collector (`collector run`, UDP on 127.0.0.1:PORT of the switch namespace, rings in
 /// `rings`) and a tcpdump of that port, configure the export with `export`, send the lab's
-/// traffic (a 5-datagram UDP flow A→B 40000→9999 and a TCP connection A→B 40001→8080), wait
+/// traffic (5-datagram UDP flows A→B 40000→9999 over IPv4 and 40002→9997 over IPv6, a TCP
+/// connection A→B 40001→8080), wait
 /// until `done` holds for what the capture decodes to, stop the exports and both receivers,
 /// and check that the rings hold exactly the records `collector replay` decodes from the capture.
 fn run_ovs(
@@ -626,6 +628,7 @@ fn run_ovs(
     export(&lab, to);
     lab.udp_flow(40_000, 9_999, 5, 50).unwrap();
     lab.tcp_flow(40_001, 8_080, 3_000).unwrap();
+    lab.udp6_flow(40_002, 9_997, 5, 50).unwrap();
     let seen = collector_tests::poll(Duration::from_secs(30), || {
         let (records, _) = replay_json(&pcap);
         done(&records).then_some(())
@@ -912,13 +915,34 @@ fn ovs_netflow_v5() {
     assert!(tcp_ab > 3_000, "{ours:?}");
 }
 
-/// Packets of the UDP flow A→B 40000→9999 in `records` with `flow_direction` = `direction`.
-fn udp_ab_packets(records: &[Value], direction: u64) -> u64 {
-    let (a, b) = (HOST_A.to_string(), HOST_B.to_string());
+/// The lab's measured UDP flows A→B: (source, destination, source port, destination port,
+/// IP + UDP header bytes). 5 datagrams of 50 bytes each.
+fn udp_flows() -> [(String, String, u64, u64, u64); 2] {
+    [
+        (
+            HOST_A.to_string(),
+            HOST_B.to_string(),
+            40_000,
+            9_999,
+            20 + 8,
+        ),
+        (
+            HOST_A6.to_string(),
+            HOST_B6.to_string(),
+            40_002,
+            9_997,
+            40 + 8,
+        ),
+    ]
+}
+
+/// Packets of the UDP flow from `src` port `src_port` in `records` with `flow_direction` =
+/// `direction`.
+fn udp_packets(records: &[Value], src: &str, src_port: u64, direction: u64) -> u64 {
     records
         .iter()
-        .filter(|r| is_flow(r) && str_of(r, "src_addr") == a && str_of(r, "dst_addr") == b)
-        .filter(|r| proto_of(r) == 17 && u64_of(r, "src_port") == 40_000)
+        .filter(|r| is_flow(r) && str_of(r, "src_addr") == src && proto_of(r) == 17)
+        .filter(|r| u64_of(r, "src_port") == src_port)
         .filter(|r| u64_of(r, "flow_direction") == direction)
         .map(|r| u64_of(r, "packets"))
         .sum()
@@ -957,7 +981,11 @@ fn ovs_ipfix() {
     let run = run_ovs(
         test,
         |lab, to| lab.export_ipfix(to, 7, 9).unwrap(),
-        |records| udp_ab_packets(records, 0) >= 5 && udp_ab_packets(records, 1) >= 5,
+        |records| {
+            udp_flows().iter().all(|(src, _, port, _, _)| {
+                udp_packets(records, src, *port, 0) >= 5 && udp_packets(records, src, *port, 1) >= 5
+            })
+        },
     );
     check_ovs_ipfix(&run, (7, 9), &[0, 1]);
 }
@@ -972,7 +1000,11 @@ fn ovs_ipfix_per_flow() {
     let run = run_ovs(
         test,
         |lab, to| lab.export_ipfix_per_flow(to, 123, 456).unwrap(),
-        |records| udp_ab_packets(records, 0) + udp_ab_packets(records, 1) >= 5,
+        |records| {
+            udp_flows()
+                .iter()
+                .all(|(src, _, port, _, _)| udp_packets(records, src, *port, 0) >= 5)
+        },
     );
     check_ovs_ipfix(&run, (123, 456), &[0]);
 }
@@ -980,7 +1012,7 @@ fn ovs_ipfix_per_flow() {
 /// Compare an OVS IPFIX run with tshark and check the known traffic: every record from
 /// observation (domain, point) `ids`, the UDP flow's 5 packets sampled in each of `directions`.
 fn check_ovs_ipfix(run: &OvsRun, ids: (u64, u64), directions: &[u64]) {
-    let (a, b) = (HOST_A.to_string(), HOST_B.to_string());
+    let a = HOST_A.to_string();
     let ours: Vec<OvsIpfixRecord> = run
         .records
         .iter()
@@ -1067,38 +1099,40 @@ fn check_ovs_ipfix(run: &OvsRun, ids: (u64, u64), directions: &[u64]) {
         u64::from(run.lab.hosts[0].ifindex),
         u64::from(run.lab.hosts[1].ifindex),
     );
-    for direction in [0, 1] {
-        let expected = if directions.contains(&direction) {
-            5
-        } else {
-            0
-        };
-        assert_eq!(
-            udp_ab_packets(&run.records, direction),
-            expected,
-            "direction {direction}"
-        );
-    }
     let mac_a = mac_text(ovs::MAC_A);
     let mac_b = mac_text(ovs::MAC_B);
-    let udp = ours
-        .iter()
-        .filter(|f| f.proto == 17 && f.src_port == 40_000);
-    for f in udp {
-        assert!(
-            f.src_mac == mac_a
-                && f.dst_mac == mac_b
-                && f.src == a
-                && f.dst == b
-                && f.dst_port == 9_999
-                && f.in_if == port_a,
-            "{f:?} (ifindex: A {port_a}, B {port_b})"
-        );
-        // OVS's IPv4 templates carry octetDeltaCount (IP bytes: 20 + 8 + 50) besides the
-        // layer-2 count; the record takes the former.
-        assert_eq!(f.bytes, f.packets * 78, "{f:?}");
-        // Egress records name the output port; ingress ones have none.
-        assert_eq!(f.out_if, if f.direction == 1 { port_b } else { 0 }, "{f:?}");
+    for (src, dst, src_port, dst_port, headers) in udp_flows() {
+        for direction in [0, 1] {
+            let expected = if directions.contains(&direction) {
+                5
+            } else {
+                0
+            };
+            assert_eq!(
+                udp_packets(&run.records, &src, src_port, direction),
+                expected,
+                "{src} port {src_port}, direction {direction}"
+            );
+        }
+        let udp = ours
+            .iter()
+            .filter(|f| f.proto == 17 && f.src_port == src_port);
+        for f in udp {
+            assert!(
+                f.src_mac == mac_a
+                    && f.dst_mac == mac_b
+                    && f.src == src
+                    && f.dst == dst
+                    && f.dst_port == dst_port
+                    && f.in_if == port_a,
+                "{f:?} (ifindex: A {port_a}, B {port_b})"
+            );
+            // OVS's IP templates carry octetDeltaCount (IP bytes: headers + 50) besides the
+            // layer-2 count; the record takes the former.
+            assert_eq!(f.bytes, f.packets * (headers + 50), "{f:?}");
+            // Egress records name the output port; ingress ones have none.
+            assert_eq!(f.out_if, if f.direction == 1 { port_b } else { 0 }, "{f:?}");
+        }
     }
     let tcp_ab: u64 = ours
         .iter()
@@ -1286,12 +1320,14 @@ fn ovs_sflow() {
         return;
     }
     let (a, b) = (HOST_A.to_string(), HOST_B.to_string());
-    let udp_ab = |r: &&Value| {
-        is_flow(r)
-            && str_of(r, "src_addr") == a
-            && str_of(r, "dst_addr") == b
-            && proto_of(r) == 17
-            && u64_of(r, "src_port") == 40_000
+    // Flow samples of the measured UDP flow from `src` port `src_port`.
+    let udp_samples = |records: &[Value], src: &str, src_port: u64| -> Vec<SflowSample> {
+        records
+            .iter()
+            .filter(|r| is_flow(r) && str_of(r, "src_addr") == src && proto_of(r) == 17)
+            .filter(|r| u64_of(r, "src_port") == src_port)
+            .map(our_sflow_sample)
+            .collect()
     };
     // A counter record naming each bridge port (OVS's port name structure, 1005), and the
     // ports' own generic interface counters showing the traffic.
@@ -1307,7 +1343,10 @@ fn ovs_sflow() {
         |lab, to| lab.export_sflow(to).unwrap(),
         |records| {
             let names = port_names(records);
-            records.iter().filter(udp_ab).count() >= 5 && names.len() >= 2
+            udp_flows()
+                .iter()
+                .all(|(src, _, port, _, _)| udp_samples(records, src, *port).len() >= 5)
+                && names.len() >= 2
         },
     );
     let hosts = &run.lab.hosts;
@@ -1318,37 +1357,37 @@ fn ovs_sflow() {
     let (compared, counter_samples) =
         compare_sflow_with_tshark(test, &run.pcap, run.port, &run.records);
     assert!(compared > 0 && counter_samples > 0);
-    // The known traffic: every packet sampled (rate 1), the 5 UDP datagrams as they entered
-    // host A's port, their 128-byte headers decoded (92-byte frames, 96 with the FCS).
-    let udp: Vec<SflowSample> = run
-        .records
-        .iter()
-        .filter(udp_ab)
-        .map(our_sflow_sample)
-        .collect();
-    assert_eq!(udp.len(), 5, "{udp:#?}");
-    for s in &udp {
-        assert_eq!(
-            (
-                s.sampling_rate,
-                s.in_if,
-                s.frame_length,
-                s.src_mac.as_str(),
-                s.dst_mac.as_str(),
-                s.ttl,
-                s.dst_port
-            ),
-            (
-                1,
-                u64::from(hosts[0].ifindex),
-                96,
-                mac_text(ovs::MAC_A).as_str(),
-                mac_text(ovs::MAC_B).as_str(),
-                64,
-                9_999
-            ),
-            "{s:?}"
-        );
+    // The known traffic: every packet sampled (rate 1), the 5 UDP datagrams of each flow as they
+    // entered host A's port, their 128-byte headers decoded (frames of 14 + IP + UDP + 50 bytes,
+    // + 4 for the FCS as sFlow counts).
+    for (src, dst, src_port, dst_port, headers) in udp_flows() {
+        let udp = udp_samples(&run.records, &src, src_port);
+        assert_eq!(udp.len(), 5, "{udp:#?}");
+        for s in &udp {
+            assert_eq!(
+                (
+                    s.sampling_rate,
+                    s.in_if,
+                    s.frame_length,
+                    s.src_mac.as_str(),
+                    s.dst_mac.as_str(),
+                    s.dst.as_str(),
+                    s.ttl,
+                    s.dst_port
+                ),
+                (
+                    1,
+                    u64::from(hosts[0].ifindex),
+                    14 + headers + 50 + 4,
+                    mac_text(ovs::MAC_A).as_str(),
+                    mac_text(ovs::MAC_B).as_str(),
+                    dst.as_str(),
+                    64,
+                    dst_port
+                ),
+                "{s:?}"
+            );
+        }
     }
     // TCP flags from the sampled headers: host A's SYN and host B's SYN-ACK.
     let flags = |src: &str, dst_port: u64| -> Vec<u64> {
