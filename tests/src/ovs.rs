@@ -9,7 +9,8 @@
 //! - a userspace bridge `br0` (`datapath_type=netdev`) whose two ports are the switch ends of
 //!   veth pairs; the other ends sit in two *host* namespaces with [`HOST_A`]/[`HOST_A6`] and
 //!   [`HOST_B`]/[`HOST_B6`] (MACs [`MAC_A`] and [`MAC_B`]), transmit checksum offload off so
-//!   the userspace datapath forwards packets with complete checksums.
+//!   the userspace datapath forwards packets with complete checksums. Tagged traffic (VLAN
+//!   [`VLAN_ID`]) goes out as raw frames ([`Host::send_frames`]).
 //!
 //! Exports ([`OvsLab::export_netflow`], [`OvsLab::export_ipfix`], [`OvsLab::export_sflow`]) go to a
 //! collector address inside the switch namespace (its loopback), where the test runs the collector
@@ -34,7 +35,11 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::{collector::ScratchDir, netns::NetnsPair, netns::ip, poll};
+use crate::{
+    collector::ScratchDir,
+    netns::{NetnsPair, ip, send_raw},
+    poll,
+};
 
 /// Address of host A.
 pub const HOST_A: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
@@ -44,6 +49,13 @@ pub const HOST_B: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 pub const HOST_A6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 1);
 /// IPv6 address of host B.
 pub const HOST_B6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 2);
+/// VLAN of the tagged frames tests send with [`Host::send_frames`] (the bridge ports trunk every
+/// VLAN).
+pub const VLAN_ID: u16 = 10;
+/// Host A's address in the tagged frames.
+pub const HOST_A_VLAN: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+/// Host B's address in the tagged frames.
+pub const HOST_B_VLAN: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
 /// MAC of host A's interface.
 pub const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0x0a, 0x01];
 /// MAC of host B's interface.
@@ -181,6 +193,13 @@ pub struct Host {
 }
 
 impl Host {
+    /// Send raw Ethernet frames out of the host's interface (e.g. 802.1Q-tagged ones: this
+    /// kernel has no VLAN devices, and the bridge ports trunk every VLAN).
+    pub fn send_frames(&self, frames: &[&[u8]]) -> anyhow::Result<()> {
+        let iface = self.iface.clone();
+        self.run(move || send_raw(&iface, frames))?
+    }
+
     /// Run `f` on a thread inside the host's namespace.
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> anyhow::Result<T> {
         NetnsPair::run_in(&self.ns, f)
@@ -269,20 +288,7 @@ impl OvsLab {
                 &host.iface,
                 "nodad",
             ])?;
-            // The userspace datapath forwards frames as they are: a partial checksum left for
-            // the veth's offload would reach the other host broken.
-            let out = Command::new("ip")
-                .args(["netns", "exec", &host.ns, "ethtool", "-K", &host.iface])
-                .args(["tx", "off"])
-                .output()
-                .context("running ethtool")?;
-            if !out.status.success() {
-                bail!(
-                    "ethtool -K {} tx off: {}",
-                    host.iface,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-            }
+            ethtool_tx_off(&host.ns, &host.iface)?;
             ip(&["-n", &host.ns, "link", "set", "lo", "up"])?;
             ip(&["-n", &host.ns, "link", "set", &host.iface, "up"])?;
             ip(&["-n", &self.switch_ns, "link", "set", &host.port, "up"])?;
@@ -658,6 +664,22 @@ impl OvsLab {
         drop(client);
         Ok(())
     }
+}
+
+/// `ethtool -K IFACE tx off` in namespace `ns`. The userspace datapath forwards frames as they
+/// are: a partial checksum left for the veth's offload would reach the other host broken.
+fn ethtool_tx_off(ns: &str, iface: &str) -> anyhow::Result<()> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "ethtool", "-K", iface, "tx", "off"])
+        .output()
+        .context("running ethtool")?;
+    if !out.status.success() {
+        bail!(
+            "ethtool -K {iface} tx off: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
 }
 
 /// A TCP connection from `local` to `remote` (std cannot bind before connecting).

@@ -20,19 +20,19 @@
 //!
 //! Open vSwitch (privileged; needs `ovs-vswitchd` & co., `tcpdump`, `ethtool`, `tshark`): a
 //! private OVS ([`collector_tests::ovs`]) bridges two host namespaces; host A sends 5 UDP
-//! datagrams over IPv4, a 3000-byte TCP connection and 5 UDP datagrams over IPv6 to host B
-//! (NetFlow v5 cannot carry the IPv6 flow). The `collector run` (UDP mode, one worker)
+//! datagrams over IPv4, a 3000-byte TCP connection, 5 UDP datagrams over IPv6 and 5 tagged
+//! (VLAN 10) UDP datagrams to host B (NetFlow v5 cannot carry the IPv6 flow). The `collector run` (UDP mode, one worker)
 //! and tcpdump receive the export in the switch namespace; afterwards the capture's `collector
 //! replay` is compared with tshark field by field, the live collector's rings must hold exactly
 //! the records replay decodes (receive times aside), and the known traffic must be there:
 //! - `ovs_netflow_v5`: addresses, ports, protocol, packets, octets, OpenFlow in/out ports,
 //!   absolute start/end times.
 //! - `ovs_ipfix`: OVS's template family learned; direction, observation point, MACs, ethertype,
-//!   addresses, ports, packets, octets, ingress/egress ifindex, start/end times, ingress and
+//!   VLAN, addresses, ports, packets, octets, ingress/egress ifindex, start/end times, ingress and
 //!   egress sampling. `ovs_ipfix_per_flow`: the same for flow-based IPFIX (an OpenFlow `sample`
 //!   action with its own observation domain and point).
-//! - `ovs_sflow`: flow samples with their decoded 128-byte headers (MACs, addresses, TTL, ports,
-//!   TCP flags) per datagram vs tshark; counter samples (port names, interface counters).
+//! - `ovs_sflow`: flow samples with their decoded 128-byte headers (MACs, 802.1Q tag,
+//!   addresses, TTL, ports, TCP flags) per datagram vs tshark; counter samples (port names, interface counters).
 //!
 //! Every test skips with `SKIPPED: reason` when a tool is missing (the integrator's
 //! `cargo xtask setup` installs them); privileged ones also skip without root, and
@@ -41,13 +41,15 @@
 use collector::capture::{PcapWriter, linktype};
 use collector_tests::collector::{CollectorProcess, collector_bin};
 use collector_tests::netns::{COLLECTOR_MAC, COLLECTOR_V4, NetnsPair, PEER_MAC, PEER_V4};
-use collector_tests::ovs::{self, Capture, HOST_A, HOST_A6, HOST_B, HOST_B6, OvsLab};
+use collector_tests::ovs::{
+    self, Capture, HOST_A, HOST_A_VLAN, HOST_A6, HOST_B, HOST_B_VLAN, HOST_B6, OvsLab, VLAN_ID,
+};
 use collector_tests::privilege;
 use etherparse::PacketBuilder;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -579,8 +581,8 @@ fn etype_of(r: &Value) -> u64 {
 
 /// Start the collector (`collector run`, UDP on 127.0.0.1:PORT of the switch namespace, rings in
 /// `rings`) and a tcpdump of that port, configure the export with `export`, send the lab's
-/// traffic (5-datagram UDP flows A→B 40000→9999 over IPv4 and 40002→9997 over IPv6, a TCP
-/// connection A→B 40001→8080), wait
+/// traffic (5-datagram UDP flows A→B 40000→9999 over IPv4, 40002→9997 over IPv6 and 40003→9996
+/// tagged with VLAN 10, a TCP connection A→B 40001→8080), wait
 /// until `done` holds for what the capture decodes to, stop the exports and both receivers,
 /// and check that the rings hold exactly the records `collector replay` decodes from the capture.
 fn run_ovs(
@@ -629,6 +631,7 @@ fn run_ovs(
     lab.udp_flow(40_000, 9_999, 5, 50).unwrap();
     lab.tcp_flow(40_001, 8_080, 3_000).unwrap();
     lab.udp6_flow(40_002, 9_997, 5, 50).unwrap();
+    send_vlan_flow(&lab);
     let seen = collector_tests::poll(Duration::from_secs(30), || {
         let (records, _) = replay_json(&pcap);
         done(&records).then_some(())
@@ -678,6 +681,30 @@ fn run_ovs(
         summary,
         _dir: dir,
     }
+}
+
+/// Tagged traffic (VLAN 10), as raw frames (this kernel has no VLAN devices): host B sends one
+/// datagram first so that the bridge learns its MAC in VLAN 10, then host A sends 5 UDP
+/// datagrams of 50 bytes, 40003→9996, to it. Host B's kernel drops them (no VLAN device); the
+/// bridge has forwarded and sampled them.
+fn send_vlan_flow(lab: &OvsLab) {
+    let frame = |from: ([u8; 6], Ipv4Addr, u16), to: ([u8; 6], Ipv4Addr, u16)| {
+        let mut frame = Vec::new();
+        PacketBuilder::ethernet2(from.0, to.0)
+            .single_vlan(VLAN_ID.try_into().unwrap())
+            .ipv4(from.1.octets(), to.1.octets(), 64)
+            .udp(from.2, to.2)
+            .write(&mut frame, &[0x5a; 50])
+            .unwrap();
+        frame
+    };
+    let a = (ovs::MAC_A, HOST_A_VLAN, 40_003);
+    let b = (ovs::MAC_B, HOST_B_VLAN, 40_004);
+    let hello = frame(b, (ovs::MAC_A, HOST_A_VLAN, 9_995));
+    lab.hosts[1].send_frames(&[&hello]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let datagram = frame(a, (ovs::MAC_B, HOST_B_VLAN, 9_996));
+    lab.hosts[0].send_frames(&[datagram.as_slice(); 5]).unwrap();
 }
 
 /// `tshark -T json` of `pcap` (duplicate keys merged into arrays), decoding `port` as `proto`.
@@ -915,23 +942,44 @@ fn ovs_netflow_v5() {
     assert!(tcp_ab > 3_000, "{ours:?}");
 }
 
-/// The lab's measured UDP flows A→B: (source, destination, source port, destination port,
-/// IP + UDP header bytes). 5 datagrams of 50 bytes each.
-fn udp_flows() -> [(String, String, u64, u64, u64); 2] {
+/// The lab's measured UDP flows A→B, 5 datagrams of 50 bytes each.
+struct UdpFlow {
+    src: String,
+    dst: String,
+    src_port: u64,
+    dst_port: u64,
+    /// IP + UDP header bytes.
+    headers: u64,
+    /// 802.1Q tag on the wire (0: untagged).
+    vlan: u64,
+}
+
+fn udp_flows() -> [UdpFlow; 3] {
+    let flow = |src: String, dst: String, src_port, dst_port, headers, vlan| UdpFlow {
+        src,
+        dst,
+        src_port,
+        dst_port,
+        headers,
+        vlan,
+    };
     [
-        (
-            HOST_A.to_string(),
-            HOST_B.to_string(),
-            40_000,
-            9_999,
-            20 + 8,
-        ),
-        (
+        flow(HOST_A.to_string(), HOST_B.to_string(), 40_000, 9_999, 28, 0),
+        flow(
             HOST_A6.to_string(),
             HOST_B6.to_string(),
             40_002,
             9_997,
-            40 + 8,
+            48,
+            0,
+        ),
+        flow(
+            HOST_A_VLAN.to_string(),
+            HOST_B_VLAN.to_string(),
+            40_003,
+            9_996,
+            28,
+            u64::from(VLAN_ID),
         ),
     ]
 }
@@ -966,6 +1014,7 @@ struct OvsIpfixRecord {
     bytes: u64,
     in_if: u64,
     out_if: u64,
+    vlan: u64,
     /// Flow start and end (flowStart/EndDeltaMicroseconds from the export time), ns.
     start_ns: u64,
     end_ns: u64,
@@ -982,8 +1031,9 @@ fn ovs_ipfix() {
         test,
         |lab, to| lab.export_ipfix(to, 7, 9).unwrap(),
         |records| {
-            udp_flows().iter().all(|(src, _, port, _, _)| {
-                udp_packets(records, src, *port, 0) >= 5 && udp_packets(records, src, *port, 1) >= 5
+            udp_flows().iter().all(|f| {
+                udp_packets(records, &f.src, f.src_port, 0) >= 5
+                    && udp_packets(records, &f.src, f.src_port, 1) >= 5
             })
         },
     );
@@ -1003,7 +1053,7 @@ fn ovs_ipfix_per_flow() {
         |records| {
             udp_flows()
                 .iter()
-                .all(|(src, _, port, _, _)| udp_packets(records, src, *port, 0) >= 5)
+                .all(|f| udp_packets(records, &f.src, f.src_port, 0) >= 5)
         },
     );
     check_ovs_ipfix(&run, (123, 456), &[0]);
@@ -1033,6 +1083,7 @@ fn check_ovs_ipfix(run: &OvsRun, ids: (u64, u64), directions: &[u64]) {
                 bytes: u64_of(r, "bytes"),
                 in_if: u64_of(r, "in_if"),
                 out_if: u64_of(r, "out_if"),
+                vlan: u64_of(r, "vlan_id"),
                 start_ns: u64_of(r, "time_flow_start_ns"),
                 end_ns: u64_of(r, "time_flow_end_ns"),
             }
@@ -1070,6 +1121,7 @@ fn check_ovs_ipfix(run: &OvsRun, ids: (u64, u64), directions: &[u64]) {
                 },
                 in_if: tnum(f, "cflow.inputint"),
                 out_if: tnum(f, "cflow.outputint"),
+                vlan: tnum(f, "cflow.vlan_id").max(tnum(f, "cflow.dot1q_vlan_id")),
                 start_ns: utc_ns(&tstr(&f["cflow.timedelta_tree"], "cflow.abstimestart")),
                 end_ns: utc_ns(&tstr(&f["cflow.timedelta_tree"], "cflow.abstimeend")),
             }
@@ -1101,7 +1153,15 @@ fn check_ovs_ipfix(run: &OvsRun, ids: (u64, u64), directions: &[u64]) {
     );
     let mac_a = mac_text(ovs::MAC_A);
     let mac_b = mac_text(ovs::MAC_B);
-    for (src, dst, src_port, dst_port, headers) in udp_flows() {
+    for UdpFlow {
+        src,
+        dst,
+        src_port,
+        dst_port,
+        headers,
+        vlan,
+    } in udp_flows()
+    {
         for direction in [0, 1] {
             let expected = if directions.contains(&direction) {
                 5
@@ -1124,6 +1184,7 @@ fn check_ovs_ipfix(run: &OvsRun, ids: (u64, u64), directions: &[u64]) {
                     && f.src == src
                     && f.dst == dst
                     && f.dst_port == dst_port
+                    && f.vlan == vlan
                     && f.in_if == port_a,
                 "{f:?} (ifindex: A {port_a}, B {port_b})"
             );
@@ -1167,6 +1228,7 @@ struct SflowSample {
     src_port: u64,
     dst_port: u64,
     tcp_flags: u64,
+    vlan: u64,
 }
 
 /// A flow sample as tshark shows it: the sample's fields and its decoded raw header.
@@ -1194,7 +1256,11 @@ fn tshark_sflow_sample(sample: &Value) -> SflowSample {
         frame_length: tnum(header, "sflow_245.header.frame_length"),
         src_mac: tstr(eth, "eth.src"),
         dst_mac: tstr(eth, "eth.dst"),
-        etype: tnum(eth, "eth.type"),
+        // The record's ethertype is the payload's, after any 802.1Q tag.
+        etype: match tree["vlan"].get("vlan.etype") {
+            Some(_) => tnum(&tree["vlan"], "vlan.etype"),
+            None => tnum(eth, "eth.type"),
+        },
         src: address(pick(tstr(ip4, "ip.src"), tstr(ip6, "ipv6.src"))),
         dst: address(pick(tstr(ip4, "ip.dst"), tstr(ip6, "ipv6.dst"))),
         proto,
@@ -1202,6 +1268,11 @@ fn tshark_sflow_sample(sample: &Value) -> SflowSample {
         src_port: tnum(tcp, "tcp.srcport").max(tnum(udp, "udp.srcport")),
         dst_port: tnum(tcp, "tcp.dstport").max(tnum(udp, "udp.dstport")),
         tcp_flags: tnum(tcp, "tcp.flags"),
+        // The extended switch structure's input VLAN, else the sampled header's tag.
+        vlan: match tnum(&sample["Extended switch data"], "sflow_245.vlan.in") {
+            0 => tnum(&tree["vlan"], "vlan.id"),
+            vlan => vlan,
+        },
     }
 }
 
@@ -1222,6 +1293,7 @@ fn our_sflow_sample(r: &Value) -> SflowSample {
         src_port: u64_of(r, "src_port"),
         dst_port: u64_of(r, "dst_port"),
         tcp_flags: u64_of(r, "tcp_flags"),
+        vlan: u64_of(r, "vlan_id"),
     }
 }
 
@@ -1345,7 +1417,7 @@ fn ovs_sflow() {
             let names = port_names(records);
             udp_flows()
                 .iter()
-                .all(|(src, _, port, _, _)| udp_samples(records, src, *port).len() >= 5)
+                .all(|f| udp_samples(records, &f.src, f.src_port).len() >= 5)
                 && names.len() >= 2
         },
     );
@@ -1360,7 +1432,15 @@ fn ovs_sflow() {
     // The known traffic: every packet sampled (rate 1), the 5 UDP datagrams of each flow as they
     // entered host A's port, their 128-byte headers decoded (frames of 14 + IP + UDP + 50 bytes,
     // + 4 for the FCS as sFlow counts).
-    for (src, dst, src_port, dst_port, headers) in udp_flows() {
+    for UdpFlow {
+        src,
+        dst,
+        src_port,
+        dst_port,
+        headers,
+        vlan,
+    } in udp_flows()
+    {
         let udp = udp_samples(&run.records, &src, src_port);
         assert_eq!(udp.len(), 5, "{udp:#?}");
         for s in &udp {
@@ -1373,17 +1453,19 @@ fn ovs_sflow() {
                     s.dst_mac.as_str(),
                     s.dst.as_str(),
                     s.ttl,
-                    s.dst_port
+                    s.dst_port,
+                    s.vlan
                 ),
                 (
                     1,
                     u64::from(hosts[0].ifindex),
-                    14 + headers + 50 + 4,
+                    14 + if vlan == 0 { 0 } else { 4 } + headers + 50 + 4,
                     mac_text(ovs::MAC_A).as_str(),
                     mac_text(ovs::MAC_B).as_str(),
                     dst.as_str(),
                     64,
-                    dst_port
+                    dst_port,
+                    vlan
                 ),
                 "{s:?}"
             );
