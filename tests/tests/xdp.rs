@@ -243,7 +243,7 @@ fn drop_mode_drops_and_counts_matched_datagrams() {
 }
 
 /// `--user nobody`: after attaching the collector runs as nobody with only CAP_BPF, still
-/// reports counters, and still detaches on SIGTERM.
+/// collects and reports counters, and still detaches on SIGTERM.
 #[test]
 fn user_flag_drops_root_after_attach() {
     if !privilege::require("user_flag_drops_root_after_attach") {
@@ -296,10 +296,63 @@ fn user_flag_drops_root_after_attach() {
             c.get(Counter::Matched) - before.get(Counter::Matched) >= 3
         })
         .expect("counters still readable as nobody");
+    // The workers still receive as nobody (AF_XDP socket bound before the drop).
+    let received = poll(COUNT_TIMEOUT, || {
+        (collector.metric("collector_datagrams_received_total{worker=\"0\"}") == Some(3))
+            .then_some(())
+    });
+    assert!(
+        received.is_some(),
+        "{}",
+        collector.metrics().unwrap_or_default()
+    );
     collector.signal(libc::SIGTERM).unwrap();
     let status = collector.wait_exit(Duration::from_secs(10)).unwrap();
     assert!(status.success(), "exit {status}:\n{}", collector.stderr());
     assert!(!has_xdp(&pair), "{}", pair.collector_link().unwrap());
+}
+
+/// `--xdp-zero-copy on` on veth (no zero-copy AF_XDP driver support): startup fails, naming it,
+/// and leaves nothing attached.
+#[test]
+fn zero_copy_on_fails_clearly_without_driver_support() {
+    if !privilege::require("zero_copy_on_fails_clearly_without_driver_support") {
+        return;
+    }
+    let pair = NetnsPair::create().expect("namespaces");
+    let mut collector = start_with(&pair, "skb", &["--xdp-zero-copy", "on"]);
+    let status = collector.wait_exit(COUNT_TIMEOUT).expect("exits");
+    assert!(!status.success(), "{}", collector.stderr());
+    let stderr = collector.stderr();
+    assert!(stderr.contains("zero-copy On"), "{stderr}");
+    assert!(!has_xdp(&pair), "{}", pair.collector_link().unwrap());
+}
+
+/// SIGHUP in XDP mode re-reads the sampling rates, like socket mode, and keeps collecting.
+#[test]
+fn sighup_reloads_in_xdp_mode() {
+    if !privilege::require("sighup_reloads_in_xdp_mode") {
+        return;
+    }
+    let pair = NetnsPair::create().expect("namespaces");
+    let mut collector = start_with(&pair, "driver", &["--sampling-rate", "192.0.2.0/24=400"]);
+    collector.wait_attached(ATTACH_TIMEOUT).expect("attached");
+    // The control plane's handler is installed once the workers run.
+    poll(COUNT_TIMEOUT, || {
+        collector.stderr().contains("collecting").then_some(())
+    })
+    .expect("workers started");
+    collector.signal(libc::SIGHUP).unwrap();
+    let reloaded = poll(COUNT_TIMEOUT, || {
+        collector
+            .stderr()
+            .contains("sampling rates reloaded entries=1")
+            .then_some(())
+    });
+    assert!(reloaded.is_some(), "{}", collector.stderr());
+    collector.signal(libc::SIGTERM).unwrap();
+    let status = collector.wait_exit(Duration::from_secs(10)).unwrap();
+    assert!(status.success(), "exit {status}:\n{}", collector.stderr());
 }
 
 fn has_xdp(pair: &NetnsPair) -> bool {

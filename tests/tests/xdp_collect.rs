@@ -69,7 +69,7 @@ fn afxdp_driver_mode_collects_every_protocol_on_every_queue() {
     if !privilege::require("afxdp_driver_mode_collects_every_protocol_on_every_queue") {
         return;
     }
-    collect("driver", "afxdp");
+    collect("driver", "afxdp", &[]);
 }
 
 #[test]
@@ -77,7 +77,7 @@ fn afxdp_skb_mode_collects_every_protocol() {
     if !privilege::require("afxdp_skb_mode_collects_every_protocol") {
         return;
     }
-    collect("skb", "afxdp");
+    collect("skb", "afxdp", &["--xsk-ring-size", "4096"]);
 }
 
 #[test]
@@ -85,7 +85,7 @@ fn perf_mode_collects_every_protocol() {
     if !privilege::require("perf_mode_collects_every_protocol") {
         return;
     }
-    collect("driver", "perf");
+    collect("driver", "perf", &[]);
 }
 
 /// One exporter socket in the peer namespace and the datagrams it sent.
@@ -113,7 +113,7 @@ impl Exporter {
     }
 }
 
-fn collect(attach: &str, xdp_mode: &str) {
+fn collect(attach: &str, xdp_mode: &str, extra: &[&str]) {
     let pair = NetnsPair::create_with_queues(QUEUES).expect("namespaces");
     for addr in [V5_B, V9, IPFIX, SFLOW, FRAGMENTED, DENIED] {
         ip(&[
@@ -127,36 +127,48 @@ fn collect(attach: &str, xdp_mode: &str) {
         ])
         .expect("extra peer address");
     }
-    let mut collector = CollectorProcess::start(
-        Some(&pair.collector_ns),
-        &[
-            "run",
-            "--xdp",
-            &pair.collector_if,
-            "--xdp-attach",
-            attach,
-            "--xdp-mode",
-            xdp_mode,
-            "--xdp-zero-copy",
-            "off",
-            "--listen",
-            &format!("0.0.0.0:{NETFLOW_PORT}"),
-            &format!("[::]:{NETFLOW_PORT}"),
-            &format!("0.0.0.0:{IPFIX_PORT}"),
-            &format!("0.0.0.0:{SFLOW_PORT}"),
-            "--allow",
-            "192.0.2.0/29",
-            "--allow",
-            "2001:db8::/64",
-            "--ring-size",
-            "16384",
-            "--report-interval",
-            "1",
-        ],
-        "info",
-    )
-    .expect("collector starts");
+    let listen = [
+        format!("0.0.0.0:{NETFLOW_PORT}"),
+        format!("[::]:{NETFLOW_PORT}"),
+        format!("0.0.0.0:{IPFIX_PORT}"),
+        format!("0.0.0.0:{SFLOW_PORT}"),
+    ];
+    let mut args = vec![
+        "run",
+        "--xdp",
+        &pair.collector_if,
+        "--xdp-attach",
+        attach,
+        "--xdp-mode",
+        xdp_mode,
+        "--xdp-zero-copy",
+        "off",
+        "--listen",
+        &listen[0],
+        &listen[1],
+        &listen[2],
+        &listen[3],
+        "--allow",
+        "192.0.2.0/29",
+        "--allow",
+        "2001:db8::/64",
+        "--ring-size",
+        "16384",
+        "--report-interval",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    let mut collector =
+        CollectorProcess::start(Some(&pair.collector_ns), &args, "info").expect("collector starts");
     let before = collector.wait_attached(ATTACH_TIMEOUT).expect("attached");
+    if let Some(size) = extra
+        .iter()
+        .position(|a| *a == "--xsk-ring-size")
+        .and_then(|i| extra.get(i + 1))
+    {
+        let stderr = collector.stderr();
+        assert!(stderr.contains(&format!("ring_size={size}")), "{stderr}");
+    }
 
     // Every exporter socket, created in the peer namespace.
     let mut sockets = pair
