@@ -30,8 +30,11 @@ pub struct LaneOptions {
     /// The bound `/metrics` listener.
     pub metrics_listener: std::net::TcpListener,
     pub summary_interval: Duration,
-    /// Set to stop (also set by SIGINT/SIGTERM).
+    /// Set to stop (also set by SIGINT/SIGTERM, and by a failing worker).
     pub stop: Arc<AtomicBool>,
+    /// The flag the workers poll, when the caller sets it itself some time after `stop` (XDP
+    /// mode detaches its program in between); `None`: the workers poll `stop`.
+    pub workers_stop: Option<Arc<AtomicBool>>,
     /// Called on SIGHUP: the new configured sampling rates for every worker, or `None` to keep
     /// the current ones (the hook logs why).
     pub reload: Box<dyn FnMut() -> Option<Vec<ConfiguredRate>> + Send>,
@@ -115,6 +118,7 @@ where
             _ => cores.get(id % cores.len().max(1)).copied(),
         };
         let stop = Arc::clone(&options.stop);
+        let workers_stop = Arc::clone(options.workers_stop.as_ref().unwrap_or(&options.stop));
         let spawned = std::thread::Builder::new()
             .name(format!("worker-{id}"))
             .spawn(move || {
@@ -128,10 +132,11 @@ where
                         tracing::warn!(worker = id, core = core.id, "could not pin worker");
                     }
                 }
-                let result = worker.run(&stop);
+                let result = worker.run(&workers_stop);
                 if result.is_err() {
                     // A failed worker stops the others: the collector must not run with a hole.
                     stop.store(true, Ordering::Relaxed);
+                    workers_stop.store(true, Ordering::Relaxed);
                 }
                 result
             });
@@ -139,6 +144,9 @@ where
             Ok(handle) => threads.push(handle),
             Err(err) => {
                 options.stop.store(true, Ordering::Relaxed);
+                if let Some(workers_stop) = &options.workers_stop {
+                    workers_stop.store(true, Ordering::Relaxed);
+                }
                 tracing::error!(worker = id, %err, "could not start worker thread");
             }
         }

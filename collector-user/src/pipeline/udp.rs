@@ -138,6 +138,7 @@ where
             metrics_listener,
             summary_interval: settings.summary_interval,
             stop,
+            workers_stop: None,
             reload: sampling_reload(settings, flags),
             pin: true,
             cores: Vec::new(),

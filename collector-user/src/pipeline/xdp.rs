@@ -1,11 +1,12 @@
 //! `collector run --xdp IFACE`: the XDP fast path feeding the same workers, decoders and rings as
 //! socket mode, with the UDP sockets kept open as the slow path.
 //!
-//! Owns the XDP-mode setup and lifecycle: attach the `steer` program, place one lane per RX queue
-//! (afxdp and drop mode) or per CPU (perf mode) on the CPU that services it ([`plan_lanes`]), open
-//! each lane's AF_XDP sockets (inserted into the XSKMAP) or perf buffers and its share of the UDP
-//! sockets, drop privileges, run the lanes with [`run_lanes`] (metrics, SIGHUP reload, SIGTERM
-//! drain), and meanwhile forward the program's log records and write its counters report. The
+//! Owns the XDP-mode setup and lifecycle: place one lane per RX queue (afxdp and drop mode) or
+//! per CPU (perf mode) on the CPU that services it ([`plan_lanes`]), bind each lane's share of the
+//! UDP sockets, attach the `steer` program, open each lane's AF_XDP sockets (inserted into the
+//! XSKMAP) or perf buffers, drop privileges, run the lanes with [`run_lanes`] (metrics, SIGHUP
+//! reload, SIGTERM drain), meanwhile forward the program's log records and write its counters
+//! report, and detach the program as soon as shutdown starts. The
 //! per-lane [`XdpLaneSource`] merges a worker's fast-path sources and its UDP sockets into one
 //! [`Source`], counting what came through the slow path.
 
@@ -21,7 +22,7 @@ use crate::source::rx_queues::{queue_cpus, rx_queue_count};
 use crate::source::udp::UdpSource;
 use crate::source::xsk::{XskConfig, XskSource};
 use crate::xdp::{
-    AllowPrefix, AttachMode, PROGRAM_LOG_TARGET, SteerConfig, SteerMode, SteerProgram,
+    AllowPrefix, AttachMode, CounterMap, PROGRAM_LOG_TARGET, SteerConfig, SteerMode, SteerProgram,
 };
 use anyhow::Context as _;
 use std::net::SocketAddr;
@@ -36,8 +37,8 @@ pub const PERF_PAGES: usize = 256;
 /// While the fast path delivers, the slow-path sockets are read every this many batches (and on
 /// every batch where the fast path delivered nothing).
 const SLOW_PATH_EVERY: u32 = 8;
-/// Longest wait for a log record before the report clock is looked at again.
-const LOG_POLL: Duration = Duration::from_millis(200);
+/// Longest wait for a log record before the stop flag and the report clock are looked at again.
+const LOG_POLL: Duration = Duration::from_millis(20);
 
 /// What `collector run --xdp` takes besides the common settings.
 #[derive(Clone, Debug)]
@@ -215,7 +216,11 @@ impl Source for XdpLaneSource {
     }
 }
 
-/// `collector run --xdp IFACE`: attach, collect until SIGINT/SIGTERM, drain, detach.
+/// `collector run --xdp IFACE`: bind, attach, collect until SIGINT/SIGTERM, detach, drain.
+///
+/// Order matters for loss: the UDP sockets are bound before the program is attached (so what it
+/// passes always finds a socket), and on shutdown the program is detached first, so datagrams that
+/// keep coming land in the UDP sockets while the workers drain the AF_XDP rings and the sockets.
 pub fn run(settings: &Settings, flags: &FlagConfig, options: &XdpOptions) -> anyhow::Result<()> {
     create_ring_dir(settings)?;
     let metrics_listener = std::net::TcpListener::bind(settings.metrics)
@@ -224,6 +229,18 @@ pub fn run(settings: &Settings, flags: &FlagConfig, options: &XdpOptions) -> any
     ports.sort_unstable();
     ports.dedup();
     let iface = options.iface.as_str();
+    crate::xdp::check_capabilities(options.mode)?;
+
+    let units = fast_path_units(iface, options.mode)?;
+    let workers = (!settings.workers_is_default).then_some(settings.workers);
+    let plans = plan_lanes(&units, workers);
+    let slow_sources = bind_sources(
+        &settings.listen,
+        settings.listen_is_default,
+        plans.len(),
+        settings.rcvbuf,
+    )?;
+
     let config = SteerConfig {
         ports: ports.clone(),
         allow: options.allow.clone(),
@@ -242,43 +259,6 @@ pub fn run(settings: &Settings, flags: &FlagConfig, options: &XdpOptions) -> any
         allow = options.allow.len(),
         "XDP program attached through a bpf_link"
     );
-
-    let units: Vec<(u32, u32)> = match options.mode {
-        SteerMode::Afxdp | SteerMode::Drop => {
-            let queues = rx_queue_count(iface)?;
-            anyhow::ensure!(queues > 0, "{iface} has no RX queue");
-            let cpus: Vec<u32> = core_affinity::get_core_ids()
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|c| u32::try_from(c.id).ok())
-                .collect();
-            let cpus = if cpus.is_empty() { vec![0] } else { cpus };
-            let placed = queue_cpus(iface, queues, &cpus)?;
-            for p in &placed {
-                tracing::info!(
-                    queue = p.queue,
-                    cpu = p.cpu,
-                    from_irq = p.from_irq,
-                    "RX queue placed"
-                );
-            }
-            placed.iter().map(|p| (p.queue, p.cpu)).collect()
-        }
-        SteerMode::Perf => aya::util::online_cpus()
-            .map_err(|(_, err)| err)
-            .context("reading the online CPUs")?
-            .into_iter()
-            .map(|cpu| (cpu, cpu))
-            .collect(),
-    };
-    let workers = (!settings.workers_is_default).then_some(settings.workers);
-    let plans = plan_lanes(&units, workers);
-    let slow_sources = bind_sources(
-        &settings.listen,
-        settings.listen_is_default,
-        plans.len(),
-        settings.rcvbuf,
-    )?;
     let mut frames = match options.mode {
         SteerMode::Perf => Some(program.take_frames()?),
         _ => None,
@@ -340,7 +320,8 @@ pub fn run(settings: &Settings, flags: &FlagConfig, options: &XdpOptions) -> any
             sink: open_rings(settings, worker)?,
         });
     }
-    report(&program, options.counters_file.as_deref())?;
+    let counter_map = program.counter_map();
+    report(&counter_map, iface, options.counters_file.as_deref())?;
     if let Some(user) = options.user.as_deref() {
         // Before any thread starts: no other thread may exist while the ids change.
         let account = crate::privilege::drop_to_user(user, &[crate::privilege::CAP_BPF])?;
@@ -352,18 +333,20 @@ pub fn run(settings: &Settings, flags: &FlagConfig, options: &XdpOptions) -> any
         );
     }
 
-    let counter_map = program.counter_map();
+    let metrics_map = Arc::clone(&counter_map);
     let xdp_metrics = Arc::new(XdpMetrics {
-        program: Box::new(move || counter_map.read().ok()),
+        program: Box::new(move || metrics_map.read().ok()),
         queues: queue_counters,
         cpus: cpu_counters,
         slow_path,
     });
     let stop = Arc::new(AtomicBool::new(false));
+    let workers_stop = Arc::new(AtomicBool::new(false));
     let lane_options = LaneOptions {
         metrics_listener,
         summary_interval: settings.summary_interval,
-        stop,
+        stop: Arc::clone(&stop),
+        workers_stop: Some(Arc::clone(&workers_stop)),
         reload: sampling_reload(settings, flags),
         pin: true,
         cores: plans.iter().map(|p| p.core as usize).collect(),
@@ -376,13 +359,32 @@ pub fn run(settings: &Settings, flags: &FlagConfig, options: &XdpOptions) -> any
         .context("starting the lanes")?;
     let period = options.report_interval;
     let mut next_report = Instant::now() + period;
+    let mut attached = Some(program);
     while !lanes_thread.is_finished() {
-        if crate::source::wait_readable(program.log_fd(), LOG_POLL)? {
+        let Some(program) = attached.as_mut() else {
+            std::thread::sleep(LOG_POLL);
+            continue;
+        };
+        if stop.load(Relaxed) {
+            // Detach before the workers drain: from now on every datagram goes to the UDP
+            // sockets, which they drain with the AF_XDP rings and perf buffers.
             program.flush_log();
+            drop(attached.take());
+            tracing::info!(iface, "XDP program detached; draining");
+            workers_stop.store(true, Relaxed);
+            continue;
+        }
+        match crate::source::wait_readable(program.log_fd(), LOG_POLL) {
+            Ok(true) => program.flush_log(),
+            Ok(false) => {}
+            Err(err) => {
+                tracing::error!(%err, "polling the XDP log ring failed; stopping");
+                stop.store(true, Relaxed);
+            }
         }
         if Instant::now() >= next_report {
             next_report += period;
-            if let Err(err) = report(&program, options.counters_file.as_deref()) {
+            if let Err(err) = report(&counter_map, iface, options.counters_file.as_deref()) {
                 tracing::warn!("{err:#}");
             }
         }
@@ -390,18 +392,54 @@ pub fn run(settings: &Settings, flags: &FlagConfig, options: &XdpOptions) -> any
     let outcome = lanes_thread
         .join()
         .map_err(|_| anyhow::anyhow!("the lanes thread panicked"))?;
-    program.flush_log();
-    report(&program, options.counters_file.as_deref())?;
+    if let Some(mut program) = attached {
+        program.flush_log();
+        drop(program);
+        tracing::info!(iface, "XDP program detached");
+    }
     drop(frames.take());
-    drop(program);
-    tracing::info!(iface, "XDP program detached");
+    report(&counter_map, iface, options.counters_file.as_deref())?;
     outcome.map(|_| ())
 }
 
+/// The fast-path units of `mode` and the CPU serving each: (RX queue, CPU of its IRQ or
+/// round robin) for afxdp and drop mode, (CPU, CPU) for perf mode.
+fn fast_path_units(iface: &str, mode: SteerMode) -> anyhow::Result<Vec<(u32, u32)>> {
+    match mode {
+        SteerMode::Afxdp | SteerMode::Drop => {
+            let queues = rx_queue_count(iface)?;
+            anyhow::ensure!(queues > 0, "{iface} has no RX queue");
+            let cpus: Vec<u32> = core_affinity::get_core_ids()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|c| u32::try_from(c.id).ok())
+                .collect();
+            let cpus = if cpus.is_empty() { vec![0] } else { cpus };
+            let placed = queue_cpus(iface, queues, &cpus)?;
+            for p in &placed {
+                tracing::info!(
+                    queue = p.queue,
+                    cpu = p.cpu,
+                    from_irq = p.from_irq,
+                    "RX queue placed"
+                );
+            }
+            Ok(placed.iter().map(|p| (p.queue, p.cpu)).collect())
+        }
+        SteerMode::Perf => {
+            let cpus = aya::util::online_cpus()
+                .map_err(|(_, err)| err)
+                .context("reading the online CPUs")?;
+            anyhow::ensure!(!cpus.is_empty(), "no online CPU");
+            Ok(cpus.into_iter().map(|cpu| (cpu, cpu)).collect())
+        }
+    }
+}
+
 /// Log the program's counters and write them to `counters_file` (replaced atomically).
-fn report(program: &SteerProgram, counters_file: Option<&Path>) -> anyhow::Result<()> {
-    let counters = program.counters()?;
-    tracing::info!(iface = program.iface(), "xdp counters {counters}");
+fn report(counters: &CounterMap, iface: &str, counters_file: Option<&Path>) -> anyhow::Result<()> {
+    let counters = counters.read()?;
+    tracing::info!(iface, "xdp counters {counters}");
     if let Some(path) = counters_file {
         let partial = path.with_extension("partial");
         std::fs::write(&partial, format!("{counters}\n"))
