@@ -69,7 +69,8 @@ fn afxdp_driver_mode_collects_every_protocol_on_every_queue() {
     if !privilege::require("afxdp_driver_mode_collects_every_protocol_on_every_queue") {
         return;
     }
-    collect("driver", "afxdp", &[]);
+    // Two workers for four queues: each polls two AF_XDP sockets.
+    collect("driver", "afxdp", &["--workers", "2"]);
 }
 
 #[test]
@@ -328,6 +329,22 @@ fn collect(attach: &str, xdp_mode: &str, extra: &[&str]) {
             assert_eq!(delivered(Counter::Redirected), fast_count, "{text}");
             assert_eq!(sum(&text, "collector_xsk_datagrams_total{"), fast_count);
             assert_eq!(sum(&text, "collector_xsk_rx_dropped_total{"), 0, "{text}");
+            // One worker per queue, or --workers sharing them round robin.
+            let workers: usize = extra
+                .iter()
+                .position(|a| *a == "--workers")
+                .and_then(|i| extra.get(i + 1)?.parse().ok())
+                .unwrap_or(QUEUES as usize);
+            for q in 0..QUEUES as usize {
+                let series = format!(
+                    "collector_xsk_datagrams_total{{queue=\"{q}\",worker=\"{}\"}}",
+                    q % workers
+                );
+                assert!(
+                    metric_value(&text, &series).is_some(),
+                    "no {series}:\n{text}"
+                );
+            }
             let busy = (0..QUEUES)
                 .filter(|q| {
                     sum(
