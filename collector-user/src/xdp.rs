@@ -17,9 +17,10 @@ use aya::{
 };
 use aya_log::EbpfLogger;
 use collector_common::{
-    ALLOW_V4_MAP, ALLOW_V6_MAP, AllowValue, CONFIG_ALLOW_LIST, CONFIG_MAP, CONFIG_PERF_MODE,
-    COUNTERS_MAP, ConfigFlags, Counter, CounterValue, FRAMES_MAP, MAX_ALLOW_PREFIXES, MAX_PORTS,
-    MAX_QUEUES, PORTS_MAP, PortKey, PortValue, STEER_PROGRAM, XSKS_MAP,
+    ALLOW_V4_MAP, ALLOW_V6_MAP, AllowValue, CONFIG_ALLOW_LIST, CONFIG_DROP_MODE, CONFIG_MAP,
+    CONFIG_PERF_MODE, COUNTERS_MAP, ConfigFlags, Counter, CounterValue, FRAMES_MAP,
+    MAX_ALLOW_PREFIXES, MAX_PORTS, MAX_QUEUES, PORTS_MAP, PortKey, PortValue, STEER_PROGRAM,
+    XSKS_MAP,
 };
 
 /// The eBPF object built by `build.rs` from `collector-ebpf`.
@@ -46,6 +47,9 @@ pub enum SteerMode {
     Afxdp,
     /// Copy into the per-CPU perf ring and drop.
     Perf,
+    /// Drop every matched (allowed) datagram in XDP and count it (`drop_mode_dropped`): a
+    /// benchmark/diagnostic mode measuring the XDP_DROP ceiling; nothing is collected.
+    Drop,
 }
 
 /// An exporter source prefix of the allow-list, e.g. `192.0.2.0/24`, `2001:db8::/32`, or a
@@ -275,11 +279,34 @@ impl FromStr for SteerCounters {
     }
 }
 
+/// The program's per-CPU counter map, shareable with the metrics thread (reading it takes one
+/// `bpf(MAP_LOOKUP_ELEM)` per counter; it never blocks the program).
+pub struct CounterMap(PerCpuArray<MapData, CounterValue>);
+
+impl CounterMap {
+    /// Counters summed over all CPUs.
+    pub fn read(&self) -> anyhow::Result<SteerCounters> {
+        let mut counters = SteerCounters::default();
+        for counter in Counter::ALL {
+            let per_cpu = self.0.get(&(counter as u32), 0)?;
+            counters.set(counter, per_cpu.iter().sum());
+        }
+        Ok(counters)
+    }
+}
+
+impl fmt::Debug for CounterMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CounterMap")
+    }
+}
+
 /// The loaded and attached XDP program. Dropping it detaches the program (closes the bpf_link).
 pub struct SteerProgram {
     // Field order is drop order: detach first, then the log ring, then program and maps.
     _link: XdpLink,
     logger: EbpfLogger<&'static dyn log::Log>,
+    counters: std::sync::Arc<CounterMap>,
     ebpf: Ebpf,
     iface: String,
     mode: AttachedMode,
@@ -326,8 +353,10 @@ impl SteerProgram {
         if !config.allow.is_empty() {
             flags |= CONFIG_ALLOW_LIST;
         }
-        if config.mode == SteerMode::Perf {
-            flags |= CONFIG_PERF_MODE;
+        match config.mode {
+            SteerMode::Afxdp => {}
+            SteerMode::Perf => flags |= CONFIG_PERF_MODE,
+            SteerMode::Drop => flags |= CONFIG_DROP_MODE,
         }
         {
             let mut config_map: Array<_, ConfigFlags> = ebpf
@@ -361,6 +390,10 @@ impl SteerProgram {
         };
         let link = program.take_link(link_id)?;
         let program_id = program.info()?.id();
+        let counters: PerCpuArray<MapData, CounterValue> = ebpf
+            .take_map(COUNTERS_MAP)
+            .context("counter map missing from the XDP object")?
+            .try_into()?;
         // aya falls back to netlink attachment when bpf_link_create is refused; such an
         // attachment outlives the process. Accept only a real XDP bpf_link of our program.
         let Some(kernel_link) = loaded_links().filter_map(Result::ok).find(|info| {
@@ -375,6 +408,7 @@ impl SteerProgram {
         Ok(SteerProgram {
             _link: link,
             logger,
+            counters: std::sync::Arc::new(CounterMap(counters)),
             ebpf,
             iface: iface.to_owned(),
             mode,
@@ -400,17 +434,12 @@ impl SteerProgram {
 
     /// Counters summed over all CPUs.
     pub fn counters(&self) -> anyhow::Result<SteerCounters> {
-        let map: PerCpuArray<_, CounterValue> = self
-            .ebpf
-            .map(COUNTERS_MAP)
-            .context("counter map missing from the XDP object")?
-            .try_into()?;
-        let mut counters = SteerCounters::default();
-        for counter in Counter::ALL {
-            let per_cpu = map.get(&(counter as u32), 0)?;
-            counters.set(counter, per_cpu.iter().sum());
-        }
-        Ok(counters)
+        self.counters.read()
+    }
+
+    /// The counter map, for readers on other threads (metrics).
+    pub fn counter_map(&self) -> std::sync::Arc<CounterMap> {
+        std::sync::Arc::clone(&self.counters)
     }
 
     /// Bind the AF_XDP socket `socket` to RX queue `queue` in the XSKMAP: from now on the
@@ -529,6 +558,8 @@ mod tests {
         );
         assert!(missing_mode_capabilities(base | 1 << CAP_PERFMON, SteerMode::Perf).is_empty());
         assert!(missing_mode_capabilities(base | 1 << CAP_SYS_ADMIN, SteerMode::Perf).is_empty());
+        // Drop mode opens neither sockets nor perf buffers.
+        assert!(missing_mode_capabilities(base, SteerMode::Drop).is_empty());
         assert_eq!(
             missing_mode_capabilities(1 << CAP_NET_RAW, SteerMode::Afxdp),
             ["CAP_BPF", "CAP_NET_ADMIN"]
@@ -556,7 +587,7 @@ mod tests {
             line,
             "seen=7 matched=1007 passed_not_matched=2007 fragments=3007 malformed=4007 \
              dropped_not_allowed=5007 redirected=6007 passed_no_socket=7007 perf_copied=8007 \
-             perf_failed=9007"
+             perf_failed=9007 drop_mode_dropped=10007"
         );
         assert_eq!(line.parse::<SteerCounters>(), Ok(counters));
     }
@@ -579,14 +610,15 @@ mod tests {
     #[test]
     fn consistency_means_seen_is_the_sum() {
         let mut counters: SteerCounters =
-            "seen=6 matched=5 passed_not_matched=0 fragments=0 malformed=1 \
-             dropped_not_allowed=1 redirected=1 passed_no_socket=1 perf_copied=1 perf_failed=1"
+            "seen=7 matched=6 passed_not_matched=0 fragments=0 malformed=1 \
+             dropped_not_allowed=1 redirected=1 passed_no_socket=1 perf_copied=1 perf_failed=1 \
+             drop_mode_dropped=1"
                 .parse()
                 .unwrap();
         assert!(counters.is_consistent());
-        counters.set(Counter::Seen, 7);
+        counters.set(Counter::Seen, 8);
         assert!(!counters.is_consistent());
-        counters.set(Counter::Seen, 6);
+        counters.set(Counter::Seen, 7);
         counters.set(Counter::Redirected, 2);
         assert!(!counters.is_consistent());
     }
