@@ -636,6 +636,19 @@ impl OvsLab {
         Ok(())
     }
 
+    /// Host A pings host B `count` times (ICMP echo, identifier `id`, 56 bytes of data) through
+    /// a raw socket; every reply must come back.
+    pub fn ping(&self, id: u16, count: u16) -> anyhow::Result<()> {
+        let socket = self.hosts[0].run(RawIcmp::open)??;
+        for seq in 0..count {
+            socket.send_echo(HOST_B, id, seq)?;
+            socket
+                .wait_reply(HOST_B, id, seq)
+                .with_context(|| format!("no echo reply {seq} from {HOST_B}"))?;
+        }
+        Ok(())
+    }
+
     /// Host A opens a TCP connection from `src_port` to host B's `dst_port`, sends `bytes`
     /// bytes, and both sides close; host B receives them all.
     pub fn tcp_flow(&self, src_port: u16, dst_port: u16, bytes: usize) -> anyhow::Result<()> {
@@ -664,6 +677,121 @@ impl OvsLab {
         drop(client);
         Ok(())
     }
+}
+
+/// A raw IPv4 ICMP socket (closed on drop), for pings without a `ping` binary.
+struct RawIcmp(std::os::fd::OwnedFd);
+
+impl RawIcmp {
+    fn open() -> anyhow::Result<Self> {
+        use std::os::fd::FromRawFd as _;
+        // SAFETY: socket(2); the descriptor is owned by the OwnedFd from here on.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP) };
+        if fd < 0 {
+            bail!("raw ICMP socket: {}", std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor nobody else owns.
+        let socket = RawIcmp(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) });
+        let timeout = libc::timeval {
+            tv_sec: 5,
+            tv_usec: 0,
+        };
+        // SAFETY: setsockopt with a valid timeval of the size given.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&raw const timeout).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            bail!("SO_RCVTIMEO: {}", std::io::Error::last_os_error());
+        }
+        Ok(socket)
+    }
+
+    fn send_echo(&self, to: Ipv4Addr, id: u16, seq: u16) -> anyhow::Result<()> {
+        let mut message = [0u8; 8 + 56];
+        message[0] = 8; // echo request, code 0
+        message[4..6].copy_from_slice(&id.to_be_bytes());
+        message[6..8].copy_from_slice(&seq.to_be_bytes());
+        for (i, b) in message[8..].iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        let sum = internet_checksum(&message);
+        message[2..4].copy_from_slice(&sum.to_be_bytes());
+        let addr = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: 0,
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(to).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        // SAFETY: sendto with a valid buffer and address of the sizes given.
+        let sent = unsafe {
+            libc::sendto(
+                std::os::fd::AsRawFd::as_raw_fd(&self.0),
+                message.as_ptr().cast(),
+                message.len(),
+                0,
+                (&raw const addr).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+        };
+        if sent != message.len() as isize {
+            bail!(
+                "sending an echo request: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(())
+    }
+
+    /// Read ICMP datagrams (IPv4 header included) until the echo reply `id`/`seq` from `from`.
+    fn wait_reply(&self, from: Ipv4Addr, id: u16, seq: u16) -> anyhow::Result<()> {
+        let mut buf = [0u8; 1500];
+        loop {
+            // SAFETY: recv into a buffer of the size given; SO_RCVTIMEO bounds the wait.
+            let n = unsafe {
+                libc::recv(
+                    std::os::fd::AsRawFd::as_raw_fd(&self.0),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    0,
+                )
+            };
+            if n < 0 {
+                bail!("{}", std::io::Error::last_os_error());
+            }
+            let packet = &buf[..n as usize];
+            let header_len = usize::from(packet.first().copied().unwrap_or(0) & 0x0f) * 4;
+            let (Some(src), Some(icmp)) = (packet.get(12..16), packet.get(header_len..)) else {
+                continue;
+            };
+            if src == from.octets()
+                && icmp.first() == Some(&0)
+                && icmp.get(4..6) == Some(&id.to_be_bytes()[..])
+                && icmp.get(6..8) == Some(&seq.to_be_bytes()[..])
+            {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// The Internet checksum (RFC 1071) of `data`.
+fn internet_checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = data
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
 }
 
 /// `ethtool -K IFACE tx off` in namespace `ns`. The userspace datapath forwards frames as they

@@ -20,19 +20,21 @@
 //!
 //! Open vSwitch (privileged; needs `ovs-vswitchd` & co., `tcpdump`, `ethtool`, `tshark`): a
 //! private OVS ([`collector_tests::ovs`]) bridges two host namespaces; host A sends 5 UDP
-//! datagrams over IPv4, a 3000-byte TCP connection, 5 UDP datagrams over IPv6 and 5 tagged
-//! (VLAN 10) UDP datagrams to host B (NetFlow v5 cannot carry the IPv6 flow). The `collector run` (UDP mode, one worker)
-//! and tcpdump receive the export in the switch namespace; afterwards the capture's `collector
-//! replay` is compared with tshark field by field, the live collector's rings must hold exactly
-//! the records replay decodes (receive times aside), and the known traffic must be there:
-//! - `ovs_netflow_v5`: addresses, ports, protocol, packets, octets, OpenFlow in/out ports,
-//!   absolute start/end times.
+//! datagrams over IPv4, a 3000-byte TCP connection, 5 UDP datagrams over IPv6, 5 tagged
+//! (VLAN 10) UDP datagrams and 3 pings to host B (NetFlow v5 cannot carry the IPv6 flow). The
+//! `collector run` (UDP mode, one worker) and tcpdump receive the export in the switch
+//! namespace; afterwards the capture's `collector replay` is compared with tshark field by
+//! field, the live collector's rings must hold exactly the records replay decodes (receive times
+//! aside), and the known traffic must be there:
+//! - `ovs_netflow_v5`: addresses, ports (ICMP type/code), protocol, packets, octets, OpenFlow
+//!   in/out ports, absolute start/end times, header sequence.
 //! - `ovs_ipfix`: OVS's template family learned; direction, observation point, MACs, ethertype,
-//!   VLAN, addresses, ports, packets, octets, ingress/egress ifindex, start/end times, ingress and
-//!   egress sampling. `ovs_ipfix_per_flow`: the same for flow-based IPFIX (an OpenFlow `sample`
-//!   action with its own observation domain and point).
+//!   VLAN, addresses, ports, ICMP type/code, packets, octets, ingress/egress ifindex, start/end
+//!   times, ingress and egress sampling. `ovs_ipfix_per_flow`: the same for flow-based IPFIX
+//!   (an OpenFlow `sample` action with its own observation domain and point).
 //! - `ovs_sflow`: flow samples with their decoded 128-byte headers (MACs, 802.1Q tag,
-//!   addresses, TTL, ports, TCP flags) per datagram vs tshark; counter samples (port names, interface counters).
+//!   addresses, TTL, ports, TCP flags, ICMP type/code) per datagram vs tshark; counter samples
+//!   (port names, interface counters).
 //!
 //! Every test skips with `SKIPPED: reason` when a tool is missing (the integrator's
 //! `cargo xtask setup` installs them); privileged ones also skip without root, and
@@ -582,7 +584,7 @@ fn etype_of(r: &Value) -> u64 {
 /// Start the collector (`collector run`, UDP on 127.0.0.1:PORT of the switch namespace, rings in
 /// `rings`) and a tcpdump of that port, configure the export with `export`, send the lab's
 /// traffic (5-datagram UDP flows A→B 40000→9999 over IPv4, 40002→9997 over IPv6 and 40003→9996
-/// tagged with VLAN 10, a TCP connection A→B 40001→8080), wait
+/// tagged with VLAN 10, a TCP connection A→B 40001→8080, 3 pings A→B), wait
 /// until `done` holds for what the capture decodes to, stop the exports and both receivers,
 /// and check that the rings hold exactly the records `collector replay` decodes from the capture.
 fn run_ovs(
@@ -631,6 +633,7 @@ fn run_ovs(
     lab.udp_flow(40_000, 9_999, 5, 50).unwrap();
     lab.tcp_flow(40_001, 8_080, 3_000).unwrap();
     lab.udp6_flow(40_002, 9_997, 5, 50).unwrap();
+    lab.ping(0x4242, 3).unwrap();
     send_vlan_flow(&lab);
     let seen = collector_tests::poll(Duration::from_secs(30), || {
         let (records, _) = replay_json(&pcap);
@@ -969,6 +972,15 @@ fn ovs_netflow_v5() {
         .map(|f| f.6)
         .sum();
     assert!(tcp_ab > 3_000, "{ours:?}");
+    // ICMP: 3 echo requests A→B (type 8, code 0 in the destination port) and 3 replies B→A.
+    for (src, dst_port) in [(&a, 0x0800), (&b, 0)] {
+        let icmp: u64 = ours
+            .iter()
+            .filter(|f| f.4 == 1 && f.0 == **src && f.2 == 0 && f.3 == dst_port)
+            .map(|f| f.5)
+            .sum();
+        assert_eq!(icmp, 3, "ICMP from {src}: {ours:?}");
+    }
 }
 
 /// The lab's measured UDP flows A→B, 5 datagrams of 50 bytes each.
@@ -1044,6 +1056,8 @@ struct OvsIpfixRecord {
     in_if: u64,
     out_if: u64,
     vlan: u64,
+    icmp_type: u64,
+    icmp_code: u64,
     /// Flow start and end (flowStart/EndDeltaMicroseconds from the export time), ns.
     start_ns: u64,
     end_ns: u64,
@@ -1113,6 +1127,8 @@ fn check_ovs_ipfix(run: &OvsRun, ids: (u64, u64), directions: &[u64]) {
                 in_if: u64_of(r, "in_if"),
                 out_if: u64_of(r, "out_if"),
                 vlan: u64_of(r, "vlan_id"),
+                icmp_type: u64_of(r, "icmp_type"),
+                icmp_code: u64_of(r, "icmp_code"),
                 start_ns: u64_of(r, "time_flow_start_ns"),
                 end_ns: u64_of(r, "time_flow_end_ns"),
             }
@@ -1151,6 +1167,8 @@ fn check_ovs_ipfix(run: &OvsRun, ids: (u64, u64), directions: &[u64]) {
                 in_if: tnum(f, "cflow.inputint"),
                 out_if: tnum(f, "cflow.outputint"),
                 vlan: tnum(f, "cflow.vlan_id").max(tnum(f, "cflow.dot1q_vlan_id")),
+                icmp_type: tnum(f, "cflow.icmp_ipv4_type").max(tnum(f, "cflow.icmp_ipv6_type")),
+                icmp_code: tnum(f, "cflow.icmp_ipv4_code").max(tnum(f, "cflow.icmp_ipv6_code")),
                 start_ns: utc_ns(&tstr(&f["cflow.timedelta_tree"], "cflow.abstimestart")),
                 end_ns: utc_ns(&tstr(&f["cflow.timedelta_tree"], "cflow.abstimeend")),
             }
@@ -1246,6 +1264,16 @@ fn check_ovs_ipfix(run: &OvsRun, ids: (u64, u64), directions: &[u64]) {
         .map(|f| f.bytes)
         .sum();
     assert!(tcp_ab > 3_000, "{ours:?}");
+    // ICMP: 3 echo requests A→B (type 8) and 3 replies B→A (type 0), sampled on ingress.
+    for (src, icmp_type) in [(a.clone(), 8), (HOST_B.to_string(), 0)] {
+        let icmp: u64 = ours
+            .iter()
+            .filter(|f| f.direction == 0 && f.proto == 1 && f.src == src)
+            .filter(|f| (f.icmp_type, f.icmp_code, f.src_port, f.dst_port) == (icmp_type, 0, 0, 0))
+            .map(|f| f.packets)
+            .sum();
+        assert_eq!(icmp, 3, "ICMP type {icmp_type} from {src}: {ours:?}");
+    }
 }
 
 fn mac_text(mac: [u8; 6]) -> String {
@@ -1273,6 +1301,8 @@ struct SflowSample {
     dst_port: u64,
     tcp_flags: u64,
     vlan: u64,
+    icmp_type: u64,
+    icmp_code: u64,
 }
 
 /// A flow sample as tshark shows it: the sample's fields and its decoded raw header.
@@ -1312,6 +1342,8 @@ fn tshark_sflow_sample(sample: &Value) -> SflowSample {
         src_port: tnum(tcp, "tcp.srcport").max(tnum(udp, "udp.srcport")),
         dst_port: tnum(tcp, "tcp.dstport").max(tnum(udp, "udp.dstport")),
         tcp_flags: tnum(tcp, "tcp.flags"),
+        icmp_type: tnum(&tree["icmp"], "icmp.type").max(tnum(&tree["icmpv6"], "icmpv6.type")),
+        icmp_code: tnum(&tree["icmp"], "icmp.code").max(tnum(&tree["icmpv6"], "icmpv6.code")),
         // The extended switch structure's input VLAN, else the sampled header's tag.
         vlan: match tnum(&sample["Extended switch data"], "sflow_245.vlan.in") {
             0 => tnum(&tree["vlan"], "vlan.id"),
@@ -1338,6 +1370,8 @@ fn our_sflow_sample(r: &Value) -> SflowSample {
         dst_port: u64_of(r, "dst_port"),
         tcp_flags: u64_of(r, "tcp_flags"),
         vlan: u64_of(r, "vlan_id"),
+        icmp_type: u64_of(r, "icmp_type"),
+        icmp_code: u64_of(r, "icmp_code"),
     }
 }
 
@@ -1514,6 +1548,16 @@ fn ovs_sflow() {
                 "{s:?}"
             );
         }
+    }
+    // ICMP from the sampled headers: 3 echo requests A→B (type 8) and 3 replies B→A (type 0).
+    for (src, icmp_type) in [(&a, 8), (&b, 0)] {
+        let icmp = run
+            .records
+            .iter()
+            .filter(|r| is_flow(r) && proto_of(r) == 1 && str_of(r, "src_addr") == **src)
+            .filter(|r| (u64_of(r, "icmp_type"), u64_of(r, "icmp_code")) == (icmp_type, 0))
+            .count();
+        assert_eq!(icmp, 3, "ICMP type {icmp_type} from {src}");
     }
     // TCP flags from the sampled headers: host A's SYN and host B's SYN-ACK.
     let flags = |src: &str, dst_port: u64| -> Vec<u64> {
