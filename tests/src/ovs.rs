@@ -159,7 +159,7 @@ impl Daemon {
     }
 
     /// Whether the process already exited.
-    pub fn exited(&mut self) -> bool {
+    fn exited(&mut self) -> bool {
         self.0.try_wait().ok().flatten().is_some()
     }
 }
@@ -864,8 +864,6 @@ impl Drop for OvsLab {
 pub struct Capture {
     daemon: Daemon,
     stderr: PathBuf,
-    /// The pcap being written.
-    pub path: PathBuf,
 }
 
 impl Capture {
@@ -886,7 +884,6 @@ impl Capture {
         let mut capture = Capture {
             daemon: Daemon::spawn(command, Some(netns))?,
             stderr,
-            path: path.to_owned(),
         };
         let listening = poll(Duration::from_secs(10), || {
             let log = std::fs::read_to_string(&capture.stderr).unwrap_or_default();
