@@ -137,8 +137,33 @@ impl XdpLaneSource {
         deliver: &mut dyn FnMut(&DatagramMeta, &[u8]),
     ) -> std::io::Result<usize> {
         let mut fast = 0;
-        for (source, counters) in &mut self.xsk {
+        for (source, _) in &mut self.xsk {
             fast += source.recv_batch(Duration::ZERO, deliver)?;
+        }
+        for (source, _) in &mut self.perf {
+            fast += source.recv_batch(Duration::ZERO, deliver)?;
+        }
+        self.publish();
+        self.batches = self.batches.wrapping_add(1);
+        if fast > 0 && !self.batches.is_multiple_of(SLOW_PATH_EVERY) {
+            return Ok(fast);
+        }
+        let slow = self.slow.recv_batch(Duration::ZERO, deliver)?;
+        bump(&self.slow_path, slow as u64);
+        Ok(fast + slow)
+    }
+
+    /// Read every AF_XDP socket's kernel statistics now and publish them.
+    fn refresh_kernel_stats(&mut self) {
+        for (source, _) in &mut self.xsk {
+            source.refresh_kernel_stats();
+        }
+        self.publish();
+    }
+
+    /// Copy every fast-path source's counters into the atomics the metrics read.
+    fn publish(&self) {
+        for (source, counters) in &self.xsk {
             let stats = source.stats();
             counters.datagrams.store(stats.delivered, Relaxed);
             counters.rx_dropped.store(stats.rx_dropped, Relaxed);
@@ -154,20 +179,12 @@ impl XdpLaneSource {
                 Relaxed,
             );
         }
-        for (source, counters) in &mut self.perf {
-            fast += source.recv_batch(Duration::ZERO, deliver)?;
+        for (source, counters) in &self.perf {
             let stats = source.stats();
             counters.datagrams.store(stats.delivered, Relaxed);
             counters.lost_samples.store(stats.lost_samples, Relaxed);
             counters.discarded.store(stats.discarded(), Relaxed);
         }
-        self.batches = self.batches.wrapping_add(1);
-        if fast > 0 && !self.batches.is_multiple_of(SLOW_PATH_EVERY) {
-            return Ok(fast);
-        }
-        let slow = self.slow.recv_batch(Duration::ZERO, deliver)?;
-        bump(&self.slow_path, slow as u64);
-        Ok(fast + slow)
     }
 }
 
@@ -178,8 +195,13 @@ impl Source for XdpLaneSource {
         deliver: &mut dyn FnMut(&DatagramMeta, &[u8]),
     ) -> std::io::Result<usize> {
         let received = self.recv_ready(deliver)?;
-        if received > 0 || timeout.is_zero() {
+        if received > 0 {
             return Ok(received);
+        }
+        if timeout.is_zero() {
+            // The end of a drain: the final counters include the kernel's latest drops.
+            self.refresh_kernel_stats();
+            return Ok(0);
         }
         let millis = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
         // SAFETY: `pollfds` is a valid array of `len` pollfd structs; every descriptor belongs to
@@ -200,6 +222,8 @@ impl Source for XdpLaneSource {
             };
         }
         if ready == 0 {
+            // Idle: a good moment for the kernel's AF_XDP statistics (one getsockopt each).
+            self.refresh_kernel_stats();
             return Ok(0);
         }
         self.recv_ready(deliver)
