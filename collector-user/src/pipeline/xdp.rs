@@ -6,9 +6,9 @@
 //! UDP sockets, attach the `steer` program, open each lane's AF_XDP sockets (inserted into the
 //! XSKMAP) or perf buffers, drop privileges, run the lanes with [`run_lanes`] (metrics, SIGHUP
 //! reload, SIGTERM drain), meanwhile forward the program's log records and write its counters
-//! report, and detach the program as soon as shutdown starts. The
-//! per-lane [`XdpLaneSource`] merges a worker's fast-path sources and its UDP sockets into one
-//! [`Source`], counting what came through the slow path.
+//! report, and detach the program as soon as shutdown starts. The per-lane [`XdpLaneSource`]
+//! merges a worker's fast-path sources and its UDP sockets into one [`Source`], counting what came
+//! through the slow path.
 
 use super::counters::{PerfCpuCounters, XskQueueCounters, bump};
 use super::lanes::{Lane, LaneOptions, run_lanes};
@@ -17,6 +17,7 @@ use super::{Source, SourceLosses};
 use crate::config::{FlagConfig, Settings};
 use crate::decode::{DatagramMeta, Decoder, DecoderConfig};
 use crate::metrics::XdpMetrics;
+use crate::ring::WorkerRings;
 use crate::source::perf::PerfSource;
 use crate::source::rx_queues::{queue_cpus, rx_queue_count};
 use crate::source::udp::UdpSource;
@@ -25,6 +26,7 @@ use crate::xdp::{
     AllowPrefix, AttachMode, CounterMap, PROGRAM_LOG_TARGET, SteerConfig, SteerMode, SteerProgram,
 };
 use anyhow::Context as _;
+use aya::maps::{MapData, PerfEventArray};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd as _;
 use std::path::{Path, PathBuf};
@@ -135,8 +137,33 @@ impl XdpLaneSource {
         deliver: &mut dyn FnMut(&DatagramMeta, &[u8]),
     ) -> std::io::Result<usize> {
         let mut fast = 0;
-        for (source, counters) in &mut self.xsk {
+        for (source, _) in &mut self.xsk {
             fast += source.recv_batch(Duration::ZERO, deliver)?;
+        }
+        for (source, _) in &mut self.perf {
+            fast += source.recv_batch(Duration::ZERO, deliver)?;
+        }
+        self.publish();
+        self.batches = self.batches.wrapping_add(1);
+        if fast > 0 && !self.batches.is_multiple_of(SLOW_PATH_EVERY) {
+            return Ok(fast);
+        }
+        let slow = self.slow.recv_batch(Duration::ZERO, deliver)?;
+        bump(&self.slow_path, slow as u64);
+        Ok(fast + slow)
+    }
+
+    /// Read every AF_XDP socket's kernel statistics now and publish them.
+    fn refresh_kernel_stats(&mut self) {
+        for (source, _) in &mut self.xsk {
+            source.refresh_kernel_stats();
+        }
+        self.publish();
+    }
+
+    /// Copy every fast-path source's counters into the atomics the metrics read.
+    fn publish(&self) {
+        for (source, counters) in &self.xsk {
             let stats = source.stats();
             counters.datagrams.store(stats.delivered, Relaxed);
             counters.rx_dropped.store(stats.rx_dropped, Relaxed);
@@ -152,20 +179,12 @@ impl XdpLaneSource {
                 Relaxed,
             );
         }
-        for (source, counters) in &mut self.perf {
-            fast += source.recv_batch(Duration::ZERO, deliver)?;
+        for (source, counters) in &self.perf {
             let stats = source.stats();
             counters.datagrams.store(stats.delivered, Relaxed);
             counters.lost_samples.store(stats.lost_samples, Relaxed);
             counters.discarded.store(stats.discarded(), Relaxed);
         }
-        self.batches = self.batches.wrapping_add(1);
-        if fast > 0 && !self.batches.is_multiple_of(SLOW_PATH_EVERY) {
-            return Ok(fast);
-        }
-        let slow = self.slow.recv_batch(Duration::ZERO, deliver)?;
-        bump(&self.slow_path, slow as u64);
-        Ok(fast + slow)
     }
 }
 
@@ -176,8 +195,13 @@ impl Source for XdpLaneSource {
         deliver: &mut dyn FnMut(&DatagramMeta, &[u8]),
     ) -> std::io::Result<usize> {
         let received = self.recv_ready(deliver)?;
-        if received > 0 || timeout.is_zero() {
+        if received > 0 {
             return Ok(received);
+        }
+        if timeout.is_zero() {
+            // The end of a drain: the final counters include the kernel's latest drops.
+            self.refresh_kernel_stats();
+            return Ok(0);
         }
         let millis = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
         // SAFETY: `pollfds` is a valid array of `len` pollfd structs; every descriptor belongs to
@@ -198,6 +222,8 @@ impl Source for XdpLaneSource {
             };
         }
         if ready == 0 {
+            // Idle: a good moment for the kernel's AF_XDP statistics (one getsockopt each).
+            self.refresh_kernel_stats();
             return Ok(0);
         }
         self.recv_ready(deliver)
@@ -263,63 +289,20 @@ pub fn run(settings: &Settings, flags: &FlagConfig, options: &XdpOptions) -> any
         SteerMode::Perf => Some(program.take_frames()?),
         _ => None,
     };
-    let xsk_config = XskConfig {
-        ring_size: settings.xsk_ring_size,
-        zero_copy: settings.xdp_zero_copy,
-        ..XskConfig::default()
-    };
-    let mut lanes = Vec::with_capacity(plans.len());
-    let mut queue_counters = Vec::new();
-    let mut cpu_counters = Vec::new();
-    let mut slow_path = Vec::new();
-    for (worker, (plan, slow)) in plans.iter().zip(slow_sources).enumerate() {
-        let mut xsk = Vec::new();
-        let mut perf = Vec::new();
-        for &unit in &plan.units {
-            match (options.mode, frames.as_mut()) {
-                (SteerMode::Afxdp, _) => {
-                    let source = XskSource::open(iface, unit, &ports, xsk_config)?;
-                    program.bind_socket(unit, source.fd())?;
-                    tracing::info!(
-                        worker,
-                        queue = unit,
-                        zero_copy = source.is_zero_copy(),
-                        ring_size = xsk_config.ring_size,
-                        "AF_XDP socket bound"
-                    );
-                    let counters = Arc::new(XskQueueCounters {
-                        queue: unit,
-                        worker,
-                        zero_copy: source.is_zero_copy(),
-                        ..Default::default()
-                    });
-                    queue_counters.push(Arc::clone(&counters));
-                    xsk.push((source, counters));
-                }
-                (SteerMode::Perf, Some(frames)) => {
-                    let source = PerfSource::open(frames, unit, PERF_PAGES, &ports)?;
-                    let counters = Arc::new(PerfCpuCounters {
-                        cpu: unit,
-                        worker,
-                        ..Default::default()
-                    });
-                    cpu_counters.push(Arc::clone(&counters));
-                    perf.push((source, counters));
-                }
-                _ => {}
-            }
-        }
-        let slow_count = Arc::new(AtomicU64::new(0));
-        slow_path.push(Arc::clone(&slow_count));
-        lanes.push(Lane {
-            source: XdpLaneSource::new(xsk, perf, slow, slow_count),
-            decoder: Decoder::with_config(DecoderConfig {
-                sampling: settings.sampling.to_configured(settings.sampling_override),
-                ..Default::default()
-            }),
-            sink: open_rings(settings, worker)?,
-        });
-    }
+    let FastPath {
+        lanes,
+        queues,
+        cpus,
+        slow_path,
+    } = open_lanes(
+        settings,
+        options,
+        &ports,
+        &plans,
+        slow_sources,
+        &mut program,
+        frames.as_mut(),
+    )?;
     let counter_map = program.counter_map();
     report(&counter_map, iface, options.counters_file.as_deref())?;
     if let Some(user) = options.user.as_deref() {
@@ -336,8 +319,8 @@ pub fn run(settings: &Settings, flags: &FlagConfig, options: &XdpOptions) -> any
     let metrics_map = Arc::clone(&counter_map);
     let xdp_metrics = Arc::new(XdpMetrics {
         program: Box::new(move || metrics_map.read().ok()),
-        queues: queue_counters,
-        cpus: cpu_counters,
+        queues,
+        cpus,
         slow_path,
     });
     let stop = Arc::new(AtomicBool::new(false));
@@ -357,6 +340,122 @@ pub fn run(settings: &Settings, flags: &FlagConfig, options: &XdpOptions) -> any
         .name("lanes".into())
         .spawn(move || run_lanes(lanes, lane_options).map(|outcome| outcome.totals))
         .context("starting the lanes")?;
+    let attached = supervise(
+        program,
+        &lanes_thread,
+        &stop,
+        &workers_stop,
+        &counter_map,
+        options,
+    );
+    let outcome = lanes_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the lanes thread panicked"))?;
+    if let Some(mut program) = attached {
+        program.flush_log();
+        drop(program);
+        tracing::info!(iface, "XDP program detached");
+    }
+    drop(frames.take());
+    report(&counter_map, iface, options.counters_file.as_deref())?;
+    outcome.map(|_| ())
+}
+
+/// What [`open_lanes`] built: the lanes and the counters their sources publish.
+struct FastPath {
+    lanes: Vec<Lane<XdpLaneSource, Decoder, WorkerRings>>,
+    queues: Vec<Arc<XskQueueCounters>>,
+    cpus: Vec<Arc<PerfCpuCounters>>,
+    slow_path: Vec<Arc<AtomicU64>>,
+}
+
+/// Build one lane per plan: its AF_XDP sockets (bound into the XSKMAP) or perf buffers, its UDP
+/// sockets `slow_sources[i]`, a decoder and its rings.
+fn open_lanes(
+    settings: &Settings,
+    options: &XdpOptions,
+    ports: &[u16],
+    plans: &[LanePlan],
+    slow_sources: Vec<UdpSource>,
+    program: &mut SteerProgram,
+    mut frames: Option<&mut PerfEventArray<MapData>>,
+) -> anyhow::Result<FastPath> {
+    let iface = options.iface.as_str();
+    let xsk_config = XskConfig {
+        ring_size: settings.xsk_ring_size,
+        zero_copy: settings.xdp_zero_copy,
+        ..XskConfig::default()
+    };
+    let mut built = FastPath {
+        lanes: Vec::with_capacity(plans.len()),
+        queues: Vec::new(),
+        cpus: Vec::new(),
+        slow_path: Vec::new(),
+    };
+    for (worker, (plan, slow)) in plans.iter().zip(slow_sources).enumerate() {
+        let mut xsk = Vec::new();
+        let mut perf = Vec::new();
+        for &unit in &plan.units {
+            match (options.mode, frames.as_deref_mut()) {
+                (SteerMode::Afxdp, _) => {
+                    let source = XskSource::open(iface, unit, ports, xsk_config)?;
+                    program.bind_socket(unit, source.fd())?;
+                    tracing::info!(
+                        worker,
+                        queue = unit,
+                        zero_copy = source.is_zero_copy(),
+                        ring_size = xsk_config.ring_size,
+                        "AF_XDP socket bound"
+                    );
+                    let counters = Arc::new(XskQueueCounters {
+                        queue: unit,
+                        worker,
+                        zero_copy: source.is_zero_copy(),
+                        ..Default::default()
+                    });
+                    built.queues.push(Arc::clone(&counters));
+                    xsk.push((source, counters));
+                }
+                (SteerMode::Perf, Some(frames)) => {
+                    let source = PerfSource::open(frames, unit, PERF_PAGES, ports)?;
+                    let counters = Arc::new(PerfCpuCounters {
+                        cpu: unit,
+                        worker,
+                        ..Default::default()
+                    });
+                    built.cpus.push(Arc::clone(&counters));
+                    perf.push((source, counters));
+                }
+                // Drop mode: the program drops what it matches; the lane has the slow path only.
+                _ => {}
+            }
+        }
+        let slow_count = Arc::new(AtomicU64::new(0));
+        built.slow_path.push(Arc::clone(&slow_count));
+        built.lanes.push(Lane {
+            source: XdpLaneSource::new(xsk, perf, slow, slow_count),
+            decoder: Decoder::with_config(DecoderConfig {
+                sampling: settings.sampling.to_configured(settings.sampling_override),
+                ..Default::default()
+            }),
+            sink: open_rings(settings, worker)?,
+        });
+    }
+    Ok(built)
+}
+
+/// While the lanes run: forward the program's log records, write the counters report every
+/// `--report-interval`, and once `stop` is set detach the program, then set `workers_stop` so
+/// the workers drain. Returns the program if it is still attached (the lanes ended on their own).
+fn supervise(
+    program: SteerProgram,
+    lanes_thread: &std::thread::JoinHandle<anyhow::Result<crate::metrics::Totals>>,
+    stop: &AtomicBool,
+    workers_stop: &AtomicBool,
+    counter_map: &CounterMap,
+    options: &XdpOptions,
+) -> Option<SteerProgram> {
+    let iface = options.iface.as_str();
     let period = options.report_interval;
     let mut next_report = Instant::now() + period;
     let mut attached = Some(program);
@@ -384,22 +483,12 @@ pub fn run(settings: &Settings, flags: &FlagConfig, options: &XdpOptions) -> any
         }
         if Instant::now() >= next_report {
             next_report += period;
-            if let Err(err) = report(&counter_map, iface, options.counters_file.as_deref()) {
+            if let Err(err) = report(counter_map, iface, options.counters_file.as_deref()) {
                 tracing::warn!("{err:#}");
             }
         }
     }
-    let outcome = lanes_thread
-        .join()
-        .map_err(|_| anyhow::anyhow!("the lanes thread panicked"))?;
-    if let Some(mut program) = attached {
-        program.flush_log();
-        drop(program);
-        tracing::info!(iface, "XDP program detached");
-    }
-    drop(frames.take());
-    report(&counter_map, iface, options.counters_file.as_deref())?;
-    outcome.map(|_| ())
+    attached
 }
 
 /// The fast-path units of `mode` and the CPU serving each: (RX queue, CPU of its IRQ or
