@@ -399,6 +399,41 @@ struct DatagramWalk<'a> {
     sub_agent_id: u32,
     exporter_port: u16,
     received_ns: u64,
+    /// The record the fast path fills sample after sample: the datagram's template
+    /// ([`DatagramWalk::start_flow`]) once per datagram, then per sample only the fields the
+    /// fast path's records can write are cleared ([`clear_packet_fields`]) and the sample's own
+    /// fields overwritten — a fraction of the stores of a fresh 256-byte record.
+    flow: FlowRecord,
+}
+
+/// Clear every field the fast path's record decoders can write (raw Ethernet header at any depth,
+/// extended switch, IPv4 tunnel, VNI), leaving the datagram's template fields. A field missing
+/// here would leak from one sample into the next; the fast-vs-general property test catches it.
+#[inline(always)]
+fn clear_packet_fields(flow: &mut FlowRecord) {
+    flow.bytes = 0;
+    flow.tunnel_key = 0;
+    flow.src_addr = [0; 16];
+    flow.dst_addr = [0; 16];
+    flow.tunnel_src_addr = [0; 16];
+    flow.tunnel_dst_addr = [0; 16];
+    flow.ipv6_flow_label = 0;
+    flow.src_port = 0;
+    flow.dst_port = 0;
+    flow.etype = 0;
+    flow.vlan_id = 0;
+    flow.tcp_flags = 0;
+    flow.tunnel_src_port = 0;
+    flow.tunnel_dst_port = 0;
+    flow.proto = 0;
+    flow.ip_tos = 0;
+    flow.ip_ttl = 0;
+    flow.icmp_type = 0;
+    flow.icmp_code = 0;
+    flow.tunnel_type = 0;
+    flow.tunnel_proto = 0;
+    flow.src_mac = [0; 6];
+    flow.dst_mac = [0; 6];
 }
 
 impl<'a> DatagramWalk<'a> {
@@ -409,7 +444,7 @@ impl<'a> DatagramWalk<'a> {
         header: &datagram::Header<'_>,
         meta: &DatagramMeta,
     ) -> Self {
-        DatagramWalk {
+        let mut walk = DatagramWalk {
             stats,
             agent,
             uptime_ms: header.uptime_ms,
@@ -417,7 +452,10 @@ impl<'a> DatagramWalk<'a> {
             sub_agent_id: header.sub_agent_id,
             exporter_port: meta.exporter.port(),
             received_ns: meta.received_ns,
-        }
+            flow: FlowRecord::zeroed(),
+        };
+        walk.flow = walk.start_flow();
+        walk
     }
 
     /// The flow record every flow sample of this datagram starts from (its template): zero but for the fields
@@ -470,26 +508,34 @@ impl<'a> DatagramWalk<'a> {
             };
             samples = rest;
             // Compact flow samples first: OVS sends little else.
-            if sample.format == samples::format::FLOW {
-                produced += match self.flow_sample_fast(sample.body, sink) {
+            produced += if sample.format == samples::format::FLOW {
+                match self.flow_sample_fast(sample.body, sink) {
                     Some(()) => 1,
                     None => self.flow_sample::<false>(sample.body, sink)?,
-                };
-                continue;
-            }
-            produced += match sample.format {
-                samples::format::EXPANDED_FLOW => self.flow_sample::<true>(sample.body, sink)?,
-                samples::format::COUNTERS => self.counter_sample(sample.body, false, sink)?,
-                samples::format::EXPANDED_COUNTERS => {
-                    self.counter_sample(sample.body, true, sink)?
                 }
-                other => {
-                    self.stats.unknown_sample_types.count(other);
-                    0
-                }
+            } else {
+                self.other_sample(sample, sink)?
             };
         }
         Ok(produced)
+    }
+
+    /// A sample other than a compact flow sample.
+    #[inline(never)]
+    fn other_sample(
+        &mut self,
+        sample: xdr::Element<'_>,
+        sink: &mut impl RecordSink,
+    ) -> Result<usize, ErrorReason> {
+        Ok(match sample.format {
+            samples::format::EXPANDED_FLOW => self.flow_sample::<true>(sample.body, sink)?,
+            samples::format::COUNTERS => self.counter_sample(sample.body, false, sink)?,
+            samples::format::EXPANDED_COUNTERS => self.counter_sample(sample.body, true, sink)?,
+            other => {
+                self.stats.unknown_sample_types.count(other);
+                0
+            }
+        })
     }
 
     /// [`DatagramWalk::observe_sample`] for the fast path: the usual case — the source of the
@@ -541,10 +587,11 @@ impl<'a> DatagramWalk<'a> {
 
     /// The fast path of a compact flow sample (format 1) whose records are all of the kinds OVS
     /// sends — raw packet header of an Ethernet frame, extended switch, IPv4 tunnel, VNI — in any
-    /// order: fixed part read as one array, the record starting as a copy of the datagram's
-    /// datagram's template ([`DatagramWalk::start_flow`]), records dispatched most common first. Any other sample (another record format
-    /// or header protocol, a length or count that does not fit) returns `None` having changed
-    /// nothing, and [`DatagramWalk::flow_sample`] decodes it, naming the error if there is one.
+    /// order: fixed part read as one array, the record filled in place in the datagram's
+    /// [`DatagramWalk::flow`], records dispatched most common first. Any other sample (another
+    /// record format or header protocol, a length or count that does not fit) returns `None`
+    /// having changed nothing but the scratch record, and [`DatagramWalk::flow_sample`] decodes
+    /// it, naming the error if there is one.
     /// Both give identical records, counts and sequence state (a property test holds them to it).
     #[inline(always)]
     fn flow_sample_fast(&mut self, body: &[u8], sink: &mut impl RecordSink) -> Option<()> {
@@ -554,24 +601,25 @@ impl<'a> DatagramWalk<'a> {
         if num_records as usize > records.len() / xdr::ELEMENT_HEADER_LEN {
             return None;
         }
-        let mut flow = self.start_flow();
+        let flow = &mut self.flow;
+        clear_packet_fields(flow);
         for _ in 0..num_records {
             let (head, rest) = records.split_first_chunk::<{ xdr::ELEMENT_HEADER_LEN }>()?;
             let (body, rest) = rest.split_at_checked(xdr::word(head, 4) as usize)?;
             records = rest;
             let format = xdr::word(head, 0);
             if format == flow_records::format::RAW_HEADER {
-                flow_records::raw_ethernet_header(body, &mut flow)?;
+                flow_records::raw_ethernet_header(body, flow)?;
             } else if format == flow_records::format::SWITCH {
-                flow_records::switch(body, &mut flow).ok()?;
+                flow_records::switch(body, flow).ok()?;
             } else if format == flow_records::format::IPV4_TUNNEL_EGRESS
                 || format == flow_records::format::IPV4_TUNNEL_INGRESS
             {
-                flow_records::ipv4_tunnel(body, &mut flow).ok()?;
+                flow_records::ipv4_tunnel(body, flow).ok()?;
             } else if format == flow_records::format::VNI_EGRESS
                 || format == flow_records::format::VNI_INGRESS
             {
-                flow_records::vni(body, &mut flow).ok()?;
+                flow_records::vni(body, flow).ok()?;
             } else {
                 return None;
             }
@@ -590,10 +638,10 @@ impl<'a> DatagramWalk<'a> {
         flow.in_if = input & Interface::COMPACT_MAX;
         flow.out_if_format = (output >> 30) as u8;
         flow.out_if = output & Interface::COMPACT_MAX;
+        sink.flow(flow);
         self.stats.samples_by_type[0] += 1;
         let key = u64::from(source.kind) << 32 | u64::from(source.index);
         self.observe_sample_fast(key, sequence, Some(xdr::word(h, f::DROPS)));
-        sink.flow(&flow);
         Some(())
     }
 
