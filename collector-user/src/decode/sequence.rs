@@ -87,6 +87,14 @@ impl SequenceTracker {
         in_order
     }
 
+    /// Bring the tracker up to date with in-order observations its owner followed without it: the
+    /// state [`SequenceTracker::observe`] leaves after an in-order `observe(expected - 1, Some(1),
+    /// Some(uptime_ms))`. Counts are unchanged, as in-order observations leave them.
+    pub fn resume_in_order(&mut self, expected: u32, uptime_ms: u32) {
+        self.expected = Some(expected);
+        self.last_uptime_ms = Some(uptime_ms);
+    }
+
     /// Observe a datagram with sequence number `seq` advancing the space by `span` units.
     ///
     /// `span` is `None` when the datagram's extent is unknown (an IPFIX message whose data sets could
@@ -185,6 +193,26 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn resume_in_order_is_the_state_after_in_order_observations() {
+        let (mut followed, mut resumed) = (tracker(), tracker());
+        for t in [&mut followed, &mut resumed] {
+            t.observe(5, Some(1), Some(1_000));
+        }
+        for (seq, uptime) in [(6, 1_000), (7, 2_000), (8, 2_500)] {
+            assert_eq!(
+                followed.observe(seq, Some(1), Some(uptime)),
+                SequenceEvent::InOrder
+            );
+        }
+        resumed.resume_in_order(9, 2_500);
+        assert_eq!(format!("{followed:?}"), format!("{resumed:?}"));
+        assert_eq!(
+            resumed.observe(9, Some(1), Some(2_400)),
+            SequenceEvent::InOrder
+        );
     }
 
     #[test]

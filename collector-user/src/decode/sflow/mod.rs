@@ -158,9 +158,54 @@ struct AgentState {
     sources: Vec<SourceState>,
     last_source: usize,
     drops: u64,
+    /// The source of the agent's latest flow sample, followed here alone while its samples come
+    /// in order with unchanged drops (the fast path's sequence check); written back to `sources`
+    /// ([`AgentState::write_back_recent`]) before anything else reads or changes them.
+    recent: RecentSource,
+}
+
+/// See [`AgentState::recent`].
+#[derive(Clone, Copy, Debug)]
+struct RecentSource {
+    /// Source key; [`RecentSource::NONE`]'s matches no source (keys stay below 2^41).
+    key: u64,
+    /// The next expected sample sequence number (low 32 bits) and the drops counter (high 32).
+    next: u64,
+    uptime_ms: u32,
+    /// Index of the source in `sources`.
+    index: usize,
+}
+
+impl RecentSource {
+    const NONE: RecentSource = RecentSource {
+        key: u64::MAX,
+        next: 0,
+        uptime_ms: 0,
+        index: 0,
+    };
+
+    /// `next` of a sample sequence number and drops counter.
+    #[inline(always)]
+    const fn next(sequence: u32, drops: u32) -> u64 {
+        (drops as u64) << 32 | sequence as u64
+    }
 }
 
 impl AgentState {
+    /// Hand what [`AgentState::recent`] followed back to its source's tracker, and forget it.
+    #[inline(always)]
+    fn write_back_recent(&mut self) {
+        let recent = std::mem::replace(&mut self.recent, RecentSource::NONE);
+        if let Some(source) = self.sources.get_mut(recent.index)
+            && source.key == recent.key
+        {
+            // The drops counter did not change while followed here: `last_drops` holds it.
+            source
+                .samples
+                .resume_in_order(recent.next as u32, recent.uptime_ms);
+        }
+    }
+
     /// The source with `key`, created when there is room.
     #[inline(always)]
     fn source(&mut self, key: u64) -> Option<&mut SourceState> {
@@ -375,6 +420,7 @@ impl SflowDecoder {
                     sources: Vec::new(),
                     last_source: 0,
                     drops: 0,
+                    recent: RecentSource::NONE,
                 });
                 self.by_agent.insert((agent_addr, sub_agent_id), i);
                 i
@@ -538,19 +584,23 @@ impl<'a> DatagramWalk<'a> {
         })
     }
 
-    /// [`DatagramWalk::observe_sample`] for the fast path: the usual case — the source of the
-    /// previous sample, the next number, drops unchanged — is decided here, everything else there.
+    /// [`DatagramWalk::observe_sample`] for the fast path: the next sample of the agent's recent
+    /// source with unchanged drops and an uptime that did not go back is decided here, on
+    /// [`AgentState::recent`] alone; everything else there.
     #[inline(always)]
-    fn observe_sample_fast(&mut self, key: u64, sequence: u32, drops: Option<u32>) {
-        if let Some(agent) = self.agent.as_deref_mut()
-            && let Some(source) = agent.sources.get_mut(agent.last_source)
-            && source.key == key
-            && source.last_drops == drops
-            && source.samples.advance_in_order(sequence, self.uptime_ms)
-        {
-            return;
+    fn observe_sample_fast(&mut self, key: u64, sequence: u32, drops: u32) {
+        if let Some(agent) = self.agent.as_deref_mut() {
+            let recent = &mut agent.recent;
+            if recent.key == key
+                && recent.next == RecentSource::next(sequence, drops)
+                && self.uptime_ms >= recent.uptime_ms
+            {
+                recent.next = RecentSource::next(sequence.wrapping_add(1), drops);
+                recent.uptime_ms = self.uptime_ms;
+                return;
+            }
         }
-        self.observe_sample(key, sequence, drops);
+        self.observe_sample(key, sequence, Some(drops));
     }
 
     /// Track a sample's sequence number (and the agent's drop counter) in its source's space.
@@ -560,6 +610,7 @@ impl<'a> DatagramWalk<'a> {
             self.stats.untracked += 1;
             return;
         };
+        agent.write_back_recent();
         let Some(source) = agent.source(key) else {
             self.stats.untracked += 1;
             return;
@@ -567,21 +618,31 @@ impl<'a> DatagramWalk<'a> {
         let event = source
             .samples
             .observe(sequence, Some(1), Some(self.uptime_ms));
-        if let Some(now) = drops {
-            let last = source.last_drops.replace(now);
-            // Unchanged drops outside a restart add nothing.
-            if last != Some(now) || event == SequenceEvent::Restart {
-                let dropped = match (last, event) {
-                    // A restarted agent counts drops from zero again.
-                    (Some(_), SequenceEvent::Restart) => now,
-                    (Some(last), _) if now >= last => now - last,
-                    (Some(_), _) => now,
-                    // Drops before the first sample seen happened before tracking began.
-                    (None, _) => 0,
-                };
-                agent.drops += u64::from(dropped);
-                self.stats.agent_drops += u64::from(dropped);
-            }
+        let Some(now) = drops else {
+            return;
+        };
+        let last = source.last_drops.replace(now);
+        // Unchanged drops outside a restart add nothing.
+        if last != Some(now) || event == SequenceEvent::Restart {
+            let dropped = match (last, event) {
+                // A restarted agent counts drops from zero again.
+                (Some(_), SequenceEvent::Restart) => now,
+                (Some(last), _) if now >= last => now - last,
+                (Some(_), _) => now,
+                // Drops before the first sample seen happened before tracking began.
+                (None, _) => 0,
+            };
+            agent.drops += u64::from(dropped);
+            self.stats.agent_drops += u64::from(dropped);
+        }
+        // A late sample leaves the expected number where it was (not known here).
+        if event != SequenceEvent::Late {
+            agent.recent = RecentSource {
+                key,
+                next: RecentSource::next(sequence.wrapping_add(1), now),
+                uptime_ms: self.uptime_ms,
+                index: agent.last_source,
+            };
         }
     }
 
@@ -641,7 +702,7 @@ impl<'a> DatagramWalk<'a> {
         sink.flow(flow);
         self.stats.samples_by_type[0] += 1;
         let key = u64::from(source.kind) << 32 | u64::from(source.index);
-        self.observe_sample_fast(key, sequence, Some(xdr::word(h, f::DROPS)));
+        self.observe_sample_fast(key, sequence, xdr::word(h, f::DROPS));
         Some(())
     }
 
