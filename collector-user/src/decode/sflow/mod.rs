@@ -26,6 +26,16 @@
 //! the first error; records already handed to the sink stay. Unknown sample, flow record and counter
 //! record formats are skipped by their length and counted by format in [`SflowStats`].
 //!
+//! # Fast path
+//! A compact flow sample whose records are all of the kinds Open vSwitch sends (raw header of an
+//! Ethernet frame, extended switch, IPv4 tunnel, VNI) is decoded by `DatagramWalk::flow_sample_fast`:
+//! one scratch record per datagram with only the fields those records write cleared per sample,
+//! records dispatched most common first, and the sequence check of the agent's recent source
+//! done on a cached (next sequence, drops, uptime) triple. Anything else in the sample — another
+//! record or header format, a length or count that does not fit — sends the whole sample to the
+//! general path (`flow_sample`), which also decodes expanded samples and names every error. The two
+//! give byte-identical records, counters and sequence state (`fast_path_matches_general_path`).
+//!
 //! The hot path does not allocate except when a new agent or sample source is first seen (bounded by
 //! [`MAX_AGENTS`] and [`MAX_SOURCES_PER_AGENT`]; beyond them sequences are not tracked and
 //! [`SflowStats::untracked`] counts it).
