@@ -9,7 +9,9 @@ mod ring_common;
 
 use bytemuck::Zeroable as _;
 use collector::record::{FlowRecord, RingRecord};
-use collector::ring::{IdleBackoff, RingConfig, RingOpen, RingReader, RingSize, RingWriter, Start};
+use collector::ring::{
+    IdleBackoff, RingConfig, RingError, RingOpen, RingReader, RingSize, RingWriter, Start,
+};
 use ring_common::{Scratch, check, record, record_count};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -149,7 +151,17 @@ fn writer_child() {
         .unwrap()
         .parse()
         .unwrap();
-    let mut w = RingWriter::<FlowRecord>::open(Path::new(&path), &config(capacity)).unwrap();
+    // The parent dropped its writer, but a sibling test may have forked while it was open: until
+    // that fork execs, the copied descriptor still holds the parent's writer lock.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut w = loop {
+        match RingWriter::<FlowRecord>::open(Path::new(&path), &config(capacity)) {
+            Err(RingError::Locked { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            opened => break opened.unwrap(),
+        }
+    };
     assert!(
         matches!(w.opened(), RingOpen::Resumed { .. }),
         "{:?}",

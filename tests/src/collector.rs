@@ -1,7 +1,8 @@
 //! The `collector` binary under test, run as a child process.
 //!
 //! [`collector_bin`] finds the binary (`COLLECTOR_BIN`, which `cargo xtask test` sets, or the
-//! `collector` next to the test executable's `deps/` directory). [`CollectorProcess`] starts it
+//! `collector` next to the test executable's `deps/` directory, refused when it is older than the
+//! library the tests were built with). [`CollectorProcess`] starts it
 //! (optionally inside a network namespace) with its ring files in a scratch directory, reads its
 //! `--counters-file` and `/metrics`, sends it signals, and kills it on drop so no test leaves a
 //! collector (or its XDP program) behind.
@@ -40,6 +41,28 @@ pub fn collector_bin() -> PathBuf {
          before `cargo test`, or set COLLECTOR_BIN",
         candidate.display()
     );
+    // `cargo test` rebuilds the library the tests link, not the binary: a binary older than the
+    // newest build of the library would test yesterday's code.
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let newest_library = std::fs::read_dir(exe.parent().expect("deps directory"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|entry| {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("libcollector-") && name.ends_with(".rlib")
+        })
+        .filter_map(|entry| modified(&entry.path()))
+        .max();
+    if let (Some(library), Some(binary)) = (newest_library, modified(&candidate)) {
+        assert!(
+            binary >= library,
+            "{} is older than the collector library the tests were built with: run `cargo xtask \
+             test`, or `cargo build -p collector-user --bin collector` before `cargo test`",
+            candidate.display()
+        );
+    }
     candidate
 }
 

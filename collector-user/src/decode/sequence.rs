@@ -11,6 +11,13 @@
 //! | IPFIX       | data records (domain)  | data records in the message  |
 //! | sFlow       | datagrams / samples    | 1                            |
 //!
+//! Exporters do not all number as the protocols define. Open vSwitch's NetFlow v5 header carries
+//! the number of the datagram's *last* flow (softflowd's IPFIX does the same with records), and
+//! older OVS releases count v5 datagrams, not flows. Judged by the definition, every change of
+//! datagram size would show as loss or a late datagram. So each tracker learns the exporter's
+//! [`Numbering`] from the first datagram that tells the conventions apart and judges by it from then
+//! on; until then it judges by the definition.
+//!
 //! Arithmetic is modulo 2³², so wrap-around is an ordinary step. A small step back is a late
 //! (reordered or duplicated) datagram: it gives back loss counted for it when there is any. A large
 //! jump either way, or an uptime that goes back, is an exporter restart: counted as such, never as loss.
@@ -41,11 +48,31 @@ pub struct SequenceCounts {
     pub restarts: u64,
 }
 
+/// How an exporter numbers its datagrams (see the module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Numbering {
+    /// Not told apart yet: judged as the protocol defines.
+    #[default]
+    Undecided,
+    /// As the protocol defines: the units sent before this datagram.
+    Standard,
+    /// The units sent up to this datagram's last one (Open vSwitch NetFlow v5, softflowd IPFIX):
+    /// the next datagram's number is this one's plus the *next* datagram's span.
+    Inclusive,
+    /// One per datagram whatever its span (older Open vSwitch NetFlow v5); loss is then counted in
+    /// datagrams.
+    Datagrams,
+}
+
 /// Follows one sequence space.
 #[derive(Clone, Copy, Debug)]
 pub struct SequenceTracker {
-    /// Next expected sequence number, if known.
+    /// Next expected sequence number by the protocol's definition (last number + its span), if known.
     expected: Option<u32>,
+    /// Sequence number of the last datagram that moved the expectation (valid while `expected` is).
+    last_seq: u32,
+    /// The exporter's numbering, as far as learned.
+    numbering: Numbering,
     /// Exporter uptime (ms) in the last datagram, when the protocol sends one.
     last_uptime_ms: Option<u32>,
     /// Steps back of at most this many units are "late"; further back is a restart.
@@ -61,6 +88,8 @@ impl SequenceTracker {
     pub const fn new(reorder_window: u32, max_gap: u32) -> Self {
         SequenceTracker {
             expected: None,
+            last_seq: 0,
+            numbering: Numbering::Undecided,
             last_uptime_ms: None,
             reorder_window,
             max_gap,
@@ -82,9 +111,15 @@ impl SequenceTracker {
             self.expected == Some(seq) && self.last_uptime_ms.is_some_and(|last| uptime_ms >= last);
         if in_order {
             self.expected = Some(seq.wrapping_add(1));
+            self.last_seq = seq;
             self.last_uptime_ms = Some(uptime_ms);
         }
         in_order
+    }
+
+    /// The exporter's numbering, as learned so far.
+    pub fn numbering(&self) -> Numbering {
+        self.numbering
     }
 
     /// Bring the tracker up to date with in-order observations its owner followed without it: the
@@ -92,6 +127,7 @@ impl SequenceTracker {
     /// Some(uptime_ms))`. Counts are unchanged, as in-order observations leave them.
     pub fn resume_in_order(&mut self, expected: u32, uptime_ms: u32) {
         self.expected = Some(expected);
+        self.last_seq = expected.wrapping_sub(1);
         self.last_uptime_ms = Some(uptime_ms);
     }
 
@@ -114,10 +150,14 @@ impl SequenceTracker {
         if uptime_ms.is_some() {
             self.last_uptime_ms = uptime_ms;
         }
-        let event = match self.expected {
-            None => SequenceEvent::First,
-            Some(_) if restarted_clock => SequenceEvent::Restart,
-            Some(expected) => {
+        let judged = match self.expected {
+            Some(standard) if !restarted_clock => Some(self.expectation(seq, standard, span)),
+            _ => None,
+        };
+        let event = match (self.expected, judged) {
+            (None, _) | (_, Some(None)) => SequenceEvent::First,
+            (Some(_), None) => SequenceEvent::Restart,
+            (Some(_), Some(Some(expected))) => {
                 let ahead = seq.wrapping_sub(expected);
                 let behind = expected.wrapping_sub(seq);
                 if ahead == 0 {
@@ -145,8 +185,39 @@ impl SequenceTracker {
         }
         if event != SequenceEvent::Late {
             self.expected = span.map(|s| seq.wrapping_add(s));
+            self.last_seq = seq;
         }
         event
+    }
+
+    /// The number `seq` is judged against, by the numbering learned so far; `standard` is the
+    /// protocol's expectation. Learns the numbering when this datagram is the first to tell the
+    /// conventions apart. `None`: not judged (an inclusive numbering needs this datagram's span).
+    fn expectation(&mut self, seq: u32, standard: u32, span: Option<u32>) -> Option<u32> {
+        let inclusive = span.map(|s| self.last_seq.wrapping_add(s));
+        let per_datagram = self.last_seq.wrapping_add(1);
+        match self.numbering {
+            Numbering::Standard => Some(standard),
+            Numbering::Inclusive => inclusive,
+            Numbering::Datagrams => Some(per_datagram),
+            Numbering::Undecided => {
+                if seq == standard {
+                    if inclusive != Some(seq) && per_datagram != seq {
+                        self.numbering = Numbering::Standard;
+                    }
+                } else if inclusive == Some(seq) && per_datagram != seq {
+                    self.numbering = Numbering::Inclusive;
+                } else if per_datagram == seq && inclusive != Some(seq) {
+                    self.numbering = Numbering::Datagrams;
+                } else if per_datagram == seq {
+                    // Both other conventions agree on it (span 1): in order, still undecided.
+                    return Some(seq);
+                } else {
+                    return Some(standard);
+                }
+                Some(seq)
+            }
+        }
     }
 }
 
@@ -156,6 +227,81 @@ mod tests {
 
     fn tracker() -> SequenceTracker {
         SequenceTracker::new(1000, 1_000_000)
+    }
+
+    /// Observe `(seq, span)` pairs; the events after the first.
+    fn feed(t: &mut SequenceTracker, datagrams: &[(u32, u32)]) -> Vec<SequenceEvent> {
+        let events: Vec<_> = datagrams
+            .iter()
+            .map(|&(seq, span)| t.observe(seq, Some(span), None))
+            .collect();
+        events[1..].to_vec()
+    }
+
+    #[test]
+    fn inclusive_numbering_is_learned_and_judged_by() {
+        // Open vSwitch v5: the header carries the index of the datagram's last flow.
+        let mut t = tracker();
+        let events = feed(&mut t, &[(29, 30), (59, 30), (64, 5), (94, 30), (106, 12)]);
+        assert!(
+            events.iter().all(|e| *e == SequenceEvent::InOrder),
+            "{events:?}"
+        );
+        assert_eq!(t.numbering(), Numbering::Inclusive);
+        assert_eq!(t.counts, SequenceCounts::default());
+        // A lost datagram of 30 flows is still loss, in flows.
+        assert_eq!(t.observe(156, Some(20), None), SequenceEvent::Gap(30));
+        assert_eq!(t.counts.lost, 30);
+    }
+
+    #[test]
+    fn per_datagram_numbering_is_learned_and_loss_counts_datagrams() {
+        // Older Open vSwitch v5: one per datagram, whatever its flow count.
+        let mut t = tracker();
+        let events = feed(&mut t, &[(0, 30), (1, 30), (2, 10), (3, 30)]);
+        assert!(
+            events.iter().all(|e| *e == SequenceEvent::InOrder),
+            "{events:?}"
+        );
+        assert_eq!(t.numbering(), Numbering::Datagrams);
+        assert_eq!(t.observe(5, Some(30), None), SequenceEvent::Gap(1));
+        assert_eq!(t.counts.lost, 1);
+    }
+
+    #[test]
+    fn standard_numbering_once_learned_is_not_talked_out_of() {
+        let mut t = tracker();
+        let events = feed(&mut t, &[(0, 30), (30, 5)]);
+        assert_eq!(events, [SequenceEvent::InOrder]);
+        assert_eq!(t.numbering(), Numbering::Standard);
+        // Expected 35; 45 with span 10 is what an inclusive exporter would send, but this one is
+        // standard: 10 flows lost.
+        assert_eq!(t.observe(45, Some(10), None), SequenceEvent::Gap(10));
+        assert_eq!(t.numbering(), Numbering::Standard);
+    }
+
+    #[test]
+    fn equal_spans_leave_the_numbering_undecided_and_judge_by_the_definition() {
+        let mut t = tracker();
+        let events = feed(&mut t, &[(0, 30), (30, 30), (60, 30)]);
+        assert!(
+            events.iter().all(|e| *e == SequenceEvent::InOrder),
+            "{events:?}"
+        );
+        assert_eq!(t.numbering(), Numbering::Undecided);
+        assert_eq!(t.observe(120, Some(30), None), SequenceEvent::Gap(30));
+        assert_eq!(t.numbering(), Numbering::Undecided);
+    }
+
+    #[test]
+    fn inclusive_numbering_without_a_span_is_not_judged() {
+        let mut t = tracker();
+        feed(&mut t, &[(29, 30), (34, 5)]);
+        assert_eq!(t.numbering(), Numbering::Inclusive);
+        assert_eq!(t.observe(40, None, None), SequenceEvent::First);
+        assert_eq!(t.observe(99, Some(3), None), SequenceEvent::First);
+        assert_eq!(t.observe(102, Some(3), None), SequenceEvent::InOrder);
+        assert_eq!(t.counts, SequenceCounts::default());
     }
 
     #[test]
