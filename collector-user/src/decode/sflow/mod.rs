@@ -451,15 +451,29 @@ struct DatagramWalk<'a> {
     /// `None` when the agent is not tracked (agent cap reached).
     agent: Option<&'a mut AgentState>,
     uptime_ms: u32,
-    agent_addr: [u8; 16],
-    sub_agent_id: u32,
-    exporter_port: u16,
-    received_ns: u64,
     /// The record the fast path fills sample after sample: the datagram's template
-    /// ([`DatagramWalk::start_flow`]) once per datagram, then per sample only the fields the
-    /// fast path's records can write are cleared ([`clear_packet_fields`]) and the sample's own
-    /// fields overwritten — a fraction of the stores of a fresh 256-byte record.
+    /// ([`flow_template`]) once per datagram, then per sample only the fields the fast path's
+    /// records can write are cleared ([`clear_packet_fields`]) and the sample's own fields
+    /// overwritten — a fraction of the stores of a fresh 256-byte record. Its template fields
+    /// stay as set, and serve the general path and counter samples too.
     flow: FlowRecord,
+}
+
+/// The flow record every flow sample of a datagram starts from: zero but for the fields the
+/// datagram fixes (type, agent, sub-agent, exporter port, times, one packet). Zeroing and storing
+/// these is cheaper than copying a 256-byte template (a call to `memcpy`).
+#[inline(always)]
+fn flow_template(header: &datagram::Header<'_>, meta: &DatagramMeta) -> FlowRecord {
+    let mut flow = FlowRecord::zeroed();
+    flow.flow_type = FlowType::SflowV5 as u8;
+    flow.exporter_addr = header.agent;
+    flow.exporter_port = meta.exporter.port();
+    flow.observation_domain_id = header.sub_agent_id;
+    flow.time_received_ns = meta.received_ns;
+    flow.time_flow_start_ns = meta.received_ns;
+    flow.time_flow_end_ns = meta.received_ns;
+    flow.packets = 1;
+    flow
 }
 
 /// Clear every field the fast path's record decoders can write (raw Ethernet header at any depth,
@@ -500,34 +514,27 @@ impl<'a> DatagramWalk<'a> {
         header: &datagram::Header<'_>,
         meta: &DatagramMeta,
     ) -> Self {
-        let mut walk = DatagramWalk {
+        DatagramWalk {
             stats,
             agent,
             uptime_ms: header.uptime_ms,
-            agent_addr: header.agent,
-            sub_agent_id: header.sub_agent_id,
-            exporter_port: meta.exporter.port(),
-            received_ns: meta.received_ns,
-            flow: FlowRecord::zeroed(),
-        };
-        walk.flow = walk.start_flow();
-        walk
+            flow: flow_template(header, meta),
+        }
     }
 
-    /// The flow record every flow sample of this datagram starts from (its template): zero but for the fields
-    /// the datagram fixes (type, agent, sub-agent, exporter port, times, one packet). Zeroing and
-    /// storing these is cheaper than copying a 256-byte template (a call to `memcpy`).
+    /// A fresh record of the datagram for the general path: the template fields of
+    /// [`DatagramWalk::flow`], the rest zero.
     #[inline(always)]
     fn start_flow(&self) -> FlowRecord {
         let mut flow = FlowRecord::zeroed();
-        flow.flow_type = FlowType::SflowV5 as u8;
-        flow.exporter_addr = self.agent_addr;
-        flow.exporter_port = self.exporter_port;
-        flow.observation_domain_id = self.sub_agent_id;
-        flow.time_received_ns = self.received_ns;
-        flow.time_flow_start_ns = self.received_ns;
-        flow.time_flow_end_ns = self.received_ns;
-        flow.packets = 1;
+        flow.flow_type = self.flow.flow_type;
+        flow.exporter_addr = self.flow.exporter_addr;
+        flow.exporter_port = self.flow.exporter_port;
+        flow.observation_domain_id = self.flow.observation_domain_id;
+        flow.time_received_ns = self.flow.time_received_ns;
+        flow.time_flow_start_ns = self.flow.time_flow_start_ns;
+        flow.time_flow_end_ns = self.flow.time_flow_end_ns;
+        flow.packets = self.flow.packets;
         flow
     }
 
@@ -773,11 +780,11 @@ impl<'a> DatagramWalk<'a> {
             | u64::from(sample.source.index);
         self.observe_sample(key, sample.sequence, None);
         let mut template = CounterRecord::zeroed();
-        template.time_received_ns = self.received_ns;
-        template.agent_addr = self.agent_addr;
-        template.sub_agent_id = self.sub_agent_id;
+        template.time_received_ns = self.flow.time_received_ns;
+        template.agent_addr = self.flow.exporter_addr;
+        template.sub_agent_id = self.flow.observation_domain_id;
         template.agent_uptime_ms = self.uptime_ms;
-        template.exporter_port = self.exporter_port;
+        template.exporter_port = self.flow.exporter_port;
         template.sequence_num = sample.sequence;
         template.source_index = sample.source.index;
         template.source_type = sample.source.kind as u8;
