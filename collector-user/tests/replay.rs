@@ -639,4 +639,62 @@ fn ovs_sflow_flows_and_counters() {
         count(&r.summary, "datagrams", "SFLOW_5"),
         1 + counter_datagrams.len() as u64
     );
+    assert_eq!(
+        count(&r.summary, "sflow_sequence", "agents"),
+        1,
+        "{}",
+        r.summary
+    );
+    assert!(
+        count(&r.summary, "sflow_sequence", "sources") > 0,
+        "{}",
+        r.summary
+    );
+    assert_eq!(
+        count(&r.summary, "sflow_sequence", "datagrams_lost"),
+        0,
+        "{}",
+        r.summary
+    );
+    assert_eq!(
+        count(&r.summary, "sflow_sequence", "samples_lost"),
+        0,
+        "{}",
+        r.summary
+    );
+
+    // The counter datagrams and two flow datagrams skipped: the agent's datagram sequence misses
+    // them all, and the flow source's sample sequence misses the samples of the two.
+    let mut skipped_samples = 0;
+    let mut frames = vec![ethernet_ipv4_udp(&flow_datagram, 6343)];
+    for i in 0..4 {
+        let mut datagram = Vec::new();
+        let n = exporter.flow_datagram(&mut datagram);
+        if i < 2 {
+            skipped_samples += n as u64;
+        } else {
+            frames.push(ethernet_ipv4_udp(&datagram, 6343));
+        }
+    }
+    let gap = dir.path().join("sflow-gap.pcap");
+    write_pcap(&gap, linktype::ETHERNET, &frames);
+    let r = replay(&gap, &["--json"]);
+    assert_eq!(
+        count(&r.summary, "sflow_sequence", "datagrams_lost"),
+        2 + counter_datagrams.len() as u64,
+        "{}",
+        r.summary
+    );
+    assert_eq!(
+        count(&r.summary, "sflow_sequence", "samples_lost"),
+        skipped_samples,
+        "{}",
+        r.summary
+    );
+    assert_eq!(
+        count(&r.summary, "sflow_sequence", "restarts"),
+        0,
+        "{}",
+        r.summary
+    );
 }

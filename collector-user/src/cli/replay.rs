@@ -16,7 +16,9 @@
 //!   and records by protocol, errors by reason (every counted reason: also those counted per set,
 //!   such as `template_missing`, beyond the one reason per error line), templates learned /
 //!   redefined / withdrawn / cached, early data held and replayed, options records, sampling rates
-//!   learned, and sequence accounting (spaces, lost, late, restarts) summed over every exporter.
+//!   learned, and sequence accounting (spaces, lost, late, restarts) summed over every exporter;
+//!   sFlow's in `sflow_sequence` (agents, sample sources, datagrams and samples lost, late,
+//!   restarts, samples the agents report dropped), as its units differ.
 //!   Both stay JSON so scripts can read them in either mode.
 //!
 //! Exit status 0 when the whole file was read (decode errors are data, reported above); non-zero
@@ -67,6 +69,27 @@ pub struct ReplayTotals {
     pub sequence: SequenceCounts,
     /// Sequence spaces seen.
     pub sequence_spaces: u64,
+    /// sFlow's sequence accounting, summed over agents.
+    pub sflow: SflowSequenceTotals,
+}
+
+/// sFlow sequence accounting summed over every agent + sub-agent.
+#[derive(Debug, Default)]
+pub struct SflowSequenceTotals {
+    /// Agent + sub-agent pairs seen.
+    pub agents: u64,
+    /// Sample sources (data source per agent) tracked.
+    pub sources: u64,
+    /// Datagrams missing from the agents' datagram sequences.
+    pub datagrams_lost: u64,
+    /// Samples missing from the sources' sample sequences.
+    pub samples_lost: u64,
+    /// Datagrams and samples that arrived behind their sequence.
+    pub late: u64,
+    /// Agent or source restarts.
+    pub restarts: u64,
+    /// Samples the agents report they dropped (their own loss, before export).
+    pub drops: u64,
 }
 
 /// Replay `reader` into `sink`, writing one JSON line per decode error to `errors`.
@@ -120,12 +143,23 @@ pub fn replay<R: Read>(
         sequence.restarts += counts.restarts;
         sequence_spaces += 1;
     }
+    let mut sflow = SflowSequenceTotals::default();
+    for agent in decoder.sflow().agents() {
+        sflow.agents += 1;
+        sflow.sources += agent.sources as u64;
+        sflow.datagrams_lost += agent.datagrams.lost;
+        sflow.samples_lost += agent.samples.lost;
+        sflow.late += agent.datagrams.late + agent.samples.late;
+        sflow.restarts += agent.datagrams.restarts + agent.samples.restarts;
+        sflow.drops += agent.drops;
+    }
     let totals = ReplayTotals {
         capture: dissector.stats,
         other_port,
         decode: decoder.stats,
         sequence,
         sequence_spaces,
+        sflow,
     };
     (totals, failure)
 }
@@ -230,6 +264,21 @@ pub fn summary_line(out: &mut Vec<u8>, totals: &ReplayTotals, failure: Option<&C
     out.extend_from_slice(b",\"restarts\":");
     write_u64(out, totals.sequence.restarts);
     out.push(b'}');
+    let f = &totals.sflow;
+    out.extend_from_slice(b",\"sflow_sequence\":");
+    counts_object(
+        out,
+        [
+            ("agents", f.agents),
+            ("sources", f.sources),
+            ("datagrams_lost", f.datagrams_lost),
+            ("samples_lost", f.samples_lost),
+            ("late", f.late),
+            ("restarts", f.restarts),
+            ("drops", f.drops),
+        ]
+        .into_iter(),
+    );
     if let Some(e) = failure {
         out.extend_from_slice(b",\"capture_error\":\"");
         // Error texts are ASCII without quotes or backslashes, except io errors: keep it JSON-safe.
