@@ -271,6 +271,7 @@ impl CollectorMetrics {
             t.errors += w.errors_total();
             t.kernel_drops += get(&w.kernel_drops);
             t.truncated += get(&w.truncated);
+            t.shutdown_discarded += get(&w.shutdown_discarded);
         }
         t.exporters = self
             .exporters
@@ -289,6 +290,7 @@ pub struct Totals {
     pub errors: u64,
     pub kernel_drops: u64,
     pub truncated: u64,
+    pub shutdown_discarded: u64,
     pub exporters: u64,
 }
 
@@ -302,7 +304,7 @@ impl Totals {
                 0.0
             }
         };
-        format!(
+        let mut line = format!(
             "datagrams={} ({:.0}/s) records={} ({:.0}/s) decode_errors={} socket_drops={} truncated={} exporters={}",
             self.datagrams,
             rate(self.datagrams, previous.datagrams),
@@ -312,7 +314,11 @@ impl Totals {
             self.kernel_drops,
             self.truncated,
             self.exporters,
-        )
+        );
+        if self.shutdown_discarded > 0 {
+            line.push_str(&format!(" shutdown_discarded={}", self.shutdown_discarded));
+        }
+        line
     }
 }
 
@@ -429,6 +435,12 @@ impl Collector for CollectorMetrics {
             "collector_events_dropped",
             "Worker events dropped because the control plane's channel was full.",
             per_worker(&|w| get(&w.events_dropped)),
+        )?;
+        counter(
+            &mut encoder,
+            "collector_shutdown_discarded_datagrams",
+            "Datagrams received undecoded and discarded because the shutdown drain ran out of time.",
+            per_worker(&|w| get(&w.shutdown_discarded)),
         )?;
         counter(
             &mut encoder,

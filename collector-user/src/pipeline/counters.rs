@@ -59,6 +59,9 @@ pub struct WorkerCounters {
     pub batches: AtomicU64,
     /// Sink commits that failed (records of such a batch may be lost; logged once per failure burst).
     pub sink_errors: AtomicU64,
+    /// Datagrams still arriving when the shutdown drain ran out of time: received and discarded
+    /// undecoded, so that they are counted rather than closed away with the sockets.
+    pub shutdown_discarded: AtomicU64,
 }
 
 impl WorkerCounters {
@@ -85,6 +88,7 @@ impl WorkerCounters {
             events_dropped: AtomicU64::new(0),
             batches: AtomicU64::new(0),
             sink_errors: AtomicU64::new(0),
+            shutdown_discarded: AtomicU64::new(0),
         }
     }
 

@@ -3,7 +3,9 @@
 //! Loop: receive a batch (waiting at most [`POLL_TIMEOUT`]) → decode each datagram into the sink →
 //! commit the sink once → publish counters. When the shutdown flag is set the worker drains: it
 //! keeps receiving without waiting until its source is empty (or [`DRAIN_LIMIT`] passed), commits,
-//! flushes the sink and returns. The control plane gets counters through atomics and events through
+//! flushes the sink and returns. When the limit passes with datagrams still coming, what the source
+//! still holds is received undecoded for at most [`DISCARD_LIMIT`] and counted
+//! (`shutdown_discarded`): nothing queued for the collector disappears uncounted with its sockets. The control plane gets counters through atomics and events through
 //! a bounded channel; the worker never blocks on either.
 
 use super::counters::{WorkerCounters, bump};
@@ -20,6 +22,8 @@ use std::time::{Duration, Instant};
 pub const POLL_TIMEOUT: Duration = Duration::from_millis(50);
 /// Longest time spent draining sources after shutdown was asked for.
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+/// Longest time spent counting (not decoding) what the sources still hold after [`DRAIN_LIMIT`].
+pub const DISCARD_LIMIT: Duration = Duration::from_millis(250);
 /// At most one decode-error sample per this many ns of receive time, per worker.
 pub const ERROR_SAMPLE_INTERVAL_NS: u64 = 1_000_000_000;
 /// Housekeeping (exporter expiry) period.
@@ -112,13 +116,44 @@ impl<S: Source, D: DatagramDecoder, K: BatchSink> Worker<S, D, K> {
             }
         }
         let drain_started = Instant::now();
-        while drain_started.elapsed() < DRAIN_LIMIT && self.step(Duration::ZERO)? > 0 {}
+        let mut emptied = false;
+        while drain_started.elapsed() < DRAIN_LIMIT {
+            if self.step(Duration::ZERO)? == 0 {
+                emptied = true;
+                break;
+            }
+        }
+        if !emptied {
+            self.discard_remaining()?;
+        }
         self.report_state();
         if let Err(err) = self.sink.flush() {
             bump(&self.counters.sink_errors, 1);
             return Err(err);
         }
         Ok((self.decoder, self.sink))
+    }
+
+    /// After a drain that ran out of time: receive what the source still holds without decoding
+    /// it, and count it, until the source is empty or [`DISCARD_LIMIT`] passed.
+    fn discard_remaining(&mut self) -> std::io::Result<()> {
+        let started = Instant::now();
+        let mut discarded = 0u64;
+        while started.elapsed() < DISCARD_LIMIT {
+            let n = self.source.recv_batch(Duration::ZERO, &mut |_, _| {})?;
+            if n == 0 {
+                break;
+            }
+            discarded += n as u64;
+        }
+        bump(&self.counters.shutdown_discarded, discarded);
+        tracing::warn!(
+            worker = self.id,
+            discarded,
+            drain_secs = DRAIN_LIMIT.as_secs(),
+            "datagrams kept coming through the shutdown drain; the rest were discarded undecoded"
+        );
+        Ok(())
     }
 
     /// Send the decoder's sequence accounting, and template changes since the previous report,
@@ -246,6 +281,7 @@ mod tests {
     use crate::record::FlowRecord;
     use std::collections::VecDeque;
     use std::net::SocketAddr;
+    use std::sync::atomic::AtomicU64;
 
     /// A source replaying prepared batches; an empty queue behaves like a timeout.
     struct ScriptedSource {
@@ -360,6 +396,57 @@ mod tests {
 
     fn exporter(port: u16) -> SocketAddr {
         SocketAddr::from(([192, 0, 2, 9], port))
+    }
+
+    /// Exporters that never stop: a datagram of one record on every call.
+    struct EndlessSource {
+        delivered: Arc<AtomicU64>,
+    }
+
+    impl Source for EndlessSource {
+        fn recv_batch(
+            &mut self,
+            _timeout: Duration,
+            deliver: &mut dyn FnMut(&DatagramMeta, &[u8]),
+        ) -> std::io::Result<usize> {
+            let meta = DatagramMeta {
+                exporter: exporter(1),
+                received_ns: 1_000,
+            };
+            deliver(&meta, &[1]);
+            self.delivered.fetch_add(1, Ordering::Relaxed);
+            Ok(1)
+        }
+        fn losses(&self) -> SourceLosses {
+            SourceLosses::default()
+        }
+    }
+
+    #[test]
+    fn a_drain_that_runs_out_of_time_counts_what_it_discards() {
+        let delivered = Arc::new(AtomicU64::new(0));
+        let source = EndlessSource {
+            delivered: Arc::clone(&delivered),
+        };
+        let counters = Arc::new(WorkerCounters::new(0));
+        let (tx, _rx) = crossbeam_channel::bounded(64);
+        let worker = Worker::new(
+            0,
+            source,
+            CountingDecoder::default(),
+            CommitCounting::default(),
+            Arc::clone(&counters),
+            tx,
+        );
+        let started = Instant::now();
+        let (decoder, sink) = worker.run(&AtomicBool::new(true)).unwrap();
+        assert!(started.elapsed() < DRAIN_LIMIT + DISCARD_LIMIT + Duration::from_secs(5));
+        assert!(sink.flushed);
+        let decoded = decoder.stats.records[0];
+        let discarded = get(&counters.shutdown_discarded);
+        assert!(decoded > 0 && discarded > 0, "{decoded} {discarded}");
+        // Every datagram the source handed over is either decoded or counted as discarded.
+        assert_eq!(decoded + discarded, delivered.load(Ordering::Relaxed));
     }
 
     #[test]
