@@ -7,7 +7,8 @@ use super::ie::Extras;
 use super::sampling::{SamplerKey, SamplingTable};
 use super::template::FastMap;
 use super::template::{
-    EarlyData, Field, HeldContext, Template, TemplateCache, TemplateKey, TemplateKind,
+    EarlyData, Field, HeldContext, RecordImage, SetTail, Template, TemplateCache, TemplateKey,
+    TemplateKind,
 };
 use super::time::{ExportClock, TimeKind};
 use super::{DecodeStats, ErrorReason, RecordSink};
@@ -237,29 +238,37 @@ fn decode_records<S: RecordSink>(
     let mut rates = env.sampling.rates_for(ip, msg.domain);
     let mut out = Decoded::default();
     let mut rest = body;
+    let mut tail = SetTail::new();
+    let fresh = template.needs_fresh_record();
+    let mut img = RecordImage::new(base);
     while !rest.is_empty() && rest.len() >= template.min_len() {
-        let mut rec = base;
+        if fresh {
+            img.rec = base;
+        }
         let mut extras = Extras::default();
-        let used = match template.decode_record(rest, &mut rec, &mut extras) {
+        let used = match template.decode_record(rest, &mut img, &mut extras, &mut tail) {
             Ok(used) => used,
             Err(reason) => return (out, Err(reason)),
         };
         rest = rest.get(used..).unwrap_or_default();
         out.data_records += 1;
+        let rec = &mut img.rec;
         match template.kind {
             TemplateKind::Data => {
                 if extras.init_ms == 0 {
                     extras.init_ms = learned_init_ms;
                 }
                 if template.start != TimeKind::Absent {
-                    rec.time_flow_start_ns =
-                        msg.clock
-                            .absolute_ns(template.start, extras.start_raw, extras.init_ms);
+                    rec.time_flow_start_ns = msg.clock.absolute_ns(
+                        template.start,
+                        rec.time_flow_start_ns,
+                        extras.init_ms,
+                    );
                 }
                 if template.end != TimeKind::Absent {
                     rec.time_flow_end_ns =
                         msg.clock
-                            .absolute_ns(template.end, extras.end_raw, extras.init_ms);
+                            .absolute_ns(template.end, rec.time_flow_end_ns, extras.init_ms);
                 }
                 rec.sampling_rate = env.sampling.resolve(
                     &rates,
@@ -268,7 +277,7 @@ fn decode_records<S: RecordSink>(
                     rec.sampler_id,
                     extras.sampling_rate(),
                 );
-                env.sink.flow(&rec);
+                env.sink.flow(rec);
                 out.flows += 1;
             }
             TemplateKind::Options => {
