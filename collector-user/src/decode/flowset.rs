@@ -93,6 +93,8 @@ pub struct TemplatedState {
     /// systemInitTimeMilliseconds (160) learned from options records, per (exporter, domain): the
     /// base of IPFIX flowStart/EndSysUpTime (21/22) in data records that do not carry 160.
     init_times: FastMap<(IpAddr, u32), u64>,
+    /// The padded end of the data set being decoded (boxed: 544 bytes, used near set ends only).
+    tail: Box<SetTail>,
 }
 
 /// Most (exporter, domain) pairs whose systemInitTimeMilliseconds is remembered.
@@ -150,8 +152,13 @@ impl TemplatedState {
                 exporter: SocketAddr::new(ip, ctx.exporter_port),
                 ..*msg
             };
-            let (decoded, result) =
-                decode_records(template, &held, body, &mut self.init_times, env);
+            let (decoded, result) = decode_records(
+                template,
+                &held,
+                body,
+                (&mut self.init_times, &mut self.tail),
+                env,
+            );
             if let Err(reason) = result {
                 env.stats.count_error(reason);
             }
@@ -201,7 +208,13 @@ impl TemplatedState {
         let ip = msg.exporter.ip();
         let key = msg.key(set_id);
         if let Some(template) = self.templates.get(ip, key) {
-            return decode_records(template, msg, body, &mut self.init_times, env);
+            return decode_records(
+                template,
+                msg,
+                body,
+                (&mut self.init_times, &mut self.tail),
+                env,
+            );
         }
         let ctx = HeldContext {
             key,
@@ -225,7 +238,7 @@ fn decode_records<S: RecordSink>(
     template: &Template,
     msg: &Message,
     body: &[u8],
-    init_times: &mut FastMap<(IpAddr, u32), u64>,
+    (init_times, tail): (&mut FastMap<(IpAddr, u32), u64>, &mut SetTail),
     env: &mut Env<'_, S>,
 ) -> (Decoded, Result<(), ErrorReason>) {
     let base = msg.base_record();
@@ -238,7 +251,7 @@ fn decode_records<S: RecordSink>(
     let mut rates = env.sampling.rates_for(ip, msg.domain);
     let mut out = Decoded::default();
     let mut rest = body;
-    let mut tail = SetTail::new();
+    tail.reset();
     let fresh = template.needs_fresh_record();
     let mut img = RecordImage::new(base);
     while !rest.is_empty() && rest.len() >= template.min_len() {
@@ -246,7 +259,7 @@ fn decode_records<S: RecordSink>(
             img.rec = base;
         }
         let mut extras = Extras::default();
-        let used = match template.decode_record(rest, &mut img, &mut extras, &mut tail) {
+        let used = match template.decode_record(rest, &mut img, &mut extras, tail) {
             Ok(used) => used,
             Err(reason) => return (out, Err(reason)),
         };

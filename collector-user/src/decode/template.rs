@@ -83,6 +83,11 @@ pub enum Op {
     Uint2,
     Uint4,
     Uint8,
+    /// As `Uint1` … `Uint8` when the field has the record field's own size: no shift.
+    Be1,
+    Be2,
+    Be4,
+    Be8,
     /// The IPv4 address at `src` into the 16-byte address field at `dst`, IPv4-mapped.
     V4Mapped,
     /// Bytes copied as sent: an IPv6 address (16), a MAC address (6).
@@ -95,10 +100,12 @@ pub enum Op {
     /// must be in the record. The steps up to the next region read below `arg` from this base.
     Region,
     /// A variable-length field whose length prefix is `src` bytes on from the base: its value
-    /// goes to [`ie::apply`] with the action of index `dst` (none for [`Action::Skip`]; a value
-    /// longer than 8 bytes stores 0), and the base moves to its end. Then, unless `arg` is 0, a
-    /// region of `arg` bytes starts there (as [`Op::Region`] with no move).
+    /// goes to [`ie::apply`] with the action of index `dst` (a value longer than 8 bytes stores
+    /// 0), and the base moves to its end. Then, unless `arg` is 0, a region of `arg` bytes starts
+    /// there (as [`Op::Region`] with no move).
     Varlen,
+    /// As `Varlen` for a field that is not mapped (interface names and descriptions): skipped.
+    VarSkip,
 }
 
 /// One compiled step, 4 bytes (see [`Op`] for what `src`, `dst` and `arg` mean). Unmapped
@@ -136,7 +143,9 @@ impl RecordImage {
 }
 
 /// The last [`WINDOW`] bytes of a data set followed by [`WINDOW`] zero bytes, copied once per
-/// set when a region near its end is read: regions there are read from this copy.
+/// set when a region near its end is read: regions there are read from this copy. One per worker,
+/// [`SetTail::reset`] per set.
+#[derive(Debug)]
 pub struct SetTail {
     bytes: [u8; 2 * WINDOW],
     filled: bool,
@@ -148,6 +157,12 @@ impl SetTail {
             bytes: [0; 2 * WINDOW],
             filled: false,
         }
+    }
+
+    /// Forget the previous set (its bytes are overwritten when the next set needs them; the
+    /// zero half is never written).
+    pub fn reset(&mut self) {
+        self.filled = false;
     }
 
     /// The [`WINDOW`] bytes from `base` of `data` (a suffix of the set), zero-padded.
@@ -291,8 +306,12 @@ impl Template {
                     open_region(&mut steps, off);
                     off = 0;
                 }
+                let op = match action {
+                    Action::Skip => Op::VarSkip,
+                    _ => Op::Varlen,
+                };
                 steps.push(Step {
-                    op: Op::Varlen,
+                    op,
                     src: off as u8,
                     dst: action as u8,
                     arg: 0,
@@ -312,15 +331,19 @@ impl Template {
                     }
                 };
                 let shift = (8usize.saturating_sub(len) * 8) as u8;
-                let (op, dst, arg) = match ie::placement(action) {
-                    Some((Store::Uint1, dst)) => (Op::Uint1, dst, shift),
-                    Some((Store::Uint2, dst)) => (Op::Uint2, dst, shift),
-                    Some((Store::Uint4, dst)) => (Op::Uint4, dst, shift),
-                    Some((Store::Uint8, dst)) => (Op::Uint8, dst, shift),
-                    Some((Store::V4Mapped, dst)) => (Op::V4Mapped, dst, 4),
-                    Some((Store::Copy16, dst)) => (Op::Copy16, dst, 16),
-                    Some((Store::Copy6, dst)) => (Op::Copy6, dst, 6),
-                    None => (Op::Apply, action as usize, len as u8),
+                let (op, dst, arg) = match (ie::placement(action), len) {
+                    (Some((Store::Uint1, dst)), 1) => (Op::Be1, dst, 0),
+                    (Some((Store::Uint2, dst)), 2) => (Op::Be2, dst, 0),
+                    (Some((Store::Uint4, dst)), 4) => (Op::Be4, dst, 0),
+                    (Some((Store::Uint8, dst)), 8) => (Op::Be8, dst, 0),
+                    (Some((Store::Uint1, dst)), _) => (Op::Uint1, dst, shift),
+                    (Some((Store::Uint2, dst)), _) => (Op::Uint2, dst, shift),
+                    (Some((Store::Uint4, dst)), _) => (Op::Uint4, dst, shift),
+                    (Some((Store::Uint8, dst)), _) => (Op::Uint8, dst, shift),
+                    (Some((Store::V4Mapped, dst)), _) => (Op::V4Mapped, dst, 4),
+                    (Some((Store::Copy16, dst)), _) => (Op::Copy16, dst, 16),
+                    (Some((Store::Copy6, dst)), _) => (Op::Copy6, dst, 6),
+                    (None, _) => (Op::Apply, action as usize, len as u8),
                 };
                 steps.push(Step {
                     op,
@@ -416,7 +439,24 @@ impl Template {
                     d.copy_from_slice(bytes);
                 }
             };
+            let bytes = |n: usize| window.get(src..src + n).unwrap_or_default();
             match step.op {
+                Op::Be1 => put(bytes(1)),
+                Op::Be2 => {
+                    if let Some(&b) = bytes(2).first_chunk() {
+                        put(&u16::from_be_bytes(b).to_ne_bytes());
+                    }
+                }
+                Op::Be4 => {
+                    if let Some(&b) = bytes(4).first_chunk() {
+                        put(&u32::from_be_bytes(b).to_ne_bytes());
+                    }
+                }
+                Op::Be8 => {
+                    if let Some(&b) = bytes(8).first_chunk() {
+                        put(&u64::from_be_bytes(b).to_ne_bytes());
+                    }
+                }
                 Op::Uint1 => put(&[word() as u8]),
                 Op::Uint2 => put(&(word() as u16).to_ne_bytes()),
                 Op::Uint4 => put(&(word() as u32).to_ne_bytes()),
@@ -454,6 +494,28 @@ impl Template {
                         None => tail.window(data, base),
                     };
                 }
+                Op::VarSkip => {
+                    base += src;
+                    base = match data.get(base..) {
+                        Some(&[first, ..]) if first < 255 => base + 1 + usize::from(first),
+                        Some(&[255, a, b, ..]) => {
+                            base + 3 + usize::from(u16::from_be_bytes([a, b]))
+                        }
+                        _ => return Err(ErrorReason::BadVariableLength),
+                    };
+                    if base > data.len() {
+                        return Err(ErrorReason::BadVariableLength);
+                    }
+                    if step.arg != 0 {
+                        if base + usize::from(step.arg) > data.len() {
+                            return Err(ErrorReason::TruncatedRecord);
+                        }
+                        window = match data.get(base..).and_then(|d| d.first_chunk::<WINDOW>()) {
+                            Some(w) => w,
+                            None => tail.window(data, base),
+                        };
+                    }
+                }
                 Op::Varlen => {
                     base += src;
                     let (at, len) = match data.get(base..) {
@@ -467,9 +529,7 @@ impl Template {
                     let Some(bytes) = data.get(at..end) else {
                         return Err(ErrorReason::BadVariableLength);
                     };
-                    if let Some(action) = Action::from_index(step.dst)
-                        && action != Action::Skip
-                    {
+                    if let Some(action) = Action::from_index(step.dst) {
                         // Only an unsigned value of ≤ 8 bytes is stored; a longer one stores 0,
                         // as if absent (so a reused record image holds nothing stale).
                         let value = if len <= 8 { bytes } else { &[] };
@@ -996,12 +1056,12 @@ mod tests {
                 region(306, 4),
                 step(Op::Uint8, 0, offset_of!(FlowRecord, packets), 32),
                 Step {
-                    op: Op::Varlen,
+                    op: Op::VarSkip,
                     src: 4,
                     dst: Action::Skip as u8,
                     arg: 1
                 },
-                step(Op::Uint1, 0, offset_of!(FlowRecord, proto), 56),
+                step(Op::Be1, 0, offset_of!(FlowRecord, proto), 0),
             ]
         );
         assert_eq!(t.min_len(), 4 + 2 + 300 + 4 + 1 + 1 + 3);
@@ -1024,6 +1084,64 @@ mod tests {
             Err(ErrorReason::TruncatedRecord),
             "{short:?}"
         );
+    }
+
+    #[test]
+    fn every_store_op_from_bytes() {
+        let t = Template::compile(
+            TemplateKind::Data,
+            &[
+                Field::iana(1, 3),   // octetDeltaCount, reduced to 3 bytes: Uint8 >> 40
+                Field::iana(2, 8),   // packetDeltaCount: Be8
+                Field::iana(10, 2),  // ingressInterface in 2 bytes: Uint4 >> 48
+                Field::iana(14, 4),  // egressInterface: Be4
+                Field::iana(6, 1),   // tcpControlBits in 1 byte: Uint2 >> 56
+                Field::iana(7, 2),   // sourceTransportPort: Be2
+                Field::iana(4, 1),   // protocolIdentifier: Be1
+                Field::iana(138, 8), // observationPointId (u32 field) in 8 bytes: Uint4 keeps low bytes
+                Field::iana(12, 4),  // destinationIPv4Address: V4Mapped
+                Field::iana(27, 16), // sourceIPv6Address: Copy16
+                Field::iana(56, 6),  // sourceMacAddress: Copy6
+                Field::iana(58, 2),  // vlanId: Apply (masked to 12 bits)
+            ],
+        )
+        .unwrap();
+        let ops: Vec<Op> = t.steps().iter().map(|s| s.op).collect();
+        use Op::*;
+        assert_eq!(
+            ops,
+            [
+                Region, Uint8, Be8, Uint4, Be4, Uint2, Be2, Be1, Uint4, V4Mapped, Copy16, Copy6,
+                Apply
+            ]
+        );
+        #[rustfmt::skip]
+        let data = [
+            0x01, 0x02, 0x03,
+            0, 0, 0, 0, 0, 0, 0x10, 0x00,
+            0x00, 0x07,
+            0x00, 0x00, 0x01, 0x00,
+            0x1b,
+            0x30, 0x39,
+            6,
+            0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x2a,
+            198, 51, 100, 7,
+            0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
+            2, 0, 0, 0, 0, 9,
+            0xf0, 0x64,
+        ];
+        let mut r = rec();
+        assert_eq!(decode(&t, &data, &mut r), Ok(data.len()));
+        let r = r.rec;
+        assert_eq!(
+            (r.bytes, r.packets, r.in_if, r.out_if),
+            (0x010203, 4096, 7, 256)
+        );
+        assert_eq!((r.tcp_flags, r.src_port, r.proto), (0x1b, 12345, 6));
+        assert_eq!(r.observation_point_id, 42);
+        assert_eq!(r.dst_addr, crate::record::ipv4_bytes([198, 51, 100, 7]));
+        assert_eq!(r.src_addr[..4], [0x20, 0x01, 0x0d, 0xb8]);
+        assert_eq!((r.src_mac, r.vlan_id), ([2, 0, 0, 0, 0, 9], 0x064));
     }
 
     #[test]
@@ -1083,7 +1201,7 @@ mod tests {
             t.steps(),
             &[
                 region(3, 1),
-                step(Op::Uint1, 0, std::mem::offset_of!(FlowRecord, proto), 56)
+                step(Op::Be1, 0, std::mem::offset_of!(FlowRecord, proto), 0)
             ]
         );
     }
