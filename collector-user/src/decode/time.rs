@@ -88,11 +88,12 @@ impl ExportClock {
 /// the export time instead of 49 days before it.
 #[inline(always)]
 pub fn uptime_to_ns(export_ns: u64, uptime_ms: u32, t_ms: u32) -> u64 {
-    // |before| ≤ 2^31 ms, so its ns (≤ 2.2e15) fit an i64; export times come from 32-bit seconds
-    // (< 2^63 ns), larger ones are taken as i64::MAX.
+    // |before| ≤ 2^31 ms, so its ns (≤ 2.2e15) fit an i64. Export times come from 32-bit
+    // seconds (≤ 4.3e18 ns), far enough below i64::MAX for the difference not to overflow; larger
+    // ones are first capped.
     let before_ns = i64::from(uptime_ms.wrapping_sub(t_ms) as i32) * 1_000_000;
-    let export = i64::try_from(export_ns).unwrap_or(i64::MAX);
-    export.saturating_sub(before_ns).max(0) as u64
+    let export = export_ns.min(1 << 62) as i64;
+    (export - before_ns).max(0) as u64
 }
 
 /// NTP timestamp (seconds since 1900 in the high 32 bits, binary fraction in the low 32) → ns
