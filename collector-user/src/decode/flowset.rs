@@ -252,6 +252,9 @@ fn decode_records<S: RecordSink>(
     let mut out = Decoded::default();
     let mut rest = body;
     tail.reset();
+    // Records without sampling elements all resolve to the same rate.
+    let set_rate = (template.kind == TemplateKind::Data && !template.carries_sampling())
+        .then(|| env.sampling.resolve(&rates, ip, msg.domain, 0, None));
     let fresh = template.needs_fresh_record();
     let mut img = RecordImage::new(base);
     while !rest.is_empty() && rest.len() >= template.min_len() {
@@ -283,13 +286,16 @@ fn decode_records<S: RecordSink>(
                         msg.clock
                             .absolute_ns(template.end, rec.time_flow_end_ns, extras.init_ms);
                 }
-                rec.sampling_rate = env.sampling.resolve(
-                    &rates,
-                    ip,
-                    msg.domain,
-                    rec.sampler_id,
-                    extras.sampling_rate(),
-                );
+                rec.sampling_rate = match set_rate {
+                    Some(rate) => rate,
+                    None => env.sampling.resolve(
+                        &rates,
+                        ip,
+                        msg.domain,
+                        rec.sampler_id,
+                        extras.sampling_rate(),
+                    ),
+                };
                 env.sink.flow(rec);
                 out.flows += 1;
             }

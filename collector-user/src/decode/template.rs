@@ -264,6 +264,8 @@ pub struct Template {
     tail: u16,
     /// See [`Template::needs_fresh_record`].
     fresh: bool,
+    /// See [`Template::carries_sampling`].
+    sampling: bool,
     pub kind: TemplateKind,
     pub start: TimeKind,
     pub end: TimeKind,
@@ -327,7 +329,7 @@ impl Template {
             });
             steps.len() - 1
         };
-        let mut fresh = false;
+        let (mut fresh, mut sampling) = (false, false);
         for (i, f) in fields.iter().enumerate() {
             let chosen = usable(f).filter(|s| best[s.slot as usize].is_some_and(|(_, j)| j == i));
             let action = match chosen {
@@ -347,6 +349,16 @@ impl Template {
             fresh |= matches!(
                 action,
                 Action::SrcEither | Action::DstEither | Action::NextHopEither
+            );
+            sampling |= matches!(
+                action,
+                Action::SamplerId
+                    | Action::SamplingInterval
+                    | Action::SelectorAlgorithm
+                    | Action::PacketInterval
+                    | Action::PacketSpace
+                    | Action::SamplingSize
+                    | Action::SamplingPopulation
             );
             if f.len == ie::VARLEN {
                 // The prefix is `src` bytes on from the base (a region that only moves the base
@@ -425,6 +437,7 @@ impl Template {
             min_len: min_len as u16,
             tail: off as u16,
             fresh,
+            sampling,
             kind,
             start,
             end,
@@ -465,6 +478,12 @@ impl Template {
     /// [`RecordImage`] serves a whole data set.
     pub fn needs_fresh_record(&self) -> bool {
         self.fresh
+    }
+
+    /// Whether records carry a sampler id or sampling parameters: otherwise every record of a
+    /// data set has the same sampling rate.
+    pub fn carries_sampling(&self) -> bool {
+        self.sampling
     }
 
     /// Decode one record from the front of `data` (a suffix of the data set whose [`SetTail`] is
@@ -1426,7 +1445,7 @@ mod tests {
     }
 
     #[test]
-    fn both_address_families_need_a_fresh_record_per_record() {
+    fn per_record_work_only_when_the_template_needs_it() {
         let t = Template::compile(
             TemplateKind::Data,
             &[Field::iana(8, 4), Field::iana(27, 16)],
@@ -1434,6 +1453,12 @@ mod tests {
         .unwrap();
         assert!(t.needs_fresh_record());
         assert!(!small().needs_fresh_record());
+        // Likewise a per-record sampling rate only when records carry sampling elements.
+        assert!(!small().carries_sampling());
+        let sampled =
+            Template::compile(TemplateKind::Data, &[Field::iana(1, 4), Field::iana(48, 1)])
+                .unwrap();
+        assert!(sampled.carries_sampling());
     }
 
     fn ip(last: u8) -> IpAddr {
