@@ -1,7 +1,20 @@
 //! Decode N pre-built datagrams of one protocol in a loop and print `records=R` — the workload
 //! measured under `valgrind --tool=callgrind` for instructions per record.
 //!
-//! `cargo run --release --example decode_loop -- --protocol v5|v9|ipfix --datagrams N`
+//! `cargo run --release -p collector-user --example decode_loop -- --protocol v5|v9|ipfix --datagrams N`
+//!
+//! One command gives the instruction figure: it re-runs itself under callgrind for N and 2N
+//! datagrams (default N = 1000) and prints (Ir(2N) − Ir(N)) / (records(2N) − records(N)), so
+//! start-up (building the 64 distinct datagrams, learning templates) cancels out:
+//! ```text
+//! cargo run --release -p collector-user --example decode_loop -- --protocol ipfix --callgrind [--datagrams 1000]
+//! ```
+//! which is the same as
+//! ```text
+//! cargo build --release -p collector-user --example decode_loop
+//! valgrind --tool=callgrind target/release/examples/decode_loop --protocol ipfix --datagrams 1000
+//! valgrind --tool=callgrind target/release/examples/decode_loop --protocol ipfix --datagrams 2000
+//! ```
 
 // Shared with the benchmark, which also uses its template-memory helper.
 #[allow(dead_code)]
@@ -9,9 +22,44 @@
 mod common;
 
 use common::{CountingSink, datagrams, meta, primed_decoder};
+use std::process::Command;
 
 /// Distinct datagrams built; the loop cycles through them.
 const POOL: usize = 64;
+
+/// `(Ir, records)` of one run of this binary under callgrind (whole program).
+fn callgrind_run(protocol: &str, n: usize) -> Result<(u64, u64), String> {
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let out_file = std::env::temp_dir().join(format!(
+        "callgrind.decode_loop.{}.{protocol}.{n}.out",
+        std::process::id()
+    ));
+    let out = Command::new("valgrind")
+        .arg("--tool=callgrind")
+        .arg(format!("--callgrind-out-file={}", out_file.display()))
+        .arg(&me)
+        .args(["--protocol", protocol, "--datagrams", &n.to_string()])
+        .output()
+        .map_err(|e| format!("running valgrind: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let records = stdout
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("records="))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("no records= in {stdout:?}"))?;
+    let profile = std::fs::read_to_string(&out_file).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_file(&out_file);
+    let ir = profile
+        .lines()
+        .find_map(|l| {
+            let rest = l
+                .strip_prefix("summary:")
+                .or_else(|| l.strip_prefix("totals:"))?;
+            rest.split_whitespace().next()?.parse().ok()
+        })
+        .ok_or("no summary/totals line in the callgrind output")?;
+    Ok((ir, records))
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -22,11 +70,18 @@ fn main() {
             .cloned()
     };
     let protocol = value("--protocol").unwrap_or_else(|| "ipfix".into());
+    let callgrind = args.iter().any(|a| a == "--callgrind");
     let n: usize = value("--datagrams")
         .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
+        .unwrap_or(if callgrind { 1000 } else { 100_000 });
+    if callgrind {
+        measure(&protocol, n);
+        return;
+    }
     let Some((prime, pool)) = datagrams(&protocol, POOL) else {
-        eprintln!("unsupported protocol {protocol:?} (v5, v9, ipfix; sflow is not built yet)");
+        eprintln!(
+            "unsupported protocol {protocol:?} (v5, v9, ipfix; sflow: examples/sflow_loop.rs)"
+        );
         std::process::exit(2);
     };
     let mut dec = primed_decoder(&prime);
@@ -39,4 +94,33 @@ fn main() {
         }
     }
     println!("records={} checksum={:x}", sink.flows, sink.checksum);
+}
+
+/// `--callgrind`: this binary under callgrind for `n` and `2n` datagrams; prints the difference
+/// per record.
+#[inline(never)]
+fn measure(protocol: &str, n: usize) {
+    let runs =
+        callgrind_run(protocol, n).and_then(|small| Ok((small, callgrind_run(protocol, 2 * n)?)));
+    match runs {
+        Ok(((ir1, r1), (ir2, r2))) if r2 > r1 => {
+            println!("protocol={protocol} datagrams={n} records={r1} Ir={ir1}");
+            println!(
+                "protocol={protocol} datagrams={} records={r2} Ir={ir2}",
+                2 * n
+            );
+            println!(
+                "instructions/record={:.1}",
+                (ir2 - ir1) as f64 / (r2 - r1) as f64
+            );
+        }
+        Ok(_) => {
+            eprintln!("the larger run decoded no more records");
+            std::process::exit(1);
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    }
 }

@@ -1,12 +1,14 @@
-//! Shared setup of the fuzz targets: a fresh [`Decoder`] per input, primed with template
-//! datagrams from the project's encoders so data paths are reachable, and the input's version
-//! field forced so each target stays on its protocol.
+//! Shared setup of the fuzz targets: a fresh [`Decoder`] per input (so every crash reproduces from
+//! its input alone), primed with a template datagram from the project's encoders (built once per
+//! process) so data paths are reachable, and the input's version field forced so each target stays
+//! on its protocol.
 //!
 //! Seeds: `cargo run -p collector-user --example fuzz_seeds -- fuzz/corpus` (from the repository root).
 
 use collector::decode::ipfix::{MessageWriter, TemplateSpec, ovs};
 use collector::decode::netflow_v9::{PacketWriter, five_tuple_template};
 use collector::decode::{Collected, DatagramMeta, Decoder};
+use std::sync::OnceLock;
 
 /// The exporter every fuzz input comes from (the one the templates were learned from).
 pub fn meta() -> DatagramMeta {
@@ -19,7 +21,26 @@ pub fn meta() -> DatagramMeta {
 /// A decoder that knows the templates of `version` (9: [`five_tuple_template`]; 10: the OVS family).
 pub fn primed(version: u16) -> Decoder {
     let mut dec = Decoder::new();
-    let prime = match version {
+    if let Some(prime) = prime(version) {
+        let _ = dec.decode(&meta(), prime, &mut Collected::default());
+    }
+    dec
+}
+
+/// The template datagram of `version`, encoded once per process (encoding it per input cost
+/// more than decoding most inputs).
+fn prime(version: u16) -> Option<&'static [u8]> {
+    static V9: OnceLock<Vec<u8>> = OnceLock::new();
+    static IPFIX: OnceLock<Vec<u8>> = OnceLock::new();
+    match version {
+        9 => Some(V9.get_or_init(|| encode_prime(9))),
+        10 => Some(IPFIX.get_or_init(|| encode_prime(10))),
+        _ => None,
+    }
+}
+
+fn encode_prime(version: u16) -> Vec<u8> {
+    match version {
         9 => {
             let mut w = PacketWriter::new(3_600_000, 1_700_000_000, 0, 0);
             w.templates(&[five_tuple_template()]);
@@ -41,10 +62,8 @@ pub fn primed(version: u16) -> Decoder {
             w.templates(&templates);
             w.finish()
         }
-        _ => return dec,
-    };
-    let _ = dec.decode(&meta(), &prime, &mut Collected::default());
-    dec
+        _ => Vec::new(),
+    }
 }
 
 /// Decode `data` as a datagram of `version` (5, 9, 10; 0 = sFlow's 32-bit version 5).

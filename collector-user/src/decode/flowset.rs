@@ -7,7 +7,8 @@ use super::ie::Extras;
 use super::sampling::{SamplerKey, SamplingTable};
 use super::template::FastMap;
 use super::template::{
-    EarlyData, Field, HeldContext, Template, TemplateCache, TemplateKey, TemplateKind,
+    EarlyData, Field, HeldContext, RecordImage, SetTail, Template, TemplateCache, TemplateKey,
+    TemplateKind,
 };
 use super::time::{ExportClock, TimeKind};
 use super::{DecodeStats, ErrorReason, RecordSink};
@@ -92,6 +93,8 @@ pub struct TemplatedState {
     /// systemInitTimeMilliseconds (160) learned from options records, per (exporter, domain): the
     /// base of IPFIX flowStart/EndSysUpTime (21/22) in data records that do not carry 160.
     init_times: FastMap<(IpAddr, u32), u64>,
+    /// The padded end of the data set being decoded (boxed: 544 bytes, used near set ends only).
+    tail: Box<SetTail>,
 }
 
 /// Most (exporter, domain) pairs whose systemInitTimeMilliseconds is remembered.
@@ -149,8 +152,13 @@ impl TemplatedState {
                 exporter: SocketAddr::new(ip, ctx.exporter_port),
                 ..*msg
             };
-            let (decoded, result) =
-                decode_records(template, &held, body, &mut self.init_times, env);
+            let (decoded, result) = decode_records(
+                template,
+                &held,
+                body,
+                (&mut self.init_times, &mut self.tail),
+                env,
+            );
             if let Err(reason) = result {
                 env.stats.count_error(reason);
             }
@@ -200,7 +208,13 @@ impl TemplatedState {
         let ip = msg.exporter.ip();
         let key = msg.key(set_id);
         if let Some(template) = self.templates.get(ip, key) {
-            return decode_records(template, msg, body, &mut self.init_times, env);
+            return decode_records(
+                template,
+                msg,
+                body,
+                (&mut self.init_times, &mut self.tail),
+                env,
+            );
         }
         let ctx = HeldContext {
             key,
@@ -224,7 +238,7 @@ fn decode_records<S: RecordSink>(
     template: &Template,
     msg: &Message,
     body: &[u8],
-    init_times: &mut FastMap<(IpAddr, u32), u64>,
+    (init_times, tail): (&mut FastMap<(IpAddr, u32), u64>, &mut SetTail),
     env: &mut Env<'_, S>,
 ) -> (Decoded, Result<(), ErrorReason>) {
     let base = msg.base_record();
@@ -237,38 +251,52 @@ fn decode_records<S: RecordSink>(
     let mut rates = env.sampling.rates_for(ip, msg.domain);
     let mut out = Decoded::default();
     let mut rest = body;
+    tail.reset();
+    // Records without sampling elements all resolve to the same rate.
+    let set_rate = (template.kind == TemplateKind::Data && !template.carries_sampling())
+        .then(|| env.sampling.resolve(&rates, ip, msg.domain, 0, None));
+    let fresh = template.needs_fresh_record();
+    let mut img = RecordImage::new(base);
     while !rest.is_empty() && rest.len() >= template.min_len() {
-        let mut rec = base;
+        if fresh {
+            img.rec = base;
+        }
         let mut extras = Extras::default();
-        let used = match template.decode_record(rest, &mut rec, &mut extras) {
+        let used = match template.decode_record(rest, &mut img, &mut extras, tail) {
             Ok(used) => used,
             Err(reason) => return (out, Err(reason)),
         };
         rest = rest.get(used..).unwrap_or_default();
         out.data_records += 1;
+        let rec = &mut img.rec;
         match template.kind {
             TemplateKind::Data => {
                 if extras.init_ms == 0 {
                     extras.init_ms = learned_init_ms;
                 }
                 if template.start != TimeKind::Absent {
-                    rec.time_flow_start_ns =
-                        msg.clock
-                            .absolute_ns(template.start, extras.start_raw, extras.init_ms);
+                    rec.time_flow_start_ns = msg.clock.absolute_ns(
+                        template.start,
+                        rec.time_flow_start_ns,
+                        extras.init_ms,
+                    );
                 }
                 if template.end != TimeKind::Absent {
                     rec.time_flow_end_ns =
                         msg.clock
-                            .absolute_ns(template.end, extras.end_raw, extras.init_ms);
+                            .absolute_ns(template.end, rec.time_flow_end_ns, extras.init_ms);
                 }
-                rec.sampling_rate = env.sampling.resolve(
-                    &rates,
-                    ip,
-                    msg.domain,
-                    rec.sampler_id,
-                    extras.sampling_rate(),
-                );
-                env.sink.flow(&rec);
+                rec.sampling_rate = match set_rate {
+                    Some(rate) => rate,
+                    None => env.sampling.resolve(
+                        &rates,
+                        ip,
+                        msg.domain,
+                        rec.sampler_id,
+                        extras.sampling_rate(),
+                    ),
+                };
+                env.sink.flow(rec);
                 out.flows += 1;
             }
             TemplateKind::Options => {

@@ -83,6 +83,71 @@ pub enum Action {
     SamplingPopulation,
 }
 
+impl Action {
+    /// Every action, in declaration order (`ALL[a as usize] == a`).
+    pub const ALL: [Action; 54] = [
+        Action::Skip,
+        Action::Bytes,
+        Action::Packets,
+        Action::Proto,
+        Action::Tos,
+        Action::Dscp,
+        Action::TcpFlags,
+        Action::SrcPort,
+        Action::DstPort,
+        Action::SrcV4,
+        Action::DstV4,
+        Action::SrcV6,
+        Action::DstV6,
+        Action::SrcMask,
+        Action::DstMask,
+        Action::InIf,
+        Action::OutIf,
+        Action::NextHopV4,
+        Action::NextHopV6,
+        Action::SrcEither,
+        Action::DstEither,
+        Action::NextHopEither,
+        Action::SrcAs,
+        Action::DstAs,
+        Action::FlowLabel,
+        Action::IcmpTypeCode,
+        Action::IcmpType,
+        Action::IcmpCode,
+        Action::SrcMac,
+        Action::DstMac,
+        Action::Vlan,
+        Action::Direction,
+        Action::EndReason,
+        Action::ObservationPoint,
+        Action::Ttl,
+        Action::Etype,
+        Action::IpVersion,
+        Action::TunnelType,
+        Action::TunnelKey,
+        Action::TunnelSrcV4,
+        Action::TunnelDstV4,
+        Action::TunnelProto,
+        Action::TunnelSrcPort,
+        Action::TunnelDstPort,
+        Action::Start,
+        Action::End,
+        Action::InitMs,
+        Action::SamplerId,
+        Action::SamplingInterval,
+        Action::SelectorAlgorithm,
+        Action::PacketInterval,
+        Action::PacketSpace,
+        Action::SamplingSize,
+        Action::SamplingPopulation,
+    ];
+
+    /// The action stored as `value` (a compiled step keeps it as a byte).
+    pub fn from_index(value: u8) -> Option<Action> {
+        Action::ALL.get(usize::from(value)).copied()
+    }
+}
+
 /// The destination an element fills; at most one element per slot survives compilation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -284,12 +349,11 @@ pub const fn lookup(pen: u32, id: u16) -> Option<ElementSpec> {
     })
 }
 
-/// Values a decoded record carries besides the flow record itself: raw times (converted once the
-/// whole record is read) and sampling elements (options records, or data records that carry them).
+/// Values a decoded record carries besides the flow record itself: sampling elements (options
+/// records, or data records that carry them) and systemInitTimeMilliseconds. (Raw flow times go
+/// into the record's time fields and are converted in place once the whole record is read.)
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Extras {
-    pub start_raw: u64,
-    pub end_raw: u64,
     pub init_ms: u64,
     pub sampling_interval: u64,
     pub selector_algorithm: u64,
@@ -364,6 +428,74 @@ fn copy_into<const N: usize>(dst: &mut [u8; N], bytes: &[u8]) {
     }
 }
 
+/// How a compiled step moves a fixed-length field into the record image (see
+/// [`super::template::Step`]) without looking at its element again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Store {
+    /// A big-endian unsigned value of 1..=8 bytes (reduced-size encodings included) into a
+    /// native-endian record field of 1, 2, 4 or 8 bytes (narrower fields keep the low bytes).
+    Uint1,
+    Uint2,
+    Uint4,
+    Uint8,
+    /// An IPv4 address into a 16-byte address field, IPv4-mapped.
+    V4Mapped,
+    /// Bytes copied as sent: IPv6 addresses (16), MAC addresses (6).
+    Copy16,
+    Copy6,
+}
+
+/// Where `action` on a fixed-length field goes when it is a plain store: the [`Store`] and the
+/// byte offset of its record field. `None`: the action transforms its value or fills [`Extras`],
+/// and goes through [`apply`].
+pub const fn placement(action: Action) -> Option<(Store, usize)> {
+    use Store::*;
+    use std::mem::offset_of;
+    type R = FlowRecord;
+    Some(match action {
+        Action::Bytes => (Uint8, offset_of!(R, bytes)),
+        Action::Packets => (Uint8, offset_of!(R, packets)),
+        Action::Proto => (Uint1, offset_of!(R, proto)),
+        Action::Tos => (Uint1, offset_of!(R, ip_tos)),
+        Action::TcpFlags => (Uint2, offset_of!(R, tcp_flags)),
+        Action::SrcPort => (Uint2, offset_of!(R, src_port)),
+        Action::DstPort => (Uint2, offset_of!(R, dst_port)),
+        Action::SrcV4 => (V4Mapped, offset_of!(R, src_addr)),
+        Action::DstV4 => (V4Mapped, offset_of!(R, dst_addr)),
+        Action::SrcV6 => (Copy16, offset_of!(R, src_addr)),
+        Action::DstV6 => (Copy16, offset_of!(R, dst_addr)),
+        Action::SrcMask => (Uint1, offset_of!(R, src_net)),
+        Action::DstMask => (Uint1, offset_of!(R, dst_net)),
+        Action::InIf => (Uint4, offset_of!(R, in_if)),
+        Action::OutIf => (Uint4, offset_of!(R, out_if)),
+        Action::NextHopV4 => (V4Mapped, offset_of!(R, next_hop)),
+        Action::NextHopV6 => (Copy16, offset_of!(R, next_hop)),
+        Action::SrcAs => (Uint4, offset_of!(R, src_as)),
+        Action::DstAs => (Uint4, offset_of!(R, dst_as)),
+        Action::IcmpType => (Uint1, offset_of!(R, icmp_type)),
+        Action::IcmpCode => (Uint1, offset_of!(R, icmp_code)),
+        Action::SrcMac => (Copy6, offset_of!(R, src_mac)),
+        Action::DstMac => (Copy6, offset_of!(R, dst_mac)),
+        Action::Direction => (Uint1, offset_of!(R, flow_direction)),
+        Action::EndReason => (Uint1, offset_of!(R, flow_end_reason)),
+        Action::ObservationPoint => (Uint4, offset_of!(R, observation_point_id)),
+        Action::Ttl => (Uint1, offset_of!(R, ip_ttl)),
+        Action::Etype => (Uint2, offset_of!(R, etype)),
+        Action::TunnelType => (Uint1, offset_of!(R, tunnel_type)),
+        Action::TunnelKey => (Uint8, offset_of!(R, tunnel_key)),
+        Action::TunnelSrcV4 => (V4Mapped, offset_of!(R, tunnel_src_addr)),
+        Action::TunnelDstV4 => (V4Mapped, offset_of!(R, tunnel_dst_addr)),
+        Action::TunnelProto => (Uint1, offset_of!(R, tunnel_proto)),
+        Action::TunnelSrcPort => (Uint2, offset_of!(R, tunnel_src_port)),
+        Action::TunnelDstPort => (Uint2, offset_of!(R, tunnel_dst_port)),
+        Action::Start => (Uint8, offset_of!(R, time_flow_start_ns)),
+        Action::End => (Uint8, offset_of!(R, time_flow_end_ns)),
+        Action::SamplerId => (Uint4, offset_of!(R, sampler_id)),
+        _ => return None,
+    })
+}
+
 /// Apply one step to the record being decoded. `bytes` already has a length the step allows.
 #[inline(always)]
 pub fn apply(action: Action, bytes: &[u8], rec: &mut FlowRecord, extras: &mut Extras) {
@@ -423,8 +555,8 @@ pub fn apply(action: Action, bytes: &[u8], rec: &mut FlowRecord, extras: &mut Ex
         Action::TunnelProto => rec.tunnel_proto = uint() as u8,
         Action::TunnelSrcPort => rec.tunnel_src_port = uint() as u16,
         Action::TunnelDstPort => rec.tunnel_dst_port = uint() as u16,
-        Action::Start => extras.start_raw = uint(),
-        Action::End => extras.end_raw = uint(),
+        Action::Start => rec.time_flow_start_ns = uint(),
+        Action::End => rec.time_flow_end_ns = uint(),
         Action::InitMs => extras.init_ms = uint(),
         Action::SamplerId => rec.sampler_id = uint() as u32,
         Action::SamplingInterval => extras.sampling_interval = uint(),

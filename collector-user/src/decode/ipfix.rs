@@ -1079,6 +1079,7 @@ mod tests {
             assert_eq!(*g, want);
         }
         // Memory: every OVS template within the 256-byte budget.
+        let mut largest = (0, 0);
         for t in &templates {
             let compiled =
                 crate::decode::template::Template::compile(TemplateKind::Data, &t.fields).unwrap();
@@ -1088,7 +1089,12 @@ mod tests {
                 t.id,
                 compiled.cached_bytes()
             );
+            largest = largest.max((compiled.cached_bytes(), compiled.steps().len()));
         }
+        eprintln!(
+            "largest OVS template: {} cached bytes, {} steps",
+            largest.0, largest.1
+        );
     }
 
     #[test]

@@ -1,23 +1,34 @@
 //! Compiled templates, the per-worker [`TemplateCache`] and the [`EarlyData`] holding buffer.
 //!
-//! A NetFlow v9 / IPFIX template is compiled once, when it arrives, into a list of [`Step`]s: per
-//! field, its length (or "variable") and the [`Action`] that stores it into the record. Decoding a
-//! data record is then one pass over the steps — no per-field lookup by element id. Precedence
-//! between elements that fill the same record field is resolved at compile time (see [`super::ie`]):
-//! a repeated element (OVS egress templates repeat interfaceName 82 and interfaceDescription 83)
-//! is decoded by position, and the *first* occurrence of a mapped element is the one stored; the
-//! later ones become skips. Runs of skipped fixed-length fields merge into one step.
+//! A NetFlow v9 / IPFIX template is compiled once, when it arrives, into a list of 4-byte [`Step`]s
+//! — no per-field lookup by element id when records are decoded. Precedence between elements that
+//! fill the same record field is resolved at compile time (see [`super::ie`]): a repeated element
+//! (OVS egress templates repeat interfaceName 82 and interfaceDescription 83) is decoded by
+//! position, and the *first* occurrence of a mapped element is the one stored; the later ones are
+//! skipped.
+//!
+//! # Step layout
+//! A record is cut into *regions*: runs of fixed-length fields between variable-length ones (and
+//! at most 255 bytes up to their last mapped field). A region costs one length check against the
+//! data; its mapped fields are then read from a fixed-size view of the data at byte offsets (no
+//! further check can fail) and stored at byte offsets of the record ([`RecordImage`]): an unsigned
+//! value is one big-endian read (and a shift for reduced-size encodings); two adjacent fields of
+//! one kind (ports, addresses, MACs, TTL and protocol) share a step. Unmapped and
+//! enterprise fields cost nothing (the offsets step over them); a variable-length field reads its
+//! 1- or 3-byte length, moves the base past its value and opens the next region. Regions near the
+//! end of a data set read from a zero-padded copy of the set's last bytes ([`SetTail`], made once
+//! per set). Transformed values (DSCP, VLAN, ICMP type-code, …) and options elements go through
+//! [`ie::apply`].
 //!
 //! # Memory per cached template
-//! A step is 2 bytes; an OVS data template (up to 51 fields) compiles to at most 45 steps (skips
-//! merged). A cached template costs its [`TemplateKey`] + [`Template`] (40 bytes) in a hash table
+//! A step is 4 bytes; the largest OVS data template (51 fields) compiles to 27 steps, 210 cached
+//! bytes by the measure below. A cached template costs its [`TemplateKey`] + [`Template`] in a hash table
 //! that is between 44 % and 88 % full, its boxed steps and the allocator's header.
 //! [`Template::cached_bytes`] charges the table entry twice (worst-case load) and the caps are
 //! enforced with that figure; `ipfix::tests::ovs_family_round_trips` checks that every OVS template
 //! stays ≤ 256 B by that measure. Measured with a counting allocator (`benches/decode_netflow.rs`,
-//! 600 exporters × 121 OVS templates): **148.8 heap bytes per template**, so 600,000 OVS templates
-//! take ≈ 85 MiB (budget: 150 MiB).
-//!
+//! 600 exporters × 121 OVS templates): see BENCHMARKS.md.
+
 //! # Bounds
 //! [`CacheLimits`]: a total byte cap and a per-exporter byte cap. Inserting past the per-exporter cap
 //! evicts that exporter's least recently used template; past the total cap, the least recently used
@@ -31,7 +42,7 @@
 //! (`EarlyDataDropped`). Time comes from the datagrams' receive times (sans-IO).
 
 use super::ErrorReason;
-use super::ie::{self, Action, Extras, Slot};
+use super::ie::{self, Action, Extras, Slot, Store};
 use super::time::{ExportClock, TimeKind};
 use crate::record::FlowRecord;
 use std::collections::HashMap;
@@ -61,12 +72,179 @@ impl Field {
     }
 }
 
-/// One compiled step: apply `action` to the next `len` bytes (`len` 0: a variable-length field).
+/// What one compiled [`Step`] does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Op {
+    /// The big-endian unsigned field at `src` (from the region's base) into the native-endian
+    /// record field of 1, 2, 4 or 8 bytes at byte `dst` of the [`RecordImage`]. `arg` is the shift
+    /// that turns an 8-byte read into the field's value: 8 × (8 − field length) bits, so reduced-size
+    /// encodings cost nothing extra; narrower record fields keep the low bytes.
+    Uint1,
+    Uint2,
+    Uint4,
+    Uint8,
+    /// As `Uint1` … `Uint8` when the field has the record field's own size: no shift.
+    Be1,
+    Be2,
+    Be4,
+    Be8,
+    /// The IPv4 address at `src` into the 16-byte address field at `dst`, IPv4-mapped.
+    V4Mapped,
+    /// Bytes copied as sent: an IPv6 address (16), a MAC address (6).
+    Copy16,
+    Copy6,
+    /// Two adjacent fields of one of the kinds above (source and destination ports, addresses,
+    /// MACs, TTL and protocol, …) in one step: the first at `src` into `dst`, the second right
+    /// after it into byte `arg`.
+    Be1Pair,
+    Be2Pair,
+    Be4Pair,
+    Be8Pair,
+    V4MappedPair,
+    Copy16Pair,
+    Copy6Pair,
+    /// Pass the `arg`-byte field at `src` to [`ie::apply`] with the action of index `dst`
+    /// (transformed values and options elements; rare).
+    Apply,
+    /// Start a region: the base moves `src | dst << 8` bytes on, and the `arg` bytes from there
+    /// must be in the record. The steps up to the next region read below `arg` from this base.
+    Region,
+    /// A variable-length field whose length prefix is `src` bytes on from the base: its value
+    /// goes to [`ie::apply`] with the action of index `dst` (a value longer than 8 bytes stores
+    /// 0), and the base moves to its end. Then, unless `arg` is 0, a region of `arg` bytes starts
+    /// there (as [`Op::Region`] with no move).
+    Varlen,
+    /// As `Varlen` for a field that is not mapped (interface names and descriptions): skipped.
+    VarSkip,
+}
+
+impl Op {
+    /// The op storing two adjacent fields of this kind, for kinds without a shift.
+    const fn pair(self) -> Option<Op> {
+        Some(match self {
+            Op::Be1 => Op::Be1Pair,
+            Op::Be2 => Op::Be2Pair,
+            Op::Be4 => Op::Be4Pair,
+            Op::Be8 => Op::Be8Pair,
+            Op::V4Mapped => Op::V4MappedPair,
+            Op::Copy16 => Op::Copy16Pair,
+            Op::Copy6 => Op::Copy6Pair,
+            _ => return None,
+        })
+    }
+}
+
+/// One compiled step, 4 bytes (see [`Op`] for what `src`, `dst` and `arg` mean). Unmapped
+/// fixed-length fields have no step: offsets step over them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Step {
-    pub action: Action,
-    pub len: u8,
+    pub op: Op,
+    pub src: u8,
+    pub dst: u8,
+    pub arg: u8,
 }
+
+/// Bytes a region may span up to the end of its last mapped field, so offsets fit a byte.
+const REGION_SPAN: usize = 255;
+/// Bytes readable from a region's base without further checks: any byte offset plus the widest
+/// read (16).
+pub const WINDOW: usize = 256 + 16;
+
+/// The record being decoded plus spare bytes, so that a [`Step`]'s store at any byte offset
+/// fits without a bounds check.
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C)]
+pub struct RecordImage {
+    pub rec: FlowRecord,
+    spare: [u8; 16],
+}
+
+impl RecordImage {
+    pub fn new(rec: FlowRecord) -> Self {
+        RecordImage {
+            rec,
+            spare: [0; 16],
+        }
+    }
+}
+
+/// The last [`WINDOW`] bytes of a data set followed by [`WINDOW`] zero bytes, copied once per
+/// set when a region near its end is read: regions there are read from this copy. One per worker,
+/// [`SetTail::reset`] per set.
+#[derive(Debug)]
+pub struct SetTail {
+    bytes: [u8; 2 * WINDOW],
+    filled: bool,
+}
+
+impl SetTail {
+    pub fn new() -> Self {
+        SetTail {
+            bytes: [0; 2 * WINDOW],
+            filled: false,
+        }
+    }
+
+    /// Forget the previous set (its bytes are overwritten when the next set needs them; the
+    /// zero half is never written).
+    pub fn reset(&mut self) {
+        self.filled = false;
+    }
+
+    /// The [`WINDOW`] bytes from `base` of `data` (a suffix of the set), zero-padded.
+    #[cold]
+    fn window(&mut self, data: &[u8], base: usize) -> &[u8; WINDOW] {
+        let from_end = data.len().saturating_sub(base).min(WINDOW);
+        if !self.filled {
+            // `data` ends where the set ends: its last bytes are the set's last bytes.
+            let n = data.len().min(WINDOW);
+            if let (Some(dst), Some(src)) = (
+                self.bytes.get_mut(WINDOW - n..WINDOW),
+                data.get(data.len() - n..),
+            ) {
+                dst.copy_from_slice(src);
+            }
+            self.filled = true;
+        }
+        self.bytes
+            .get(WINDOW - from_end..)
+            .and_then(|w| w.first_chunk::<WINDOW>())
+            .unwrap_or(&NO_WINDOW)
+    }
+}
+
+impl Default for SetTail {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Bytes [`Template::decode_record`] takes from the window per field read (the widest field).
+const N16: usize = 16;
+
+#[inline(always)]
+fn be16(f: [u8; N16]) -> u16 {
+    u16::from_be_bytes([f[0], f[1]])
+}
+
+#[inline(always)]
+fn be32(f: [u8; N16]) -> u32 {
+    u32::from_be_bytes([f[0], f[1], f[2], f[3]])
+}
+
+#[inline(always)]
+fn be64(f: [u8; N16]) -> u64 {
+    u64::from_be_bytes([f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]])
+}
+
+#[inline(always)]
+fn v4_mapped(f: [u8; N16]) -> [u8; 16] {
+    crate::record::ipv4_bytes([f[0], f[1], f[2], f[3]])
+}
+
+/// The view before the first region (no step reads it: every store follows a region).
+static NO_WINDOW: [u8; WINDOW] = [0; WINDOW];
 
 /// Data templates produce flow records; options templates feed the sampling table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,7 +259,13 @@ pub struct Template {
     steps: Box<[Step]>,
     /// Smallest record: fixed lengths plus one length byte per variable-length field.
     min_len: u16,
-    has_varlen: bool,
+    /// Bytes from the last base (the end of the last variable-length field, or the record's start)
+    /// to the end of the record.
+    tail: u16,
+    /// See [`Template::needs_fresh_record`].
+    fresh: bool,
+    /// See [`Template::carries_sampling`].
+    sampling: bool,
     pub kind: TemplateKind,
     pub start: TimeKind,
     pub end: TimeKind,
@@ -129,51 +313,131 @@ impl Template {
             (Slot::NextHop, Slot::NextHop6, Action::NextHopEither),
         ]
         .map(|(v4, v6, action)| (v4, v6, action, both(v4, v6)));
-        let mut steps = Vec::with_capacity(fields.len());
+        let mut steps: Vec<Step> = Vec::with_capacity(fields.len() + 4);
         let (mut start, mut end) = (TimeKind::Absent, TimeKind::Absent);
-        let mut pending_skip = 0usize;
-        let flush = |steps: &mut Vec<Step>, pending: &mut usize| {
-            while *pending > 0 {
-                let n = (*pending).min(255);
-                steps.push(Step {
-                    action: Action::Skip,
-                    len: n as u8,
-                });
-                *pending -= n;
-            }
+        // Offset from the current base (every fixed length sums to ≤ min_len ≤ MAX_RECORD_LEN),
+        // and the index of the current region's step, if one is open.
+        let mut off = 0usize;
+        let mut region: Option<usize> = None;
+        let open_region = |steps: &mut Vec<Step>, advance: usize| {
+            let [src, dst] = (advance as u16).to_le_bytes();
+            steps.push(Step {
+                op: Op::Region,
+                src,
+                dst,
+                arg: 0,
+            });
+            steps.len() - 1
         };
+        let (mut fresh, mut sampling) = (false, false);
         for (i, f) in fields.iter().enumerate() {
             let chosen = usable(f).filter(|s| best[s.slot as usize].is_some_and(|(_, j)| j == i));
-            match chosen {
+            let action = match chosen {
                 Some(spec) => {
-                    flush(&mut steps, &mut pending_skip);
                     match spec.slot {
                         Slot::Start => start = spec.time,
                         Slot::End => end = spec.time,
                         _ => {}
                     }
-                    let len = if f.len == ie::VARLEN { 0 } else { f.len as u8 };
-                    let action = either
+                    either
                         .iter()
                         .find(|(v4, v6, _, both)| *both && (spec.slot == *v4 || spec.slot == *v6))
-                        .map_or(spec.action, |e| e.2);
-                    steps.push(Step { action, len });
+                        .map_or(spec.action, |e| e.2)
                 }
-                None if f.len == ie::VARLEN => {
-                    flush(&mut steps, &mut pending_skip);
+                None => Action::Skip,
+            };
+            fresh |= matches!(
+                action,
+                Action::SrcEither | Action::DstEither | Action::NextHopEither
+            );
+            sampling |= matches!(
+                action,
+                Action::SamplerId
+                    | Action::SamplingInterval
+                    | Action::SelectorAlgorithm
+                    | Action::PacketInterval
+                    | Action::PacketSpace
+                    | Action::SamplingSize
+                    | Action::SamplingPopulation
+            );
+            if f.len == ie::VARLEN {
+                // The prefix is `src` bytes on from the base (a region that only moves the base
+                // comes first when that is more than a byte can say). The region after it is
+                // opened by the same step.
+                if off > usize::from(u8::MAX) {
+                    open_region(&mut steps, off);
+                    off = 0;
+                }
+                let op = match action {
+                    Action::Skip => Op::VarSkip,
+                    _ => Op::Varlen,
+                };
+                steps.push(Step {
+                    op,
+                    src: off as u8,
+                    dst: action as u8,
+                    arg: 0,
+                });
+                (off, region) = (0, Some(steps.len() - 1));
+                continue;
+            }
+            let len = usize::from(f.len);
+            if action != Action::Skip {
+                // Mapped widths are at most 16 bytes (checked by `usable`).
+                let r = match region {
+                    Some(r) if off + len <= REGION_SPAN => r,
+                    _ => {
+                        let r = open_region(&mut steps, off);
+                        (off, region) = (0, Some(r));
+                        r
+                    }
+                };
+                let shift = (8usize.saturating_sub(len) * 8) as u8;
+                let (op, dst, arg) = match (ie::placement(action), len) {
+                    (Some((Store::Uint1, dst)), 1) => (Op::Be1, dst, 0),
+                    (Some((Store::Uint2, dst)), 2) => (Op::Be2, dst, 0),
+                    (Some((Store::Uint4, dst)), 4) => (Op::Be4, dst, 0),
+                    (Some((Store::Uint8, dst)), 8) => (Op::Be8, dst, 0),
+                    (Some((Store::Uint1, dst)), _) => (Op::Uint1, dst, shift),
+                    (Some((Store::Uint2, dst)), _) => (Op::Uint2, dst, shift),
+                    (Some((Store::Uint4, dst)), _) => (Op::Uint4, dst, shift),
+                    (Some((Store::Uint8, dst)), _) => (Op::Uint8, dst, shift),
+                    (Some((Store::V4Mapped, dst)), _) => (Op::V4Mapped, dst, 4),
+                    (Some((Store::Copy16, dst)), _) => (Op::Copy16, dst, 16),
+                    (Some((Store::Copy6, dst)), _) => (Op::Copy6, dst, 6),
+                    (None, _) => (Op::Apply, action as usize, len as u8),
+                };
+                // The previous step of the same kind, for the field right before this one (a
+                // store step is only ever preceded by one of its own region): one step for both.
+                let pair = match (steps.last_mut(), op.pair()) {
+                    (Some(last), Some(pair))
+                        if last.op == op && usize::from(last.src) + len == off =>
+                    {
+                        (last.op, last.arg) = (pair, dst as u8);
+                        true
+                    }
+                    _ => false,
+                };
+                if !pair {
                     steps.push(Step {
-                        action: Action::Skip,
-                        len: 0,
+                        op,
+                        src: off as u8,
+                        dst: dst as u8,
+                        arg,
                     });
                 }
-                None => pending_skip += usize::from(f.len),
+                if let Some(step) = steps.get_mut(r) {
+                    step.arg = (off + len) as u8;
+                }
             }
+            off += len;
         }
-        flush(&mut steps, &mut pending_skip);
         Ok(Template {
-            has_varlen: steps.iter().any(|s| s.len == 0),
             steps: steps.into_boxed_slice(),
             min_len: min_len as u16,
+            tail: off as u16,
+            fresh,
+            sampling,
             kind,
             start,
             end,
@@ -184,6 +448,7 @@ impl Template {
     /// Same steps, kind and time bases (ignores cache bookkeeping).
     pub fn same_layout(&self, other: &Template) -> bool {
         self.steps == other.steps
+            && self.tail == other.tail
             && self.kind == other.kind
             && self.start == other.start
             && self.end == other.end
@@ -208,70 +473,181 @@ impl Template {
         entry + steps
     }
 
-    /// Decode one record from the front of `data`; returns the bytes it used.
+    /// Whether each record must start from a fresh copy of the message's base record: some step
+    /// stores only non-zero values. Otherwise every record writes the same fields, and one
+    /// [`RecordImage`] serves a whole data set.
+    pub fn needs_fresh_record(&self) -> bool {
+        self.fresh
+    }
+
+    /// Whether records carry a sampler id or sampling parameters: otherwise every record of a
+    /// data set has the same sampling rate.
+    pub fn carries_sampling(&self) -> bool {
+        self.sampling
+    }
+
+    /// Decode one record from the front of `data` (a suffix of the data set whose [`SetTail`] is
+    /// `tail`) into `img`; returns the bytes it used.
+    ///
+    /// Every region's extent is checked once against `data` (a template is the exporter's word,
+    /// not a proof): a region past the end is `TruncatedRecord`, a variable-length prefix or value
+    /// past the end is `BadVariableLength`. Fields are then read from a fixed-size view of the
+    /// region at byte offsets, which needs no further checks.
     #[inline]
     pub fn decode_record(
         &self,
         data: &[u8],
-        rec: &mut FlowRecord,
+        img: &mut RecordImage,
         extras: &mut Extras,
+        tail: &mut SetTail,
     ) -> Result<usize, ErrorReason> {
         if data.len() < self.min_len() {
             return Err(ErrorReason::TruncatedRecord);
         }
-        let mut pos = 0usize;
-        if !self.has_varlen {
-            for step in self.steps.iter() {
-                let end = pos + usize::from(step.len);
-                let Some(bytes) = data.get(pos..end) else {
-                    return Err(ErrorReason::TruncatedRecord);
-                };
-                ie::apply(step.action, bytes, rec, extras);
-                pos = end;
-            }
-            return Ok(pos);
-        }
+        let mut base = 0usize;
+        let mut window: &[u8; WINDOW] = &NO_WINDOW;
         for step in self.steps.iter() {
-            // A fixed skip only moves the position; the next read (or the final check) bounds it.
-            if matches!(step.action, Action::Skip) && step.len != 0 {
-                pos += usize::from(step.len);
-                continue;
-            }
-            let len = if step.len != 0 {
-                usize::from(step.len)
-            } else {
-                let Some(&first) = data.get(pos) else {
-                    return Err(ErrorReason::BadVariableLength);
-                };
-                pos += 1;
-                if first < 255 {
-                    usize::from(first)
-                } else {
-                    let Some(&[a, b]) = data.get(pos..).and_then(|d| d.first_chunk::<2>()) else {
-                        return Err(ErrorReason::BadVariableLength);
-                    };
-                    pos += 2;
-                    usize::from(u16::from_be_bytes([a, b]))
+            let image: &mut [u8; size_of::<RecordImage>()] = bytemuck::cast_mut(img);
+            let (src, dst) = (usize::from(step.src), usize::from(step.dst));
+            let word = || {
+                let mut w = [0u8; 8];
+                if let Some(bytes) = window.get(src..src + 8) {
+                    w.copy_from_slice(bytes);
+                }
+                u64::from_be_bytes(w).wrapping_shr(u32::from(step.arg))
+            };
+            let mut put_at = |at: usize, bytes: &[u8]| {
+                if let Some(d) = image.get_mut(at..at + bytes.len()) {
+                    d.copy_from_slice(bytes);
                 }
             };
-            let end = pos + len;
-            let Some(bytes) = data.get(pos..end) else {
-                return Err(if step.len == 0 {
-                    ErrorReason::BadVariableLength
-                } else {
-                    ErrorReason::TruncatedRecord
-                });
+            // The field of `N` bytes at `from` in the window.
+            let field = |from: usize| -> [u8; N16] {
+                let mut f = [0u8; N16];
+                if let Some(b) = window.get(from..from + N16) {
+                    f.copy_from_slice(b);
+                }
+                f
             };
-            // A variable-length field is only mapped when it holds an unsigned value of ≤ 8 bytes.
-            if step.len != 0 || len <= 8 {
-                ie::apply(step.action, bytes, rec, extras);
+            match step.op {
+                Op::Be1 => put_at(dst, &field(src)[..1]),
+                Op::Be2 => put_at(dst, &be16(field(src)).to_ne_bytes()),
+                Op::Be4 => put_at(dst, &be32(field(src)).to_ne_bytes()),
+                Op::Be8 => put_at(dst, &be64(field(src)).to_ne_bytes()),
+                Op::Uint1 => put_at(dst, &[word() as u8]),
+                Op::Uint2 => put_at(dst, &(word() as u16).to_ne_bytes()),
+                Op::Uint4 => put_at(dst, &(word() as u32).to_ne_bytes()),
+                Op::Uint8 => put_at(dst, &word().to_ne_bytes()),
+                Op::V4Mapped => put_at(dst, &v4_mapped(field(src))),
+                Op::Copy16 => put_at(dst, &field(src)),
+                Op::Copy6 => put_at(dst, &field(src)[..6]),
+                Op::Be1Pair => {
+                    let f = field(src);
+                    put_at(dst, &f[..1]);
+                    put_at(usize::from(step.arg), &f[1..2]);
+                }
+                Op::Be2Pair => {
+                    put_at(dst, &be16(field(src)).to_ne_bytes());
+                    put_at(usize::from(step.arg), &be16(field(src + 2)).to_ne_bytes());
+                }
+                Op::Be4Pair => {
+                    put_at(dst, &be32(field(src)).to_ne_bytes());
+                    put_at(usize::from(step.arg), &be32(field(src + 4)).to_ne_bytes());
+                }
+                Op::Be8Pair => {
+                    put_at(dst, &be64(field(src)).to_ne_bytes());
+                    put_at(usize::from(step.arg), &be64(field(src + 8)).to_ne_bytes());
+                }
+                Op::V4MappedPair => {
+                    put_at(dst, &v4_mapped(field(src)));
+                    put_at(usize::from(step.arg), &v4_mapped(field(src + 4)));
+                }
+                Op::Copy16Pair => {
+                    put_at(dst, &field(src));
+                    put_at(usize::from(step.arg), &field(src + 16));
+                }
+                Op::Copy6Pair => {
+                    let f = field(src);
+                    put_at(dst, &f[..6]);
+                    put_at(usize::from(step.arg), &f[6..12]);
+                }
+                Op::Apply => {
+                    if let (Some(bytes), Some(action)) = (
+                        window.get(src..src + usize::from(step.arg)),
+                        Action::from_index(step.dst),
+                    ) {
+                        ie::apply(action, bytes, &mut img.rec, extras);
+                    }
+                }
+                Op::Region => {
+                    base += usize::from(u16::from_le_bytes([step.src, step.dst]));
+                    if base + usize::from(step.arg) > data.len() {
+                        return Err(ErrorReason::TruncatedRecord);
+                    }
+                    window = match data.get(base..).and_then(|d| d.first_chunk::<WINDOW>()) {
+                        Some(w) => w,
+                        None => tail.window(data, base),
+                    };
+                }
+                Op::VarSkip => {
+                    base += src;
+                    base = match data.get(base..) {
+                        Some(&[first, ..]) if first < 255 => base + 1 + usize::from(first),
+                        Some(&[255, a, b, ..]) => {
+                            base + 3 + usize::from(u16::from_be_bytes([a, b]))
+                        }
+                        _ => return Err(ErrorReason::BadVariableLength),
+                    };
+                    if base > data.len() {
+                        return Err(ErrorReason::BadVariableLength);
+                    }
+                    if step.arg != 0 {
+                        if base + usize::from(step.arg) > data.len() {
+                            return Err(ErrorReason::TruncatedRecord);
+                        }
+                        window = match data.get(base..).and_then(|d| d.first_chunk::<WINDOW>()) {
+                            Some(w) => w,
+                            None => tail.window(data, base),
+                        };
+                    }
+                }
+                Op::Varlen => {
+                    base += src;
+                    let (at, len) = match data.get(base..) {
+                        Some(&[first, ..]) if first < 255 => (base + 1, usize::from(first)),
+                        Some(&[255, a, b, ..]) => {
+                            (base + 3, usize::from(u16::from_be_bytes([a, b])))
+                        }
+                        _ => return Err(ErrorReason::BadVariableLength),
+                    };
+                    let end = at + len;
+                    let Some(bytes) = data.get(at..end) else {
+                        return Err(ErrorReason::BadVariableLength);
+                    };
+                    if let Some(action) = Action::from_index(step.dst) {
+                        // Only an unsigned value of ≤ 8 bytes is stored; a longer one stores 0,
+                        // as if absent (so a reused record image holds nothing stale).
+                        let value = if len <= 8 { bytes } else { &[] };
+                        ie::apply(action, value, &mut img.rec, extras);
+                    }
+                    base = end;
+                    if step.arg != 0 {
+                        if base + usize::from(step.arg) > data.len() {
+                            return Err(ErrorReason::TruncatedRecord);
+                        }
+                        window = match data.get(base..).and_then(|d| d.first_chunk::<WINDOW>()) {
+                            Some(w) => w,
+                            None => tail.window(data, base),
+                        };
+                    }
+                }
             }
-            pos = end;
         }
-        if pos > data.len() {
+        let end = base + usize::from(self.tail);
+        if end > data.len() {
             return Err(ErrorReason::TruncatedRecord);
         }
-        Ok(pos)
+        Ok(end)
     }
 }
 
@@ -720,12 +1096,37 @@ mod tests {
     use crate::decode::ie::VARLEN;
     use bytemuck::Zeroable;
 
-    fn rec() -> FlowRecord {
-        FlowRecord::zeroed()
+    fn rec() -> RecordImage {
+        RecordImage::new(FlowRecord::zeroed())
+    }
+
+    /// Decode one record as `decode_records` does, with a fresh set tail.
+    fn decode(t: &Template, data: &[u8], r: &mut RecordImage) -> Result<usize, ErrorReason> {
+        t.decode_record(data, r, &mut Extras::default(), &mut SetTail::new())
+    }
+
+    fn step(op: Op, src: u8, dst: usize, arg: u8) -> Step {
+        Step {
+            op,
+            src,
+            dst: dst as u8,
+            arg,
+        }
+    }
+
+    fn region(advance: u16, need: u8) -> Step {
+        let [src, dst] = advance.to_le_bytes();
+        Step {
+            op: Op::Region,
+            src,
+            dst,
+            arg: need,
+        }
     }
 
     #[test]
-    fn compile_merges_skips_and_keeps_mapped_steps() {
+    fn compile_drops_skips_into_offsets_and_splits_regions() {
+        use std::mem::offset_of;
         let t = Template::compile(
             TemplateKind::Data,
             &[
@@ -734,35 +1135,210 @@ mod tests {
                 Field::iana(501, 300),
                 Field::iana(2, 4),
                 Field::iana(82, VARLEN),
+                Field::iana(4, 1),
+                Field::iana(503, 3),
             ],
         )
         .unwrap();
         assert_eq!(
             t.steps(),
             &[
+                // sourceIPv4Address at 0; packetDeltaCount past the 302 skipped bytes needs a new
+                // region (offsets stay below 256); the interfaceName prefix is 4 bytes on, and
+                // the region after it holds protocolIdentifier.
+                region(0, 4),
+                step(Op::V4Mapped, 0, offset_of!(FlowRecord, src_addr), 4),
+                region(306, 4),
+                step(Op::Uint8, 0, offset_of!(FlowRecord, packets), 32),
                 Step {
-                    action: Action::SrcV4,
-                    len: 4
+                    op: Op::VarSkip,
+                    src: 4,
+                    dst: Action::Skip as u8,
+                    arg: 1
                 },
-                Step {
-                    action: Action::Skip,
-                    len: 255
-                },
-                Step {
-                    action: Action::Skip,
-                    len: 47
-                },
-                Step {
-                    action: Action::Packets,
-                    len: 4
-                },
-                Step {
-                    action: Action::Skip,
-                    len: 0
-                },
+                step(Op::Be1, 0, offset_of!(FlowRecord, proto), 0),
             ]
         );
-        assert_eq!(t.min_len(), 4 + 2 + 300 + 4 + 1);
+        assert_eq!(t.min_len(), 4 + 2 + 300 + 4 + 1 + 1 + 3);
+        assert_eq!(t.tail, 4);
+        assert_eq!(size_of::<Step>(), 4);
+        // Decoding it: 10.0.0.1, 302 bytes skipped, 7 packets, a 2-byte name, proto 6, 3 bytes.
+        let mut data = vec![10, 0, 0, 1];
+        data.extend([0xee; 302]);
+        data.extend([0, 0, 0, 7, 2, b'x', b'y', 6, 1, 2, 3]);
+        let mut r = rec();
+        assert_eq!(decode(&t, &data, &mut r), Ok(data.len()));
+        assert_eq!(
+            (r.rec.src_addr, r.rec.packets, r.rec.proto),
+            (crate::record::ipv4_bytes([10, 0, 0, 1]), 7, 6)
+        );
+        // The trailing skipped field cut short.
+        let short = &data[..data.len() - 1];
+        assert_eq!(
+            decode(&t, &data[..data.len() - 1], &mut r),
+            Err(ErrorReason::TruncatedRecord),
+            "{short:?}"
+        );
+    }
+
+    #[test]
+    fn every_store_op_from_bytes() {
+        let t = Template::compile(
+            TemplateKind::Data,
+            &[
+                Field::iana(1, 3),   // octetDeltaCount, reduced to 3 bytes: Uint8 >> 40
+                Field::iana(2, 8),   // packetDeltaCount: Be8
+                Field::iana(10, 2),  // ingressInterface in 2 bytes: Uint4 >> 48
+                Field::iana(14, 4),  // egressInterface: Be4
+                Field::iana(6, 1),   // tcpControlBits in 1 byte: Uint2 >> 56
+                Field::iana(7, 2),   // sourceTransportPort: Be2
+                Field::iana(4, 1),   // protocolIdentifier: Be1
+                Field::iana(138, 8), // observationPointId (u32 field) in 8 bytes: Uint4 keeps low bytes
+                Field::iana(12, 4),  // destinationIPv4Address: V4Mapped
+                Field::iana(27, 16), // sourceIPv6Address: Copy16
+                Field::iana(56, 6),  // sourceMacAddress: Copy6
+                Field::iana(58, 2),  // vlanId: Apply (masked to 12 bits)
+            ],
+        )
+        .unwrap();
+        let ops: Vec<Op> = t.steps().iter().map(|s| s.op).collect();
+        use Op::*;
+        assert_eq!(
+            ops,
+            [
+                Region, Uint8, Be8, Uint4, Be4, Uint2, Be2, Be1, Uint4, V4Mapped, Copy16, Copy6,
+                Apply
+            ]
+        );
+        #[rustfmt::skip]
+        let data = [
+            0x01, 0x02, 0x03,
+            0, 0, 0, 0, 0, 0, 0x10, 0x00,
+            0x00, 0x07,
+            0x00, 0x00, 0x01, 0x00,
+            0x1b,
+            0x30, 0x39,
+            6,
+            0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x2a,
+            198, 51, 100, 7,
+            0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
+            2, 0, 0, 0, 0, 9,
+            0xf0, 0x64,
+        ];
+        let mut r = rec();
+        assert_eq!(decode(&t, &data, &mut r), Ok(data.len()));
+        let r = r.rec;
+        assert_eq!(
+            (r.bytes, r.packets, r.in_if, r.out_if),
+            (0x010203, 4096, 7, 256)
+        );
+        assert_eq!((r.tcp_flags, r.src_port, r.proto), (0x1b, 12345, 6));
+        assert_eq!(r.observation_point_id, 42);
+        assert_eq!(r.dst_addr, crate::record::ipv4_bytes([198, 51, 100, 7]));
+        assert_eq!(r.src_addr[..4], [0x20, 0x01, 0x0d, 0xb8]);
+        assert_eq!((r.src_mac, r.vlan_id), ([2, 0, 0, 0, 0, 9], 0x064));
+    }
+
+    #[test]
+    fn adjacent_fields_of_one_kind_share_a_step() {
+        let t = Template::compile(
+            TemplateKind::Data,
+            &[
+                Field::iana(192, 1), // ipTTL + protocolIdentifier: Be1Pair
+                Field::iana(4, 1),
+                Field::iana(7, 2), // ports: Be2Pair
+                Field::iana(11, 2),
+                Field::iana(10, 4), // interfaces: Be4Pair
+                Field::iana(14, 4),
+                Field::iana(1, 8), // octets + packets: Be8Pair
+                Field::iana(2, 8),
+                Field::iana(8, 4), // IPv4 addresses: V4MappedPair
+                Field::iana(12, 4),
+                Field::iana(56, 6), // MACs: Copy6Pair
+                Field::iana(80, 6),
+                Field::iana(62, 16), // IPv6 next hop, flow label, then the same kind apart:
+                Field::iana(31, 4),
+                Field::iana(5, 1),   // ipClassOfService: Be1
+                Field::iana(999, 1), // (skipped)
+                Field::iana(61, 1),  // flowDirection: Be1, not paired across the skip
+            ],
+        )
+        .unwrap();
+        let ops: Vec<Op> = t.steps().iter().map(|s| s.op).collect();
+        use Op::*;
+        assert_eq!(
+            ops,
+            [
+                Region,
+                Be1Pair,
+                Be2Pair,
+                Be4Pair,
+                Be8Pair,
+                V4MappedPair,
+                Copy6Pair,
+                Copy16,
+                Apply,
+                Be1,
+                Be1
+            ]
+        );
+        #[rustfmt::skip]
+        let data = [
+            64, 17,
+            0x30, 0x39, 0x00, 0x35,
+            0, 0, 0, 3, 0, 0, 0, 4,
+            0, 0, 0, 0, 0, 0, 0x05, 0xdc, 0, 0, 0, 0, 0, 0, 0, 2,
+            192, 0, 2, 1, 198, 51, 100, 2,
+            2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2,
+            0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
+            0, 0x01, 0x23, 0x45,
+            0xb8, 0xee, 1,
+        ];
+        let mut r = rec();
+        assert_eq!(decode(&t, &data, &mut r), Ok(data.len()));
+        let r = r.rec;
+        assert_eq!(
+            (r.ip_ttl, r.proto, r.src_port, r.dst_port),
+            (64, 17, 12345, 53)
+        );
+        assert_eq!((r.in_if, r.out_if, r.bytes, r.packets), (3, 4, 1500, 2));
+        assert_eq!(r.src_addr, crate::record::ipv4_bytes([192, 0, 2, 1]));
+        assert_eq!(r.dst_addr, crate::record::ipv4_bytes([198, 51, 100, 2]));
+        assert_eq!(
+            (r.src_mac, r.dst_mac),
+            ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        );
+        assert_eq!((r.next_hop[0], r.next_hop[15]), (0xfe, 1));
+        assert_eq!(
+            (r.ipv6_flow_label, r.ip_tos, r.flow_direction),
+            (0x12345, 0xb8, 1)
+        );
+    }
+
+    #[test]
+    fn reads_near_the_end_of_a_set_come_from_its_tail_copy() {
+        // Records of 8 bytes (bytes, packets in 4 each): a set of 40 records, every record
+        // decoded from the right place whether or not WINDOW bytes follow it.
+        let t =
+            Template::compile(TemplateKind::Data, &[Field::iana(1, 4), Field::iana(2, 4)]).unwrap();
+        let mut set = Vec::new();
+        for i in 0..40u32 {
+            set.extend(i.to_be_bytes());
+            set.extend((i * 2).to_be_bytes());
+        }
+        let mut tail = SetTail::new();
+        let mut rest = &set[..];
+        let mut i = 0;
+        let mut r = rec();
+        while !rest.is_empty() {
+            let used = t
+                .decode_record(rest, &mut r, &mut Extras::default(), &mut tail)
+                .unwrap();
+            assert_eq!((r.rec.bytes, r.rec.packets), (i, i * 2));
+            rest = &rest[used..];
+            i += 1;
+        }
+        assert_eq!(i, 40);
     }
 
     #[test]
@@ -782,10 +1358,10 @@ mod tests {
         let data = [
             10, 0, 0, 1, 10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 99, 0, 0, 0, 0, 0, 0, 0, 7,
         ];
-        let (mut r, mut x) = (rec(), Extras::default());
-        assert_eq!(t.decode_record(&data, &mut r, &mut x), Ok(24));
-        assert_eq!(r.src_addr, crate::record::ipv4_bytes([10, 0, 0, 1]));
-        assert_eq!(r.packets, 7);
+        let mut r = rec();
+        assert_eq!(decode(&t, &data, &mut r), Ok(24));
+        assert_eq!(r.rec.src_addr, crate::record::ipv4_bytes([10, 0, 0, 1]));
+        assert_eq!(r.rec.packets, 7);
     }
 
     #[test]
@@ -795,14 +1371,8 @@ mod tests {
         assert_eq!(
             t.steps(),
             &[
-                Step {
-                    action: Action::Skip,
-                    len: 3
-                },
-                Step {
-                    action: Action::Proto,
-                    len: 1
-                }
+                region(3, 1),
+                step(Op::Be1, 0, std::mem::offset_of!(FlowRecord, proto), 0)
             ]
         );
     }
@@ -844,33 +1414,51 @@ mod tests {
         let mut data = vec![255, 0x01, 0x2c];
         data.extend(std::iter::repeat_n(b'x', 300));
         data.extend([3, 0, 0x12, 0x34, 17]);
-        let (mut r, mut x) = (rec(), Extras::default());
-        assert_eq!(t.decode_record(&data, &mut r, &mut x), Ok(data.len()));
-        assert_eq!((r.tunnel_key, r.proto), (0x1234, 17));
+        let mut r = rec();
+        assert_eq!(decode(&t, &data, &mut r), Ok(data.len()));
+        assert_eq!((r.rec.tunnel_key, r.rec.proto), (0x1234, 17));
         // A length that runs past the record.
         let bad = [10, b'a', b'b'];
         assert_eq!(
-            t.decode_record(&bad, &mut r, &mut x),
+            decode(&t, &bad, &mut r),
             Err(ErrorReason::BadVariableLength)
         );
         let bad3 = [255, 0x01, 0x00];
         assert_eq!(
-            t.decode_record(&bad3, &mut r, &mut x),
+            decode(&t, &bad3, &mut r),
             Err(ErrorReason::BadVariableLength)
         );
         // A fixed field cut short.
         let fixed = Template::compile(TemplateKind::Data, &[Field::iana(1, 8)]).unwrap();
         assert_eq!(
-            fixed.decode_record(&[0; 7], &mut r, &mut x),
+            decode(&fixed, &[0; 7], &mut r),
             Err(ErrorReason::TruncatedRecord)
         );
-        // A tunnel key longer than 8 bytes is skipped, not truncated into garbage.
+        // A tunnel key longer than 8 bytes stores 0 (as if absent), not truncated garbage, and
+        // not the previous record's key (the record image is reused within a set).
         let mut data = vec![0u8, 9];
         data.extend([0xff; 9]);
         data.push(6);
-        let mut r = rec();
-        assert_eq!(t.decode_record(&data, &mut r, &mut x), Ok(data.len()));
-        assert_eq!((r.tunnel_key, r.proto), (0, 6));
+        assert_eq!(r.rec.tunnel_key, 0x1234);
+        assert_eq!(decode(&t, &data, &mut r), Ok(data.len()));
+        assert_eq!((r.rec.tunnel_key, r.rec.proto), (0, 6));
+    }
+
+    #[test]
+    fn per_record_work_only_when_the_template_needs_it() {
+        let t = Template::compile(
+            TemplateKind::Data,
+            &[Field::iana(8, 4), Field::iana(27, 16)],
+        )
+        .unwrap();
+        assert!(t.needs_fresh_record());
+        assert!(!small().needs_fresh_record());
+        // Likewise a per-record sampling rate only when records carry sampling elements.
+        assert!(!small().carries_sampling());
+        let sampled =
+            Template::compile(TemplateKind::Data, &[Field::iana(1, 4), Field::iana(48, 1)])
+                .unwrap();
+        assert!(sampled.carries_sampling());
     }
 
     fn ip(last: u8) -> IpAddr {

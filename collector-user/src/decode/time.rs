@@ -44,6 +44,7 @@ pub struct ExportClock {
 impl ExportClock {
     /// Convert a raw timestamp of `kind` into ns since the Unix epoch. `init_ms` is the record's
     /// systemInitTimeMilliseconds (160) when it has one (0 otherwise).
+    #[inline(always)]
     pub fn absolute_ns(&self, kind: TimeKind, raw: u64, init_ms: u64) -> u64 {
         match kind {
             TimeKind::Absent => 0,
@@ -87,9 +88,12 @@ impl ExportClock {
 /// the export time instead of 49 days before it.
 #[inline(always)]
 pub fn uptime_to_ns(export_ns: u64, uptime_ms: u32, t_ms: u32) -> u64 {
-    let before_ms = i64::from(uptime_ms.wrapping_sub(t_ms) as i32);
-    let ns = export_ns as i128 - i128::from(before_ms) * 1_000_000;
-    ns.clamp(0, i128::from(u64::MAX)) as u64
+    // |before| ≤ 2^31 ms, so its ns (≤ 2.2e15) fit an i64. Export times come from 32-bit
+    // seconds (≤ 4.3e18 ns), far enough below i64::MAX for the difference not to overflow; larger
+    // ones are first capped.
+    let before_ns = i64::from(uptime_ms.wrapping_sub(t_ms) as i32) * 1_000_000;
+    let export = export_ns.min(1 << 62) as i64;
+    (export - before_ns).max(0) as u64
 }
 
 /// NTP timestamp (seconds since 1900 in the high 32 bits, binary fraction in the low 32) → ns
