@@ -76,6 +76,10 @@ pub struct ExporterLog {
     pub counter_datagrams: u64,
     /// Flow records in data datagrams actually sent.
     pub records: u64,
+    /// Of `records`, those without an IP network layer (OVS IPFIX ARP flows): collectors that
+    /// keep IP flows only (pmacct) leave them out.
+    #[serde(default)]
+    pub non_ip_records: u64,
     /// Bytes of every datagram sent (UDP payload).
     pub bytes: u64,
     /// Datagrams built but refused by the kernel (not in `datagrams`; data ones are `Unsent` events).
@@ -118,6 +122,9 @@ pub struct Totals {
     pub datagrams: u64,
     pub data_datagrams: u64,
     pub records: u64,
+    /// Of `records`, those without an IP network layer.
+    #[serde(default)]
+    pub non_ip_records: u64,
     pub bytes: u64,
     pub unsent: u64,
     pub gaps: u64,
@@ -160,6 +167,7 @@ impl Manifest {
             t.datagrams += e.datagrams;
             t.data_datagrams += e.data_datagrams;
             t.records += e.records;
+            t.non_ip_records += e.non_ip_records;
             t.bytes += e.bytes;
             t.unsent += e.unsent() as u64;
             t.gaps += e.gaps().count() as u64;

@@ -7,7 +7,7 @@
 //! exporter's share to the kernel with one `sendmmsg`. Datagrams the kernel refuses are retried
 //! briefly, then recorded in the manifest as refused, so the manifest only ever claims what left.
 
-use crate::exporter::Exporter;
+use crate::exporter::{DataDatagram, Exporter};
 use crate::manifest::{ExporterLog, Manifest, Params};
 use anyhow::{Context as _, bail};
 use std::io;
@@ -230,8 +230,8 @@ fn show_progress(
     }
 }
 
-/// A datagram queued for `sendmmsg`, and for data datagrams their index and record count.
-type Queued = (Vec<u8>, Option<(u64, u32)>);
+/// A datagram queued for `sendmmsg`, and for data datagrams what they carry.
+type Queued = (Vec<u8>, Option<DataDatagram>);
 
 /// One exporter and its socket on a sender thread.
 struct Lane {
@@ -351,10 +351,9 @@ impl Sender {
             let mut records = 0u64;
             for _ in 0..take {
                 let mut buf = spare.pop().unwrap_or_default();
-                let at = lane.exporter.next_data_index();
-                let n = lane.exporter.data_datagram(now_ns, &mut buf, None);
-                records += u64::from(n);
-                lane.queue.push((buf, Some((at, n))));
+                let data = lane.exporter.data_datagram(now_ns, &mut buf, None);
+                records += u64::from(data.records);
+                lane.queue.push((buf, Some(data)));
             }
             if let Some(b) = lane.budget.as_mut() {
                 *b -= take as u64;
@@ -364,8 +363,8 @@ impl Sender {
             for (k, (buf, data)) in lane.queue.drain(..).enumerate() {
                 if k >= sent {
                     lane.exporter.refused(buf.len(), data);
-                    if let Some((_, n)) = data {
-                        records -= u64::from(n);
+                    if let Some(d) = data {
+                        records -= u64::from(d.records);
                     }
                     refused += 1;
                 }

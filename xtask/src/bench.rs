@@ -2,7 +2,7 @@
 //! of a group, and for decode the callgrind measurement of instructions per record, written to
 //! `target/bench/decode.json` (for ring: instructions per record written over a memcpy,
 //! `target/bench/ring.json`); for e2e-udp and peers the end-to-end sweeps of [`e2e`] (collector
-//! with one and with all workers; nfcapd and sfcapd on the same load), written with
+//! with one and with all workers; nfcapd, sfcapd, nfacctd and sfacctd on the same load), written with
 //! the decode/ring figures to `target/bench/report.json`, `report.md` and plots ([`report`],
 //! [`plot`]). `--smoke` is a seconds-long run of the e2e harness (tiny rate, one bisection step, no
 //! peers) into `target/bench/smoke/` that checks the report it writes.
@@ -34,7 +34,7 @@ pub enum Group {
     Ring,
     /// End to end over UDP on loopback: the collector with one and with all workers.
     E2eUdp,
-    /// The peers (nfcapd, sfcapd; pmacct reported as not measured) next to the collector (e2e-udp).
+    /// The peers (nfcapd, sfcapd, nfacctd, sfacctd) next to the collector (e2e-udp).
     Peers,
     /// Everything.
     All,
@@ -138,7 +138,12 @@ fn systems(group: Group, cpus: usize) -> Vec<System> {
         systems.push(System::Collector { workers: cpus });
     }
     if matches!(group, Group::Peers | Group::All) {
-        systems.extend([System::Nfcapd, System::Sfcapd]);
+        systems.extend([
+            System::Nfcapd,
+            System::Sfcapd,
+            System::Nfacctd,
+            System::Sfacctd,
+        ]);
     }
     systems
 }
@@ -168,12 +173,6 @@ fn e2e_report(
                 false
             }
             _ => true,
-        });
-    }
-    if candidates.iter().any(|s| s.program().is_some()) {
-        skipped.push(Skipped {
-            system: "nfacctd, sfacctd (pmacct)".into(),
-            reason: PMACCT_NOT_MEASURED.into(),
         });
     }
     let scratch = out_dir.join("scratch");
@@ -221,15 +220,10 @@ fn e2e_report(
     })
 }
 
-/// Why pmacct is not among the measured peers yet.
-const PMACCT_NOT_MEASURED: &str = "not measured yet: with a print plugin keyed on every field (so that \
-     records are not aggregated away) pmacct 1.7.7 allocated a 4 GB cache for 1M entries and wrote \
-     no file on SIGTERM or SIGINT in our trial, so its records could not be counted";
-
 /// Install Debian's nfdump, nfdump-sflow and pmacct when a peer program is missing; what went
 /// wrong, if anything, for the skip reasons.
 fn install_peers() -> String {
-    let programs = ["nfcapd", "sfcapd", "nfdump"];
+    let programs = ["nfcapd", "sfcapd", "nfdump", "nfacctd", "sfacctd", "pmacct"];
     if programs.iter().all(|p| e2e::has_program(p)) {
         return String::new();
     }
@@ -574,9 +568,19 @@ mod tests {
         assert_eq!(names(Group::E2eUdp, 1), ["collector-w1"]);
         assert_eq!(
             names(Group::Peers, 2),
-            ["collector-w1", "collector-w2", "nfcapd", "sfcapd"]
+            [
+                "collector-w1",
+                "collector-w2",
+                "nfcapd",
+                "sfcapd",
+                "nfacctd",
+                "sfacctd"
+            ]
         );
-        assert_eq!(names(Group::All, 1), ["collector-w1", "nfcapd", "sfcapd"]);
+        assert_eq!(
+            names(Group::All, 1),
+            ["collector-w1", "nfcapd", "sfcapd", "nfacctd", "sfacctd"]
+        );
     }
 
     /// `cargo xtask bench --smoke` as a test: `cargo xtask test` passes the debug binaries in

@@ -1,9 +1,17 @@
 //! End-to-end load trials: a receiving system (the collector over UDP with W workers, or a peer
-//! collector: nfcapd, sfcapd) started fresh on a loopback port, `flowgen` driving
+//! collector: nfcapd, sfcapd, nfacctd, sfacctd) started fresh on a loopback port, `flowgen` driving
 //! one protocol profile at it at an offered rate with the sender pinned to another core, and the
-//! records the system kept counted from its own output (the collector's Prometheus metrics, the
-//! peers' files). A sweep bisects the offered rate for the largest rate with less than
-//! [`LOSS_THRESHOLD`] record loss.
+//! records the system kept counted from its own output (the collector's Prometheus metrics,
+//! nfdump's files, pmacct's memory table through `pmacct -s`). A sweep bisects the offered rate
+//! for the largest rate with less than [`LOSS_THRESHOLD`] record loss.
+//!
+//! pmacct is configured to keep and count every record: the memory plugin aggregated on the
+//! exporter address with the `flows` counter (one bucket per exporter, each flow record adds one
+//! flow), read with `pmacct -s` until two reads agree. The core-to-plugin transfer is left
+//! unbuffered: with `plugin_buffer_size` set, the last partly filled buffer stays in the core
+//! (120 of 3,000 v5 records in a check), and the print plugin lost the first datagram of each
+//! new exporter in the same check, so neither is used. pmacct keeps IP flows only: the OVS IPFIX
+//! profile's ARP flows (counted in flowgen's manifest as `non_ip_records`) are not expected of it.
 
 use std::{
     io::{Read as _, Write as _},
@@ -32,6 +40,10 @@ pub enum System {
     Nfcapd,
     /// nfdump's sFlow capture daemon.
     Sfcapd,
+    /// pmacct's NetFlow/IPFIX daemon.
+    Nfacctd,
+    /// pmacct's sFlow daemon.
+    Sfacctd,
 }
 
 impl System {
@@ -40,6 +52,8 @@ impl System {
             System::Collector { workers } => format!("collector-w{workers}"),
             System::Nfcapd => "nfcapd".into(),
             System::Sfcapd => "sfcapd".into(),
+            System::Nfacctd => "nfacctd".into(),
+            System::Sfacctd => "sfacctd".into(),
         }
     }
 
@@ -48,9 +62,14 @@ impl System {
         let sflow = profile.contains("sflow");
         match self {
             System::Collector { .. } => true,
-            System::Nfcapd => !sflow,
-            System::Sfcapd => sflow,
+            System::Nfcapd | System::Nfacctd => !sflow,
+            System::Sfcapd | System::Sfacctd => sflow,
         }
+    }
+
+    /// Whether the system keeps flow records without an IP layer (pmacct does not).
+    pub fn keeps_non_ip(self) -> bool {
+        !matches!(self, System::Nfacctd | System::Sfacctd)
     }
 
     /// The executable a peer needs (None for the collector).
@@ -59,6 +78,8 @@ impl System {
             System::Collector { .. } => None,
             System::Nfcapd => Some("nfcapd"),
             System::Sfcapd => Some("sfcapd"),
+            System::Nfacctd => Some("nfacctd"),
+            System::Sfacctd => Some("sfacctd"),
         }
     }
 }
@@ -92,18 +113,22 @@ pub struct Trial {
     pub sent_rate: f64,
     pub sent_datagrams: u64,
     pub sent_records: u64,
+    /// Of `sent_records`, those the system is expected to keep: all, or for pmacct the IP flows.
+    #[serde(default)]
+    pub records_expected: u64,
     /// Flow records the system kept (decoded, or written to its files).
     pub records_kept: u64,
     /// Datagrams the system received (collector only).
     pub datagrams_received: Option<u64>,
     /// Kernel socket-buffer drops the system reported (collector only).
     pub socket_drops: Option<u64>,
-    /// `(sent_records - records_kept) / sent_records`, at least 0; for the collector the larger
-    /// of that and its datagram loss.
+    /// `(records_expected - records_kept) / records_expected`, at least 0; for the collector the
+    /// larger of that and its datagram loss.
     pub loss: f64,
-    /// User + system CPU seconds of the receiver over the trial (start-up included).
+    /// User + system CPU seconds of the receiver over the trial (start-up included; every
+    /// process of the receiver: pmacct runs a core and a plugin process).
     pub cpu_seconds: f64,
-    /// Peak resident set (VmHWM) of the receiver, KiB.
+    /// Peak resident set (VmHWM) of the receiver, KiB (summed over its processes).
     pub peak_rss_kib: u64,
 }
 
@@ -207,6 +232,8 @@ struct ManifestTotals {
     datagrams: u64,
     data_datagrams: u64,
     records: u64,
+    #[serde(default)]
+    non_ip_records: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -307,6 +334,8 @@ struct Receiver {
     dir: PathBuf,
     /// The collector's metrics port.
     metrics_port: Option<u16>,
+    /// pmacct's memory-plugin pipe (`pmacct -p`).
+    pmacct_pipe: Option<PathBuf>,
 }
 
 impl Receiver {
@@ -319,6 +348,7 @@ impl Receiver {
     ) -> anyhow::Result<Receiver> {
         let log = std::fs::File::create(dir.join("receiver.log"))?;
         let mut metrics_port = None;
+        let mut pmacct_pipe = None;
         let mut command = match system {
             System::Collector { workers } => {
                 let metrics = free_tcp_port()?;
@@ -342,6 +372,15 @@ impl Receiver {
                     .arg(&data);
                 c
             }
+            System::Nfacctd | System::Sfacctd => {
+                let pipe = dir.join("imt.pipe");
+                let conf = dir.join("pmacct.conf");
+                std::fs::write(&conf, pmacct_config(system, port, &pipe))?;
+                pmacct_pipe = Some(pipe);
+                let mut c = Command::new(system.program().unwrap_or_default());
+                c.arg("-f").arg(&conf);
+                c
+            }
         };
         let child = command
             .stdout(log.try_clone()?)
@@ -354,6 +393,7 @@ impl Receiver {
             child,
             dir: dir.to_path_buf(),
             metrics_port,
+            pmacct_pipe,
         };
         receiver.wait_ready(port)?;
         Ok(receiver)
@@ -372,7 +412,11 @@ impl Receiver {
             }
             let bound = UdpSocket::bind(("127.0.0.1", port)).is_err();
             let metrics_ok = self.metrics_port.is_none_or(|m| scrape(m).is_ok());
-            if bound && metrics_ok {
+            let pipe_ok = self
+                .pmacct_pipe
+                .as_deref()
+                .is_none_or(|p| pmacct_flows(p).is_ok());
+            if bound && metrics_ok && pipe_ok {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -407,18 +451,41 @@ impl Receiver {
                     let (cpu, rss) = process_cost(pid)?;
                     (sample.0, Some(sample.1), Some(sample.2), cpu, rss)
                 }
-                None => {
-                    std::thread::sleep(Duration::from_millis(500));
-                    let (cpu, rss) = process_cost(pid)?;
-                    self.stop();
-                    (self.count_peer_records()?, None, None, cpu, rss)
-                }
+                None => match self.pmacct_pipe.clone() {
+                    Some(pipe) => {
+                        // Drained when two reads 300 ms apart agree.
+                        let mut last = None;
+                        let deadline = Instant::now() + Duration::from_secs(10);
+                        let flows = loop {
+                            std::thread::sleep(Duration::from_millis(300));
+                            let flows = pmacct_flows(&pipe)?;
+                            if last == Some(flows) || Instant::now() > deadline {
+                                break flows;
+                            }
+                            last = Some(flows);
+                        };
+                        let (cpu, rss) = process_cost(pid)?;
+                        self.stop();
+                        (flows, None, None, cpu, rss)
+                    }
+                    None => {
+                        std::thread::sleep(Duration::from_millis(500));
+                        let (cpu, rss) = process_cost(pid)?;
+                        self.stop();
+                        (self.count_peer_records()?, None, None, cpu, rss)
+                    }
+                },
             };
         let sent_records = manifest.totals.records;
+        let records_expected = if self.system.keeps_non_ip() {
+            sent_records
+        } else {
+            sent_records.saturating_sub(manifest.totals.non_ip_records)
+        };
         // The collector's sFlow record counter includes counter records, which the manifest
         // does not count as records: its datagram count, exact for every protocol, is
         // checked too, and the larger of the two losses counts.
-        let loss = shortfall(sent_records, records_kept)
+        let loss = shortfall(records_expected, records_kept)
             .max(datagrams_received.map_or(0.0, |r| shortfall(manifest.totals.datagrams, r)));
         Ok(Trial {
             offered_rate,
@@ -429,6 +496,7 @@ impl Receiver {
             },
             sent_datagrams: manifest.totals.datagrams,
             sent_records,
+            records_expected,
             records_kept,
             datagrams_received,
             socket_drops,
@@ -438,23 +506,40 @@ impl Receiver {
         })
     }
 
-    /// SIGTERM (so peers flush their files), then wait; SIGKILL after 10 s.
+    /// SIGTERM (so peers flush their files), then wait; SIGKILL after 10 s. pmacct has nothing to
+    /// flush once `pmacct -s` was read, and its core does not always exit on SIGTERM: it is
+    /// killed. Descendants left over (pmacct's plugins) are killed too.
     fn stop(&mut self) {
         if self.child.try_wait().ok().flatten().is_some() {
             return;
         }
+        let pid = self.child.id();
+        let children = descendants(pid);
+        let signal = if self.pmacct_pipe.is_some() {
+            "-KILL"
+        } else {
+            "-TERM"
+        };
         let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([signal, &pid.to_string()])
             .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if self.child.try_wait().ok().flatten().is_some() {
-                return;
+                break;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        for child in children {
+            // Only processes that are still this receiver's: their parent is it, or init after it
+            // died; pids are not reused within the fraction of a second this takes.
+            let _ = Command::new("kill")
+                .args(["-KILL", &child.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 
     /// Flow records a stopped peer wrote.
@@ -474,7 +559,7 @@ impl Receiver {
                     .and_then(|n| n.trim().parse().ok())
                     .unwrap_or(0))
             }
-            System::Collector { .. } => Ok(0),
+            System::Collector { .. } | System::Nfacctd | System::Sfacctd => Ok(0),
         }
     }
 }
@@ -483,6 +568,54 @@ impl Drop for Receiver {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// pmacct configuration that keeps and counts every flow record: the memory plugin, one bucket per
+/// exporter address with the `flows` counter, an unbuffered core-to-plugin transfer (see the
+/// module documentation) in a 64 MiB pipe, and a 32 MiB socket buffer as nfcapd gets.
+pub fn pmacct_config(system: System, port: u16, pipe: &Path) -> String {
+    let daemon = if system == System::Sfacctd {
+        "sfacctd"
+    } else {
+        "nfacctd"
+    };
+    format!(
+        "daemonize: false\n\
+         {daemon}_ip: 127.0.0.1\n\
+         {daemon}_port: {port}\n\
+         {daemon}_pipe_size: 33554432\n\
+         plugins: memory[m]\n\
+         aggregate[m]: peer_src_ip, flows\n\
+         imt_path[m]: {}\n\
+         plugin_pipe_size[m]: 67108864\n",
+        pipe.display()
+    )
+}
+
+/// Flow records in pmacct's memory table: the sum of the FLOWS column of `pmacct -s -O csv`.
+fn pmacct_flows(pipe: &Path) -> anyhow::Result<u64> {
+    let out = Command::new("pmacct")
+        .arg("-p")
+        .arg(pipe)
+        .args(["-s", "-O", "csv"])
+        .output()
+        .context("running pmacct -s")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "pmacct -s failed: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    parse_pmacct_flows(&String::from_utf8_lossy(&out.stdout))
+        .context("pmacct -s printed no FLOWS column")
+}
+
+/// Sum of the FLOWS column of pmacct's CSV table (header line first).
+pub fn parse_pmacct_flows(csv: &str) -> Option<u64> {
+    let mut lines = csv.lines().filter(|l| !l.trim().is_empty());
+    let column = lines.next()?.split(',').position(|h| h.trim() == "FLOWS")?;
+    lines
+        .map(|l| l.split(',').nth(column)?.trim().parse::<u64>().ok())
+        .sum()
 }
 
 /// `(sent - kept) / sent`, 0 when nothing was sent or more was kept.
@@ -524,13 +657,53 @@ pub fn metric_sum(text: &str, name: &str) -> u64 {
         .sum()
 }
 
-/// CPU seconds (utime + stime) and peak RSS (VmHWM, KiB) of a running process.
+/// CPU seconds (utime + stime) and peak RSS (VmHWM, KiB) of a running process and its
+/// descendants (pmacct forks its plugins).
 fn process_cost(pid: u32) -> anyhow::Result<(f64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let ticks = parse_cpu_ticks(&stat).context("unreadable /proc/PID/stat")?;
-    let rss = parse_vm_hwm(&status).context("no VmHWM in /proc/PID/status")?;
+    let mut ticks = parse_cpu_ticks(&stat).context("unreadable /proc/PID/stat")?;
+    let mut rss = parse_vm_hwm(&status).context("no VmHWM in /proc/PID/status")?;
+    for child in descendants(pid) {
+        // A child may exit between the listing and the read: it then adds nothing.
+        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{child}/status")).unwrap_or_default();
+        ticks += parse_cpu_ticks(&stat).unwrap_or(0);
+        rss += parse_vm_hwm(&status).unwrap_or(0);
+    }
     Ok((ticks as f64 / clock_ticks_per_sec() as f64, rss))
+}
+
+/// Every live descendant of `pid`, from the parent ids in /proc/*/stat.
+fn descendants(pid: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                .filter_map(|p| {
+                    let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+                    Some((p, parse_ppid(&stat)?))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut found = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(parent) = frontier.pop() {
+        for &(p, pp) in &parents {
+            if pp == parent && !found.contains(&p) {
+                found.push(p);
+                frontier.push(p);
+            }
+        }
+    }
+    found
+}
+
+/// The parent pid (field 4) from /proc/PID/stat.
+pub fn parse_ppid(stat: &str) -> Option<u32> {
+    let after = stat.get(stat.rfind(')')? + 1..)?;
+    after.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// utime + stime (clock ticks) from /proc/PID/stat (fields 14 and 15; the command name in
@@ -591,11 +764,88 @@ mod tests {
     }
 
     #[test]
+    fn pmacct_output_and_parent_pids_are_read() {
+        let csv = "PEER_SRC_IP,PACKETS,FLOWS,BYTES\n127.0.0.1,3041446,6000,2401708362\n\
+                   127.0.0.2,10,7,99\n";
+        assert_eq!(parse_pmacct_flows(csv), Some(6007));
+        assert_eq!(
+            parse_pmacct_flows("PEER_SRC_IP,PACKETS,FLOWS,BYTES\n"),
+            Some(0)
+        );
+        assert_eq!(parse_pmacct_flows("PEER_SRC_IP,PACKETS\n1.2.3.4,5\n"), None);
+        assert_eq!(parse_pmacct_flows("PEER_SRC_IP,FLOWS\n1.2.3.4,x\n"), None);
+        assert_eq!(
+            parse_ppid("77 (nfacctd: Core Process [default]) S 42 77 77 0"),
+            Some(42)
+        );
+        assert_eq!(parse_ppid("77 nothing"), None);
+        let conf = pmacct_config(System::Sfacctd, 6343, Path::new("/x/imt.pipe"));
+        assert!(
+            conf.contains("sfacctd_port: 6343\n") && conf.contains("imt_path[m]: /x/imt.pipe\n")
+        );
+        assert!(
+            !conf.contains("plugin_buffer_size"),
+            "buffering holds back the tail"
+        );
+    }
+
+    /// pmacct's configuration keeps and counts every record on a small run with a known count
+    /// (v5, OVS IPFIX without its ARP flows, sFlow), when pmacct and the binaries are there.
+    #[test]
+    fn pmacct_keeps_every_record_of_a_small_run() {
+        let bins = crate::bench::binaries_from_env().unwrap_or_else(|| Binaries {
+            collector: crate::target_dir().join("debug/collector"),
+            flowgen: crate::target_dir().join("debug/flowgen"),
+        });
+        if !bins.flowgen.is_file() {
+            println!("SKIPPED: no flowgen binary (run through `cargo xtask test`)");
+            return;
+        }
+        if !has_program("nfacctd") || !has_program("sfacctd") || !has_program("pmacct") {
+            println!("SKIPPED: pmacct (nfacctd, sfacctd, pmacct) not installed");
+            return;
+        }
+        let scratch = std::env::temp_dir().join(format!("xtask-pmacct-{}", std::process::id()));
+        let config = SweepConfig {
+            trial_secs: 0.5,
+            steps: 0,
+            start_rate: Some(400),
+            sender_core: None,
+        };
+        for (system, profile) in [
+            (System::Nfacctd, "ovs-netflow"),
+            (System::Nfacctd, "ovs-ipfix"),
+            (System::Sfacctd, "ovs-sflow"),
+        ] {
+            let t = trial(&bins, system, profile, Some(400), &config, &scratch).expect("trial");
+            assert!(t.records_expected > 0, "{profile}: nothing sent");
+            assert_eq!(t.records_kept, t.records_expected, "{profile}: {t:?}");
+            assert_eq!(t.loss, 0.0, "{profile}");
+            assert!(
+                t.cpu_seconds > 0.0 && t.peak_rss_kib > 0,
+                "{profile}: {t:?}"
+            );
+            if profile == "ovs-ipfix" {
+                assert!(
+                    t.records_expected < t.sent_records,
+                    "ARP flows are not expected"
+                );
+            } else {
+                assert_eq!(t.records_expected, t.sent_records, "{profile}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+
+    #[test]
     fn peers_take_only_their_protocols() {
         assert!(System::Nfcapd.accepts("ovs-ipfix"));
         assert!(!System::Nfcapd.accepts("ovs-sflow"));
         assert!(System::Sfcapd.accepts("ovs-sflow"));
         assert!(System::Collector { workers: 2 }.accepts("ovs-sflow"));
+        assert!(System::Nfacctd.accepts("ovs-netflow") && !System::Nfacctd.accepts("ovs-sflow"));
+        assert!(System::Sfacctd.accepts("ovs-sflow") && !System::Sfacctd.accepts("ovs-ipfix"));
+        assert!(!System::Sfacctd.keeps_non_ip() && System::Nfcapd.keeps_non_ip());
         assert_eq!(System::Collector { workers: 2 }.name(), "collector-w2");
     }
 }

@@ -209,19 +209,20 @@ pub fn markdown(report: &Report) -> String {
         let _ = writeln!(md, "\n<details><summary>trials</summary>\n");
         let _ = writeln!(
             md,
-            "| system | offered/s | sent/s | records sent | kept | loss % | socket drops | CPU s |"
+            "| system | offered/s | sent/s | records sent | expected | kept | loss % | socket drops | CPU s |"
         );
-        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         for s in &sweeps {
             for t in &s.trials {
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {:.0} | {} | {} | {:.4} | {} | {:.2} |",
+                    "| {} | {} | {:.0} | {} | {} | {} | {:.4} | {} | {:.2} |",
                     s.system,
                     t.offered_rate
                         .map_or_else(|| "max".to_string(), |r| r.to_string()),
                     t.sent_rate,
                     t.sent_records,
+                    t.records_expected,
                     t.records_kept,
                     t.loss * 100.0,
                     t.socket_drops
