@@ -13,6 +13,7 @@
 mod e2e;
 mod plot;
 mod report;
+mod templates;
 
 use std::{
     path::{Path, PathBuf},
@@ -36,6 +37,8 @@ pub enum Group {
     E2eUdp,
     /// The peers (nfcapd, sfcapd, nfacctd, sfacctd) next to the collector (e2e-udp).
     Peers,
+    /// Template memory: 5,000 emulated OVS IPFIX nodes × 121 templates into one worker.
+    Templates,
     /// Everything.
     All,
 }
@@ -54,11 +57,16 @@ impl Group {
         match self {
             Group::Decode => bench_name.starts_with("decode"),
             Group::Ring => bench_name.starts_with("ring"),
-            Group::E2eUdp | Group::Peers => false,
+            Group::E2eUdp | Group::Peers | Group::Templates => false,
             Group::All => true,
         }
     }
 }
+
+/// Emulated OVS nodes of the template-memory run (issue 8: 5,000 × 120 templates), and their
+/// data datagrams/s (each node's 121 templates go out before its first data datagram).
+const TEMPLATE_NODES: u64 = 5_000;
+const TEMPLATE_RATE: u64 = 1_000;
 
 /// Protocols `decode_loop` is asked about.
 const PROTOCOLS: [&str; 4] = ["v5", "v9", "ipfix", "sflow"];
@@ -80,6 +88,20 @@ pub fn bench(group: Group, options: Options) -> anyhow::Result<()> {
     let ran_micro = matches!(group, Group::Decode | Group::Ring | Group::All);
     if ran_micro {
         micro(group)?;
+    }
+    if matches!(group, Group::Templates | Group::All) {
+        let bins = release_binaries()?;
+        println!(
+            "bench: template memory, {TEMPLATE_NODES} OVS IPFIX nodes at {TEMPLATE_RATE} data datagrams/s"
+        );
+        let scratch = out_dir.join("scratch");
+        let m = templates::measure(&bins, TEMPLATE_NODES, TEMPLATE_RATE, Some(1), &scratch)?;
+        let _ = std::fs::remove_dir_all(&scratch);
+        std::fs::create_dir_all(&out_dir)?;
+        let path = out_dir.join("templates.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&m)? + "\n")?;
+        print!("{}", templates::markdown(&m));
+        println!("bench: wrote {}", path.display());
     }
     if matches!(group, Group::E2eUdp | Group::Peers | Group::All) {
         let config = if options.quick {
@@ -127,6 +149,7 @@ fn group_name(group: Group) -> &'static str {
         Group::Ring => "ring",
         Group::E2eUdp => "e2e-udp",
         Group::Peers => "peers",
+        Group::Templates => "templates",
         Group::All => "all",
     }
 }
@@ -217,6 +240,10 @@ fn e2e_report(
         skipped,
         decode: micro.then(|| read_json("decode.json")).flatten(),
         ring: micro.then(|| read_json("ring.json")).flatten(),
+        templates: micro
+            .then(|| read_json("templates.json"))
+            .flatten()
+            .and_then(|v| serde_json::from_value(v).ok()),
     })
 }
 

@@ -302,7 +302,7 @@ fn drive(
 }
 
 /// A command, under `taskset -c CORE` when a core is given and taskset exists.
-fn pinned(program: &Path, core: Option<usize>) -> Command {
+pub fn pinned(program: &Path, core: Option<usize>) -> Command {
     match core {
         Some(core) if has_program("taskset") => {
             let mut c = Command::new("taskset");
@@ -319,11 +319,11 @@ pub fn has_program(program: &str) -> bool {
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
-fn free_udp_port() -> anyhow::Result<u16> {
+pub fn free_udp_port() -> anyhow::Result<u16> {
     Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn free_tcp_port() -> anyhow::Result<u16> {
+pub fn free_tcp_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -628,7 +628,7 @@ pub fn shortfall(sent: u64, kept: u64) -> f64 {
 }
 
 /// GET /metrics from the collector on 127.0.0.1:`port`.
-fn scrape(port: u16) -> anyhow::Result<String> {
+pub fn scrape(port: u16) -> anyhow::Result<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
@@ -659,7 +659,7 @@ pub fn metric_sum(text: &str, name: &str) -> u64 {
 
 /// CPU seconds (utime + stime) and peak RSS (VmHWM, KiB) of a running process and its
 /// descendants (pmacct forks its plugins).
-fn process_cost(pid: u32) -> anyhow::Result<(f64, u64)> {
+pub fn process_cost(pid: u32) -> anyhow::Result<(f64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let mut ticks = parse_cpu_ticks(&stat).context("unreadable /proc/PID/stat")?;

@@ -30,6 +30,9 @@ pub struct Report {
     /// `target/bench/decode.json` and `ring.json` when those groups ran in this invocation.
     pub decode: Option<serde_json::Value>,
     pub ring: Option<serde_json::Value>,
+    /// The template-memory run (`target/bench/templates.json`) when it ran in this invocation.
+    #[serde(default)]
+    pub templates: Option<super::templates::TemplateMemory>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -238,6 +241,10 @@ pub fn markdown(report: &Report) -> String {
         for s in &report.skipped {
             let _ = writeln!(md, "- {}: {}", s.system, s.reason);
         }
+        md.push('\n');
+    }
+    if let Some(t) = &report.templates {
+        md.push_str(&super::templates::markdown(t));
         md.push('\n');
     }
     for (name, value) in [("decode", &report.decode), ("ring", &report.ring)] {
