@@ -140,6 +140,10 @@ pub struct Manifest {
     pub params: Params,
     pub started_unix_ns: u64,
     pub elapsed_secs: f64,
+    /// CPU seconds (user + system, every thread) flowgen used for the run: with `elapsed_secs`
+    /// and the cores it had, whether the sender was the limit.
+    #[serde(default)]
+    pub cpu_secs: f64,
     pub totals: Totals,
     pub exporters: Vec<ExporterLog>,
 }
@@ -152,6 +156,7 @@ impl Manifest {
             started_unix_ns: params.time_base_ns,
             params,
             elapsed_secs: 0.0,
+            cpu_secs: 0.0,
             totals: Totals::default(),
             exporters,
         };

@@ -139,7 +139,22 @@ pub fn run(config: &SendConfig, stop: Arc<AtomicBool>) -> anyhow::Result<Manifes
     }
     let mut manifest = Manifest::new(config.destination, params, logs);
     manifest.elapsed_secs = started.elapsed().as_secs_f64();
+    manifest.cpu_secs = process_cpu_secs();
     Ok(manifest)
+}
+
+/// User + system CPU seconds of this process so far (every thread).
+pub fn process_cpu_secs() -> f64 {
+    // SAFETY: getrusage fills the zeroed struct it is given; rusage is plain data.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
+            return 0.0;
+        }
+        usage
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 fn set_send_buffer(socket: &UdpSocket, bytes: usize) {

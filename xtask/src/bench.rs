@@ -13,6 +13,7 @@
 mod e2e;
 mod plot;
 mod report;
+mod senders;
 mod templates;
 
 use std::{
@@ -104,31 +105,19 @@ pub fn bench(group: Group, options: Options) -> anyhow::Result<()> {
         println!("bench: wrote {}", path.display());
     }
     if matches!(group, Group::E2eUdp | Group::Peers | Group::All) {
-        let config = if options.quick {
-            SweepConfig {
-                trial_secs: 1.0,
-                steps: 3,
-                start_rate: None,
-                sender_core: Some(1),
-            }
-        } else {
-            SweepConfig {
-                trial_secs: 2.0,
-                steps: 5,
-                start_rate: None,
-                sender_core: Some(1),
-            }
-        };
+        let machine = report::Machine::probe();
+        let config = sweep_config(machine.cpus, options.quick);
         let bins = release_binaries()?;
         let command = format!(
             "cargo xtask bench {}{}",
             group_name(group),
             if options.quick { " --quick" } else { "" }
         );
-        let machine = report::Machine::probe();
         let systems = systems(group, machine.cpus);
         let micro = matches!(group, Group::All);
-        let report = e2e_report(
+        let scratch = out_dir.join("scratch");
+        let senders = senders::probe(&bins, machine.cpus, config.trial_secs, &scratch)?;
+        let mut report = e2e_report(
             machine,
             &systems,
             micro,
@@ -138,9 +127,28 @@ pub fn bench(group: Group, options: Options) -> anyhow::Result<()> {
             &out_dir,
             command,
         )?;
+        report.senders = senders;
         write_report(&report, &out_dir)?;
     }
     Ok(())
+}
+
+/// The sweeps' setup on a machine with `cpus` CPUs: the receiver on core 0, the sender on the
+/// others with a thread per core, and 4 exporters (source ports) per sender thread, so that a
+/// multi-worker collector spreads them over its workers. On 2 CPUs that is one sender thread on
+/// core 1: the only way to give both sides a core of their own.
+fn sweep_config(cpus: usize, quick: bool) -> SweepConfig {
+    let sender_cores: Vec<usize> = (1..cpus).collect();
+    let sender_threads = sender_cores.len().max(1);
+    SweepConfig {
+        trial_secs: if quick { 1.0 } else { 2.0 },
+        steps: if quick { 3 } else { 5 },
+        start_rate: None,
+        receiver_core: (cpus > 1).then_some(0),
+        sender_cores,
+        sender_threads,
+        exporters: 4 * sender_threads as u32,
+    }
 }
 
 fn group_name(group: Group) -> &'static str {
@@ -244,6 +252,8 @@ fn e2e_report(
             .then(|| read_json("templates.json"))
             .flatten()
             .and_then(|v| serde_json::from_value(v).ok()),
+        senders: Vec::new(),
+        xdp: None,
     })
 }
 
@@ -300,6 +310,9 @@ fn release_binaries() -> anyhow::Result<Binaries> {
         "collector",
         "-p",
         "flowgen",
+        // `--bin collector` alone would leave flowgen's binary out.
+        "--bin",
+        "flowgen",
     ]))?;
     Ok(Binaries {
         collector: target_dir().join("release/collector"),
@@ -319,6 +332,9 @@ fn smoke_binaries() -> anyhow::Result<Binaries> {
         "--bin",
         "collector",
         "-p",
+        "flowgen",
+        // `--bin collector` alone would leave flowgen's binary out.
+        "--bin",
         "flowgen",
     ]))?;
     Ok(Binaries {
@@ -341,7 +357,10 @@ fn smoke(bins: &Binaries, dir: &Path) -> anyhow::Result<Report> {
         trial_secs: 0.5,
         steps: 1,
         start_rate: Some(300),
-        sender_core: None,
+        sender_cores: Vec::new(),
+        receiver_core: None,
+        sender_threads: 1,
+        exporters: 1,
     };
     let mut report = e2e_report(
         report::Machine::probe(),

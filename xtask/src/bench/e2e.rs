@@ -100,8 +100,15 @@ pub struct SweepConfig {
     pub steps: u32,
     /// Offered rate of the first trial in data datagrams/s; `None`: as fast as flowgen can.
     pub start_rate: Option<u64>,
-    /// Pin the sender to this core (and a one-worker collector to core 0), with `taskset`.
-    pub sender_core: Option<usize>,
+    /// Pin the sender to these cores with `taskset`; empty: not pinned.
+    pub sender_cores: Vec<usize>,
+    /// Pin a one-worker collector and the peers (single-threaded) to this core.
+    pub receiver_core: Option<usize>,
+    /// flowgen's `--threads`.
+    pub sender_threads: usize,
+    /// flowgen's `--exporters` (each its own source port: several let a multi-worker collector
+    /// spread them over its workers).
+    pub exporters: u32,
 }
 
 /// One trial: what was offered, sent and kept, and what it cost the receiver.
@@ -130,6 +137,32 @@ pub struct Trial {
     pub cpu_seconds: f64,
     /// Peak resident set (VmHWM) of the receiver, KiB (summed over its processes).
     pub peak_rss_kib: u64,
+    /// CPU seconds flowgen used (every thread) and how long it sent.
+    #[serde(default)]
+    pub sender_cpu_seconds: f64,
+    #[serde(default)]
+    pub sender_secs: f64,
+}
+
+impl Trial {
+    /// Cores' worth of CPU the sender used while sending.
+    pub fn sender_busy_cores(&self) -> f64 {
+        if self.sender_secs > 0.0 {
+            self.sender_cpu_seconds / self.sender_secs
+        } else {
+            0.0
+        }
+    }
+
+    /// Cores' worth of CPU the receiver used over `trial_secs` (its start-up and drain included,
+    /// so slightly high).
+    pub fn receiver_busy_cores(&self, trial_secs: f64) -> f64 {
+        if trial_secs > 0.0 {
+            self.cpu_seconds / trial_secs
+        } else {
+            0.0
+        }
+    }
 }
 
 /// A bisection over the offered rate for one system and profile.
@@ -144,6 +177,9 @@ pub struct Sweep {
     pub max_lossless_records_per_sec: f64,
     /// The first, unpaced trial was already lossless: the sender, not the receiver, was the limit.
     pub sender_limited: bool,
+    /// Which side saturated in the first (unpaced) trial, with the CPU each used.
+    #[serde(default)]
+    pub bottleneck: String,
     /// CPU seconds of the receiver per million records kept, over every trial of the sweep.
     pub cpu_seconds_per_million_records: Option<f64>,
     pub peak_rss_kib: u64,
@@ -204,10 +240,39 @@ pub fn sweep(
         max_lossless_datagrams_per_sec: max_dps,
         max_lossless_records_per_sec: max_dps * records_per_datagram,
         sender_limited,
+        bottleneck: trials
+            .first()
+            .map(|t| bottleneck(t, config))
+            .unwrap_or_default(),
         cpu_seconds_per_million_records: (kept > 0).then(|| cpu / (kept as f64 / 1e6)),
         peak_rss_kib: trials.iter().map(|t| t.peak_rss_kib).max().unwrap_or(0),
         trials,
     })
+}
+
+/// Which side saturated in `t`, the first trial of a sweep: unpaced and lossless, the sender
+/// (the receiver kept up with all it could send); lossy, the receiver. With the CPU each used,
+/// so that a reader can tell a sender that was CPU-bound from one that was not.
+pub fn bottleneck(t: &Trial, config: &SweepConfig) -> String {
+    let cores = if config.sender_cores.is_empty() {
+        "unpinned".to_string()
+    } else {
+        format!("{} core(s)", config.sender_cores.len())
+    };
+    let usage = format!(
+        "sender {:.2} cores busy ({} thread(s) on {cores}), receiver {:.2}",
+        t.sender_busy_cores(),
+        config.sender_threads,
+        t.receiver_busy_cores(config.trial_secs)
+    );
+    match (t.offered_rate, t.loss < LOSS_THRESHOLD) {
+        (Some(_), _) => format!("paced first trial: {usage}"),
+        (None, true) => format!("sender: lossless at flowgen's top speed; {usage}"),
+        (None, false) => format!(
+            "receiver: lost {:.3}% at flowgen's top speed; {usage}",
+            t.loss * 100.0
+        ),
+    }
 }
 
 fn print_trial(system: System, profile: &str, t: &Trial) {
@@ -239,6 +304,8 @@ struct ManifestTotals {
 #[derive(Debug, Deserialize)]
 struct Manifest {
     elapsed_secs: f64,
+    #[serde(default)]
+    cpu_secs: f64,
     totals: ManifestTotals,
 }
 
@@ -278,9 +345,11 @@ fn drive(
     dir: &Path,
 ) -> anyhow::Result<Manifest> {
     let manifest_path = dir.join("manifest.json");
-    let mut command = pinned(&bins.flowgen, config.sender_core);
+    let mut command = pinned(&bins.flowgen, &config.sender_cores);
     command
         .args(["--profile", profile, "--to", &format!("127.0.0.1:{port}")])
+        .args(["--threads", &config.sender_threads.max(1).to_string()])
+        .args(["--exporters", &config.exporters.max(1).to_string()])
         .args(["--duration", &config.trial_secs.to_string()])
         .args(["--progress", "none", "--manifest"])
         .arg(&manifest_path)
@@ -301,16 +370,19 @@ fn drive(
     serde_json::from_str(&text).context("parsing flowgen's manifest")
 }
 
-/// A command, under `taskset -c CORE` when a core is given and taskset exists.
-pub fn pinned(program: &Path, core: Option<usize>) -> Command {
-    match core {
-        Some(core) if has_program("taskset") => {
-            let mut c = Command::new("taskset");
-            c.args(["-c", &core.to_string()]).arg(program);
-            c
-        }
-        _ => Command::new(program),
+/// A command, under `taskset -c CORES` when cores are given and taskset exists.
+pub fn pinned(program: &Path, cores: &[usize]) -> Command {
+    if cores.is_empty() || !has_program("taskset") {
+        return Command::new(program);
     }
+    let list = cores
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut c = Command::new("taskset");
+    c.args(["-c", &list]).arg(program);
+    c
 }
 
 /// Whether `program` is on PATH.
@@ -353,9 +425,9 @@ impl Receiver {
             System::Collector { workers } => {
                 let metrics = free_tcp_port()?;
                 metrics_port = Some(metrics);
-                // One worker: the whole process on core 0, away from the sender.
-                let core = (workers == 1 && config.sender_core.is_some()).then_some(0);
-                let mut c = pinned(&bins.collector, core);
+                // One worker: the whole process on a core of its own, away from the sender.
+                let core = config.receiver_core.filter(|_| workers == 1);
+                let mut c = pinned(&bins.collector, core.as_slice());
                 c.args(["run", "--listen", &format!("127.0.0.1:{port}")])
                     .args(["--workers", &workers.to_string(), "--ring-dir"])
                     .arg(dir.join("rings"))
@@ -366,7 +438,8 @@ impl Receiver {
             System::Nfcapd | System::Sfcapd => {
                 let data = dir.join("data");
                 std::fs::create_dir_all(&data)?;
-                let mut c = Command::new(system.program().unwrap_or_default());
+                let program = Path::new(system.program().unwrap_or_default());
+                let mut c = pinned(program, config.receiver_core.as_slice());
                 c.args(["-b", "127.0.0.1", "-p", &port.to_string(), "-t", "3600"])
                     .args(["-B", "33554432", "-w"])
                     .arg(&data);
@@ -377,7 +450,8 @@ impl Receiver {
                 let conf = dir.join("pmacct.conf");
                 std::fs::write(&conf, pmacct_config(system, port, &pipe))?;
                 pmacct_pipe = Some(pipe);
-                let mut c = Command::new(system.program().unwrap_or_default());
+                let program = Path::new(system.program().unwrap_or_default());
+                let mut c = pinned(program, config.receiver_core.as_slice());
                 c.arg("-f").arg(&conf);
                 c
             }
@@ -503,6 +577,8 @@ impl Receiver {
             loss,
             cpu_seconds,
             peak_rss_kib,
+            sender_cpu_seconds: manifest.cpu_secs,
+            sender_secs: manifest.elapsed_secs,
         })
     }
 
@@ -810,7 +886,10 @@ mod tests {
             trial_secs: 0.5,
             steps: 0,
             start_rate: Some(400),
-            sender_core: None,
+            sender_cores: Vec::new(),
+            receiver_core: None,
+            sender_threads: 1,
+            exporters: 1,
         };
         for (system, profile) in [
             (System::Nfacctd, "ovs-netflow"),

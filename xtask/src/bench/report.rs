@@ -33,6 +33,12 @@ pub struct Report {
     /// The template-memory run (`target/bench/templates.json`) when it ran in this invocation.
     #[serde(default)]
     pub templates: Option<super::templates::TemplateMemory>,
+    /// Sender-scaling probes (e2e-udp, peers, all).
+    #[serde(default)]
+    pub senders: Vec<super::senders::SenderProbe>,
+    /// The e2e-xdp run, when it ran.
+    #[serde(default)]
+    pub xdp: Option<serde_json::Value>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -209,6 +215,12 @@ pub fn markdown(report: &Report) -> String {
                 }
             );
         }
+        md.push('\n');
+        for s in &sweeps {
+            if !s.bottleneck.is_empty() {
+                let _ = writeln!(md, "- {}: {}", s.system, s.bottleneck);
+            }
+        }
         let _ = writeln!(md, "\n<details><summary>trials</summary>\n");
         let _ = writeln!(
             md,
@@ -241,6 +253,10 @@ pub fn markdown(report: &Report) -> String {
         for s in &report.skipped {
             let _ = writeln!(md, "- {}: {}", s.system, s.reason);
         }
+        md.push('\n');
+    }
+    if !report.senders.is_empty() {
+        md.push_str(&super::senders::markdown(&report.senders));
         md.push('\n');
     }
     if let Some(t) = &report.templates {

@@ -85,8 +85,11 @@ pub fn measure(
     let port = e2e::free_udp_port()?;
     let metrics = e2e::free_tcp_port()?;
     let log = std::fs::File::create(dir.join("collector.log"))?;
-    let collector_core = sender_core.map(|_| 0);
-    let mut child = e2e::pinned(&bins.collector, collector_core)
+    let collector_core: Vec<usize> = sender_core
+        .map(|c| usize::from(c == 0))
+        .into_iter()
+        .collect();
+    let mut child = e2e::pinned(&bins.collector, &collector_core)
         .args(["run", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--workers", "1", "--ring-dir"])
         .arg(dir.join("rings"))
@@ -152,7 +155,7 @@ fn run(
     let rss_before_kib = vm_rss(pid)?;
 
     let manifest_path = dir.join("manifest.json");
-    let out = e2e::pinned(&bins.flowgen, sender_core)
+    let out = e2e::pinned(&bins.flowgen, sender_core.as_slice())
         .args([
             "--profile",
             "ovs-ipfix",
