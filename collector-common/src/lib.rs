@@ -42,6 +42,10 @@ pub const CONFIG_ALLOW_LIST: ConfigFlags = 1;
 /// [`ConfigFlags`] bit: perf mode, matched frames are copied to [`FRAMES_MAP`] and dropped
 /// instead of being redirected to AF_XDP sockets.
 pub const CONFIG_PERF_MODE: ConfigFlags = 2;
+/// [`ConfigFlags`] bit: drop mode, matched (and allowed) frames are dropped and counted in
+/// [`Counter::DropModeDropped`]: the XDP_DROP ceiling for benchmarks and a diagnostic of what
+/// the NIC and the program alone sustain. Wins over [`CONFIG_PERF_MODE`].
+pub const CONFIG_DROP_MODE: ConfigFlags = 4;
 
 /// Length of the header the program puts in front of every frame it copies to [`FRAMES_MAP`]:
 /// the frame length (u32, native endian) and the RX queue index (u32, native endian). The frame
@@ -59,8 +63,8 @@ pub type CounterValue = u64;
 ///
 /// Every frame is counted in [`Counter::Seen`] and in exactly one of the next four, so
 /// `seen == matched + passed_not_matched + fragments + malformed` (per CPU, and summed); every
-/// matched frame is counted in exactly one of the last five, so
-/// `matched == dropped_not_allowed + redirected + passed_no_socket + perf_copied + perf_failed`.
+/// matched frame is counted in exactly one of the last six, so `matched == dropped_not_allowed +
+/// redirected + passed_no_socket + perf_copied + perf_failed + drop_mode_dropped`.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Counter {
@@ -88,11 +92,13 @@ pub enum Counter {
     /// Matched in perf mode, but the copy failed (ring full or no reader): `XDP_PASS` so the
     /// kernel UDP socket still gets it.
     PerfFailed = 9,
+    /// Matched in drop mode (`--xdp-mode drop`, a benchmark/diagnostic mode): `XDP_DROP`.
+    DropModeDropped = 10,
 }
 
 impl Counter {
     /// Number of counter slots.
-    pub const COUNT: u32 = 10;
+    pub const COUNT: u32 = 11;
     /// All counters in slot order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
         Counter::Seen,
@@ -105,6 +111,7 @@ impl Counter {
         Counter::PassedNoSocket,
         Counter::PerfCopied,
         Counter::PerfFailed,
+        Counter::DropModeDropped,
     ];
     /// The counters that split [`Counter::Seen`]: each frame is in exactly one.
     pub const VERDICTS: [Counter; 4] = [
@@ -114,12 +121,13 @@ impl Counter {
         Counter::Malformed,
     ];
     /// The counters that split [`Counter::Matched`]: each matched frame is in exactly one.
-    pub const MATCHED_OUTCOMES: [Counter; 5] = [
+    pub const MATCHED_OUTCOMES: [Counter; 6] = [
         Counter::DroppedNotAllowed,
         Counter::Redirected,
         Counter::PassedNoSocket,
         Counter::PerfCopied,
         Counter::PerfFailed,
+        Counter::DropModeDropped,
     ];
 
     /// Stable snake_case name used in logs and metrics.
@@ -135,6 +143,7 @@ impl Counter {
             Counter::PassedNoSocket => "passed_no_socket",
             Counter::PerfCopied => "perf_copied",
             Counter::PerfFailed => "perf_failed",
+            Counter::DropModeDropped => "drop_mode_dropped",
         }
     }
 }

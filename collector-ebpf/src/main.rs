@@ -5,15 +5,16 @@
 //! - `PORTS`: hash map of configured UDP destination ports, filled by userspace from `--listen`.
 //! - `ALLOW_V4`, `ALLOW_V6`: LPM tries of allowed exporter source prefixes (`--allow`); consulted
 //!   only when the `CONFIG_ALLOW_LIST` bit is set (empty list = allow all).
-//! - `CONFIG`: one slot of `CONFIG_*` bits (allow-list active, perf mode).
+//! - `CONFIG`: one slot of `CONFIG_*` bits (allow-list active, perf mode, drop mode).
 //! - `XSKS`: AF_XDP socket per RX queue index, filled by userspace as sockets are bound.
 //! - `FRAMES`: per-CPU perf event array; in perf mode matched frames are copied there.
 //! - `COUNTERS`: per-CPU array, one slot per `collector_common::Counter`.
 //! - `AYA_LOGS` (from aya-log-ebpf): debug-level log records, drained by userspace.
 //!
 //! Decisions: fragments, non-UDP, unconfigured ports, malformed → `XDP_PASS`; a source outside
-//! the allow-list → `XDP_DROP`; perf mode → copy to `FRAMES` and `XDP_DROP` (`XDP_PASS` when the
-//! copy fails); otherwise redirect to `XSKS[rx_queue]`, `XDP_PASS` when no socket is bound.
+//! the allow-list → `XDP_DROP`; drop mode (benchmark ceiling) → `XDP_DROP`; perf mode → copy to
+//! `FRAMES` and `XDP_DROP` (`XDP_PASS` when the copy fails); otherwise redirect to
+//! `XSKS[rx_queue]`, `XDP_PASS` when no socket is bound.
 //! The header walk itself is `collector_common::steer::classify`.
 #![no_std]
 #![no_main]
@@ -28,8 +29,8 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use collector_common::{
-    AllowValue, CONFIG_ALLOW_LIST, CONFIG_PERF_MODE, ConfigFlags, Counter, CounterValue,
-    MAX_ALLOW_PREFIXES, MAX_PORTS, MAX_QUEUES, PortKey, PortValue,
+    AllowValue, CONFIG_ALLOW_LIST, CONFIG_DROP_MODE, CONFIG_PERF_MODE, ConfigFlags, Counter,
+    CounterValue, MAX_ALLOW_PREFIXES, MAX_PORTS, MAX_QUEUES, PortKey, PortValue,
     steer::{FrameBytes, SourceAddr, Verdict, classify},
 };
 
@@ -95,6 +96,10 @@ pub fn steer(ctx: XdpContext) -> u32 {
     if flags & CONFIG_ALLOW_LIST != 0 && !allowed(&source) {
         count(Counter::DroppedNotAllowed);
         debug!(&ctx, "udp to port {} dropped: source not allowed", port);
+        return xdp_action::XDP_DROP;
+    }
+    if flags & CONFIG_DROP_MODE != 0 {
+        count(Counter::DropModeDropped);
         return xdp_action::XDP_DROP;
     }
     if flags & CONFIG_PERF_MODE != 0 {

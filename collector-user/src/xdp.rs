@@ -17,9 +17,10 @@ use aya::{
 };
 use aya_log::EbpfLogger;
 use collector_common::{
-    ALLOW_V4_MAP, ALLOW_V6_MAP, AllowValue, CONFIG_ALLOW_LIST, CONFIG_MAP, CONFIG_PERF_MODE,
-    COUNTERS_MAP, ConfigFlags, Counter, CounterValue, FRAMES_MAP, MAX_ALLOW_PREFIXES, MAX_PORTS,
-    MAX_QUEUES, PORTS_MAP, PortKey, PortValue, STEER_PROGRAM, XSKS_MAP,
+    ALLOW_V4_MAP, ALLOW_V6_MAP, AllowValue, CONFIG_ALLOW_LIST, CONFIG_DROP_MODE, CONFIG_MAP,
+    CONFIG_PERF_MODE, COUNTERS_MAP, ConfigFlags, Counter, CounterValue, FRAMES_MAP,
+    MAX_ALLOW_PREFIXES, MAX_PORTS, MAX_QUEUES, PORTS_MAP, PortKey, PortValue, STEER_PROGRAM,
+    XSKS_MAP,
 };
 
 /// The eBPF object built by `build.rs` from `collector-ebpf`.
@@ -46,6 +47,9 @@ pub enum SteerMode {
     Afxdp,
     /// Copy into the per-CPU perf ring and drop.
     Perf,
+    /// Drop every matched (allowed) datagram in XDP and count it (`drop_mode_dropped`): a
+    /// benchmark/diagnostic mode measuring the XDP_DROP ceiling; nothing is collected.
+    Drop,
 }
 
 /// An exporter source prefix of the allow-list, e.g. `192.0.2.0/24`, `2001:db8::/32`, or a
@@ -326,8 +330,10 @@ impl SteerProgram {
         if !config.allow.is_empty() {
             flags |= CONFIG_ALLOW_LIST;
         }
-        if config.mode == SteerMode::Perf {
-            flags |= CONFIG_PERF_MODE;
+        match config.mode {
+            SteerMode::Afxdp => {}
+            SteerMode::Perf => flags |= CONFIG_PERF_MODE,
+            SteerMode::Drop => flags |= CONFIG_DROP_MODE,
         }
         {
             let mut config_map: Array<_, ConfigFlags> = ebpf
@@ -529,6 +535,8 @@ mod tests {
         );
         assert!(missing_mode_capabilities(base | 1 << CAP_PERFMON, SteerMode::Perf).is_empty());
         assert!(missing_mode_capabilities(base | 1 << CAP_SYS_ADMIN, SteerMode::Perf).is_empty());
+        // Drop mode opens neither sockets nor perf buffers.
+        assert!(missing_mode_capabilities(base, SteerMode::Drop).is_empty());
         assert_eq!(
             missing_mode_capabilities(1 << CAP_NET_RAW, SteerMode::Afxdp),
             ["CAP_BPF", "CAP_NET_ADMIN"]
@@ -556,7 +564,7 @@ mod tests {
             line,
             "seen=7 matched=1007 passed_not_matched=2007 fragments=3007 malformed=4007 \
              dropped_not_allowed=5007 redirected=6007 passed_no_socket=7007 perf_copied=8007 \
-             perf_failed=9007"
+             perf_failed=9007 drop_mode_dropped=10007"
         );
         assert_eq!(line.parse::<SteerCounters>(), Ok(counters));
     }
@@ -579,14 +587,15 @@ mod tests {
     #[test]
     fn consistency_means_seen_is_the_sum() {
         let mut counters: SteerCounters =
-            "seen=6 matched=5 passed_not_matched=0 fragments=0 malformed=1 \
-             dropped_not_allowed=1 redirected=1 passed_no_socket=1 perf_copied=1 perf_failed=1"
+            "seen=7 matched=6 passed_not_matched=0 fragments=0 malformed=1 \
+             dropped_not_allowed=1 redirected=1 passed_no_socket=1 perf_copied=1 perf_failed=1 \
+             drop_mode_dropped=1"
                 .parse()
                 .unwrap();
         assert!(counters.is_consistent());
-        counters.set(Counter::Seen, 7);
+        counters.set(Counter::Seen, 8);
         assert!(!counters.is_consistent());
-        counters.set(Counter::Seen, 6);
+        counters.set(Counter::Seen, 7);
         counters.set(Counter::Redirected, 2);
         assert!(!counters.is_consistent());
     }

@@ -193,6 +193,56 @@ fn perf_mode_without_reader_passes_and_counts() {
     }
 }
 
+/// `--xdp-mode drop` (the benchmark ceiling): every matched datagram is dropped in XDP and
+/// counted as `drop_mode_dropped`; the kernel socket gets none; other ports still pass.
+#[test]
+fn drop_mode_drops_and_counts_matched_datagrams() {
+    if !privilege::require("drop_mode_drops_and_counts_matched_datagrams") {
+        return;
+    }
+    let pair = NetnsPair::create().expect("namespaces");
+    let mut collector = start_with(&pair, "driver", &["--xdp-mode", "drop"]);
+    let before = collector.wait_attached(ATTACH_TIMEOUT).expect("attached");
+    let (matched_socket, other_socket) = pair
+        .in_collector(|| {
+            (
+                UdpSocket::bind((COLLECTOR_V4, NETFLOW_PORT)).unwrap(),
+                UdpSocket::bind((COLLECTOR_V4, OTHER_PORT)).unwrap(),
+            )
+        })
+        .unwrap();
+    pair.in_peer(|| {
+        let v4 = UdpSocket::bind("0.0.0.0:0").unwrap();
+        for _ in 0..6 {
+            v4.send_to(b"netflow", (COLLECTOR_V4, NETFLOW_PORT))
+                .unwrap();
+        }
+        v4.send_to(b"other", (COLLECTOR_V4, OTHER_PORT)).unwrap();
+    })
+    .unwrap();
+    let after = collector
+        .wait_counters(COUNT_TIMEOUT, |c| {
+            c.get(Counter::Matched) - before.get(Counter::Matched) >= 6 && c.is_consistent()
+        })
+        .expect("counters");
+    let delta = |counter| after.get(counter) - before.get(counter);
+    assert_eq!(delta(Counter::DropModeDropped), 6, "{after}");
+    assert_eq!(delta(Counter::PassedNoSocket), 0, "{after}");
+    assert_eq!(delta(Counter::PerfFailed), 0, "{after}");
+    let mut buf = [0u8; 16];
+    other_socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    assert_eq!(other_socket.recv(&mut buf).unwrap(), 5, "other ports pass");
+    matched_socket
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(
+        matched_socket.recv(&mut buf).is_err(),
+        "drop mode let a matched datagram reach the kernel"
+    );
+}
+
 /// `--user nobody`: after attaching the collector runs as nobody with only CAP_BPF, still
 /// reports counters, and still detaches on SIGTERM.
 #[test]

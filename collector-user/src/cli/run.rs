@@ -80,8 +80,9 @@ pub struct RunArgs {
     pub xdp_attach: AttachMode,
 
     /// Where the XDP program sends matched datagrams: `afxdp` (redirect to the AF_XDP socket
-    /// of the RX queue; passed to the kernel while none is bound) or `perf` (copy into per-CPU
-    /// perf rings and drop).
+    /// of the RX queue; passed to the kernel while none is bound), `perf` (copy into per-CPU
+    /// perf rings and drop), or `drop` (a benchmark/diagnostic mode: drop them in XDP and count
+    /// them as `drop_mode_dropped`, collecting nothing: the XDP_DROP ceiling).
     #[arg(long, value_enum, value_name = "MODE", default_value = "afxdp")]
     pub xdp_mode: SteerMode,
 
