@@ -1,11 +1,14 @@
-//! `cargo xtask bench [decode|ring|e2e-udp|peers|all] [--quick] [--smoke]`: the criterion benches
-//! of a group, and for decode the callgrind measurement of instructions per record, written to
-//! `target/bench/decode.json` (for ring: instructions per record written over a memcpy,
-//! `target/bench/ring.json`); for e2e-udp and peers the end-to-end sweeps of [`e2e`] (collector
-//! with one and with all workers; nfcapd, sfcapd, nfacctd and sfacctd on the same load), written with
-//! the decode/ring figures to `target/bench/report.json`, `report.md` and plots ([`report`],
-//! [`plot`]). `--smoke` is a seconds-long run of the e2e harness (tiny rate, one bisection step, no
-//! peers) into `target/bench/smoke/` that checks the report it writes.
+//! `cargo xtask bench [decode|ring|e2e-udp|e2e-xdp|peers|templates|all] [--quick] [--smoke]`: the
+//! criterion benches of a group, and for decode the callgrind measurement of instructions per
+//! record, written to `target/bench/decode.json` (for ring: instructions per record written over a
+//! memcpy, `target/bench/ring.json`); for e2e-udp and peers the sender-scaling probes of
+//! [`senders`] and the end-to-end sweeps of [`e2e`] (collector with one and with all workers;
+//! nfcapd, sfcapd, nfacctd and sfacctd on the same load), written with the other groups' figures
+//! to `target/bench/report.json`, `report.md` and plots ([`report`], [`plot`]); for e2e-xdp the
+//! XDP modes on a veth between namespaces ([`xdp`], `target/bench/xdp.json`); for templates the
+//! template memory of 5,000 OVS nodes ([`templates`], `target/bench/templates.json`). `--smoke` is
+//! a seconds-long run of the e2e harness (tiny rate, one bisection step, no peers) into
+//! `target/bench/smoke/` that checks the report it writes.
 //!
 //! The callgrind figure is differential: `decode_loop` runs for N and 2N datagrams and
 //! `(Ir(2N) - Ir(N)) / (records(2N) - records(N))` removes start-up cost.
@@ -15,6 +18,7 @@ mod plot;
 mod report;
 mod senders;
 mod templates;
+mod xdp;
 
 use std::{
     path::{Path, PathBuf},
@@ -38,6 +42,9 @@ pub enum Group {
     E2eUdp,
     /// The peers (nfcapd, sfcapd, nfacctd, sfacctd) next to the collector (e2e-udp).
     Peers,
+    /// XDP over a veth between two namespaces: the XDP_DROP ceiling, AF_XDP, perf and UDP mode
+    /// as ratios to it (root only; skipped with the reason otherwise).
+    E2eXdp,
     /// Template memory: 5,000 emulated OVS IPFIX nodes × 121 templates into one worker.
     Templates,
     /// Everything.
@@ -58,7 +65,7 @@ impl Group {
         match self {
             Group::Decode => bench_name.starts_with("decode"),
             Group::Ring => bench_name.starts_with("ring"),
-            Group::E2eUdp | Group::Peers | Group::Templates => false,
+            Group::E2eUdp | Group::Peers | Group::E2eXdp | Group::Templates => false,
             Group::All => true,
         }
     }
@@ -102,6 +109,18 @@ pub fn bench(group: Group, options: Options) -> anyhow::Result<()> {
         let path = out_dir.join("templates.json");
         std::fs::write(&path, serde_json::to_string_pretty(&m)? + "\n")?;
         print!("{}", templates::markdown(&m));
+        println!("bench: wrote {}", path.display());
+    }
+    if matches!(group, Group::E2eXdp | Group::All) {
+        let bins = release_binaries()?;
+        let config = sweep_config(report::Machine::probe().cpus, options.quick);
+        let scratch = out_dir.join("scratch");
+        let run = xdp::run(&bins, "ovs-netflow", &config, &scratch)?;
+        let _ = std::fs::remove_dir_all(&scratch);
+        std::fs::create_dir_all(&out_dir)?;
+        let path = out_dir.join("xdp.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&run)? + "\n")?;
+        print!("{}", xdp::markdown(&run));
         println!("bench: wrote {}", path.display());
     }
     if matches!(group, Group::E2eUdp | Group::Peers | Group::All) {
@@ -157,6 +176,7 @@ fn group_name(group: Group) -> &'static str {
         Group::Ring => "ring",
         Group::E2eUdp => "e2e-udp",
         Group::Peers => "peers",
+        Group::E2eXdp => "e2e-xdp",
         Group::Templates => "templates",
         Group::All => "all",
     }
@@ -253,7 +273,10 @@ fn e2e_report(
             .flatten()
             .and_then(|v| serde_json::from_value(v).ok()),
         senders: Vec::new(),
-        xdp: None,
+        xdp: micro
+            .then(|| read_json("xdp.json"))
+            .flatten()
+            .and_then(|v| serde_json::from_value(v).ok()),
     })
 }
 

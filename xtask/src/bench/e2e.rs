@@ -194,13 +194,59 @@ pub fn sweep(
     config: &SweepConfig,
     scratch: &Path,
 ) -> anyhow::Result<Sweep> {
+    let bisection = bisect(config, |rate| {
+        let t = trial(bins, system, profile, rate, config, scratch)?;
+        print_trial(system, profile, &t);
+        Ok(t)
+    })?;
+    let trials = bisection.trials;
+    let sent_records: u64 = trials.iter().map(|t| t.sent_records).sum();
+    let sent_datagrams: u64 = trials.iter().map(|t| t.sent_datagrams).sum();
+    let records_per_datagram = if sent_datagrams == 0 {
+        0.0
+    } else {
+        sent_records as f64 / sent_datagrams as f64
+    };
+    let kept: u64 = trials.iter().map(|t| t.records_kept).sum();
+    let cpu: f64 = trials.iter().map(|t| t.cpu_seconds).sum();
+    let max_dps = bisection.best;
+    Ok(Sweep {
+        system: system.name(),
+        profile: profile.into(),
+        records_per_datagram,
+        max_lossless_datagrams_per_sec: max_dps,
+        max_lossless_records_per_sec: max_dps * records_per_datagram,
+        sender_limited: bisection.sender_limited,
+        bottleneck: trials
+            .first()
+            .map(|t| bottleneck(t, config))
+            .unwrap_or_default(),
+        cpu_seconds_per_million_records: (kept > 0).then(|| cpu / (kept as f64 / 1e6)),
+        peak_rss_kib: trials.iter().map(|t| t.peak_rss_kib).max().unwrap_or(0),
+        trials,
+    })
+}
+
+/// The trials of a bisection and what it found.
+pub struct Bisection {
+    pub trials: Vec<Trial>,
+    /// Highest achieved data datagrams/s of a trial with loss under [`LOSS_THRESHOLD`] (0: none).
+    pub best: f64,
+    /// The first, unpaced trial was already lossless.
+    pub sender_limited: bool,
+}
+
+/// Bisect the offered rate with `run_trial` (given the offered data datagrams/s, `None`:
+/// unpaced): a first trial at `config.start_rate`, then `config.steps` probes. `lo`/`hi` are the
+/// highest lossless and lowest lossy rates offered (the achieved rate of an unpaced trial);
+/// without a lossy rate yet the next probe is twice `lo`, without a lossless one halfway down.
+pub fn bisect(
+    config: &SweepConfig,
+    mut run_trial: impl FnMut(Option<u64>) -> anyhow::Result<Trial>,
+) -> anyhow::Result<Bisection> {
     let mut trials = Vec::new();
-    let first = trial(bins, system, profile, config.start_rate, config, scratch)?;
-    print_trial(system, profile, &first);
+    let first = run_trial(config.start_rate)?;
     let sender_limited = config.start_rate.is_none() && first.loss < LOSS_THRESHOLD;
-    // `lo`/`hi`: the highest lossless and lowest lossy rates offered (the achieved rate of an
-    // unpaced trial); without a lossy rate yet the next probe is twice `lo`, without a lossless
-    // one halfway down. `best`: the highest achieved rate of a lossless trial.
     let lossless = first.loss < LOSS_THRESHOLD;
     let first_rate = config.start_rate.map_or(first.sent_rate, |r| r as f64);
     let mut lo = if lossless { first_rate } else { 0.0 };
@@ -213,8 +259,7 @@ pub fn sweep(
         }
         let probe = hi.map_or(lo * 2.0, |h| (lo + h) / 2.0);
         let rate = (probe.round() as u64).max(1);
-        let t = trial(bins, system, profile, Some(rate), config, scratch)?;
-        print_trial(system, profile, &t);
+        let t = run_trial(Some(rate))?;
         if t.loss < LOSS_THRESHOLD {
             lo = lo.max(probe);
             best = best.max(t.sent_rate);
@@ -223,30 +268,10 @@ pub fn sweep(
         }
         trials.push(t);
     }
-    let sent_records: u64 = trials.iter().map(|t| t.sent_records).sum();
-    let sent_datagrams: u64 = trials.iter().map(|t| t.sent_datagrams).sum();
-    let records_per_datagram = if sent_datagrams == 0 {
-        0.0
-    } else {
-        sent_records as f64 / sent_datagrams as f64
-    };
-    let kept: u64 = trials.iter().map(|t| t.records_kept).sum();
-    let cpu: f64 = trials.iter().map(|t| t.cpu_seconds).sum();
-    let max_dps = best;
-    Ok(Sweep {
-        system: system.name(),
-        profile: profile.into(),
-        records_per_datagram,
-        max_lossless_datagrams_per_sec: max_dps,
-        max_lossless_records_per_sec: max_dps * records_per_datagram,
-        sender_limited,
-        bottleneck: trials
-            .first()
-            .map(|t| bottleneck(t, config))
-            .unwrap_or_default(),
-        cpu_seconds_per_million_records: (kept > 0).then(|| cpu / (kept as f64 / 1e6)),
-        peak_rss_kib: trials.iter().map(|t| t.peak_rss_kib).max().unwrap_or(0),
+    Ok(Bisection {
         trials,
+        best,
+        sender_limited,
     })
 }
 
@@ -293,20 +318,32 @@ fn print_trial(system: System, profile: &str, t: &Trial) {
 
 /// What flowgen's manifest says was sent.
 #[derive(Debug, Deserialize)]
-struct ManifestTotals {
-    datagrams: u64,
-    data_datagrams: u64,
-    records: u64,
+pub struct ManifestTotals {
+    pub datagrams: u64,
+    pub data_datagrams: u64,
+    pub records: u64,
     #[serde(default)]
-    non_ip_records: u64,
+    pub non_ip_records: u64,
 }
 
+/// The parts of flowgen's manifest the benches read.
 #[derive(Debug, Deserialize)]
-struct Manifest {
-    elapsed_secs: f64,
+pub struct Manifest {
+    pub elapsed_secs: f64,
     #[serde(default)]
-    cpu_secs: f64,
-    totals: ManifestTotals,
+    pub cpu_secs: f64,
+    pub totals: ManifestTotals,
+}
+
+impl Manifest {
+    /// Data datagrams/s flowgen achieved.
+    pub fn sent_rate(&self) -> f64 {
+        if self.elapsed_secs > 0.0 {
+            self.totals.data_datagrams as f64 / self.elapsed_secs
+        } else {
+            0.0
+        }
+    }
 }
 
 /// Run one trial at `rate` (data datagrams/s, `None` unpaced).
@@ -344,10 +381,24 @@ fn drive(
     config: &SweepConfig,
     dir: &Path,
 ) -> anyhow::Result<Manifest> {
+    let command = pinned(&bins.flowgen, &config.sender_cores);
+    let to = format!("127.0.0.1:{port}");
+    drive_with(command, profile, &to, rate, config, dir)
+}
+
+/// Run flowgen (`command`: its program, maybe under `taskset` or `ip netns exec`) to `to` with
+/// the sweep's threads, exporters and trial length, and read its manifest.
+pub fn drive_with(
+    mut command: Command,
+    profile: &str,
+    to: &str,
+    rate: Option<u64>,
+    config: &SweepConfig,
+    dir: &Path,
+) -> anyhow::Result<Manifest> {
     let manifest_path = dir.join("manifest.json");
-    let mut command = pinned(&bins.flowgen, &config.sender_cores);
     command
-        .args(["--profile", profile, "--to", &format!("127.0.0.1:{port}")])
+        .args(["--profile", profile, "--to", to])
         .args(["--threads", &config.sender_threads.max(1).to_string()])
         .args(["--exporters", &config.exporters.max(1).to_string()])
         .args(["--duration", &config.trial_secs.to_string()])
@@ -563,11 +614,7 @@ impl Receiver {
             .max(datagrams_received.map_or(0.0, |r| shortfall(manifest.totals.datagrams, r)));
         Ok(Trial {
             offered_rate,
-            sent_rate: if manifest.elapsed_secs > 0.0 {
-                manifest.totals.data_datagrams as f64 / manifest.elapsed_secs
-            } else {
-                0.0
-            },
+            sent_rate: manifest.sent_rate(),
             sent_datagrams: manifest.totals.datagrams,
             sent_records,
             records_expected,

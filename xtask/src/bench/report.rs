@@ -36,9 +36,9 @@ pub struct Report {
     /// Sender-scaling probes (e2e-udp, peers, all).
     #[serde(default)]
     pub senders: Vec<super::senders::SenderProbe>,
-    /// The e2e-xdp run, when it ran.
+    /// The e2e-xdp run (`target/bench/xdp.json`) when it ran in this invocation.
     #[serde(default)]
-    pub xdp: Option<serde_json::Value>,
+    pub xdp: Option<super::xdp::XdpRun>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -258,6 +258,9 @@ pub fn markdown(report: &Report) -> String {
     if !report.senders.is_empty() {
         md.push_str(&super::senders::markdown(&report.senders));
         md.push('\n');
+    }
+    if let Some(x) = &report.xdp {
+        md.push_str(&super::xdp::markdown(x));
     }
     if let Some(t) = &report.templates {
         md.push_str(&super::templates::markdown(t));
