@@ -275,9 +275,35 @@ pub fn bisect(
     })
 }
 
-/// Which side saturated in `t`, the first trial of a sweep: unpaced and lossless, the sender
-/// (the receiver kept up with all it could send); lossy, the receiver. With the CPU each used,
-/// so that a reader can tell a sender that was CPU-bound from one that was not.
+/// Busy fraction of its cores above which a side counts as CPU-bound.
+const CPU_BOUND: f64 = 0.85;
+
+/// Which side limited `t`, an unpaced trial, and whether it was CPU-bound: lossless, the
+/// sender (the receiver kept up with all it could send); lossy, the receiver. A side that used
+/// less than [`CPU_BOUND`] of its cores was not CPU-bound: on a shared machine other processes
+/// took the rest, or (a lossy receiver) it was not scheduled in time and its socket buffer
+/// overflowed.
+pub fn limit(t: &Trial, config: &SweepConfig) -> &'static str {
+    let sender_cores = if config.sender_cores.is_empty() {
+        config.sender_threads.max(1)
+    } else {
+        config.sender_cores.len().min(config.sender_threads.max(1))
+    };
+    if t.loss < LOSS_THRESHOLD {
+        if t.sender_busy_cores() >= CPU_BOUND * sender_cores as f64 {
+            "sender (CPU-bound)"
+        } else {
+            "sender (not CPU-bound: shared cores)"
+        }
+    } else if t.receiver_busy_cores(config.trial_secs) >= CPU_BOUND {
+        "receiver (CPU-bound)"
+    } else {
+        "receiver (not CPU-bound: scheduling, buffers)"
+    }
+}
+
+/// [`limit`] of a sweep's first trial with the CPU each side used, so that a reader can tell a
+/// CPU-bound side from a starved one.
 pub fn bottleneck(t: &Trial, config: &SweepConfig) -> String {
     let cores = if config.sender_cores.is_empty() {
         "unpinned".to_string()
@@ -290,11 +316,15 @@ pub fn bottleneck(t: &Trial, config: &SweepConfig) -> String {
         config.sender_threads,
         t.receiver_busy_cores(config.trial_secs)
     );
-    match (t.offered_rate, t.loss < LOSS_THRESHOLD) {
-        (Some(_), _) => format!("paced first trial: {usage}"),
-        (None, true) => format!("sender: lossless at flowgen's top speed; {usage}"),
-        (None, false) => format!(
-            "receiver: lost {:.3}% at flowgen's top speed; {usage}",
+    match t.offered_rate {
+        Some(_) => format!("paced first trial: {usage}"),
+        None if t.loss < LOSS_THRESHOLD => format!(
+            "{}: lossless at flowgen's top speed; {usage}",
+            limit(t, config)
+        ),
+        None => format!(
+            "{}: lost {:.3}% at flowgen's top speed; {usage}",
+            limit(t, config),
             t.loss * 100.0
         ),
     }
@@ -961,6 +991,45 @@ mod tests {
             }
         }
         let _ = std::fs::remove_dir_all(&scratch);
+    }
+
+    #[test]
+    fn the_limit_names_the_side_and_whether_it_was_cpu_bound() {
+        let config = SweepConfig {
+            trial_secs: 2.0,
+            steps: 0,
+            start_rate: None,
+            sender_cores: vec![1],
+            receiver_core: Some(0),
+            sender_threads: 1,
+            exporters: 4,
+        };
+        let t = |loss: f64, sender_cpu: f64, receiver_cpu: f64| Trial {
+            offered_rate: None,
+            sent_rate: 1.0,
+            sent_datagrams: 1,
+            sent_records: 1,
+            records_expected: 1,
+            records_kept: 1,
+            datagrams_received: None,
+            socket_drops: None,
+            loss,
+            cpu_seconds: receiver_cpu,
+            peak_rss_kib: 1,
+            sender_cpu_seconds: sender_cpu,
+            sender_secs: 2.0,
+        };
+        assert_eq!(limit(&t(0.0, 1.9, 0.2), &config), "sender (CPU-bound)");
+        assert_eq!(
+            limit(&t(0.0, 0.5, 0.2), &config),
+            "sender (not CPU-bound: shared cores)"
+        );
+        assert_eq!(limit(&t(0.2, 1.9, 1.9), &config), "receiver (CPU-bound)");
+        assert_eq!(
+            limit(&t(0.2, 1.9, 0.4), &config),
+            "receiver (not CPU-bound: scheduling, buffers)"
+        );
+        assert!(bottleneck(&t(0.2, 1.0, 0.4), &config).contains("lost 20.000%"));
     }
 
     #[test]

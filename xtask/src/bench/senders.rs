@@ -9,7 +9,7 @@ use std::{fmt::Write as _, path::Path};
 
 use serde::{Deserialize, Serialize};
 
-use super::e2e::{self, Binaries, LOSS_THRESHOLD, SweepConfig, System};
+use super::e2e::{self, Binaries, SweepConfig, System};
 
 /// One sender setup and what its unpaced trial showed.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -25,7 +25,7 @@ pub struct SenderProbe {
     pub loss: f64,
     pub sender_busy_cores: f64,
     pub receiver_busy_cores: f64,
-    /// "sender" or "receiver", as [`e2e::bottleneck`] decides.
+    /// Which side limited, and whether it was CPU-bound ([`e2e::limit`]).
     pub bottleneck: String,
 }
 
@@ -95,11 +95,7 @@ pub fn probe(
                 loss: t.loss,
                 sender_busy_cores: t.sender_busy_cores(),
                 receiver_busy_cores: t.receiver_busy_cores(trial_secs),
-                bottleneck: if t.loss < LOSS_THRESHOLD {
-                    "sender".into()
-                } else {
-                    "receiver".into()
-                },
+                bottleneck: e2e::limit(&t, &config).into(),
             };
             println!(
                 "bench: senders {profile:<12} {:<50} {:>9.0} dgram/s loss {:.4}% sender {:.2} cores, collector {:.2} cores: {}",

@@ -53,6 +53,11 @@ pub struct ModeResult {
     pub sender_limited: bool,
     /// `max_lossless_datagrams_per_sec` over the drop mode's.
     pub ratio_to_drop: Option<f64>,
+    /// What limited the first trial ([`e2e::limit`]) and the cores' worth of CPU flowgen used.
+    #[serde(default)]
+    pub limit: Option<String>,
+    #[serde(default)]
+    pub sender_busy_cores: Option<f64>,
     pub trials: Vec<Trial>,
 }
 
@@ -498,6 +503,8 @@ fn unavailable(mode: &str, reason: String) -> ModeResult {
         max_lossless_records_per_sec: 0.0,
         sender_limited: false,
         ratio_to_drop: None,
+        limit: None,
+        sender_busy_cores: None,
         trials: Vec::new(),
     }
 }
@@ -577,6 +584,12 @@ fn measure_mode(
         max_lossless_records_per_sec: bisection.best * per_datagram,
         sender_limited: bisection.sender_limited,
         ratio_to_drop: None,
+        limit: bisection
+            .trials
+            .first()
+            .filter(|t| t.offered_rate.is_none())
+            .map(|t| e2e::limit(t, config).to_string()),
+        sender_busy_cores: bisection.trials.first().map(Trial::sender_busy_cores),
         trials: bisection.trials,
     })
 }
@@ -593,13 +606,13 @@ pub fn markdown(run: &XdpRun) -> String {
     }
     let _ = writeln!(
         md,
-        "| mode | max lossless datagrams/s | records/s | vs XDP_DROP (a) | note |\n|---|---:|---:|---:|---|"
+        "| mode | max lossless datagrams/s | records/s | vs XDP_DROP (a) | first trial: limit, sender cores busy | note |\n|---|---:|---:|---:|---|---|"
     );
     for m in &run.modes {
         if !m.available {
             let _ = writeln!(
                 md,
-                "| {} | – | – | – | not available: {} |",
+                "| {} | – | – | – | – | not available: {} |",
                 m.mode,
                 m.reason.as_deref().unwrap_or("")
             );
@@ -607,12 +620,15 @@ pub fn markdown(run: &XdpRun) -> String {
         }
         let _ = writeln!(
             md,
-            "| {} | {:.0} | {:.0} | {} | {} |",
+            "| {} | {:.0} | {:.0} | {} | {}, {} | {} |",
             m.mode,
             m.max_lossless_datagrams_per_sec,
             m.max_lossless_records_per_sec,
             m.ratio_to_drop
                 .map_or_else(|| "–".to_string(), |r| format!("{r:.2}×")),
+            m.limit.as_deref().unwrap_or("paced"),
+            m.sender_busy_cores
+                .map_or_else(|| "–".to_string(), |c| format!("{c:.2}")),
             if m.sender_limited {
                 "sender-limited (unpaced flowgen lost nothing)"
             } else if m.max_lossless_datagrams_per_sec == 0.0 {
@@ -681,9 +697,12 @@ mod tests {
             },
         );
         let md = markdown(&run);
-        assert!(md.contains("| drop | 1000 | 30000 | 1.00× |"), "{md}");
         assert!(
-            md.contains("| afxdp | – | – | – | not available: not wired |"),
+            md.contains("| drop | 1000 | 30000 | 1.00× | paced, – |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| afxdp | – | – | – | – | not available: not wired |"),
             "{md}"
         );
         run.skipped = Some("needs root".into());
