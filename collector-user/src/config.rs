@@ -8,6 +8,7 @@
 
 use crate::decode::sampling::{ConfiguredRate, SamplingTable};
 use crate::ring::RingSize;
+use crate::source::xsk::ZeroCopy;
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -23,6 +24,10 @@ pub const DEFAULT_RING_DIR: &str = "./collector-rings";
 pub const DEFAULT_RCVBUF: u64 = 32 << 20;
 /// Default period of the one-line summary log.
 pub const DEFAULT_SUMMARY_SECS: u64 = 10;
+/// Default entries per AF_XDP ring (fill, completion, RX) and frames per UMEM (XDP mode).
+pub const DEFAULT_XSK_RING_SIZE: u32 = 2048;
+/// Largest accepted `xsk_ring_size` (a 4 KiB frame each: 256 MiB of UMEM per RX queue).
+pub const MAX_XSK_RING_SIZE: u32 = 65536;
 
 /// A bad config file, flag or value. Displayed as one line naming what is wrong.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +76,10 @@ pub struct FileConfig {
     pub sampling_override: Option<bool>,
     /// Exporter address or prefix → sampling rate (1 in N).
     pub sampling_rate: Option<std::collections::BTreeMap<String, i64>>,
+    /// XDP mode: zero-copy AF_XDP `auto`, `on` or `off`.
+    pub xdp_zero_copy: Option<String>,
+    /// XDP mode: entries per AF_XDP ring and frames per UMEM (a power of two).
+    pub xsk_ring_size: Option<i64>,
 }
 
 /// A size in the file: a number of bytes or a string with a unit ("64MiB").
@@ -120,6 +129,8 @@ pub struct FlagConfig {
     pub summary_interval: Option<u64>,
     pub sampling_override: bool,
     pub sampling_rate: Vec<String>,
+    pub xdp_zero_copy: Option<ZeroCopy>,
+    pub xsk_ring_size: Option<u32>,
 }
 
 /// A configured sampling rate for one exporter address or prefix.
@@ -251,6 +262,8 @@ pub struct Settings {
     /// True when `listen` is the built-in default (an IPv6-less host then skips `[::]`).
     pub listen_is_default: bool,
     pub workers: usize,
+    /// True when `workers` is the built-in default (XDP mode then runs one worker per RX queue).
+    pub workers_is_default: bool,
     pub ring_dir: PathBuf,
     pub ring_size: RingSize,
     pub metrics: SocketAddr,
@@ -259,6 +272,10 @@ pub struct Settings {
     pub sampling: SamplingRates,
     /// Configured sampling rates override the exported ones.
     pub sampling_override: bool,
+    /// XDP mode: zero-copy AF_XDP request.
+    pub xdp_zero_copy: ZeroCopy,
+    /// XDP mode: entries per AF_XDP ring and frames per UMEM.
+    pub xsk_ring_size: u32,
 }
 
 impl Settings {
@@ -342,11 +359,23 @@ impl Settings {
         for text in &flags.sampling_rate {
             sampling.set(SamplingRate::parse(text)?);
         }
+        let xdp_zero_copy = match (flags.xdp_zero_copy, &file.xdp_zero_copy) {
+            (Some(z), _) => z,
+            (None, Some(text)) => <ZeroCopy as clap::ValueEnum>::from_str(text, false)
+                .map_err(|_| ConfigError::value("xdp_zero_copy", text, "auto, on or off"))?,
+            (None, None) => ZeroCopy::Auto,
+        };
+        let xsk_ring_size = match (flags.xsk_ring_size, file.xsk_ring_size) {
+            (Some(n), _) => check_xsk_ring_size("--xsk-ring-size", i64::from(n))?,
+            (None, Some(n)) => check_xsk_ring_size("xsk_ring_size", n)?,
+            (None, None) => DEFAULT_XSK_RING_SIZE,
+        };
         Ok(Settings {
             config_file: flags.config.clone(),
             listen,
             listen_is_default,
             workers,
+            workers_is_default: flags.workers.is_none() && file.workers.is_none(),
             ring_dir: flags
                 .ring_dir
                 .clone()
@@ -358,6 +387,8 @@ impl Settings {
             summary_interval: Duration::from_secs(summary_secs),
             sampling,
             sampling_override: flags.sampling_override || file.sampling_override.unwrap_or(false),
+            xdp_zero_copy,
+            xsk_ring_size,
         })
     }
 
@@ -399,6 +430,13 @@ fn check_workers(setting: &str, n: usize) -> Result<usize, ConfigError> {
             "a worker count from 1 to 1024",
         ))
     }
+}
+
+fn check_xsk_ring_size(setting: &str, n: i64) -> Result<u32, ConfigError> {
+    u32::try_from(n)
+        .ok()
+        .filter(|n| n.is_power_of_two() && (64..=MAX_XSK_RING_SIZE).contains(n))
+        .ok_or_else(|| ConfigError::value(setting, n, "a power of two from 64 to 65536"))
 }
 
 /// One worker per online core.
@@ -470,6 +508,46 @@ mod tests {
         assert_eq!(s.ring_dir, PathBuf::from("./collector-rings"));
         assert_eq!(s.rcvbuf, 32 << 20);
         assert!(s.workers >= 1);
+        assert!(s.workers_is_default);
+        assert_eq!(s.xdp_zero_copy, ZeroCopy::Auto);
+        assert_eq!(s.xsk_ring_size, 2048);
+    }
+
+    #[test]
+    fn xdp_settings_from_file_and_flags() {
+        let f = file("xdp_zero_copy = \"off\"\nxsk_ring_size = 4096\nworkers = 2\n").unwrap();
+        let s = Settings::combine(&FlagConfig::default(), f).unwrap();
+        assert_eq!(s.xdp_zero_copy, ZeroCopy::Off);
+        assert_eq!(s.xsk_ring_size, 4096);
+        assert!(!s.workers_is_default);
+        let flags = FlagConfig {
+            xdp_zero_copy: Some(ZeroCopy::On),
+            xsk_ring_size: Some(8192),
+            ..Default::default()
+        };
+        let f = file("xdp_zero_copy = \"off\"\nxsk_ring_size = 4096\n").unwrap();
+        let s = Settings::combine(&flags, f).unwrap();
+        assert_eq!(s.xdp_zero_copy, ZeroCopy::On);
+        assert_eq!(s.xsk_ring_size, 8192);
+        for (text, key) in [
+            ("xdp_zero_copy = \"maybe\"", "xdp_zero_copy"),
+            ("xsk_ring_size = 3000", "xsk_ring_size"),
+            ("xsk_ring_size = 32", "xsk_ring_size"),
+            ("xsk_ring_size = 131072", "xsk_ring_size"),
+        ] {
+            let err = Settings::combine(&FlagConfig::default(), file(text).unwrap())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+        let flags = FlagConfig {
+            xsk_ring_size: Some(1000),
+            ..Default::default()
+        };
+        let err = Settings::combine(&flags, FileConfig::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--xsk-ring-size"), "{err}");
     }
 
     #[test]

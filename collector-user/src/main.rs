@@ -15,7 +15,7 @@ struct Cli {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Collect from UDP sockets into ring files until SIGINT/SIGTERM; with --xdp IFACE, attach the XDP program instead and report its counters.
+    /// Collect from UDP sockets into ring files until SIGINT/SIGTERM; with --xdp IFACE, through the XDP fast path (AF_XDP sockets per RX queue, or perf rings), the UDP sockets kept as the slow path.
     Run(cli::run::RunArgs),
     /// Decode the flow exports in a pcap/pcapng capture: records on stdout, errors and a summary on stderr.
     Replay(cli::replay::ReplayArgs),

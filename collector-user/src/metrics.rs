@@ -10,8 +10,10 @@
 
 use crate::decode::sequence::SequenceCounts;
 use crate::decode::{ErrorReason, Protocol};
-use crate::pipeline::counters::get;
+use crate::pipeline::counters::{PerfCpuCounters, XskQueueCounters, get};
 use crate::pipeline::{ExporterCounters, WorkerCounters};
+use crate::xdp::SteerCounters;
+use collector_common::Counter;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -19,6 +21,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// Exporters labelled individually by default.
@@ -202,11 +205,39 @@ impl ExporterRegistry {
     }
 }
 
+/// Reads the XDP program's counters (summed over CPUs) at scrape time; `None` when the read fails.
+pub type ProgramCountersReader = Box<dyn Fn() -> Option<SteerCounters> + Send + Sync>;
+
+/// What XDP mode adds to `/metrics`: the program's per-branch counters, each AF_XDP socket's or
+/// perf buffer's counters, and each worker's slow-path (UDP socket) datagrams.
+pub struct XdpMetrics {
+    /// The program's counters.
+    pub program: ProgramCountersReader,
+    /// One entry per AF_XDP socket (afxdp mode).
+    pub queues: Vec<Arc<XskQueueCounters>>,
+    /// One entry per perf buffer (perf mode).
+    pub cpus: Vec<Arc<PerfCpuCounters>>,
+    /// Datagrams each worker received from its UDP sockets (index: worker).
+    pub slow_path: Vec<Arc<AtomicU64>>,
+}
+
+impl std::fmt::Debug for XdpMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XdpMetrics")
+            .field("queues", &self.queues)
+            .field("cpus", &self.cpus)
+            .field("slow_path", &self.slow_path)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Everything `/metrics` and the summaries read.
 #[derive(Debug)]
 pub struct CollectorMetrics {
     pub workers: Vec<Arc<WorkerCounters>>,
     pub exporters: Mutex<ExporterRegistry>,
+    /// XDP mode's counters; `None` in socket mode.
+    pub xdp: Option<Arc<XdpMetrics>>,
 }
 
 impl CollectorMetrics {
@@ -214,7 +245,14 @@ impl CollectorMetrics {
         CollectorMetrics {
             workers,
             exporters: Mutex::new(ExporterRegistry::new(top_n)),
+            xdp: None,
         }
+    }
+
+    /// Also expose XDP mode's counters.
+    pub fn with_xdp(mut self, xdp: Arc<XdpMetrics>) -> Self {
+        self.xdp = Some(xdp);
+        self
     }
 
     /// A registry exposing these metrics.
@@ -337,7 +375,7 @@ impl Collector for CollectorMetrics {
         counter(
             &mut encoder,
             "collector_socket_drops",
-            "Datagrams the kernel dropped because a socket receive buffer was full (SO_RXQ_OVFL).",
+            "Datagrams lost before decoding: UDP socket buffer full (SO_RXQ_OVFL); in XDP mode also AF_XDP rx_dropped and frames the XDP sources discarded.",
             per_worker(&|w| get(&w.kernel_drops)),
         )?;
         counter(
@@ -545,8 +583,123 @@ impl Collector for CollectorMetrics {
             prometheus_client::metrics::MetricType::Gauge,
         )?;
         ConstGauge::new(exporters as i64).encode(metric)?;
+        if let Some(xdp) = &self.xdp {
+            encode_xdp(xdp, &mut encoder)?;
+        }
         Ok(())
     }
+}
+
+fn encode_xdp(xdp: &XdpMetrics, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    if let Some(program) = (xdp.program)() {
+        counter(
+            encoder,
+            "collector_xdp_frames",
+            "Frames the XDP program saw, by branch: seen = matched + passed_not_matched + fragments + malformed; matched = dropped_not_allowed + redirected + passed_no_socket + perf_copied + perf_failed + drop_mode_dropped.",
+            Counter::ALL
+                .iter()
+                .map(|c| (vec![("branch", c.name().to_string())], program.get(*c))),
+        )?;
+    }
+    counter(
+        encoder,
+        "collector_slow_path_datagrams",
+        "Datagrams received from the UDP sockets kept open beside the XDP path (fragments, frames the program passed).",
+        xdp.slow_path
+            .iter()
+            .enumerate()
+            .map(|(worker, n)| (vec![("worker", worker.to_string())], get(n))),
+    )?;
+    if !xdp.queues.is_empty() {
+        let per_queue = |f: &dyn Fn(&XskQueueCounters) -> u64| {
+            xdp.queues
+                .iter()
+                .map(|q| {
+                    (
+                        vec![
+                            ("queue", q.queue.to_string()),
+                            ("worker", q.worker.to_string()),
+                        ],
+                        f(q),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        for (name, help, value) in [
+            (
+                "collector_xsk_datagrams",
+                "UDP payloads the AF_XDP socket of an RX queue handed to its worker.",
+                &(|q: &XskQueueCounters| get(&q.datagrams)) as &dyn Fn(&XskQueueCounters) -> u64,
+            ),
+            (
+                "collector_xsk_rx_dropped",
+                "Frames the kernel dropped for the AF_XDP socket (loss: counted in collector_socket_drops).",
+                &|q| get(&q.rx_dropped),
+            ),
+            (
+                "collector_xsk_rx_ring_full",
+                "Times the AF_XDP RX ring was full (the worker fell behind).",
+                &|q| get(&q.rx_ring_full),
+            ),
+            (
+                "collector_xsk_fill_ring_empty",
+                "Times the kernel found the AF_XDP fill ring empty.",
+                &|q| get(&q.fill_ring_empty),
+            ),
+            (
+                "collector_xsk_invalid_descriptors",
+                "Invalid descriptors the kernel saw on the AF_XDP socket.",
+                &|q| get(&q.invalid_descriptors),
+            ),
+            (
+                "collector_xsk_discarded",
+                "Frames the AF_XDP source discarded: not UDP to a listen port, impossible UDP length, bad descriptor (loss: counted in collector_socket_drops).",
+                &|q| get(&q.discarded),
+            ),
+        ] {
+            counter(encoder, name, help, per_queue(value))?;
+        }
+        gauge(
+            encoder,
+            "collector_xsk_zero_copy",
+            "1 when the AF_XDP socket of the RX queue is bound in zero-copy mode.",
+            xdp.queues
+                .iter()
+                .map(|q| (vec![("queue", q.queue.to_string())], i64::from(q.zero_copy))),
+        )?;
+    }
+    if !xdp.cpus.is_empty() {
+        let per_cpu = |f: &dyn Fn(&PerfCpuCounters) -> u64| {
+            xdp.cpus
+                .iter()
+                .map(|c| {
+                    (
+                        vec![("cpu", c.cpu.to_string()), ("worker", c.worker.to_string())],
+                        f(c),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        counter(
+            encoder,
+            "collector_perf_datagrams",
+            "UDP payloads a CPU's perf buffer handed to its worker.",
+            per_cpu(&|c| get(&c.datagrams)),
+        )?;
+        counter(
+            encoder,
+            "collector_perf_lost_samples",
+            "Samples the kernel could not write to a full perf buffer; the program passed those frames to the UDP sockets (slow path).",
+            per_cpu(&|c| get(&c.lost_samples)),
+        )?;
+        counter(
+            encoder,
+            "collector_perf_discarded",
+            "Samples the perf source discarded: short, not UDP to a listen port, impossible UDP length (loss: counted in collector_socket_drops).",
+            per_cpu(&|c| get(&c.discarded)),
+        )?;
+    }
+    Ok(())
 }
 
 /// Render the metrics in the Prometheus/OpenMetrics text format.
@@ -676,6 +829,7 @@ mod tests {
             .unwrap()
             .add(exporter(4, 2055), Arc::clone(&held));
         let text = render(&m.registry());
+        assert!(!text.contains("collector_xdp_frames"), "{text}");
         for line in [
             "collector_datagrams_received_total{worker=\"0\"} 3",
             "collector_records_decoded_total{worker=\"0\",protocol=\"IPFIX\"} 9",
@@ -683,6 +837,56 @@ mod tests {
             "collector_exporter_datagrams_total{exporter=\"192.0.2.4\"} 3",
             "collector_exporter_datagrams_total{exporter=\"other\"} 0",
             "collector_exporters 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn xdp_mode_adds_program_queue_cpu_and_slow_path_families() {
+        let w = Arc::new(WorkerCounters::new(0));
+        let queue = Arc::new(XskQueueCounters {
+            queue: 3,
+            worker: 0,
+            zero_copy: true,
+            ..Default::default()
+        });
+        bump(&queue.datagrams, 11);
+        bump(&queue.rx_dropped, 2);
+        bump(&queue.fill_ring_empty, 5);
+        let cpu = Arc::new(PerfCpuCounters {
+            cpu: 1,
+            worker: 0,
+            ..Default::default()
+        });
+        bump(&cpu.lost_samples, 4);
+        let slow = Arc::new(AtomicU64::new(7));
+        let xdp = XdpMetrics {
+            program: Box::new(|| {
+                let mut c = SteerCounters::default();
+                c.set(Counter::Seen, 20);
+                c.set(Counter::Redirected, 13);
+                Some(c)
+            }),
+            queues: vec![queue],
+            cpus: vec![cpu],
+            slow_path: vec![slow],
+        };
+        let m = Arc::new(CollectorMetrics::new(vec![w], 5).with_xdp(Arc::new(xdp)));
+        let text = render(&m.registry());
+        for line in [
+            "collector_xdp_frames_total{branch=\"seen\"} 20",
+            "collector_xdp_frames_total{branch=\"redirected\"} 13",
+            "collector_xdp_frames_total{branch=\"drop_mode_dropped\"} 0",
+            "collector_slow_path_datagrams_total{worker=\"0\"} 7",
+            "collector_xsk_datagrams_total{queue=\"3\",worker=\"0\"} 11",
+            "collector_xsk_rx_dropped_total{queue=\"3\",worker=\"0\"} 2",
+            "collector_xsk_fill_ring_empty_total{queue=\"3\",worker=\"0\"} 5",
+            "collector_xsk_zero_copy{queue=\"3\"} 1",
+            "collector_perf_lost_samples_total{cpu=\"1\",worker=\"0\"} 4",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -279,11 +279,34 @@ impl FromStr for SteerCounters {
     }
 }
 
+/// The program's per-CPU counter map, shareable with the metrics thread (reading it takes one
+/// `bpf(MAP_LOOKUP_ELEM)` per counter; it never blocks the program).
+pub struct CounterMap(PerCpuArray<MapData, CounterValue>);
+
+impl CounterMap {
+    /// Counters summed over all CPUs.
+    pub fn read(&self) -> anyhow::Result<SteerCounters> {
+        let mut counters = SteerCounters::default();
+        for counter in Counter::ALL {
+            let per_cpu = self.0.get(&(counter as u32), 0)?;
+            counters.set(counter, per_cpu.iter().sum());
+        }
+        Ok(counters)
+    }
+}
+
+impl fmt::Debug for CounterMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CounterMap")
+    }
+}
+
 /// The loaded and attached XDP program. Dropping it detaches the program (closes the bpf_link).
 pub struct SteerProgram {
     // Field order is drop order: detach first, then the log ring, then program and maps.
     _link: XdpLink,
     logger: EbpfLogger<&'static dyn log::Log>,
+    counters: std::sync::Arc<CounterMap>,
     ebpf: Ebpf,
     iface: String,
     mode: AttachedMode,
@@ -367,6 +390,10 @@ impl SteerProgram {
         };
         let link = program.take_link(link_id)?;
         let program_id = program.info()?.id();
+        let counters: PerCpuArray<MapData, CounterValue> = ebpf
+            .take_map(COUNTERS_MAP)
+            .context("counter map missing from the XDP object")?
+            .try_into()?;
         // aya falls back to netlink attachment when bpf_link_create is refused; such an
         // attachment outlives the process. Accept only a real XDP bpf_link of our program.
         let Some(kernel_link) = loaded_links().filter_map(Result::ok).find(|info| {
@@ -381,6 +408,7 @@ impl SteerProgram {
         Ok(SteerProgram {
             _link: link,
             logger,
+            counters: std::sync::Arc::new(CounterMap(counters)),
             ebpf,
             iface: iface.to_owned(),
             mode,
@@ -406,17 +434,12 @@ impl SteerProgram {
 
     /// Counters summed over all CPUs.
     pub fn counters(&self) -> anyhow::Result<SteerCounters> {
-        let map: PerCpuArray<_, CounterValue> = self
-            .ebpf
-            .map(COUNTERS_MAP)
-            .context("counter map missing from the XDP object")?
-            .try_into()?;
-        let mut counters = SteerCounters::default();
-        for counter in Counter::ALL {
-            let per_cpu = map.get(&(counter as u32), 0)?;
-            counters.set(counter, per_cpu.iter().sum());
-        }
-        Ok(counters)
+        self.counters.read()
+    }
+
+    /// The counter map, for readers on other threads (metrics).
+    pub fn counter_map(&self) -> std::sync::Arc<CounterMap> {
+        std::sync::Arc::clone(&self.counters)
     }
 
     /// Bind the AF_XDP socket `socket` to RX queue `queue` in the XSKMAP: from now on the

@@ -2,8 +2,9 @@
 //!
 //! [`collector_bin`] finds the binary (`COLLECTOR_BIN`, which `cargo xtask test` sets, or the
 //! `collector` next to the test executable's `deps/` directory). [`CollectorProcess`] starts it
-//! (optionally inside a network namespace), reads its `--counters-file`, sends it signals, and
-//! kills it on drop so no test leaves a collector (or its XDP program) behind.
+//! (optionally inside a network namespace) with its ring files in a scratch directory, reads its
+//! `--counters-file` and `/metrics`, sends it signals, and kills it on drop so no test leaves a
+//! collector (or its XDP program) behind.
 
 use std::{
     fs::File,
@@ -74,12 +75,16 @@ pub struct CollectorProcess {
     child: Child,
     status: Option<ExitStatus>,
     scratch: ScratchDir,
+    netns: Option<String>,
 }
 
+/// The `/metrics` address `collector run` serves by default (inside its namespace).
+pub const DEFAULT_METRICS: &str = "127.0.0.1:9742";
+
 impl CollectorProcess {
-    /// Start `collector ARGS --counters-file <scratch>/counters`, inside network namespace
-    /// `netns` when given. `RUST_LOG` is set to `rust_log`. Stderr goes to a file
-    /// ([`Self::stderr`]).
+    /// Start `collector ARGS --counters-file <scratch>/counters` (and, for `run` without
+    /// `--ring-dir`, `--ring-dir <scratch>/rings`), inside network namespace `netns` when given.
+    /// `RUST_LOG` is set to `rust_log`. Stderr goes to a file ([`Self::stderr`]).
     pub fn start(netns: Option<&str>, args: &[&str], rust_log: &str) -> anyhow::Result<Self> {
         Self::start_in(ScratchDir::new()?, netns, args, rust_log)
     }
@@ -109,10 +114,11 @@ impl CollectorProcess {
         let counters = scratch.path().join("counters");
         let stderr = File::create(scratch.path().join("stderr"))?;
         let mut command = Command::new(collector_bin());
+        command.args(args).arg("--counters-file").arg(&counters);
+        if args.first() == Some(&"run") && !args.contains(&"--ring-dir") {
+            command.arg("--ring-dir").arg(scratch.path().join("rings"));
+        }
         command
-            .args(args)
-            .arg("--counters-file")
-            .arg(&counters)
             .env("RUST_LOG", rust_log)
             .env_remove("RUST_LOG_STYLE")
             .stdin(Stdio::null())
@@ -142,7 +148,29 @@ impl CollectorProcess {
             child,
             status: None,
             scratch,
+            netns: netns.map(str::to_owned),
         })
+    }
+
+    /// The ring directory the helper gave `collector run`.
+    pub fn rings(&self) -> PathBuf {
+        self.scratch.path().join("rings")
+    }
+
+    /// GET `/metrics` at [`DEFAULT_METRICS`] in the collector's namespace.
+    pub fn metrics(&self) -> anyhow::Result<String> {
+        let addr = DEFAULT_METRICS.parse()?;
+        let fetch = move || collector::cli::stats::fetch(addr);
+        match &self.netns {
+            Some(ns) => crate::netns::NetnsPair::run_in(ns, fetch)?,
+            None => fetch(),
+        }
+    }
+
+    /// The value of one metric series (`name{labels}` exactly as rendered) in `/metrics`.
+    pub fn metric(&self, series: &str) -> Option<u64> {
+        let text = self.metrics().ok()?;
+        metric_value(&text, series)
     }
 
     /// Everything the collector wrote to stderr so far.
@@ -232,6 +260,12 @@ impl CollectorProcess {
         self.status = Some(status);
         Ok(status)
     }
+}
+
+/// The value of series `series` (`name{labels}` as rendered) in a metrics text.
+pub fn metric_value(text: &str, series: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 impl Drop for CollectorProcess {

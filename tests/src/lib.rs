@@ -4,13 +4,16 @@
 //!   otherwise, or fail when `COLLECTOR_REQUIRE_PRIVILEGED=1`.
 //! - [`netns`]: a pair of network namespaces joined by a veth pair, with unique names, removed
 //!   on drop (also when the test panics); run code or send raw frames inside a namespace.
-//! - [`collector`]: the `collector` binary under test, started in a namespace, its counters
-//!   read from `--counters-file`, killed on drop.
+//! - [`collector`]: the `collector` binary under test, started in a namespace with its rings in
+//!   a scratch directory, its counters read from `--counters-file` and `/metrics`, killed on drop.
+//! - [`ovs`]: a private Open vSwitch (userspace bridge between two host namespaces) exporting
+//!   NetFlow, IPFIX and sFlow, and a tcpdump capture of the exports.
 //!
 //! Tests only ever talk to addresses inside namespaces they created.
 
 pub mod collector;
 pub mod netns;
+pub mod ovs;
 pub mod privilege;
 
 use std::time::{Duration, Instant};

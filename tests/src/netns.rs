@@ -221,7 +221,7 @@ fn mac_string(mac: [u8; 6]) -> String {
 }
 
 /// Send `frames` through an AF_PACKET raw socket on `iface` (in the calling thread's namespace).
-fn send_raw(iface: &str, frames: &[&[u8]]) -> anyhow::Result<()> {
+pub fn send_raw(iface: &str, frames: &[&[u8]]) -> anyhow::Result<()> {
     let name = CString::new(iface)?;
     // SAFETY: plain libc calls with valid arguments; the descriptor is closed below.
     unsafe {

@@ -34,10 +34,17 @@ fn help_describes_every_flag() {
     assert!(run.status.success());
     let run = text(&run);
     for (flag, words) in [
-        ("--xdp <IFACE>", "Attach the XDP program"),
+        ("--xdp <IFACE>", "XDP fast path"),
+        ("--xdp-mode <MODE>", "benchmark/diagnostic mode"),
+        ("--xdp-zero-copy <MODE>", "zero-copy AF_XDP"),
+        ("--xsk-ring-size <N>", "AF_XDP ring"),
+        ("--workers <N>", "one per RX queue"),
         ("--listen <ADDR:PORT>", "destination port"),
         ("--xdp-attach <MODE>", "driver"),
-        ("--report-interval <SECONDS>", "counter reports"),
+        (
+            "--report-interval <SECONDS>",
+            "reports of the XDP program's counters",
+        ),
         ("--counters-file <PATH>", "one line"),
         ("--help", "Print help"),
     ] {

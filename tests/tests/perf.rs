@@ -126,3 +126,46 @@ fn send() -> usize {
     }
     sent
 }
+
+/// Perf mode with no perf buffer open: every copy fails, the program passes the frames to the
+/// kernel (the collector's slow-path sockets) and counts them as `perf_failed`; nothing is lost.
+#[test]
+fn perf_mode_without_reader_passes_and_counts() {
+    if !privilege::require("perf_mode_without_reader_passes_and_counts") {
+        return;
+    }
+    let pair = NetnsPair::create().expect("namespaces");
+    let peer_ns = pair.peer_ns.clone();
+    let iface = pair.collector_if.clone();
+    let (counters, received) = pair
+        .in_collector(move || {
+            let config = SteerConfig {
+                ports: vec![PORT],
+                allow: Vec::new(),
+                mode: SteerMode::Perf,
+                log_debug: false,
+            };
+            let program = SteerProgram::attach(&iface, AttachMode::Skb, &config).expect("attach");
+            let socket = UdpSocket::bind((COLLECTOR_V4, PORT)).unwrap();
+            socket
+                .set_read_timeout(Some(Duration::from_secs(2)))
+                .unwrap();
+            NetnsPair::run_in(&peer_ns, || {
+                let v4 = UdpSocket::bind("0.0.0.0:0").unwrap();
+                for _ in 0..5 {
+                    v4.send_to(b"netflow", (COLLECTOR_V4, PORT)).unwrap();
+                }
+            })
+            .expect("send");
+            let mut buf = [0u8; 16];
+            let received = (0..5)
+                .filter(|_| socket.recv(&mut buf).is_ok_and(|n| n == 7))
+                .count();
+            (program.counters().expect("counters"), received)
+        })
+        .expect("collector namespace");
+    assert_eq!(received, 5);
+    assert_eq!(counters.get(Counter::PerfFailed), 5, "{counters}");
+    assert_eq!(counters.get(Counter::PerfCopied), 0, "{counters}");
+    assert!(counters.is_consistent(), "{counters}");
+}

@@ -173,3 +173,91 @@ fn send(exporters: &[Ipv4Addr]) -> usize {
     }
     sent
 }
+
+/// A worker that falls behind: 200 datagrams into a 64-frame AF_XDP socket nobody reads. What
+/// does not fit is dropped by the kernel and counted (rx_dropped), and the lane source of the
+/// worker reports it as loss and publishes it per queue: delivered + dropped = sent.
+#[test]
+fn a_full_xsk_ring_drops_are_counted_as_loss() {
+    use collector::pipeline::{counters::XskQueueCounters, xdp::XdpLaneSource};
+    use collector::source::udp::UdpSource;
+    use std::sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    };
+
+    if !privilege::require("a_full_xsk_ring_drops_are_counted_as_loss") {
+        return;
+    }
+    const SENT: usize = 200;
+    let pair = NetnsPair::create().expect("namespaces");
+    let peer_ns = pair.peer_ns.clone();
+    let iface = pair.collector_if.clone();
+    let (delivered, losses, published, counters) = pair
+        .in_collector(move || {
+            let config = SteerConfig {
+                ports: vec![PORT],
+                allow: Vec::new(),
+                mode: SteerMode::Afxdp,
+                log_debug: false,
+            };
+            let mut program =
+                SteerProgram::attach(&iface, AttachMode::Driver, &config).expect("attach");
+            let xsk_config = XskConfig {
+                ring_size: 64,
+                zero_copy: ZeroCopy::Off,
+                ..XskConfig::default()
+            };
+            let source = XskSource::open(&iface, 0, &[PORT], xsk_config).expect("xsk");
+            program
+                .bind_socket(0, source.fd())
+                .expect("bind into XSKMAP");
+            let queue = Arc::new(XskQueueCounters::default());
+            let slow = UdpSource::bind(&[SocketAddr::from((COLLECTOR_V4, PORT))], 1 << 20)
+                .expect("slow-path socket");
+            let mut lane = XdpLaneSource::new(
+                vec![(source, Arc::clone(&queue))],
+                Vec::new(),
+                slow,
+                Arc::new(AtomicU64::new(0)),
+            );
+            NetnsPair::run_in(&peer_ns, || {
+                let socket = UdpSocket::bind((PEER_V4, 0)).unwrap();
+                for n in 0..SENT {
+                    socket
+                        .send_to(format!("{n}").as_bytes(), (COLLECTOR_V4, PORT))
+                        .unwrap();
+                }
+            })
+            .expect("send");
+            std::thread::sleep(Duration::from_millis(200));
+            let mut delivered = 0;
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                let lane: &mut dyn Source = &mut lane;
+                let got = lane
+                    .recv_batch(Duration::from_millis(50), &mut |_, _| delivered += 1)
+                    .expect("recv_batch");
+                if got == 0 {
+                    break;
+                }
+            }
+            let losses = Source::losses(&lane).kernel_drops;
+            let published = (
+                queue.datagrams.load(Relaxed),
+                queue.rx_dropped.load(Relaxed),
+            );
+            (
+                delivered,
+                losses,
+                published,
+                program.counters().expect("counters"),
+            )
+        })
+        .expect("collector namespace");
+    assert_eq!(counters.get(Counter::Redirected), SENT as u64, "{counters}");
+    assert!(delivered <= 64, "a 64-frame ring delivered {delivered}");
+    assert!(delivered > 0);
+    assert_eq!(delivered as u64 + losses, SENT as u64, "losses {losses}");
+    assert_eq!(published, (delivered as u64, losses));
+}

@@ -11,8 +11,10 @@ use anyhow::{Context as _, bail};
 use crate::{cargo, run_status};
 
 /// Debian packages: LLVM 22 for bpf-linker, compression libraries it links, and test tools
-/// (tshark is the decode oracle; softflowd is a real NetFlow/IPFIX exporter for the tests).
-pub const DEBIAN_PACKAGES: [&str; 9] = [
+/// (tshark is the decode oracle; softflowd is a real NetFlow/IPFIX exporter for the tests;
+/// Open vSwitch exports NetFlow v5, IPFIX and sFlow in the OVS tests, which run private daemons;
+/// pmacct's pmacctd with its sfprobe plugin is a second live sFlow exporter).
+pub const DEBIAN_PACKAGES: [&str; 11] = [
     "llvm-22-dev",
     "libpolly-22-dev",
     "libzstd-dev",
@@ -22,6 +24,8 @@ pub const DEBIAN_PACKAGES: [&str; 9] = [
     "tshark",
     "tcpdump",
     "softflowd",
+    "openvswitch-switch",
+    "pmacct",
 ];
 
 /// bpf-linker release the eBPF build is pinned to.

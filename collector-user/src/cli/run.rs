@@ -1,33 +1,25 @@
-//! `collector run`: collect from UDP sockets (the default, unprivileged), or attach the XDP program,
-//! report its counters until SIGINT/SIGTERM, detach.
+//! `collector run`: collect from UDP sockets (the default, unprivileged), or through the XDP
+//! fast path on an interface (`--xdp IFACE`), until SIGINT/SIGTERM.
 //!
-//! Thin: argument parsing and the control loops. Settings (flags + config file) are resolved in
-//! [`crate::config`]; the UDP-socket mode lives in [`crate::pipeline::udp`]; loading and attaching
-//! the XDP program in [`crate::xdp`].
+//! Thin: argument parsing only. Settings (flags + config file) are resolved in [`crate::config`];
+//! the UDP-socket mode lives in [`crate::pipeline::udp`], the XDP mode in [`crate::pipeline::xdp`];
+//! loading and attaching the XDP program in [`crate::xdp`].
 
-use std::{
-    net::SocketAddr,
-    os::fd::{AsRawFd, RawFd},
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::{path::PathBuf, time::Duration};
 
-use anyhow::Context as _;
 use clap::{ArgAction, Args};
-use tokio::{
-    io::{Interest, unix::AsyncFd},
-    signal::unix::{SignalKind, signal},
-};
 
-use crate::xdp::{
-    AllowPrefix, AttachMode, PROGRAM_LOG_TARGET, SteerConfig, SteerMode, SteerProgram,
-};
+use crate::source::xsk::ZeroCopy;
+use crate::xdp::{AllowPrefix, AttachMode, SteerMode};
 
 /// Arguments of `collector run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Attach the XDP program to this interface; it counts UDP datagrams to the --listen ports
-    /// and passes every frame on to the kernel. Without it, collect from UDP sockets.
+    /// Collect through the XDP fast path on this interface: attach the XDP program, which steers
+    /// UDP datagrams to the --listen ports into one AF_XDP socket per RX queue (or perf rings,
+    /// --xdp-mode), each read by a worker pinned to the CPU serving that queue; everything else
+    /// passes to the kernel untouched. The UDP sockets stay open on the same ports as the slow
+    /// path (fragments, anything the program passes). Without it, collect from UDP sockets.
     #[arg(long, value_name = "IFACE")]
     pub xdp: Option<String>,
 
@@ -37,7 +29,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "ADDR:PORT", num_args = 1.., action = ArgAction::Append)]
     pub listen: Vec<String>,
 
-    /// Worker threads, each pinned to a core. Default: one per online core.
+    /// Worker threads, each pinned to a core. Default: one per online core; with --xdp one per
+    /// RX queue (per CPU in perf mode), and N caps that: queues are shared round robin by N
+    /// workers.
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
 
@@ -92,13 +86,24 @@ pub struct RunArgs {
     #[arg(long, value_name = "PREFIX", action = ArgAction::Append)]
     pub allow: Vec<AllowPrefix>,
 
-    /// Drop root after attaching: switch to this user (and its primary group), keeping only
-    /// CAP_BPF, which reading the program's counters needs. The --counters-file directory must
-    /// be writable by that user.
+    /// XDP mode: zero-copy AF_XDP sockets `auto` (when the driver supports it), `on` (required)
+    /// or `off` (copy mode). Default: auto.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub xdp_zero_copy: Option<ZeroCopy>,
+
+    /// XDP mode: entries in each AF_XDP ring (fill, completion, RX) and 4 KiB frames in each
+    /// queue's UMEM, a power of two from 64 to 65536. Default: 2048.
+    #[arg(long, value_name = "N")]
+    pub xsk_ring_size: Option<u32>,
+
+    /// Drop root after setup (program attached, sockets bound, ring files open): switch to this
+    /// user (and its primary group), keeping only CAP_BPF, which reading the program's counters
+    /// needs. The --counters-file directory must be writable by that user.
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
 
-    /// Seconds between two counter reports (logged at info level).
+    /// XDP mode: seconds between two reports of the XDP program's counters (logged at info
+    /// level).
     #[arg(
         long,
         value_name = "SECONDS",
@@ -107,8 +112,9 @@ pub struct RunArgs {
     )]
     pub report_interval: u64,
 
-    /// Also write each counter report as one line to this file (replaced atomically), e.g. for
-    /// scripts and tests: `seen=N matched=N passed_not_matched=N fragments=N malformed=N`.
+    /// XDP mode: also write each counter report as one line to this file (replaced atomically),
+    /// e.g. for scripts and tests: `seen=N matched=N passed_not_matched=N fragments=N ...`. The
+    /// first is written once the sockets are bound.
     #[arg(long, value_name = "PATH")]
     pub counters_file: Option<PathBuf>,
 }
@@ -127,113 +133,27 @@ impl RunArgs {
             summary_interval: self.summary_interval,
             sampling_override: self.sampling_override,
             sampling_rate: self.sampling_rate.clone(),
+            xdp_zero_copy: self.xdp_zero_copy,
+            xsk_ring_size: self.xsk_ring_size,
         }
     }
 }
 
-/// Run until SIGINT or SIGTERM, then drain (UDP mode) or detach (XDP), and return.
+/// Run until SIGINT or SIGTERM, then drain (and detach, in XDP mode) and return.
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let flags = args.flag_config();
     let settings = crate::config::Settings::resolve(&flags)?;
-    let Some(iface) = args.xdp.as_deref() else {
+    let Some(iface) = args.xdp.clone() else {
         return crate::pipeline::udp::run(&settings, &flags);
     };
-    let mut ports: Vec<u16> = settings.listen.iter().map(SocketAddr::port).collect();
-    ports.sort_unstable();
-    ports.dedup();
-    let log_debug = tracing::enabled!(target: PROGRAM_LOG_TARGET, tracing::Level::DEBUG);
-    let config = SteerConfig {
-        ports: ports.clone(),
-        allow: args.allow.clone(),
+    let options = crate::pipeline::xdp::XdpOptions {
+        iface,
+        attach: args.xdp_attach,
         mode: args.xdp_mode,
-        log_debug,
+        allow: args.allow.clone(),
+        user: args.user.clone(),
+        report_interval: Duration::from_secs(args.report_interval),
+        counters_file: args.counters_file.clone(),
     };
-    let mut program = SteerProgram::attach(iface, args.xdp_attach, &config)?;
-    let (link_id, program_id) = program.kernel_ids();
-    tracing::info!(
-        iface = program.iface(),
-        mode = %program.mode(),
-        link_id,
-        program_id,
-        ?ports,
-        xdp_mode = ?args.xdp_mode,
-        allow = args.allow.len(),
-        "XDP program attached through a bpf_link"
-    );
-    report(&program, args.counters_file.as_deref())?;
-    if let Some(user) = args.user.as_deref() {
-        // Before the runtime starts: no other thread may exist while the ids change.
-        let account = crate::privilege::drop_to_user(user, &[crate::privilege::CAP_BPF])?;
-        tracing::info!(
-            user,
-            uid = account.uid,
-            gid = account.gid,
-            "privileges dropped (CAP_BPF kept)"
-        );
-    }
-
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the control runtime")?;
-    runtime.block_on(control_loop(&mut program, args))?;
-
-    report(&program, args.counters_file.as_deref())?;
-    drop(program);
-    tracing::info!(%iface, "XDP program detached");
-    Ok(())
-}
-
-/// The program's log ring descriptor, for readiness polling only (the ring is read by aya-log).
-struct LogRing(RawFd);
-
-impl AsRawFd for LogRing {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0
-    }
-}
-
-async fn control_loop(program: &mut SteerProgram, args: &RunArgs) -> anyhow::Result<()> {
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    // SAFETY: the descriptor belongs to `program`'s log ring, which stays open while this
-    // function holds `program`; `log_ring` is dropped before it returns.
-    let log_ring =
-        unsafe { AsyncFd::register_with_interest(LogRing(program.log_fd()), Interest::READABLE) }
-            .map_err(|err| err.into_parts().1)
-            .context("polling the XDP log ring")?;
-    let period = Duration::from_secs(args.report_interval);
-    let mut reports = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    loop {
-        tokio::select! {
-            _ = sigint.recv() => {
-                tracing::info!("SIGINT received");
-                break;
-            }
-            _ = sigterm.recv() => {
-                tracing::info!("SIGTERM received");
-                break;
-            }
-            _ = reports.tick() => report(program, args.counters_file.as_deref())?,
-            ready = log_ring.readable() => {
-                let mut guard = ready.context("polling the XDP log ring")?;
-                program.flush_log();
-                guard.clear_ready();
-            }
-        }
-    }
-    program.flush_log();
-    Ok(())
-}
-
-fn report(program: &SteerProgram, counters_file: Option<&Path>) -> anyhow::Result<()> {
-    let counters = program.counters()?;
-    tracing::info!(iface = program.iface(), "xdp counters {counters}");
-    if let Some(path) = counters_file {
-        let partial = path.with_extension("partial");
-        std::fs::write(&partial, format!("{counters}\n"))
-            .with_context(|| format!("writing {}", partial.display()))?;
-        std::fs::rename(&partial, path).with_context(|| format!("replacing {}", path.display()))?;
-    }
-    Ok(())
+    crate::pipeline::xdp::run(&settings, &flags, &options)
 }

@@ -1,7 +1,9 @@
 //! `collector stats`: a terminal view of a running collector, read from its `/metrics` endpoint.
 //!
 //! Shows what an operator looks at first: per worker and per exporter datagrams/s, records/s,
-//! sequence loss % and templates, socket drops and decode errors by reason. Rates need two scrapes:
+//! sequence loss % and templates, socket drops and decode errors by reason; in XDP mode also the
+//! XDP program's branch counters, each RX queue's AF_XDP counters (or each CPU's perf buffer) and
+//! the slow path's share. Rates need two scrapes:
 //! the one-shot view scrapes twice one second apart; `--watch SECS` redraws every SECS with the
 //! rates over that interval. This module only reads the text format; the names come from
 //! [`crate::metrics`].
@@ -281,6 +283,7 @@ pub fn render(endpoint: &str, before: &Scrape, now: &Scrape, secs: f64) -> Strin
                 .map(|(_, r)| format!("{r}={v:.0}"))
         })
         .collect();
+    render_xdp(&mut out, now, &rate, &total);
     let _ = writeln!(
         out,
         "\ntotal: {} datagrams/s, {} records/s, socket drops {}, decode errors: {}",
@@ -294,6 +297,87 @@ pub fn render(endpoint: &str, before: &Scrape, now: &Scrape, secs: f64) -> Strin
         }
     );
     out
+}
+
+/// The XDP part of the view, when the collector runs in XDP mode.
+fn render_xdp(
+    out: &mut String,
+    now: &Scrape,
+    rate: &dyn Fn(&str, &str, &str) -> String,
+    total: &dyn Fn(&str, &str, &str) -> String,
+) {
+    let branches = now.label_values("collector_xdp_frames_total", "branch");
+    if branches.is_empty() {
+        return;
+    }
+    let order = collector_common::Counter::ALL.map(|c| c.name());
+    let mut line = String::from("\nxdp:");
+    for name in order.iter().filter(|n| branches.iter().any(|b| b == *n)) {
+        let _ = write!(
+            line,
+            " {name}={}",
+            total("collector_xdp_frames_total", "branch", name)
+        );
+    }
+    let _ = writeln!(out, "{line}");
+    let _ = writeln!(
+        out,
+        "slow path (UDP sockets): {} datagrams/s, {} total",
+        rate("collector_slow_path_datagrams_total", "", ""),
+        total("collector_slow_path_datagrams_total", "", ""),
+    );
+    let queues = now.label_values("collector_xsk_datagrams_total", "queue");
+    if !queues.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{:<6} {:>12} {:>14} {:>11} {:>13} {:>15} {:>9} {:>10}",
+            "QUEUE",
+            "DATAGRAMS/S",
+            "DATAGRAMS",
+            "RX DROPPED",
+            "RX RING FULL",
+            "FILL RING EMPTY",
+            "INVALID",
+            "DISCARDED"
+        );
+        let mut queues = queues;
+        queues.sort_by_key(|q| q.parse::<u32>().unwrap_or(u32::MAX));
+        for queue in queues {
+            let _ = writeln!(
+                out,
+                "{:<6} {:>12} {:>14} {:>11} {:>13} {:>15} {:>9} {:>10}",
+                queue,
+                rate("collector_xsk_datagrams_total", "queue", &queue),
+                total("collector_xsk_datagrams_total", "queue", &queue),
+                total("collector_xsk_rx_dropped_total", "queue", &queue),
+                total("collector_xsk_rx_ring_full_total", "queue", &queue),
+                total("collector_xsk_fill_ring_empty_total", "queue", &queue),
+                total("collector_xsk_invalid_descriptors_total", "queue", &queue),
+                total("collector_xsk_discarded_total", "queue", &queue),
+            );
+        }
+    }
+    let cpus = now.label_values("collector_perf_datagrams_total", "cpu");
+    if !cpus.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{:<6} {:>12} {:>14} {:>12} {:>10}",
+            "CPU", "DATAGRAMS/S", "DATAGRAMS", "LOST SAMPLES", "DISCARDED"
+        );
+        let mut cpus = cpus;
+        cpus.sort_by_key(|c| c.parse::<u32>().unwrap_or(u32::MAX));
+        for cpu in cpus {
+            let _ = writeln!(
+                out,
+                "{:<6} {:>12} {:>14} {:>12} {:>10}",
+                cpu,
+                rate("collector_perf_datagrams_total", "cpu", &cpu),
+                total("collector_perf_datagrams_total", "cpu", &cpu),
+                total("collector_perf_lost_samples_total", "cpu", &cpu),
+                total("collector_perf_discarded_total", "cpu", &cpu),
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -350,5 +434,35 @@ collector_decode_errors_total{reason=\"template_missing\"} 4\n\
             view.contains("total: 100 datagrams/s, 1000 records/s"),
             "{view}"
         );
+    }
+
+    #[test]
+    fn xdp_mode_adds_program_queue_and_slow_path_lines() {
+        let before = Scrape::parse(
+            "collector_xsk_datagrams_total{queue=\"1\",worker=\"1\"} 10\n\
+             collector_slow_path_datagrams_total{worker=\"0\"} 0\n",
+        );
+        let now = Scrape::parse(
+            "collector_xdp_frames_total{branch=\"seen\"} 50\n\
+             collector_xdp_frames_total{branch=\"redirected\"} 40\n\
+             collector_slow_path_datagrams_total{worker=\"0\"} 6\n\
+             collector_xsk_datagrams_total{queue=\"1\",worker=\"1\"} 30\n\
+             collector_xsk_datagrams_total{queue=\"0\",worker=\"0\"} 4\n\
+             collector_xsk_rx_dropped_total{queue=\"1\",worker=\"1\"} 2\n",
+        );
+        let view = render("x", &before, &now, 2.0);
+        assert!(view.contains("xdp: seen=50 redirected=40"), "{view}");
+        assert!(
+            view.contains("slow path (UDP sockets): 3 datagrams/s, 6 total"),
+            "{view}"
+        );
+        let queue1 = view.lines().find(|l| l.starts_with("1 ")).unwrap();
+        let cols: Vec<_> = queue1.split_whitespace().collect();
+        assert_eq!(cols, vec!["1", "10", "30", "2", "-", "-", "-", "-"]);
+        // Queue 0 is listed before queue 1.
+        assert!(view.find("\n0 ").unwrap() < view.find("\n1 ").unwrap());
+        // Socket mode: no XDP section.
+        let plain = render("x", &Scrape::parse(BEFORE), &Scrape::parse(NOW), 2.0);
+        assert!(!plain.contains("xdp:"), "{plain}");
     }
 }

@@ -117,7 +117,7 @@ fn array<const N: usize>(b: &[u8], r: field::Field) -> Option<[u8; N]> {
 ///
 /// The common cases — Ethernet with at most one 802.1Q tag, then IPv4 without options (not a later
 /// fragment) or IPv6 without extension headers, then TCP or UDP, with the bytes up to the TCP flags
-/// present — are read in straight lines ([`parse_ethernet_fast`]); every other frame takes the
+/// present — are read in straight lines (`parse_ethernet_fast`); every other frame takes the
 /// general layer walk ([`parse_ethernet_general`]). Both fill the record identically (a property
 /// test holds them to it).
 ///

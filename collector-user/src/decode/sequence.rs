@@ -72,6 +72,29 @@ impl SequenceTracker {
         }
     }
 
+    /// The common case of [`SequenceTracker::observe`]`(seq, Some(1), Some(uptime_ms))` alone:
+    /// when `seq` is exactly the expected number and the uptime did not go back, records it (same
+    /// state as `observe`, event `InOrder`) and returns `true`; otherwise changes nothing and
+    /// returns `false`, for the caller to call `observe`.
+    #[inline(always)]
+    pub fn advance_in_order(&mut self, seq: u32, uptime_ms: u32) -> bool {
+        let in_order =
+            self.expected == Some(seq) && self.last_uptime_ms.is_some_and(|last| uptime_ms >= last);
+        if in_order {
+            self.expected = Some(seq.wrapping_add(1));
+            self.last_uptime_ms = Some(uptime_ms);
+        }
+        in_order
+    }
+
+    /// Bring the tracker up to date with in-order observations its owner followed without it: the
+    /// state [`SequenceTracker::observe`] leaves after an in-order `observe(expected - 1, Some(1),
+    /// Some(uptime_ms))`. Counts are unchanged, as in-order observations leave them.
+    pub fn resume_in_order(&mut self, expected: u32, uptime_ms: u32) {
+        self.expected = Some(expected);
+        self.last_uptime_ms = Some(uptime_ms);
+    }
+
     /// Observe a datagram with sequence number `seq` advancing the space by `span` units.
     ///
     /// `span` is `None` when the datagram's extent is unknown (an IPFIX message whose data sets could
@@ -142,6 +165,54 @@ mod tests {
         assert_eq!(t.observe(130, Some(30), None), SequenceEvent::InOrder);
         assert_eq!(t.observe(160, Some(5), None), SequenceEvent::InOrder);
         assert_eq!(t.counts, SequenceCounts::default());
+    }
+
+    #[test]
+    fn advance_in_order_is_observe_when_in_order_and_nothing_otherwise() {
+        let states = [None, Some((10u32, 5_000u32)), Some((u32::MAX, 100_000))];
+        for state in states {
+            let mut t = tracker();
+            if let Some((seq, uptime)) = state {
+                t.observe(seq, Some(1), Some(uptime));
+            }
+            for seq in [9u32, 10, 11, 12, 0, 1] {
+                for uptime in [0u32, 4_999, 5_000, 5_001, 99_999, 100_000, 200_000] {
+                    let (mut fast, mut full) = (t, t);
+                    let event = full.observe(seq, Some(1), Some(uptime));
+                    let next = state.is_some_and(|(s, u)| seq == s.wrapping_add(1) && uptime >= u);
+                    let taken = fast.advance_in_order(seq, uptime);
+                    assert_eq!(taken, next, "{state:?} {seq} {uptime}");
+                    if taken {
+                        assert_eq!(event, SequenceEvent::InOrder, "{state:?} {seq} {uptime}");
+                        assert_eq!(format!("{fast:?}"), format!("{full:?}"));
+                    } else {
+                        assert_eq!(format!("{fast:?}"), format!("{t:?}"));
+                        let went_back = state.is_some_and(|(_, last)| uptime < last);
+                        assert!(event != SequenceEvent::InOrder || went_back);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn resume_in_order_is_the_state_after_in_order_observations() {
+        let (mut followed, mut resumed) = (tracker(), tracker());
+        for t in [&mut followed, &mut resumed] {
+            t.observe(5, Some(1), Some(1_000));
+        }
+        for (seq, uptime) in [(6, 1_000), (7, 2_000), (8, 2_500)] {
+            assert_eq!(
+                followed.observe(seq, Some(1), Some(uptime)),
+                SequenceEvent::InOrder
+            );
+        }
+        resumed.resume_in_order(9, 2_500);
+        assert_eq!(format!("{followed:?}"), format!("{resumed:?}"));
+        assert_eq!(
+            resumed.observe(9, Some(1), Some(2_400)),
+            SequenceEvent::InOrder
+        );
     }
 
     #[test]

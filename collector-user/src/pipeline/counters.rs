@@ -126,6 +126,46 @@ impl WorkerCounters {
     }
 }
 
+/// Counters of one AF_XDP socket (one RX queue), published after every batch by the worker that
+/// owns it: the kernel's XDP_STATISTICS and the source's own counts.
+#[derive(Debug, Default)]
+pub struct XskQueueCounters {
+    /// RX queue index.
+    pub queue: u32,
+    /// Worker owning the socket.
+    pub worker: usize,
+    /// Whether the kernel bound the socket in zero-copy mode.
+    pub zero_copy: bool,
+    /// UDP payloads handed to the worker.
+    pub datagrams: AtomicU64,
+    /// Frames the kernel dropped for this socket (RX ring full, frame too large).
+    pub rx_dropped: AtomicU64,
+    /// Times the RX ring was full.
+    pub rx_ring_full: AtomicU64,
+    /// Times the kernel found the fill ring empty.
+    pub fill_ring_empty: AtomicU64,
+    /// Invalid descriptors the kernel saw.
+    pub invalid_descriptors: AtomicU64,
+    /// Frames the source discarded (not a listen-port datagram, impossible UDP length, bad
+    /// descriptor).
+    pub discarded: AtomicU64,
+}
+
+/// Counters of one CPU's perf buffer (perf mode), published after every batch by its worker.
+#[derive(Debug, Default)]
+pub struct PerfCpuCounters {
+    /// The CPU whose buffer this is.
+    pub cpu: u32,
+    /// Worker reading it.
+    pub worker: usize,
+    /// UDP payloads handed to the worker.
+    pub datagrams: AtomicU64,
+    /// Samples the kernel could not write (buffer full); their frames went to the slow path.
+    pub lost_samples: AtomicU64,
+    /// Samples the source discarded (short, not a listen-port datagram, impossible UDP length).
+    pub discarded: AtomicU64,
+}
+
 /// What one worker counts for one exporter (address + source port).
 #[derive(Debug, Default)]
 pub struct ExporterCounters {

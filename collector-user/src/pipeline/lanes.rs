@@ -1,15 +1,16 @@
 //! Starting and stopping the lanes: one pinned thread per worker, each with its own source,
 //! decoder and sink, and the control plane beside them.
 //!
-//! [`run_lanes`] is the whole life of `collector run` in socket mode once its sources and sinks are
-//! built: start the control plane, spawn the workers (pinned to cores `0..n` with `core_affinity`,
-//! round robin when there are more workers than cores), wait for them to drain after the shutdown
-//! flag is set (SIGINT/SIGTERM), then let the control plane log the final summary.
+//! [`run_lanes`] is the whole life of `collector run` (socket and XDP mode) once its sources and
+//! sinks are built: start the control plane, spawn the workers (pinned with `core_affinity` to the
+//! cores the caller chose — XDP mode: the CPU of each RX queue — or to cores `0..n`, round robin
+//! when there are more workers than cores), wait for them to drain after the shutdown flag is set
+//! (SIGINT/SIGTERM), then let the control plane log the final summary.
 
 use super::{BatchSink, DatagramDecoder, Event, Source, Worker, WorkerCommand, WorkerCounters};
 use crate::control::{ControlPlane, ControlSetup};
 use crate::decode::sampling::ConfiguredRate;
-use crate::metrics::{CollectorMetrics, DEFAULT_TOP_N, Totals};
+use crate::metrics::{CollectorMetrics, DEFAULT_TOP_N, Totals, XdpMetrics};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -29,13 +30,21 @@ pub struct LaneOptions {
     /// The bound `/metrics` listener.
     pub metrics_listener: std::net::TcpListener,
     pub summary_interval: Duration,
-    /// Set to stop (also set by SIGINT/SIGTERM).
+    /// Set to stop (also set by SIGINT/SIGTERM, and by a failing worker).
     pub stop: Arc<AtomicBool>,
+    /// The flag the workers poll, when the caller sets it itself some time after `stop` (XDP
+    /// mode detaches its program in between); `None`: the workers poll `stop`.
+    pub workers_stop: Option<Arc<AtomicBool>>,
     /// Called on SIGHUP: the new configured sampling rates for every worker, or `None` to keep
     /// the current ones (the hook logs why).
     pub reload: Box<dyn FnMut() -> Option<Vec<ConfiguredRate>> + Send>,
     /// Pin worker threads to cores.
     pub pin: bool,
+    /// The core of each worker (index: worker), when the caller placed them (XDP mode: the CPU
+    /// serving the worker's RX queue); empty: cores `0..n` round robin. Needs `pin`.
+    pub cores: Vec<usize>,
+    /// The XDP program's and the XDP sources' counters, exposed in `/metrics` (XDP mode).
+    pub xdp: Option<Arc<XdpMetrics>>,
 }
 
 /// What the lanes leave behind.
@@ -59,7 +68,11 @@ where
     let counters: Vec<_> = (0..lanes.len())
         .map(|i| Arc::new(WorkerCounters::new(i)))
         .collect();
-    let metrics = Arc::new(CollectorMetrics::new(counters.clone(), DEFAULT_TOP_N));
+    let mut metrics = CollectorMetrics::new(counters.clone(), DEFAULT_TOP_N);
+    if let Some(xdp) = options.xdp {
+        metrics = metrics.with_xdp(xdp);
+    }
+    let metrics = Arc::new(metrics);
     let (events_tx, events_rx) = crossbeam_channel::bounded::<Event>(EVENT_CHANNEL);
     let (command_txs, command_rxs): (Vec<_>, Vec<_>) = (0..lanes.len())
         .map(|_| crossbeam_channel::bounded::<WorkerCommand>(4))
@@ -100,8 +113,12 @@ where
             events_tx.clone(),
         )
         .with_commands(commands);
-        let core = cores.get(id % cores.len().max(1)).copied();
+        let core = match options.cores.get(id) {
+            Some(&chosen) if options.pin => Some(core_affinity::CoreId { id: chosen }),
+            _ => cores.get(id % cores.len().max(1)).copied(),
+        };
         let stop = Arc::clone(&options.stop);
+        let workers_stop = Arc::clone(options.workers_stop.as_ref().unwrap_or(&options.stop));
         let spawned = std::thread::Builder::new()
             .name(format!("worker-{id}"))
             .spawn(move || {
@@ -115,10 +132,11 @@ where
                         tracing::warn!(worker = id, core = core.id, "could not pin worker");
                     }
                 }
-                let result = worker.run(&stop);
+                let result = worker.run(&workers_stop);
                 if result.is_err() {
                     // A failed worker stops the others: the collector must not run with a hole.
                     stop.store(true, Ordering::Relaxed);
+                    workers_stop.store(true, Ordering::Relaxed);
                 }
                 result
             });
@@ -126,6 +144,9 @@ where
             Ok(handle) => threads.push(handle),
             Err(err) => {
                 options.stop.store(true, Ordering::Relaxed);
+                if let Some(workers_stop) = &options.workers_stop {
+                    workers_stop.store(true, Ordering::Relaxed);
+                }
                 tracing::error!(worker = id, %err, "could not start worker thread");
             }
         }

@@ -1,8 +1,8 @@
 //! The per-core data path: sources → decoder → sink, one shared-nothing lane per worker thread.
 //!
 //! This module owns the seams every lane is built from and the worker loop that drives them:
-//! - [`Source`]: hands out batches of datagrams borrowed from its own buffers (UDP sockets now;
-//!   AF_XDP and perf-ring sources implement the same trait);
+//! - [`Source`]: hands out batches of datagrams borrowed from its own buffers (UDP sockets,
+//!   AF_XDP sockets, perf rings; [`xdp`] merges a worker's XDP-mode sources into one);
 //! - [`DatagramDecoder`]: the sans-IO decoder state of one worker ([`crate::decode::Decoder`]);
 //! - [`BatchSink`]: a [`RecordSink`] that is committed once per batch (the ring writers);
 //! - [`Worker`]: receive a batch → decode every datagram → commit → publish counters, until the
@@ -17,6 +17,7 @@ pub mod exporters;
 pub mod lanes;
 pub mod udp;
 pub mod worker;
+pub mod xdp;
 
 pub use counters::{ExporterCounters, WorkerCounters};
 pub use worker::{Worker, WorkerCommand};
@@ -41,8 +42,9 @@ pub struct SourceLosses {
 /// Where a worker gets datagrams from.
 ///
 /// A source owns its receive buffers and lends each datagram to `deliver` for the duration of the
-/// call: no copy, no allocation. Implementations: [`crate::source::udp::UdpSource`]; AF_XDP and perf
-/// ring sources later.
+/// call: no copy, no allocation. Implementations: [`crate::source::udp::UdpSource`],
+/// [`crate::source::xsk::XskSource`], [`crate::source::perf::PerfSource`], and
+/// [`xdp::XdpLaneSource`] merging them for one XDP-mode worker.
 pub trait Source: Send {
     /// Receive one batch: wait at most `timeout` for the first datagram, then hand every datagram
     /// that is ready (up to the source's batch size) to `deliver`. Returns how many were delivered;

@@ -8,6 +8,7 @@
 use super::BatchSink;
 use super::lanes::{Lane, LaneOptions, LanesOutcome, run_lanes};
 use crate::config::{FlagConfig, Settings};
+use crate::decode::sampling::ConfiguredRate;
 use crate::decode::{Decoder, DecoderConfig};
 use crate::ring::{RingConfig, WorkerRings};
 use crate::source::udp::{UdpSocket, UdpSource, ensure_unused};
@@ -131,56 +132,73 @@ where
         });
     }
     tracing::info!(metrics = %settings.metrics, "serving /metrics");
-    let reload_settings = settings.clone();
-    let reload_flags = flags.clone();
     run_lanes(
         lanes,
         LaneOptions {
             metrics_listener,
             summary_interval: settings.summary_interval,
             stop,
-            reload: Box::new(
-                move || match reload_settings.reload_sampling(&reload_flags) {
-                    Ok(rates) => {
-                        tracing::info!(entries = rates.len(), "sampling rates reloaded");
-                        Some(rates)
-                    }
-                    Err(err) => {
-                        tracing::error!(%err, "reload failed; keeping the previous sampling rates");
-                        None
-                    }
-                },
-            ),
+            workers_stop: None,
+            reload: sampling_reload(settings, flags),
             pin: true,
+            cores: Vec::new(),
+            xdp: None,
         },
     )
 }
 
 /// `collector run` without `--xdp`: write each worker's records to its rings in `--ring-dir`.
 pub fn run(settings: &Settings, flags: &FlagConfig) -> anyhow::Result<()> {
+    create_ring_dir(settings)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    run_with_sinks(settings, flags, stop, |worker| open_rings(settings, worker))?;
+    Ok(())
+}
+
+/// Open (create, resume or replace) the rings of `worker` in `--ring-dir`.
+pub fn open_rings(settings: &Settings, worker: usize) -> anyhow::Result<WorkerRings> {
+    let config = RingConfig {
+        size: settings.ring_size,
+        worker_id: u32::try_from(worker).unwrap_or(u32::MAX),
+        ..Default::default()
+    };
+    let rings = WorkerRings::open(&settings.ring_dir, &config).with_context(|| {
+        format!(
+            "opening the rings of worker {worker} in {}",
+            settings.ring_dir.display()
+        )
+    })?;
+    tracing::info!(worker, flows = %rings.flows.path().display(), "ring files open");
+    Ok(rings)
+}
+
+/// The SIGHUP hook: re-read the configured sampling rates (config file, then flags).
+pub fn sampling_reload(
+    settings: &Settings,
+    flags: &FlagConfig,
+) -> Box<dyn FnMut() -> Option<Vec<ConfiguredRate>> + Send> {
+    let settings = settings.clone();
+    let flags = flags.clone();
+    Box::new(move || match settings.reload_sampling(&flags) {
+        Ok(rates) => {
+            tracing::info!(entries = rates.len(), "sampling rates reloaded");
+            Some(rates)
+        }
+        Err(err) => {
+            tracing::error!(%err, "reload failed; keeping the previous sampling rates");
+            None
+        }
+    })
+}
+
+/// Create `--ring-dir` (and its parents) if missing.
+pub fn create_ring_dir(settings: &Settings) -> anyhow::Result<()> {
     std::fs::create_dir_all(&settings.ring_dir).with_context(|| {
         format!(
             "creating the ring directory {}",
             settings.ring_dir.display()
         )
-    })?;
-    let stop = Arc::new(AtomicBool::new(false));
-    run_with_sinks(settings, flags, stop, |worker| {
-        let config = RingConfig {
-            size: settings.ring_size,
-            worker_id: u32::try_from(worker).unwrap_or(u32::MAX),
-            ..Default::default()
-        };
-        let rings = WorkerRings::open(&settings.ring_dir, &config).with_context(|| {
-            format!(
-                "opening the rings of worker {worker} in {}",
-                settings.ring_dir.display()
-            )
-        })?;
-        tracing::info!(worker, flows = %rings.flows.path().display(), "ring files open");
-        Ok(rings)
-    })?;
-    Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@
 //! | 40     | 4    | `source_index`      | data source index (full 32 bits: expanded samples allow it)      |
 //! | 44     | 4    | `if_index`          | interface the counters describe: generic record's ifIndex, else the source index |
 //! | 48     | 4    | `agent_uptime_ms`   | agent uptime from the datagram header                            |
-//! | 52     | 4    | `format`            | counter record data format, `enterprise << 12 \| format` ([`format`]) |
+//! | 52     | 4    | `format`            | counter record data format, `enterprise << 12 \| format` ([`format`](mod@format)) |
 //! | 56     | 2    | `exporter_port`     | UDP source port of the datagram                                  |
 //! | 58     | 2    | `body_len`          | bytes of `body` in use                                           |
 //! | 60     | 1    | `source_type`       | data source type (0 ifIndex, 1 VLAN, 2 physical, 3 logical entity) |
@@ -79,7 +79,7 @@ pub struct CounterRecord {
     pub if_index: u32,
     /// Agent uptime (ms) from the datagram header.
     pub agent_uptime_ms: u32,
-    /// Counter record data format (`enterprise << 12 | format`), see [`format`].
+    /// Counter record data format (`enterprise << 12 | format`), see [`format`](mod@format).
     pub format: u32,
     /// UDP source port of the datagram.
     pub exporter_port: u16,

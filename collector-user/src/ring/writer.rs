@@ -24,6 +24,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering, fence};
 use std::time::{Duration, Instant};
 
+/// Permissions of a new ring file: the writer reads and writes, its group (the readers) reads,
+/// nobody else: flow records name hosts and ports.
+pub const RING_FILE_MODE: u32 = 0o640;
+
 /// How to create a ring.
 #[derive(Clone, Debug, Default)]
 pub struct RingConfig {
@@ -168,8 +172,11 @@ impl<R: RingRecord> RingWriter<R> {
             .write(true)
             .create(true)
             .truncate(true)
-            .mode(0o644)
+            .mode(RING_FILE_MODE)
             .open(&tmp)
+            .map_err(|e| RingError::io(&tmp, e))?;
+        // Exactly RING_FILE_MODE whatever the umask: records are readable by the owner's group.
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(RING_FILE_MODE))
             .map_err(|e| RingError::io(&tmp, e))?;
         let result = Self::initialize(&tmp, file, capacity, config).and_then(|writer| {
             let placed = if existing.is_some() {
@@ -513,4 +520,31 @@ fn map_file(path: &Path, file: &File, len: u64) -> Result<MmapRaw, RingError> {
         .populate()
         .map_raw(file)
         .map_err(|e| RingError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn new_ring_files_are_mode_0640_whatever_the_umask() {
+        let dir = tempfile::tempdir().unwrap();
+        // SAFETY: umask only changes this process's file creation mask; restored below.
+        let previous = unsafe { libc::umask(0o077) };
+        let rings = WorkerRings::open(
+            dir.path(),
+            &RingConfig {
+                size: RingSize::Records(16),
+                ..Default::default()
+            },
+        );
+        // SAFETY: as above.
+        unsafe { libc::umask(previous) };
+        let rings = rings.unwrap();
+        for path in [rings.flows.path(), rings.counters.path()] {
+            let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o640, "{}", path.display());
+        }
+    }
 }

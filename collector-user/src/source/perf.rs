@@ -97,6 +97,11 @@ impl PerfSource {
         self.cpu
     }
 
+    /// The buffer's descriptor, readable when samples wait (for polling several sources).
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        self.buffer.as_raw_fd()
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> PerfStats {
         self.stats
@@ -182,11 +187,11 @@ impl Source for PerfSource {
         PerfSource::recv_batch(self, timeout, deliver)
     }
 
-    /// Samples the kernel could not write to this buffer (their frames went to the kernel's UDP
-    /// socket instead) plus the samples this source discarded.
+    /// The samples this source discarded. Samples the kernel could not write to this buffer are
+    /// not lost: the program passed their frames to the kernel's UDP sockets (the slow path).
     fn losses(&self) -> SourceLosses {
         SourceLosses {
-            kernel_drops: self.stats.lost_samples + self.stats.discarded(),
+            kernel_drops: self.stats.discarded(),
             truncated: 0,
         }
     }

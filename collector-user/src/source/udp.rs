@@ -129,6 +129,12 @@ impl UdpSocket {
     }
 }
 
+impl AsRawFd for UdpSocket {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
 /// The UDP sockets of one worker and their receive buffers.
 pub struct UdpSource {
     sockets: Vec<UdpSocket>,

@@ -260,6 +260,15 @@ impl XskSource {
             if self.device.needs_wakeup() {
                 self.device.wake();
             }
+            if timeout.is_zero() {
+                // A caller polling several sources (or draining): no syscall for an empty ring;
+                // the kernel statistics are refreshed every KERNEL_STATS_EVERY such calls.
+                self.batches_since_kernel_stats += 1;
+                if self.batches_since_kernel_stats >= KERNEL_STATS_EVERY {
+                    self.read_kernel_stats();
+                }
+                return Ok(0);
+            }
             if !wait_readable(self.user.as_raw_fd(), timeout)? {
                 self.read_kernel_stats();
                 return Ok(0);
@@ -306,6 +315,11 @@ impl XskSource {
         Ok(delivered)
     }
 
+    /// Read the kernel's XDP_STATISTICS now (one getsockopt), e.g. before the final report.
+    pub fn refresh_kernel_stats(&mut self) {
+        self.read_kernel_stats();
+    }
+
     /// Copy the kernel's XDP_STATISTICS into the counters (one getsockopt).
     fn read_kernel_stats(&mut self) {
         self.batches_since_kernel_stats = 0;
@@ -336,7 +350,8 @@ impl XskSource {
     }
 
     /// This source's counters with the kernel's statistics as of the last read (every
-    /// [`KERNEL_STATS_EVERY`] batches and on every idle wait).
+    /// [`KERNEL_STATS_EVERY`] batches or empty zero-timeout calls, on every idle wait, and by
+    /// [`XskSource::refresh_kernel_stats`]).
     pub fn stats(&self) -> XskStats {
         self.counts
     }

@@ -166,15 +166,7 @@ pub fn apply(element: Element<'_>, record: &mut FlowRecord) -> Result<Outcome, E
             }
             Ok(Outcome::Applied)
         }
-        format::SWITCH => {
-            use field::switch as f;
-            let b = xdr::fixed::<{ f::LEN }>(body).ok_or(ErrorReason::BadRecordLength)?;
-            let vlan = xdr::word(b, f::SRC_VLAN) as u16 & 0x0fff;
-            if vlan != 0 {
-                record.vlan_id = vlan;
-            }
-            Ok(Outcome::Applied)
-        }
+        format::SWITCH => switch(body, record),
         format::ROUTER => {
             let (next_hop, rest) = address(body)?;
             let b = xdr::fixed::<8>(rest).ok_or(ErrorReason::BadRecordLength)?;
@@ -191,19 +183,7 @@ pub fn apply(element: Element<'_>, record: &mut FlowRecord) -> Result<Outcome, E
             record.next_hop = next_hop;
             Ok(Outcome::Applied)
         }
-        format::IPV4_TUNNEL_EGRESS | format::IPV4_TUNNEL_INGRESS => {
-            use field::ipv4 as f;
-            let b = xdr::fixed::<{ f::LEN }>(body).ok_or(ErrorReason::BadRecordLength)?;
-            record.tunnel_src_addr = ipv4_bytes(xdr::word(b, f::SRC).to_be_bytes());
-            record.tunnel_dst_addr = ipv4_bytes(xdr::word(b, f::DST).to_be_bytes());
-            set_tunnel_transport(
-                record,
-                xdr::word(b, f::PROTOCOL) as u8,
-                xdr::word(b, f::SRC_PORT) as u16,
-                xdr::word(b, f::DST_PORT) as u16,
-            );
-            Ok(Outcome::Applied)
-        }
+        format::IPV4_TUNNEL_EGRESS | format::IPV4_TUNNEL_INGRESS => ipv4_tunnel(body, record),
         format::IPV6_TUNNEL_EGRESS | format::IPV6_TUNNEL_INGRESS => {
             use field::ipv6 as f;
             let b = xdr::fixed::<{ f::LEN }>(body).ok_or(ErrorReason::BadRecordLength)?;
@@ -217,25 +197,30 @@ pub fn apply(element: Element<'_>, record: &mut FlowRecord) -> Result<Outcome, E
             );
             Ok(Outcome::Applied)
         }
-        format::VNI_EGRESS | format::VNI_INGRESS => {
-            let b = xdr::fixed::<{ field::vni::LEN }>(body).ok_or(ErrorReason::BadRecordLength)?;
-            record.tunnel_key = u64::from(xdr::word(b, field::vni::VNI));
-            Ok(Outcome::Applied)
-        }
+        format::VNI_EGRESS | format::VNI_INGRESS => vni(body, record),
         _ => Ok(Outcome::Unknown),
     }
 }
 
+/// The fixed part of a raw packet header record: (header protocol, frame length, the header).
+#[inline(always)]
+fn raw_header_parts(body: &[u8]) -> Option<(u32, u32, &[u8])> {
+    use field::raw_header as f;
+    let (b, rest) = body.split_first_chunk::<{ f::LEN }>()?;
+    let header = rest.get(..xdr::word(b, f::HEADER_LENGTH) as usize)?;
+    Some((
+        xdr::word(b, f::PROTOCOL),
+        xdr::word(b, f::FRAME_LENGTH),
+        header,
+    ))
+}
+
 #[inline(always)]
 fn raw_header(body: &[u8], record: &mut FlowRecord) -> Result<Outcome, ErrorReason> {
-    use field::raw_header as f;
-    let Some((b, rest)) = body.split_first_chunk::<{ f::LEN }>() else {
-        return Err(ErrorReason::BadRecordLength);
-    };
-    let header_len = xdr::word(b, f::HEADER_LENGTH) as usize;
-    let header = rest.get(..header_len).ok_or(ErrorReason::BadRecordLength)?;
-    record.bytes = u64::from(xdr::word(b, f::FRAME_LENGTH));
-    match xdr::word(b, f::PROTOCOL) {
+    let (protocol, frame_length, header) =
+        raw_header_parts(body).ok_or(ErrorReason::BadRecordLength)?;
+    record.bytes = u64::from(frame_length);
+    match protocol {
         header_protocol::ETHERNET => {
             packet_header::parse_ethernet(header, record);
         }
@@ -249,6 +234,56 @@ fn raw_header(body: &[u8], record: &mut FlowRecord) -> Result<Outcome, ErrorReas
         }
         _ => return Ok(Outcome::UnparsedHeader),
     }
+    Ok(Outcome::Applied)
+}
+
+/// A raw packet header record (1) of an Ethernet frame, as [`apply`] decodes it; `None`, with
+/// nothing written, for any other header protocol or a record cut short (the decoder's fast path,
+/// which leaves those to [`apply`]).
+#[inline(always)]
+pub fn raw_ethernet_header(body: &[u8], record: &mut FlowRecord) -> Option<()> {
+    let (protocol, frame_length, header) = raw_header_parts(body)?;
+    if protocol != header_protocol::ETHERNET {
+        return None;
+    }
+    record.bytes = u64::from(frame_length);
+    packet_header::parse_ethernet(header, record);
+    Some(())
+}
+
+/// Extended switch (1001): the source VLAN when non-zero.
+#[inline(always)]
+pub fn switch(body: &[u8], record: &mut FlowRecord) -> Result<Outcome, ErrorReason> {
+    use field::switch as f;
+    let b = xdr::fixed::<{ f::LEN }>(body).ok_or(ErrorReason::BadRecordLength)?;
+    let vlan = xdr::word(b, f::SRC_VLAN) as u16 & 0x0fff;
+    if vlan != 0 {
+        record.vlan_id = vlan;
+    }
+    Ok(Outcome::Applied)
+}
+
+/// IPv4 tunnel egress or ingress (1023 / 1024): the tunnel fields.
+#[inline(always)]
+pub fn ipv4_tunnel(body: &[u8], record: &mut FlowRecord) -> Result<Outcome, ErrorReason> {
+    use field::ipv4 as f;
+    let b = xdr::fixed::<{ f::LEN }>(body).ok_or(ErrorReason::BadRecordLength)?;
+    record.tunnel_src_addr = ipv4_bytes(xdr::word(b, f::SRC).to_be_bytes());
+    record.tunnel_dst_addr = ipv4_bytes(xdr::word(b, f::DST).to_be_bytes());
+    set_tunnel_transport(
+        record,
+        xdr::word(b, f::PROTOCOL) as u8,
+        xdr::word(b, f::SRC_PORT) as u16,
+        xdr::word(b, f::DST_PORT) as u16,
+    );
+    Ok(Outcome::Applied)
+}
+
+/// VNI egress or ingress (1029 / 1030): `tunnel_key`.
+#[inline(always)]
+pub fn vni(body: &[u8], record: &mut FlowRecord) -> Result<Outcome, ErrorReason> {
+    let b = xdr::fixed::<{ field::vni::LEN }>(body).ok_or(ErrorReason::BadRecordLength)?;
+    record.tunnel_key = u64::from(xdr::word(b, field::vni::VNI));
     Ok(Outcome::Applied)
 }
 
@@ -286,6 +321,7 @@ fn gateway(body: &[u8], record: &mut FlowRecord) -> Result<Outcome, ErrorReason>
     Ok(Outcome::Applied)
 }
 
+#[inline(always)]
 fn set_tunnel_transport(record: &mut FlowRecord, proto: u8, src_port: u16, dst_port: u16) {
     record.tunnel_proto = proto;
     record.tunnel_src_port = src_port;

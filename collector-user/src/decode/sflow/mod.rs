@@ -26,6 +26,16 @@
 //! the first error; records already handed to the sink stay. Unknown sample, flow record and counter
 //! record formats are skipped by their length and counted by format in [`SflowStats`].
 //!
+//! # Fast path
+//! A compact flow sample whose records are all of the kinds Open vSwitch sends (raw header of an
+//! Ethernet frame, extended switch, IPv4 tunnel, VNI) is decoded by `DatagramWalk::flow_sample_fast`:
+//! one scratch record per datagram with only the fields those records write cleared per sample,
+//! records dispatched most common first, and the sequence check of the agent's recent source
+//! done on a cached (next sequence, drops, uptime) triple. Anything else in the sample — another
+//! record or header format, a length or count that does not fit — sends the whole sample to the
+//! general path (`flow_sample`), which also decodes expanded samples and names every error. The two
+//! give byte-identical records, counters and sequence state (`fast_path_matches_general_path`).
+//!
 //! The hot path does not allocate except when a new agent or sample source is first seen (bounded by
 //! [`MAX_AGENTS`] and [`MAX_SOURCES_PER_AGENT`]; beyond them sequences are not tracked and
 //! [`SflowStats::untracked`] counts it).
@@ -41,7 +51,7 @@ use super::sequence::{SequenceCounts, SequenceEvent, SequenceTracker};
 use super::{DatagramMeta, ErrorReason, RecordSink};
 use crate::record::{CounterRecord, FlowRecord, FlowType};
 use bytemuck::Zeroable;
-use samples::{CounterSampleHeader, FlowSampleHeader};
+use samples::{CounterSampleHeader, FlowSampleHeader, Interface, SourceId};
 use std::collections::HashMap;
 
 /// Agents (address + sub-agent) whose sequences are tracked; further agents are decoded untracked.
@@ -158,9 +168,54 @@ struct AgentState {
     sources: Vec<SourceState>,
     last_source: usize,
     drops: u64,
+    /// The source of the agent's latest flow sample, followed here alone while its samples come
+    /// in order with unchanged drops (the fast path's sequence check); written back to `sources`
+    /// ([`AgentState::write_back_recent`]) before anything else reads or changes them.
+    recent: RecentSource,
+}
+
+/// See [`AgentState::recent`].
+#[derive(Clone, Copy, Debug)]
+struct RecentSource {
+    /// Source key; [`RecentSource::NONE`]'s matches no source (keys stay below 2^41).
+    key: u64,
+    /// The next expected sample sequence number (low 32 bits) and the drops counter (high 32).
+    next: u64,
+    uptime_ms: u32,
+    /// Index of the source in `sources`.
+    index: usize,
+}
+
+impl RecentSource {
+    const NONE: RecentSource = RecentSource {
+        key: u64::MAX,
+        next: 0,
+        uptime_ms: 0,
+        index: 0,
+    };
+
+    /// `next` of a sample sequence number and drops counter.
+    #[inline(always)]
+    const fn next(sequence: u32, drops: u32) -> u64 {
+        (drops as u64) << 32 | sequence as u64
+    }
 }
 
 impl AgentState {
+    /// Hand what [`AgentState::recent`] followed back to its source's tracker, and forget it.
+    #[inline(always)]
+    fn write_back_recent(&mut self) {
+        let recent = std::mem::replace(&mut self.recent, RecentSource::NONE);
+        if let Some(source) = self.sources.get_mut(recent.index)
+            && source.key == recent.key
+        {
+            // The drops counter did not change while followed here: `last_drops` holds it.
+            source
+                .samples
+                .resume_in_order(recent.next as u32, recent.uptime_ms);
+        }
+    }
+
     /// The source with `key`, created when there is room.
     #[inline(always)]
     fn source(&mut self, key: u64) -> Option<&mut SourceState> {
@@ -293,16 +348,6 @@ impl std::hash::Hasher for AgentHasher {
     }
 }
 
-/// Per-datagram values every record of the datagram shares.
-struct DatagramContext {
-    agent: Option<usize>,
-    agent_addr: [u8; 16],
-    sub_agent_id: u32,
-    uptime_ms: u32,
-    exporter_port: u16,
-    received_ns: u64,
-}
-
 impl SflowDecoder {
     pub fn new() -> Self {
         Self::default()
@@ -343,50 +388,11 @@ impl SflowDecoder {
         let header = datagram::Header::parse(datagram)?;
         self.stats.datagrams += 1;
         let agent = self.agent_index(header.agent, header.sub_agent_id);
-        match agent.and_then(|a| self.agents.get_mut(a)) {
-            Some(state) => {
-                state
-                    .datagrams
-                    .observe(header.sequence, Some(1), Some(header.uptime_ms));
-            }
-            None => self.stats.untracked += 1,
-        }
-        let mut samples = header.samples;
-        if header.num_samples as usize > samples.len() / xdr::ELEMENT_HEADER_LEN {
-            return Err(ErrorReason::BadSampleCount);
-        }
-
-        let ctx = DatagramContext {
-            agent,
-            agent_addr: header.agent,
-            sub_agent_id: header.sub_agent_id,
-            uptime_ms: header.uptime_ms,
-            exporter_port: meta.exporter.port(),
-            received_ns: meta.received_ns,
-        };
-
-        let mut produced = 0;
-        for _ in 0..header.num_samples {
-            let Some((sample, rest)) = xdr::split_element(samples) else {
-                return Err(ErrorReason::BadSampleLength);
-            };
-            samples = rest;
-            produced += match sample.format {
-                samples::format::FLOW => self.flow_sample::<false>(&ctx, sample.body, sink)?,
-                samples::format::EXPANDED_FLOW => {
-                    self.flow_sample::<true>(&ctx, sample.body, sink)?
-                }
-                samples::format::COUNTERS => self.counter_sample(&ctx, sample.body, false, sink)?,
-                samples::format::EXPANDED_COUNTERS => {
-                    self.counter_sample(&ctx, sample.body, true, sink)?
-                }
-                other => {
-                    self.stats.unknown_sample_types.count(other);
-                    0
-                }
-            };
-        }
-        Ok(produced)
+        let SflowDecoder { stats, agents, .. } = self;
+        let agent = agent.and_then(|a| agents.get_mut(a));
+        let mut walk = DatagramWalk::new(stats, agent, &header, meta);
+        walk.observe_datagram(header.sequence);
+        walk.samples(header.num_samples, header.samples, sink)
     }
 
     /// Index of the agent's state, created when there is room.
@@ -401,6 +407,17 @@ impl SflowDecoder {
         {
             return Some(i);
         }
+        self.agent_index_slow(agent_addr, sub_agent_id, slot)
+    }
+
+    /// [`SflowDecoder::agent_index`] past the cache: the map, then a new agent when there is room.
+    #[inline(never)]
+    fn agent_index_slow(
+        &mut self,
+        agent_addr: [u8; 16],
+        sub_agent_id: u32,
+        slot: usize,
+    ) -> Option<usize> {
         let i = match self.by_agent.get(&(agent_addr, sub_agent_id)) {
             Some(&i) => i,
             None if self.agents.len() >= MAX_AGENTS => return None,
@@ -413,6 +430,7 @@ impl SflowDecoder {
                     sources: Vec::new(),
                     last_source: 0,
                     drops: 0,
+                    recent: RecentSource::NONE,
                 });
                 self.by_agent.insert((agent_addr, sub_agent_id), i);
                 i
@@ -424,51 +442,285 @@ impl SflowDecoder {
         }
         Some(i)
     }
+}
+
+/// One datagram being decoded: the counters, the agent's sequence state, and the values every
+/// record of the datagram shares.
+struct DatagramWalk<'a> {
+    stats: &'a mut SflowStats,
+    /// `None` when the agent is not tracked (agent cap reached).
+    agent: Option<&'a mut AgentState>,
+    uptime_ms: u32,
+    agent_addr: [u8; 16],
+    sub_agent_id: u32,
+    exporter_port: u16,
+    received_ns: u64,
+    /// The record the fast path fills sample after sample: the datagram's template
+    /// ([`DatagramWalk::start_flow`]) once per datagram, then per sample only the fields the
+    /// fast path's records can write are cleared ([`clear_packet_fields`]) and the sample's own
+    /// fields overwritten — a fraction of the stores of a fresh 256-byte record.
+    flow: FlowRecord,
+}
+
+/// Clear every field the fast path's record decoders can write (raw Ethernet header at any depth,
+/// extended switch, IPv4 tunnel, VNI), leaving the datagram's template fields. A field missing
+/// here would leak from one sample into the next; the fast-vs-general property test catches it.
+#[inline(always)]
+fn clear_packet_fields(flow: &mut FlowRecord) {
+    flow.bytes = 0;
+    flow.tunnel_key = 0;
+    flow.src_addr = [0; 16];
+    flow.dst_addr = [0; 16];
+    flow.tunnel_src_addr = [0; 16];
+    flow.tunnel_dst_addr = [0; 16];
+    flow.ipv6_flow_label = 0;
+    flow.src_port = 0;
+    flow.dst_port = 0;
+    flow.etype = 0;
+    flow.vlan_id = 0;
+    flow.tcp_flags = 0;
+    flow.tunnel_src_port = 0;
+    flow.tunnel_dst_port = 0;
+    flow.proto = 0;
+    flow.ip_tos = 0;
+    flow.ip_ttl = 0;
+    flow.icmp_type = 0;
+    flow.icmp_code = 0;
+    flow.tunnel_type = 0;
+    flow.tunnel_proto = 0;
+    flow.src_mac = [0; 6];
+    flow.dst_mac = [0; 6];
+}
+
+impl<'a> DatagramWalk<'a> {
+    #[inline(always)]
+    fn new(
+        stats: &'a mut SflowStats,
+        agent: Option<&'a mut AgentState>,
+        header: &datagram::Header<'_>,
+        meta: &DatagramMeta,
+    ) -> Self {
+        let mut walk = DatagramWalk {
+            stats,
+            agent,
+            uptime_ms: header.uptime_ms,
+            agent_addr: header.agent,
+            sub_agent_id: header.sub_agent_id,
+            exporter_port: meta.exporter.port(),
+            received_ns: meta.received_ns,
+            flow: FlowRecord::zeroed(),
+        };
+        walk.flow = walk.start_flow();
+        walk
+    }
+
+    /// The flow record every flow sample of this datagram starts from (its template): zero but for the fields
+    /// the datagram fixes (type, agent, sub-agent, exporter port, times, one packet). Zeroing and
+    /// storing these is cheaper than copying a 256-byte template (a call to `memcpy`).
+    #[inline(always)]
+    fn start_flow(&self) -> FlowRecord {
+        let mut flow = FlowRecord::zeroed();
+        flow.flow_type = FlowType::SflowV5 as u8;
+        flow.exporter_addr = self.agent_addr;
+        flow.exporter_port = self.exporter_port;
+        flow.observation_domain_id = self.sub_agent_id;
+        flow.time_received_ns = self.received_ns;
+        flow.time_flow_start_ns = self.received_ns;
+        flow.time_flow_end_ns = self.received_ns;
+        flow.packets = 1;
+        flow
+    }
+
+    /// Track the datagram sequence of the agent + sub-agent.
+    #[inline(always)]
+    fn observe_datagram(&mut self, sequence: u32) {
+        match self.agent.as_deref_mut() {
+            Some(agent) => {
+                if !agent.datagrams.advance_in_order(sequence, self.uptime_ms) {
+                    agent
+                        .datagrams
+                        .observe(sequence, Some(1), Some(self.uptime_ms));
+                }
+            }
+            None => self.stats.untracked += 1,
+        }
+    }
+
+    /// Walk the datagram's `num_samples` samples.
+    #[inline(always)]
+    fn samples(
+        &mut self,
+        num_samples: u32,
+        mut samples: &[u8],
+        sink: &mut impl RecordSink,
+    ) -> Result<usize, ErrorReason> {
+        if num_samples as usize > samples.len() / xdr::ELEMENT_HEADER_LEN {
+            return Err(ErrorReason::BadSampleCount);
+        }
+        let mut produced = 0;
+        for _ in 0..num_samples {
+            let Some((sample, rest)) = xdr::split_element(samples) else {
+                return Err(ErrorReason::BadSampleLength);
+            };
+            samples = rest;
+            // Compact flow samples first: OVS sends little else.
+            produced += if sample.format == samples::format::FLOW {
+                match self.flow_sample_fast(sample.body, sink) {
+                    Some(()) => 1,
+                    None => self.flow_sample::<false>(sample.body, sink)?,
+                }
+            } else {
+                self.other_sample(sample, sink)?
+            };
+        }
+        Ok(produced)
+    }
+
+    /// A sample other than a compact flow sample.
+    #[inline(never)]
+    fn other_sample(
+        &mut self,
+        sample: xdr::Element<'_>,
+        sink: &mut impl RecordSink,
+    ) -> Result<usize, ErrorReason> {
+        Ok(match sample.format {
+            samples::format::EXPANDED_FLOW => self.flow_sample::<true>(sample.body, sink)?,
+            samples::format::COUNTERS => self.counter_sample(sample.body, false, sink)?,
+            samples::format::EXPANDED_COUNTERS => self.counter_sample(sample.body, true, sink)?,
+            other => {
+                self.stats.unknown_sample_types.count(other);
+                0
+            }
+        })
+    }
+
+    /// [`DatagramWalk::observe_sample`] for the fast path: the next sample of the agent's recent
+    /// source with unchanged drops and an uptime that did not go back is decided here, on
+    /// [`AgentState::recent`] alone; everything else there.
+    #[inline(always)]
+    fn observe_sample_fast(&mut self, key: u64, sequence: u32, drops: u32) {
+        if let Some(agent) = self.agent.as_deref_mut() {
+            let recent = &mut agent.recent;
+            if recent.key == key
+                && recent.next == RecentSource::next(sequence, drops)
+                && self.uptime_ms >= recent.uptime_ms
+            {
+                recent.next = RecentSource::next(sequence.wrapping_add(1), drops);
+                recent.uptime_ms = self.uptime_ms;
+                return;
+            }
+        }
+        self.observe_sample(key, sequence, Some(drops));
+    }
 
     /// Track a sample's sequence number (and the agent's drop counter) in its source's space.
-    #[inline(always)]
-    fn observe_sample(
-        &mut self,
-        ctx: &DatagramContext,
-        key: u64,
-        sequence: u32,
-        drops: Option<u32>,
-    ) {
-        let Some(agent) = ctx.agent.and_then(|a| self.agents.get_mut(a)) else {
+    #[inline(never)]
+    fn observe_sample(&mut self, key: u64, sequence: u32, drops: Option<u32>) {
+        let Some(agent) = self.agent.as_deref_mut() else {
             self.stats.untracked += 1;
             return;
         };
+        agent.write_back_recent();
         let Some(source) = agent.source(key) else {
             self.stats.untracked += 1;
             return;
         };
         let event = source
             .samples
-            .observe(sequence, Some(1), Some(ctx.uptime_ms));
-        if let Some(now) = drops {
-            let last = source.last_drops.replace(now);
-            // Unchanged drops outside a restart (the usual case) add nothing.
-            if last != Some(now) || event == SequenceEvent::Restart {
-                let dropped = match (last, event) {
-                    // A restarted agent counts drops from zero again.
-                    (Some(_), SequenceEvent::Restart) => now,
-                    (Some(last), _) if now >= last => now - last,
-                    (Some(_), _) => now,
-                    // Drops before the first sample seen happened before tracking began.
-                    (None, _) => 0,
-                };
-                agent.drops += u64::from(dropped);
-                self.stats.agent_drops += u64::from(dropped);
-            }
+            .observe(sequence, Some(1), Some(self.uptime_ms));
+        let Some(now) = drops else {
+            return;
+        };
+        let last = source.last_drops.replace(now);
+        // Unchanged drops outside a restart add nothing.
+        if last != Some(now) || event == SequenceEvent::Restart {
+            let dropped = match (last, event) {
+                // A restarted agent counts drops from zero again.
+                (Some(_), SequenceEvent::Restart) => now,
+                (Some(last), _) if now >= last => now - last,
+                (Some(_), _) => now,
+                // Drops before the first sample seen happened before tracking began.
+                (None, _) => 0,
+            };
+            agent.drops += u64::from(dropped);
+            self.stats.agent_drops += u64::from(dropped);
+        }
+        // A late sample leaves the expected number where it was (not known here).
+        if event != SequenceEvent::Late {
+            agent.recent = RecentSource {
+                key,
+                next: RecentSource::next(sequence.wrapping_add(1), now),
+                uptime_ms: self.uptime_ms,
+                index: agent.last_source,
+            };
         }
     }
 
-    /// One flow sample (`EXPANDED`: format 3) → one flow record. One copy per form, so each
-    /// reads its fixed part in a straight line.
+    /// The fast path of a compact flow sample (format 1) whose records are all of the kinds OVS
+    /// sends — raw packet header of an Ethernet frame, extended switch, IPv4 tunnel, VNI — in any
+    /// order: fixed part read as one array, the record filled in place in the datagram's
+    /// [`DatagramWalk::flow`], records dispatched most common first. Any other sample (another
+    /// record format or header protocol, a length or count that does not fit) returns `None`
+    /// having changed nothing but the scratch record, and [`DatagramWalk::flow_sample`] decodes
+    /// it, naming the error if there is one.
+    /// Both give identical records, counts and sequence state (a property test holds them to it).
+    #[inline(always)]
+    fn flow_sample_fast(&mut self, body: &[u8], sink: &mut impl RecordSink) -> Option<()> {
+        use samples::field::flow as f;
+        let (h, mut records) = body.split_first_chunk::<{ f::LEN }>()?;
+        let num_records = xdr::word(h, f::NUM_RECORDS);
+        if num_records as usize > records.len() / xdr::ELEMENT_HEADER_LEN {
+            return None;
+        }
+        let flow = &mut self.flow;
+        clear_packet_fields(flow);
+        for _ in 0..num_records {
+            let (head, rest) = records.split_first_chunk::<{ xdr::ELEMENT_HEADER_LEN }>()?;
+            let (body, rest) = rest.split_at_checked(xdr::word(head, 4) as usize)?;
+            records = rest;
+            let format = xdr::word(head, 0);
+            if format == flow_records::format::RAW_HEADER {
+                flow_records::raw_ethernet_header(body, flow)?;
+            } else if format == flow_records::format::SWITCH {
+                flow_records::switch(body, flow).ok()?;
+            } else if format == flow_records::format::IPV4_TUNNEL_EGRESS
+                || format == flow_records::format::IPV4_TUNNEL_INGRESS
+            {
+                flow_records::ipv4_tunnel(body, flow).ok()?;
+            } else if format == flow_records::format::VNI_EGRESS
+                || format == flow_records::format::VNI_INGRESS
+            {
+                flow_records::vni(body, flow).ok()?;
+            } else {
+                return None;
+            }
+        }
+        let sequence = xdr::word(h, f::SEQUENCE);
+        // The compact source id is its own compact form.
+        let source_id = xdr::word(h, f::SOURCE_ID);
+        let source = SourceId::from_compact(source_id);
+        let input = xdr::word(h, f::INPUT);
+        let output = xdr::word(h, f::OUTPUT);
+        flow.sequence_num = sequence;
+        flow.observation_point_id = source_id;
+        flow.sampler_id = source.index;
+        flow.sampling_rate = xdr::word(h, f::SAMPLING_RATE);
+        flow.in_if_format = (input >> 30) as u8;
+        flow.in_if = input & Interface::COMPACT_MAX;
+        flow.out_if_format = (output >> 30) as u8;
+        flow.out_if = output & Interface::COMPACT_MAX;
+        sink.flow(flow);
+        self.stats.samples_by_type[0] += 1;
+        let key = u64::from(source.kind) << 32 | u64::from(source.index);
+        self.observe_sample_fast(key, sequence, xdr::word(h, f::DROPS));
+        Some(())
+    }
+
+    /// One flow sample (`EXPANDED`: format 3) → one flow record: the general path, every record
+    /// format and every error.
     #[inline(never)]
     fn flow_sample<const EXPANDED: bool>(
         &mut self,
-        ctx: &DatagramContext,
         body: &[u8],
         sink: &mut impl RecordSink,
     ) -> Result<usize, ErrorReason> {
@@ -477,15 +729,7 @@ impl SflowDecoder {
         if sample.num_records as usize > records.len() / xdr::ELEMENT_HEADER_LEN {
             return Err(ErrorReason::BadSampleCount);
         }
-        let mut flow = FlowRecord::zeroed();
-        flow.flow_type = FlowType::SflowV5 as u8;
-        flow.exporter_addr = ctx.agent_addr;
-        flow.exporter_port = ctx.exporter_port;
-        flow.observation_domain_id = ctx.sub_agent_id;
-        flow.time_received_ns = ctx.received_ns;
-        flow.time_flow_start_ns = ctx.received_ns;
-        flow.time_flow_end_ns = ctx.received_ns;
-        flow.packets = 1;
+        let mut flow = self.start_flow();
         flow.sequence_num = sample.sequence;
         flow.observation_point_id = sample.source.compact();
         flow.sampler_id = sample.source.index;
@@ -508,14 +752,13 @@ impl SflowDecoder {
             }
         }
         let key = u64::from(sample.source.kind & 0xff) << 32 | u64::from(sample.source.index);
-        self.observe_sample(ctx, key, sample.sequence, Some(sample.drops));
+        self.observe_sample(key, sample.sequence, Some(sample.drops));
         sink.flow(&flow);
         Ok(1)
     }
 
     fn counter_sample(
         &mut self,
-        ctx: &DatagramContext,
         body: &[u8],
         expanded: bool,
         sink: &mut impl RecordSink,
@@ -528,13 +771,13 @@ impl SflowDecoder {
         let key = SOURCE_CLASS_COUNTERS
             | u64::from(sample.source.kind & 0xff) << 32
             | u64::from(sample.source.index);
-        self.observe_sample(ctx, key, sample.sequence, None);
+        self.observe_sample(key, sample.sequence, None);
         let mut template = CounterRecord::zeroed();
-        template.time_received_ns = ctx.received_ns;
-        template.agent_addr = ctx.agent_addr;
-        template.sub_agent_id = ctx.sub_agent_id;
-        template.agent_uptime_ms = ctx.uptime_ms;
-        template.exporter_port = ctx.exporter_port;
+        template.time_received_ns = self.received_ns;
+        template.agent_addr = self.agent_addr;
+        template.sub_agent_id = self.sub_agent_id;
+        template.agent_uptime_ms = self.uptime_ms;
+        template.exporter_port = self.exporter_port;
         template.sequence_num = sample.sequence;
         template.source_index = sample.source.index;
         template.source_type = sample.source.kind as u8;

@@ -1066,3 +1066,239 @@ fn corpus_ndpi_capture_matches_tshark() {
         (0, 0, 0)
     );
 }
+
+// --- fast path vs general path ----------------------------------------------------------------
+
+/// Decode one flow sample body in a datagram of agent 203.0.113.7 with `uptime_ms`: through
+/// `decode`'s dispatch (the fast path, falling back to the general one) when `fast`, through the
+/// general path alone otherwise. Returns whether the fast path took the sample, and the result.
+fn walk_flow_sample(
+    dec: &mut SflowDecoder,
+    body: &[u8],
+    uptime_ms: u32,
+    fast: bool,
+    sink: &mut Collected,
+) -> (bool, Result<usize, ErrorReason>) {
+    let header = datagram::Header {
+        agent: ipv4_bytes([203, 0, 113, 7]),
+        sub_agent_id: 3,
+        sequence: 0,
+        uptime_ms,
+        num_samples: 1,
+        samples: &[],
+    };
+    let agent = dec.agent_index(header.agent, header.sub_agent_id);
+    let SflowDecoder { stats, agents, .. } = dec;
+    let mut walk = DatagramWalk::new(
+        stats,
+        agent.and_then(|a| agents.get_mut(a)),
+        &header,
+        &meta(),
+    );
+    if fast && walk.flow_sample_fast(body, sink).is_some() {
+        return (true, Ok(1));
+    }
+    (false, walk.flow_sample::<false>(body, sink))
+}
+
+/// The body of a framed sample.
+fn sample_body(sample: &SampleRepr) -> Vec<u8> {
+    let mut framed = Vec::new();
+    sample.emit(&mut framed);
+    framed.split_off(xdr::ELEMENT_HEADER_LEN)
+}
+
+/// Records of the kinds the fast path takes (and a few it leaves to the general path): raw
+/// headers of Ethernet frames (VLAN-tagged or not, IPv4 or IPv6, TCP, UDP or ICMP, cut anywhere),
+/// other header protocols, extended switch, IPv4 tunnels, VNIs, and now and then a router record.
+fn arb_ovs_record() -> impl Strategy<Value = FlowRecordRepr> {
+    let frame = (
+        arb_frame(),
+        any::<bool>(),
+        prop_oneof![Just(6u8), Just(17), Just(1)],
+        any::<[u8; 16]>(),
+        0usize..=140,
+        prop_oneof![8 => Just(1u32), 1 => Just(11), 1 => Just(7)],
+    )
+        .prop_map(|(mut frame, v6, proto, addr, snap, protocol)| {
+            frame.proto = proto;
+            if proto == 1 {
+                frame.transport = Transport::Icmp { kind: 8, code: 0 };
+            }
+            if v6 {
+                frame.network = Network::Ipv6 {
+                    src: addr,
+                    dst: addr.map(|b| b ^ 0x5a),
+                    flow_label: u32::from(addr[0]) << 12 | 7,
+                    extensions: Vec::new(),
+                };
+            }
+            let mut header = Vec::new();
+            frame.emit(&mut header);
+            let frame_length = header.len() as u32 + 4;
+            header.truncate(snap);
+            FlowRecordRepr::RawHeader {
+                protocol,
+                frame_length,
+                stripped: 4,
+                header,
+            }
+        });
+    let tunnel = (
+        any::<bool>(),
+        any::<[u8; 4]>(),
+        any::<[u8; 4]>(),
+        prop_oneof![Just(17u32), Just(47), Just(6)],
+        any::<u16>(),
+        prop_oneof![Just(6081u32), Just(4789), Just(53)],
+    )
+        .prop_map(|(egress, src, dst, protocol, src_port, dst_port)| {
+            FlowRecordRepr::Ipv4Tunnel {
+                egress,
+                outer: SampledIpv4 {
+                    length: 1500,
+                    protocol,
+                    src,
+                    dst,
+                    src_port: u32::from(src_port),
+                    dst_port,
+                    tcp_flags: 0,
+                    tos: 0,
+                },
+            }
+        });
+    prop_oneof![
+        4 => frame,
+        3 => (0u32..5000, any::<u32>()).prop_map(|(src_vlan, dst_vlan)| FlowRecordRepr::Switch {
+            src_vlan,
+            src_priority: 0,
+            dst_vlan,
+            dst_priority: 0,
+        }),
+        2 => tunnel,
+        2 => (any::<bool>(), any::<u32>()).prop_map(|(egress, vni)| FlowRecordRepr::Vni { egress, vni }),
+        1 => Just(FlowRecordRepr::Router { next_hop: None, src_mask: 24, dst_mask: 16 }),
+    ]
+}
+
+/// One compact flow sample of two sources, mostly in sequence with unchanged drops, then possibly
+/// damaged: a byte flipped, cut short, or a record count that lies.
+#[derive(Clone, Debug)]
+struct SampleStep {
+    body: Vec<u8>,
+    uptime_step: u32,
+}
+
+fn arb_sample_steps() -> impl Strategy<Value = Vec<SampleStep>> {
+    let step = (
+        proptest::collection::vec(arb_ovs_record(), 0..5),
+        any::<bool>(),
+        prop_oneof![8 => Just(0u32), 1 => 1u32..3, 1 => any::<u32>()],
+        prop_oneof![8 => Just(0u32), 2 => 0u32..3],
+        (arb_interface(), arb_interface()),
+        prop_oneof![6 => Just(1000u32), 1 => Just(0), 1 => any::<u32>()],
+        prop_oneof![
+            8 => Just(None),
+            1 => (any::<prop::sample::Index>(), any::<u8>()).prop_map(|(at, x)| Some((at, x, false))),
+            1 => (any::<prop::sample::Index>(), Just(0u8)).prop_map(|(at, x)| Some((at, x, true))),
+        ],
+        prop_oneof![9 => Just(0u32), 1 => 1u32..4],
+    );
+    proptest::collection::vec(step, 1..12).prop_map(|steps| {
+        let mut sequences = [100u32, 7];
+        let mut drops = [0u32, 5];
+        steps
+            .into_iter()
+            .map(
+                |(records, second, jump, more_drops, (input, output), uptime_step, damage, lie)| {
+                    let s = usize::from(second);
+                    sequences[s] = sequences[s].wrapping_add(1).wrapping_add(jump);
+                    drops[s] = drops[s].wrapping_add(more_drops);
+                    let num_records = records.len() as u32;
+                    let mut body = sample_body(&SampleRepr::Flow(FlowSampleRepr {
+                        expanded: false,
+                        sequence: sequences[s],
+                        source: SourceId {
+                            kind: if second { 3 } else { 0 },
+                            index: if second { 0xab_cdef } else { 2 },
+                        },
+                        sampling_rate: 400,
+                        sample_pool: sequences[s].wrapping_mul(400),
+                        drops: drops[s],
+                        input,
+                        output,
+                        records,
+                    }));
+                    if lie > 0 {
+                        let count = num_records.wrapping_add(lie).to_be_bytes();
+                        body[samples::field::flow::NUM_RECORDS..samples::field::flow::LEN]
+                            .copy_from_slice(&count);
+                    }
+                    match damage {
+                        Some((at, x, false)) => {
+                            let at = at.index(body.len());
+                            body[at] ^= x | 1;
+                        }
+                        Some((at, _, true)) => body.truncate(at.index(body.len() + 1)),
+                        None => {}
+                    }
+                    SampleStep { body, uptime_step }
+                },
+            )
+            .collect()
+    })
+}
+
+proptest! {
+    /// The fast path and the general path give byte-identical records, the same results and errors,
+    /// the same counters and the same sequence state, sample after sample (so a broken fast path,
+    /// general path or sequence shortcut each fail here).
+    #[test]
+    fn fast_path_matches_general_path(steps in arb_sample_steps()) {
+        let (mut fast, mut general) = (SflowDecoder::new(), SflowDecoder::new());
+        let mut uptime = 50_000u32;
+        for step in &steps {
+            uptime = uptime.wrapping_add(step.uptime_step);
+            let (mut fast_sink, mut general_sink) = (Collected::default(), Collected::default());
+            let (_, fast_result) = walk_flow_sample(&mut fast, &step.body, uptime, true, &mut fast_sink);
+            let (_, general_result) = walk_flow_sample(&mut general, &step.body, uptime, false, &mut general_sink);
+            prop_assert_eq!(fast_result, general_result);
+            prop_assert_eq!(fast_sink.flows.len(), general_sink.flows.len());
+            for (a, b) in fast_sink.flows.iter().zip(&general_sink.flows) {
+                prop_assert_eq!(bytemuck::bytes_of(a), bytemuck::bytes_of(b));
+            }
+            prop_assert_eq!(fast.stats(), general.stats());
+            prop_assert_eq!(fast.agents().collect::<Vec<_>>(), general.agents().collect::<Vec<_>>());
+        }
+    }
+}
+
+/// The fast path is not vacuous: it takes every flow sample the OVS profile sends, and the
+/// records it gives are the general path's.
+#[test]
+fn fast_path_takes_every_ovs_flow_sample() {
+    let mut exporter = OvsExporter::new(Ipv4Addr::new(10, 0, 0, 9), 77);
+    let (mut fast, mut general) = (SflowDecoder::new(), SflowDecoder::new());
+    let mut taken = 0;
+    for i in 0..200u32 {
+        let body = sample_body(&SampleRepr::Flow(exporter.next_flow_sample()));
+        let (mut fast_sink, mut general_sink) = (Collected::default(), Collected::default());
+        let (took, result) = walk_flow_sample(&mut fast, &body, 1000 + i, true, &mut fast_sink);
+        assert!(took, "sample {i} left to the general path");
+        assert_eq!(result, Ok(1));
+        walk_flow_sample(&mut general, &body, 1000 + i, false, &mut general_sink)
+            .1
+            .unwrap();
+        assert_eq!(
+            bytemuck::bytes_of(&fast_sink.flows[0]),
+            bytemuck::bytes_of(&general_sink.flows[0])
+        );
+        taken += 1;
+    }
+    assert_eq!(taken, 200);
+    assert_eq!(fast.stats(), general.stats());
+    assert_eq!(
+        fast.agents().collect::<Vec<_>>(),
+        general.agents().collect::<Vec<_>>()
+    );
+}

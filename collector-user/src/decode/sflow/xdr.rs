@@ -36,7 +36,7 @@ pub fn dword<const N: usize>(b: &[u8; N], at: usize) -> u64 {
 }
 
 /// The record form of an IPv4 address (IPv4-mapped), built as one 128-bit value rather than byte
-/// by byte (same bytes as [`ipv4_bytes`], cheaper in the per-datagram and per-record paths).
+/// by byte (same bytes as [`ipv4_bytes`](crate::record::ipv4_bytes), cheaper in the per-datagram and per-record paths).
 #[inline(always)]
 pub fn mapped_v4(octets: [u8; 4]) -> [u8; 16] {
     (0xffff_u128 << 32 | u128::from(u32::from_be_bytes(octets))).to_be_bytes()

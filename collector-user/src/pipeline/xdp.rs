@@ -1,0 +1,620 @@
+//! `collector run --xdp IFACE`: the XDP fast path feeding the same workers, decoders and rings as
+//! socket mode, with the UDP sockets kept open as the slow path.
+//!
+//! Owns the XDP-mode setup and lifecycle: place one lane per RX queue (afxdp and drop mode) or
+//! per CPU (perf mode) on the CPU that services it ([`plan_lanes`]), bind each lane's share of the
+//! UDP sockets, attach the `steer` program, open each lane's AF_XDP sockets (inserted into the
+//! XSKMAP) or perf buffers, drop privileges, run the lanes with [`run_lanes`] (metrics, SIGHUP
+//! reload, SIGTERM drain), meanwhile forward the program's log records and write its counters
+//! report, and detach the program as soon as shutdown starts. The per-lane [`XdpLaneSource`]
+//! merges a worker's fast-path sources and its UDP sockets into one [`Source`], counting what came
+//! through the slow path.
+
+use super::counters::{PerfCpuCounters, XskQueueCounters, bump};
+use super::lanes::{Lane, LaneOptions, run_lanes};
+use super::udp::{bind_sources, create_ring_dir, open_rings, sampling_reload};
+use super::{Source, SourceLosses};
+use crate::config::{FlagConfig, Settings};
+use crate::decode::{DatagramMeta, Decoder, DecoderConfig};
+use crate::metrics::XdpMetrics;
+use crate::ring::WorkerRings;
+use crate::source::perf::PerfSource;
+use crate::source::rx_queues::{queue_cpus, rx_queue_count};
+use crate::source::udp::UdpSource;
+use crate::source::xsk::{XskConfig, XskSource};
+use crate::xdp::{
+    AllowPrefix, AttachMode, CounterMap, PROGRAM_LOG_TARGET, SteerConfig, SteerMode, SteerProgram,
+};
+use anyhow::Context as _;
+use aya::maps::{MapData, PerfEventArray};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+/// Pages (4 KiB) of each CPU's perf buffer in perf mode.
+pub const PERF_PAGES: usize = 256;
+/// While the fast path delivers, the slow-path sockets are read every this many batches (and on
+/// every batch where the fast path delivered nothing).
+const SLOW_PATH_EVERY: u32 = 8;
+/// Longest wait for a log record before the stop flag and the report clock are looked at again.
+const LOG_POLL: Duration = Duration::from_millis(20);
+
+/// What `collector run --xdp` takes besides the common settings.
+#[derive(Clone, Debug)]
+pub struct XdpOptions {
+    /// Interface to attach to.
+    pub iface: String,
+    /// Driver, SKB or auto attach.
+    pub attach: AttachMode,
+    /// AF_XDP, perf or drop mode.
+    pub mode: SteerMode,
+    /// Allowed exporter prefixes (empty: all).
+    pub allow: Vec<AllowPrefix>,
+    /// Drop to this user after setup.
+    pub user: Option<String>,
+    /// Period of the counters report.
+    pub report_interval: Duration,
+    /// Where to write each counters report (one line, replaced atomically).
+    pub counters_file: Option<PathBuf>,
+}
+
+/// The fast-path units (RX queues, or CPUs in perf mode) one worker owns, and its core.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LanePlan {
+    /// CPU the worker is pinned to: the CPU of its first unit.
+    pub core: u32,
+    /// RX queue indices (afxdp, drop) or CPU ids (perf).
+    pub units: Vec<u32>,
+}
+
+/// Spread `units` — (RX queue or CPU, the CPU serving it) — over workers: one worker per unit by
+/// default; with `workers` given, at most that many, unit `i` going to worker `i % workers`.
+/// More workers than units are not started (a worker without a fast-path unit would only share
+/// the slow path).
+pub fn plan_lanes(units: &[(u32, u32)], workers: Option<usize>) -> Vec<LanePlan> {
+    let count = workers.map_or(units.len(), |w| w.min(units.len())).max(1);
+    let mut plans: Vec<LanePlan> = Vec::with_capacity(count);
+    for (index, &(unit, cpu)) in units.iter().enumerate() {
+        match plans.get_mut(index % count) {
+            Some(plan) => plan.units.push(unit),
+            None => plans.push(LanePlan {
+                core: cpu,
+                units: vec![unit],
+            }),
+        }
+    }
+    plans
+}
+
+/// One worker's sources in XDP mode: its AF_XDP sockets or perf buffers (the fast path) and its
+/// UDP sockets on the listen addresses (the slow path: fragments, frames the program passed).
+pub struct XdpLaneSource {
+    xsk: Vec<(XskSource, Arc<XskQueueCounters>)>,
+    perf: Vec<(PerfSource, Arc<PerfCpuCounters>)>,
+    slow: UdpSource,
+    slow_path: Arc<AtomicU64>,
+    pollfds: Vec<libc::pollfd>,
+    batches: u32,
+}
+
+impl XdpLaneSource {
+    /// A lane over `xsk` sockets and `perf` buffers (either may be empty) and the UDP sockets
+    /// `slow`; datagrams from `slow` are counted in `slow_path`.
+    pub fn new(
+        xsk: Vec<(XskSource, Arc<XskQueueCounters>)>,
+        perf: Vec<(PerfSource, Arc<PerfCpuCounters>)>,
+        slow: UdpSource,
+        slow_path: Arc<AtomicU64>,
+    ) -> Self {
+        let fds = xsk
+            .iter()
+            .map(|(s, _)| s.fd())
+            .chain(perf.iter().map(|(s, _)| s.fd()))
+            .chain(slow.sockets().iter().map(|s| s.as_raw_fd()));
+        let pollfds = fds
+            .map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        XdpLaneSource {
+            xsk,
+            perf,
+            slow,
+            slow_path,
+            pollfds,
+            batches: 0,
+        }
+    }
+
+    /// One pass over every source without waiting.
+    fn recv_ready(
+        &mut self,
+        deliver: &mut dyn FnMut(&DatagramMeta, &[u8]),
+    ) -> std::io::Result<usize> {
+        let mut fast = 0;
+        for (source, _) in &mut self.xsk {
+            fast += source.recv_batch(Duration::ZERO, deliver)?;
+        }
+        for (source, _) in &mut self.perf {
+            fast += source.recv_batch(Duration::ZERO, deliver)?;
+        }
+        self.publish();
+        self.batches = self.batches.wrapping_add(1);
+        if fast > 0 && !self.batches.is_multiple_of(SLOW_PATH_EVERY) {
+            return Ok(fast);
+        }
+        let slow = self.slow.recv_batch(Duration::ZERO, deliver)?;
+        bump(&self.slow_path, slow as u64);
+        Ok(fast + slow)
+    }
+
+    /// Read every AF_XDP socket's kernel statistics now and publish them.
+    fn refresh_kernel_stats(&mut self) {
+        for (source, _) in &mut self.xsk {
+            source.refresh_kernel_stats();
+        }
+        self.publish();
+    }
+
+    /// Copy every fast-path source's counters into the atomics the metrics read.
+    fn publish(&self) {
+        for (source, counters) in &self.xsk {
+            let stats = source.stats();
+            counters.datagrams.store(stats.delivered, Relaxed);
+            counters.rx_dropped.store(stats.rx_dropped, Relaxed);
+            counters.rx_ring_full.store(stats.rx_ring_full, Relaxed);
+            counters
+                .fill_ring_empty
+                .store(stats.fill_ring_empty, Relaxed);
+            counters
+                .invalid_descriptors
+                .store(stats.rx_invalid_descs, Relaxed);
+            counters.discarded.store(
+                stats.not_matched + stats.bad_udp_length + stats.bad_descriptor,
+                Relaxed,
+            );
+        }
+        for (source, counters) in &self.perf {
+            let stats = source.stats();
+            counters.datagrams.store(stats.delivered, Relaxed);
+            counters.lost_samples.store(stats.lost_samples, Relaxed);
+            counters.discarded.store(stats.discarded(), Relaxed);
+        }
+    }
+}
+
+impl Source for XdpLaneSource {
+    fn recv_batch(
+        &mut self,
+        timeout: Duration,
+        deliver: &mut dyn FnMut(&DatagramMeta, &[u8]),
+    ) -> std::io::Result<usize> {
+        let received = self.recv_ready(deliver)?;
+        if received > 0 {
+            return Ok(received);
+        }
+        if timeout.is_zero() {
+            // The end of a drain: the final counters include the kernel's latest drops.
+            self.refresh_kernel_stats();
+            return Ok(0);
+        }
+        let millis = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+        // SAFETY: `pollfds` is a valid array of `len` pollfd structs; every descriptor belongs to
+        // a source this value owns.
+        let ready = unsafe {
+            libc::poll(
+                self.pollfds.as_mut_ptr(),
+                self.pollfds.len() as libc::nfds_t,
+                millis,
+            )
+        };
+        if ready < 0 {
+            let err = std::io::Error::last_os_error();
+            return if err.kind() == std::io::ErrorKind::Interrupted {
+                Ok(0)
+            } else {
+                Err(err)
+            };
+        }
+        if ready == 0 {
+            // Idle: a good moment for the kernel's AF_XDP statistics (one getsockopt each).
+            self.refresh_kernel_stats();
+            return Ok(0);
+        }
+        self.recv_ready(deliver)
+    }
+
+    /// AF_XDP drops and discards, perf discards, and the UDP sockets' drops and truncations.
+    fn losses(&self) -> SourceLosses {
+        let mut losses = self.slow.losses();
+        for (source, _) in &self.xsk {
+            losses.kernel_drops += source.losses().kernel_drops;
+        }
+        for (source, _) in &self.perf {
+            losses.kernel_drops += source.losses().kernel_drops;
+        }
+        losses
+    }
+}
+
+/// `collector run --xdp IFACE`: bind, attach, collect until SIGINT/SIGTERM, detach, drain.
+///
+/// Order matters for loss: the UDP sockets are bound before the program is attached (so what it
+/// passes always finds a socket), and on shutdown the program is detached first, so datagrams that
+/// keep coming land in the UDP sockets while the workers drain the AF_XDP rings and the sockets.
+pub fn run(settings: &Settings, flags: &FlagConfig, options: &XdpOptions) -> anyhow::Result<()> {
+    create_ring_dir(settings)?;
+    let metrics_listener = std::net::TcpListener::bind(settings.metrics)
+        .with_context(|| format!("binding the metrics endpoint {}", settings.metrics))?;
+    let mut ports: Vec<u16> = settings.listen.iter().map(SocketAddr::port).collect();
+    ports.sort_unstable();
+    ports.dedup();
+    let iface = options.iface.as_str();
+    crate::xdp::check_capabilities(options.mode)?;
+
+    let units = fast_path_units(iface, options.mode)?;
+    let workers = (!settings.workers_is_default).then_some(settings.workers);
+    let plans = plan_lanes(&units, workers);
+    let slow_sources = bind_sources(
+        &settings.listen,
+        settings.listen_is_default,
+        plans.len(),
+        settings.rcvbuf,
+    )?;
+
+    let config = SteerConfig {
+        ports: ports.clone(),
+        allow: options.allow.clone(),
+        mode: options.mode,
+        log_debug: tracing::enabled!(target: PROGRAM_LOG_TARGET, tracing::Level::DEBUG),
+    };
+    let mut program = SteerProgram::attach(iface, options.attach, &config)?;
+    let (link_id, program_id) = program.kernel_ids();
+    tracing::info!(
+        iface,
+        mode = %program.mode(),
+        link_id,
+        program_id,
+        ?ports,
+        xdp_mode = ?options.mode,
+        allow = options.allow.len(),
+        "XDP program attached through a bpf_link"
+    );
+    let mut frames = match options.mode {
+        SteerMode::Perf => Some(program.take_frames()?),
+        _ => None,
+    };
+    let FastPath {
+        lanes,
+        queues,
+        cpus,
+        slow_path,
+    } = open_lanes(
+        settings,
+        options,
+        &ports,
+        &plans,
+        slow_sources,
+        &mut program,
+        frames.as_mut(),
+    )?;
+    let counter_map = program.counter_map();
+    report(&counter_map, iface, options.counters_file.as_deref())?;
+    if let Some(user) = options.user.as_deref() {
+        // Before any thread starts: no other thread may exist while the ids change.
+        let account = crate::privilege::drop_to_user(user, &[crate::privilege::CAP_BPF])?;
+        tracing::info!(
+            user,
+            uid = account.uid,
+            gid = account.gid,
+            "privileges dropped (CAP_BPF kept)"
+        );
+    }
+
+    let metrics_map = Arc::clone(&counter_map);
+    let xdp_metrics = Arc::new(XdpMetrics {
+        program: Box::new(move || metrics_map.read().ok()),
+        queues,
+        cpus,
+        slow_path,
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers_stop = Arc::new(AtomicBool::new(false));
+    let lane_options = LaneOptions {
+        metrics_listener,
+        summary_interval: settings.summary_interval,
+        stop: Arc::clone(&stop),
+        workers_stop: Some(Arc::clone(&workers_stop)),
+        reload: sampling_reload(settings, flags),
+        pin: true,
+        cores: plans.iter().map(|p| p.core as usize).collect(),
+        xdp: Some(xdp_metrics),
+    };
+    tracing::info!(metrics = %settings.metrics, workers = lanes.len(), "serving /metrics");
+    let lanes_thread = std::thread::Builder::new()
+        .name("lanes".into())
+        .spawn(move || run_lanes(lanes, lane_options).map(|outcome| outcome.totals))
+        .context("starting the lanes")?;
+    let attached = supervise(
+        program,
+        &lanes_thread,
+        &stop,
+        &workers_stop,
+        &counter_map,
+        options,
+    );
+    let outcome = lanes_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the lanes thread panicked"))?;
+    if let Some(mut program) = attached {
+        program.flush_log();
+        drop(program);
+        tracing::info!(iface, "XDP program detached");
+    }
+    drop(frames.take());
+    report(&counter_map, iface, options.counters_file.as_deref())?;
+    outcome.map(|_| ())
+}
+
+/// What [`open_lanes`] built: the lanes and the counters their sources publish.
+struct FastPath {
+    lanes: Vec<Lane<XdpLaneSource, Decoder, WorkerRings>>,
+    queues: Vec<Arc<XskQueueCounters>>,
+    cpus: Vec<Arc<PerfCpuCounters>>,
+    slow_path: Vec<Arc<AtomicU64>>,
+}
+
+/// Build one lane per plan: its AF_XDP sockets (bound into the XSKMAP) or perf buffers, its UDP
+/// sockets `slow_sources[i]`, a decoder and its rings.
+fn open_lanes(
+    settings: &Settings,
+    options: &XdpOptions,
+    ports: &[u16],
+    plans: &[LanePlan],
+    slow_sources: Vec<UdpSource>,
+    program: &mut SteerProgram,
+    mut frames: Option<&mut PerfEventArray<MapData>>,
+) -> anyhow::Result<FastPath> {
+    let iface = options.iface.as_str();
+    let xsk_config = XskConfig {
+        ring_size: settings.xsk_ring_size,
+        zero_copy: settings.xdp_zero_copy,
+        ..XskConfig::default()
+    };
+    let mut built = FastPath {
+        lanes: Vec::with_capacity(plans.len()),
+        queues: Vec::new(),
+        cpus: Vec::new(),
+        slow_path: Vec::new(),
+    };
+    for (worker, (plan, slow)) in plans.iter().zip(slow_sources).enumerate() {
+        let mut xsk = Vec::new();
+        let mut perf = Vec::new();
+        for &unit in &plan.units {
+            match (options.mode, frames.as_deref_mut()) {
+                (SteerMode::Afxdp, _) => {
+                    let source = XskSource::open(iface, unit, ports, xsk_config)?;
+                    program.bind_socket(unit, source.fd())?;
+                    tracing::info!(
+                        worker,
+                        queue = unit,
+                        zero_copy = source.is_zero_copy(),
+                        ring_size = xsk_config.ring_size,
+                        "AF_XDP socket bound"
+                    );
+                    let counters = Arc::new(XskQueueCounters {
+                        queue: unit,
+                        worker,
+                        zero_copy: source.is_zero_copy(),
+                        ..Default::default()
+                    });
+                    built.queues.push(Arc::clone(&counters));
+                    xsk.push((source, counters));
+                }
+                (SteerMode::Perf, Some(frames)) => {
+                    let source = PerfSource::open(frames, unit, PERF_PAGES, ports)?;
+                    let counters = Arc::new(PerfCpuCounters {
+                        cpu: unit,
+                        worker,
+                        ..Default::default()
+                    });
+                    built.cpus.push(Arc::clone(&counters));
+                    perf.push((source, counters));
+                }
+                // Drop mode: the program drops what it matches; the lane has the slow path only.
+                _ => {}
+            }
+        }
+        let slow_count = Arc::new(AtomicU64::new(0));
+        built.slow_path.push(Arc::clone(&slow_count));
+        built.lanes.push(Lane {
+            source: XdpLaneSource::new(xsk, perf, slow, slow_count),
+            decoder: Decoder::with_config(DecoderConfig {
+                sampling: settings.sampling.to_configured(settings.sampling_override),
+                ..Default::default()
+            }),
+            sink: open_rings(settings, worker)?,
+        });
+    }
+    Ok(built)
+}
+
+/// While the lanes run: forward the program's log records, write the counters report every
+/// `--report-interval`, and once `stop` is set detach the program, then set `workers_stop` so
+/// the workers drain. Returns the program if it is still attached (the lanes ended on their own).
+fn supervise(
+    program: SteerProgram,
+    lanes_thread: &std::thread::JoinHandle<anyhow::Result<crate::metrics::Totals>>,
+    stop: &AtomicBool,
+    workers_stop: &AtomicBool,
+    counter_map: &CounterMap,
+    options: &XdpOptions,
+) -> Option<SteerProgram> {
+    let iface = options.iface.as_str();
+    let period = options.report_interval;
+    let mut next_report = Instant::now() + period;
+    let mut attached = Some(program);
+    while !lanes_thread.is_finished() {
+        let Some(program) = attached.as_mut() else {
+            std::thread::sleep(LOG_POLL);
+            continue;
+        };
+        if stop.load(Relaxed) {
+            // Detach before the workers drain: from now on every datagram goes to the UDP
+            // sockets, which they drain with the AF_XDP rings and perf buffers.
+            program.flush_log();
+            drop(attached.take());
+            tracing::info!(iface, "XDP program detached; draining");
+            workers_stop.store(true, Relaxed);
+            continue;
+        }
+        match crate::source::wait_readable(program.log_fd(), LOG_POLL) {
+            Ok(true) => program.flush_log(),
+            Ok(false) => {}
+            Err(err) => {
+                tracing::error!(%err, "polling the XDP log ring failed; stopping");
+                stop.store(true, Relaxed);
+            }
+        }
+        if Instant::now() >= next_report {
+            next_report += period;
+            if let Err(err) = report(counter_map, iface, options.counters_file.as_deref()) {
+                tracing::warn!("{err:#}");
+            }
+        }
+    }
+    attached
+}
+
+/// The fast-path units of `mode` and the CPU serving each: (RX queue, CPU of its IRQ or
+/// round robin) for afxdp and drop mode, (CPU, CPU) for perf mode.
+fn fast_path_units(iface: &str, mode: SteerMode) -> anyhow::Result<Vec<(u32, u32)>> {
+    match mode {
+        SteerMode::Afxdp | SteerMode::Drop => {
+            let queues = rx_queue_count(iface)?;
+            anyhow::ensure!(queues > 0, "{iface} has no RX queue");
+            let cpus: Vec<u32> = core_affinity::get_core_ids()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|c| u32::try_from(c.id).ok())
+                .collect();
+            let cpus = if cpus.is_empty() { vec![0] } else { cpus };
+            let placed = queue_cpus(iface, queues, &cpus)?;
+            for p in &placed {
+                tracing::info!(
+                    queue = p.queue,
+                    cpu = p.cpu,
+                    from_irq = p.from_irq,
+                    "RX queue placed"
+                );
+            }
+            Ok(placed.iter().map(|p| (p.queue, p.cpu)).collect())
+        }
+        SteerMode::Perf => {
+            let cpus = aya::util::online_cpus()
+                .map_err(|(_, err)| err)
+                .context("reading the online CPUs")?;
+            anyhow::ensure!(!cpus.is_empty(), "no online CPU");
+            Ok(cpus.into_iter().map(|cpu| (cpu, cpu)).collect())
+        }
+    }
+}
+
+/// Log the program's counters and write them to `counters_file` (replaced atomically).
+fn report(counters: &CounterMap, iface: &str, counters_file: Option<&Path>) -> anyhow::Result<()> {
+    let counters = counters.read()?;
+    tracing::info!(iface, "xdp counters {counters}");
+    if let Some(path) = counters_file {
+        let partial = path.with_extension("partial");
+        std::fs::write(&partial, format!("{counters}\n"))
+            .with_context(|| format!("writing {}", partial.display()))?;
+        std::fs::rename(&partial, path).with_context(|| format!("replacing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_lane_per_unit_on_its_cpu_by_default() {
+        let units = [(0, 2), (1, 3), (2, 0), (3, 1)];
+        let plans = plan_lanes(&units, None);
+        assert_eq!(
+            plans,
+            [
+                LanePlan {
+                    core: 2,
+                    units: vec![0]
+                },
+                LanePlan {
+                    core: 3,
+                    units: vec![1]
+                },
+                LanePlan {
+                    core: 0,
+                    units: vec![2]
+                },
+                LanePlan {
+                    core: 1,
+                    units: vec![3]
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn workers_cap_the_lanes_and_share_units_round_robin() {
+        let units = [(0, 0), (1, 1), (2, 0), (3, 1), (4, 0)];
+        let plans = plan_lanes(&units, Some(2));
+        assert_eq!(plans.len(), 2);
+        assert_eq!(plans[0].units, [0, 2, 4]);
+        assert_eq!(plans[1].units, [1, 3]);
+        assert_eq!((plans[0].core, plans[1].core), (0, 1));
+        // More workers than units: one per unit, no idle worker.
+        assert_eq!(plan_lanes(&units, Some(16)).len(), 5);
+        assert_eq!(plan_lanes(&units, Some(1))[0].units, [0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn slow_path_datagrams_are_delivered_and_counted() {
+        use crate::source::udp::UdpSocket;
+        let socket = UdpSocket::bind("127.0.0.1:0".parse().unwrap(), 1 << 20).unwrap();
+        let target = socket.local_addr();
+        let slow_path = Arc::new(AtomicU64::new(0));
+        let mut lane = XdpLaneSource::new(
+            Vec::new(),
+            Vec::new(),
+            UdpSource::new(vec![socket]),
+            Arc::clone(&slow_path),
+        );
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for n in 0..3u8 {
+            sender.send_to(&[n], target).unwrap();
+        }
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while got.len() < 3 && Instant::now() < deadline {
+            lane.recv_batch(Duration::from_millis(50), &mut |meta, payload| {
+                assert_eq!(meta.exporter, sender.local_addr().unwrap());
+                got.extend_from_slice(payload);
+            })
+            .unwrap();
+        }
+        assert_eq!(got, [0, 1, 2]);
+        assert_eq!(slow_path.load(Relaxed), 3);
+        assert_eq!(lane.losses(), SourceLosses::default());
+        // Nothing waiting: a timeout, not an error.
+        assert_eq!(
+            lane.recv_batch(Duration::from_millis(10), &mut |_, _| {})
+                .unwrap(),
+            0
+        );
+    }
+}
