@@ -144,6 +144,10 @@ pub struct Trial {
     pub sender_cpu_seconds: f64,
     #[serde(default)]
     pub sender_secs: f64,
+    /// XDP modes: datagrams the program steered to the mode's fast path (redirected to AF_XDP,
+    /// copied to perf, dropped in drop mode); the rest went through the UDP sockets.
+    #[serde(default)]
+    pub xdp_fast_path: Option<u64>,
 }
 
 impl Trial {
@@ -658,6 +662,7 @@ impl Receiver {
             peak_rss_kib,
             sender_cpu_seconds: manifest.cpu_secs,
             sender_secs: manifest.elapsed_secs,
+            xdp_fast_path: None,
         })
     }
 
@@ -1020,6 +1025,7 @@ mod tests {
             peak_rss_kib: 1,
             sender_cpu_seconds: sender_cpu,
             sender_secs: 2.0,
+            xdp_fast_path: None,
         };
         assert_eq!(limit(&t(0.0, 1.9, 0.2), &config), "sender (CPU-bound)");
         assert_eq!(

@@ -5,9 +5,11 @@
 //! - (a) `drop`: `collector run --xdp IF --xdp-mode drop`, the XDP program dropping every matched
 //!   datagram (the ceiling); loss = datagrams sent but not counted as `drop_mode_dropped`;
 //! - (b) `afxdp` and (c) `perf`: `--xdp-mode afxdp|perf`, records counted from the collector's
-//!   metrics like the UDP mode; a mode whose collector decodes nothing from a probe (no
-//!   collecting workers in XDP mode yet, or no metrics endpoint) is reported as not available
-//!   with what the XDP program's counters showed, never with a figure;
+//!   metrics like the UDP mode, and the program's `redirected` / `perf_copied` counters telling
+//!   how many datagrams took the fast path (the collector keeps UDP sockets on the same ports, the
+//!   slow path). A mode whose collector decodes nothing from a 1,000-datagram probe, or nothing
+//!   through the fast path, is reported as not available with what the program counted, never
+//!   with a figure;
 //! - (d) `udp`: the collector on UDP sockets on the same veth.
 //!
 //! Results are ratios of each mode's max lossless datagram rate to (a). On a veth the receiving
@@ -58,6 +60,10 @@ pub struct ModeResult {
     pub limit: Option<String>,
     #[serde(default)]
     pub sender_busy_cores: Option<f64>,
+    /// Of the datagrams sent over all trials, the share the XDP program steered to the mode's
+    /// fast path (the rest reached the collector's UDP sockets, the slow path).
+    #[serde(default)]
+    pub fast_path_share: Option<f64>,
     pub trials: Vec<Trial>,
 }
 
@@ -396,6 +402,13 @@ fn trial(
     let after = collector.settled();
     let (cpu_after, peak_rss_kib) = e2e::process_cost(collector.child.id())?;
     let delta = |f: fn(&Sample) -> Option<u64>| Some(f(&after)?.saturating_sub(f(&before)?));
+    let counted = |name: &str| after.counter(name).saturating_sub(before.counter(name));
+    let xdp_fast_path = match mode {
+        "drop" => Some(counted("drop_mode_dropped")),
+        "afxdp" => Some(counted("redirected")),
+        "perf" => Some(counted("perf_copied")),
+        _ => None,
+    };
     let sent = &manifest.totals;
     let (records_kept, datagrams_received, socket_drops, loss) = if mode == "drop" {
         let dropped = after
@@ -422,6 +435,7 @@ fn trial(
         peak_rss_kib,
         sender_cpu_seconds: manifest.cpu_secs,
         sender_secs: manifest.elapsed_secs,
+        xdp_fast_path,
     };
     println!(
         "bench: xdp {mode:<6} offered {:>9} sent {:>10.0} dgram/s  kept {:>9} of {:>9} datagrams  loss {:>8.4}%  sender {:.2} cores",
@@ -505,6 +519,7 @@ fn unavailable(mode: &str, reason: String) -> ModeResult {
         ratio_to_drop: None,
         limit: None,
         sender_busy_cores: None,
+        fast_path_share: None,
         trials: Vec::new(),
     }
 }
@@ -535,7 +550,7 @@ fn measure_mode(
             &probe_config,
             dir,
         )?;
-        if t.records_kept == 0 {
+        if t.records_kept == 0 || t.xdp_fast_path == Some(0) {
             let after = collector.counters();
             let delta = |name: &str| {
                 after
@@ -544,18 +559,23 @@ fn measure_mode(
                     .map_or(0, |(_, v)| *v)
                     .saturating_sub(before.counter(name))
             };
-            let endpoint = if collector.scrape().is_ok() {
-                "its metrics show no records decoded"
+            let outcome = if t.records_kept > 0 {
+                format!(
+                    "collected {} records, but through the UDP sockets (slow path), none \
+                     through the fast path",
+                    t.records_kept
+                )
+            } else if collector.scrape().is_ok() {
+                "collected no records (its metrics show none decoded)".to_string()
             } else {
-                "it serves no metrics in XDP mode"
+                "collected no records and serves no metrics in XDP mode".to_string()
             };
             return Ok(unavailable(
                 mode,
                 format!(
-                    "`collector run --xdp --xdp-mode {mode}` collected no records from {} datagrams \
-                     ({endpoint}); the XDP program counted matched={} redirected={} \
-                     passed_no_socket={} perf_copied={} perf_failed={}: the collecting workers \
-                     are not wired to XDP mode in this build",
+                    "`collector run --xdp --xdp-mode {mode}` {outcome} from {} datagrams; the \
+                     XDP program counted matched={} redirected={} passed_no_socket={} \
+                     perf_copied={} perf_failed={}",
                     t.sent_datagrams,
                     delta("matched"),
                     delta("redirected"),
@@ -590,6 +610,14 @@ fn measure_mode(
             .filter(|t| t.offered_rate.is_none())
             .map(|t| e2e::limit(t, config).to_string()),
         sender_busy_cores: bisection.trials.first().map(Trial::sender_busy_cores),
+        fast_path_share: (mode != "udp" && sent_datagrams > 0).then(|| {
+            let fast: u64 = bisection
+                .trials
+                .iter()
+                .filter_map(|t| t.xdp_fast_path)
+                .sum();
+            fast as f64 / sent_datagrams as f64
+        }),
         trials: bisection.trials,
     })
 }
@@ -606,13 +634,13 @@ pub fn markdown(run: &XdpRun) -> String {
     }
     let _ = writeln!(
         md,
-        "| mode | max lossless datagrams/s | records/s | vs XDP_DROP (a) | first trial: limit, sender cores busy | note |\n|---|---:|---:|---:|---|---|"
+        "| mode | max lossless datagrams/s | records/s | vs XDP_DROP (a) | fast-path share | first trial: limit, sender cores busy | note |\n|---|---:|---:|---:|---:|---|---|"
     );
     for m in &run.modes {
         if !m.available {
             let _ = writeln!(
                 md,
-                "| {} | – | – | – | – | not available: {} |",
+                "| {} | – | – | – | – | – | not available: {} |",
                 m.mode,
                 m.reason.as_deref().unwrap_or("")
             );
@@ -620,12 +648,14 @@ pub fn markdown(run: &XdpRun) -> String {
         }
         let _ = writeln!(
             md,
-            "| {} | {:.0} | {:.0} | {} | {}, {} | {} |",
+            "| {} | {:.0} | {:.0} | {} | {} | {}, {} | {} |",
             m.mode,
             m.max_lossless_datagrams_per_sec,
             m.max_lossless_records_per_sec,
             m.ratio_to_drop
                 .map_or_else(|| "–".to_string(), |r| format!("{r:.2}×")),
+            m.fast_path_share
+                .map_or_else(|| "–".to_string(), |f| format!("{:.1} %", f * 100.0)),
             m.limit.as_deref().unwrap_or("paced"),
             m.sender_busy_cores
                 .map_or_else(|| "–".to_string(), |c| format!("{c:.2}")),
@@ -698,11 +728,11 @@ mod tests {
         );
         let md = markdown(&run);
         assert!(
-            md.contains("| drop | 1000 | 30000 | 1.00× | paced, – |"),
+            md.contains("| drop | 1000 | 30000 | 1.00× | – | paced, – |"),
             "{md}"
         );
         assert!(
-            md.contains("| afxdp | – | – | – | – | not available: not wired |"),
+            md.contains("| afxdp | – | – | – | – | – | not available: not wired |"),
             "{md}"
         );
         run.skipped = Some("needs root".into());
@@ -750,6 +780,10 @@ mod tests {
                 assert_eq!(t.loss, 0.0, "{m:?}");
                 assert_eq!(t.datagrams_received, Some(t.sent_datagrams), "{m:?}");
                 assert!(m.max_lossless_datagrams_per_sec > 0.0);
+                if m.mode != "udp" {
+                    assert_eq!(t.xdp_fast_path, Some(t.sent_datagrams), "{m:?}");
+                    assert_eq!(m.fast_path_share, Some(1.0), "{m:?}");
+                }
             } else {
                 assert!(m.reason.as_deref().is_some_and(|r| !r.is_empty()), "{m:?}");
             }
