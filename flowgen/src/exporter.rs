@@ -7,7 +7,7 @@
 //! same records from a manifest without any clock.
 
 use crate::manifest::{Event, ExporterLog, Params, SequenceRange};
-use crate::model::{self, ETYPE_IPV6, Profile};
+use crate::model::{self, ETYPE_IPV4, ETYPE_IPV6, Profile};
 use collector::decode::ie::EncodeContext;
 use collector::decode::ipfix::{MessageWriter, TemplateSpec, ovs};
 use collector::decode::netflow_v5;
@@ -37,6 +37,15 @@ const GENERIC_V4: u16 = 256;
 const GENERIC_V6: u16 = 257;
 /// Observation domain of the generic IPFIX profile (OVS uses 0).
 const GENERIC_DOMAIN: u32 = 1;
+
+/// What one data datagram carries: its index among the exporter's data datagrams and its records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataDatagram {
+    pub index: u64,
+    pub records: u32,
+    /// Records without an IP network layer (OVS IPFIX ARP flows).
+    pub non_ip_records: u32,
+}
 
 /// The state of one emulated exporter.
 pub struct Exporter {
@@ -301,14 +310,14 @@ impl Exporter {
     }
 
     /// Replace `out` with the next data datagram; the records a collector should decode from it are
-    /// appended to `expected` when given. Returns the number of flow records in it. Every
-    /// `gap_every`-th datagram is preceded by an intentional gap of one datagram's sequence span.
+    /// appended to `expected` when given. Returns what it holds. Every `gap_every`-th datagram is
+    /// preceded by an intentional gap of one datagram's sequence span.
     pub fn data_datagram(
         &mut self,
         now_ns: u64,
         out: &mut Vec<u8>,
         expected: Option<&mut Vec<FlowRecord>>,
-    ) -> u32 {
+    ) -> DataDatagram {
         let gap_every = self.params.gap_every;
         if gap_every > 0 && (self.log.data_datagrams + 1).is_multiple_of(gap_every) {
             let skipped = self.data_span();
@@ -442,14 +451,24 @@ impl Exporter {
                 }
             }
         }
+        let non_ip = records
+            .iter()
+            .filter(|r| r.etype != ETYPE_IPV4 && r.etype != ETYPE_IPV6)
+            .count() as u32;
+        let sent = DataDatagram {
+            index: self.log.data_datagrams,
+            records: n,
+            non_ip_records: non_ip,
+        };
         self.log.data_datagrams += 1;
         self.log.datagrams += 1;
         self.log.records += u64::from(n);
+        self.log.non_ip_records += u64::from(non_ip);
         self.log.bytes += out.len() as u64;
         if let Some(expected) = expected {
             expected.extend_from_slice(&records);
         }
-        n
+        sent
     }
 
     /// The sFlow flow sample reporting `rec` (a sampled frame built from it, the switch record and,
@@ -563,21 +582,20 @@ impl Exporter {
         self.log.bytes += datagrams.iter().map(|d| d.len() as u64).sum::<u64>();
     }
 
-    /// The kernel refused a datagram of `bytes` bytes: data datagram `data` (its index and records)
-    /// or a template / counter datagram (`None`). Its records and bytes leave the counts.
-    pub fn refused(&mut self, bytes: usize, data: Option<(u64, u32)>) {
+    /// The kernel refused a datagram of `bytes` bytes: data datagram `data` or a template /
+    /// counter datagram (`None`). Its records and bytes leave the counts.
+    pub fn refused(&mut self, bytes: usize, data: Option<DataDatagram>) {
         self.log.refused_datagrams += 1;
         self.log.datagrams = self.log.datagrams.saturating_sub(1);
         self.log.bytes = self.log.bytes.saturating_sub(bytes as u64);
-        if let Some((at, records)) = data {
-            self.log.events.push(Event::Unsent { at });
-            self.log.records = self.log.records.saturating_sub(u64::from(records));
+        if let Some(d) = data {
+            self.log.events.push(Event::Unsent { at: d.index });
+            self.log.records = self.log.records.saturating_sub(u64::from(d.records));
+            self.log.non_ip_records = self
+                .log
+                .non_ip_records
+                .saturating_sub(u64::from(d.non_ip_records));
         }
-    }
-
-    /// Index the next data datagram will have.
-    pub fn next_data_index(&self) -> u64 {
-        self.log.data_datagrams
     }
 }
 

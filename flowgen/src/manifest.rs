@@ -76,6 +76,10 @@ pub struct ExporterLog {
     pub counter_datagrams: u64,
     /// Flow records in data datagrams actually sent.
     pub records: u64,
+    /// Of `records`, those without an IP network layer (OVS IPFIX ARP flows): collectors that
+    /// keep IP flows only (pmacct) leave them out.
+    #[serde(default)]
+    pub non_ip_records: u64,
     /// Bytes of every datagram sent (UDP payload).
     pub bytes: u64,
     /// Datagrams built but refused by the kernel (not in `datagrams`; data ones are `Unsent` events).
@@ -118,6 +122,9 @@ pub struct Totals {
     pub datagrams: u64,
     pub data_datagrams: u64,
     pub records: u64,
+    /// Of `records`, those without an IP network layer.
+    #[serde(default)]
+    pub non_ip_records: u64,
     pub bytes: u64,
     pub unsent: u64,
     pub gaps: u64,
@@ -133,6 +140,10 @@ pub struct Manifest {
     pub params: Params,
     pub started_unix_ns: u64,
     pub elapsed_secs: f64,
+    /// CPU seconds (user + system, every thread) flowgen used for the run: with `elapsed_secs`
+    /// and the cores it had, whether the sender was the limit.
+    #[serde(default)]
+    pub cpu_secs: f64,
     pub totals: Totals,
     pub exporters: Vec<ExporterLog>,
 }
@@ -145,6 +156,7 @@ impl Manifest {
             started_unix_ns: params.time_base_ns,
             params,
             elapsed_secs: 0.0,
+            cpu_secs: 0.0,
             totals: Totals::default(),
             exporters,
         };
@@ -160,6 +172,7 @@ impl Manifest {
             t.datagrams += e.datagrams;
             t.data_datagrams += e.data_datagrams;
             t.records += e.records;
+            t.non_ip_records += e.non_ip_records;
             t.bytes += e.bytes;
             t.unsent += e.unsent() as u64;
             t.gaps += e.gaps().count() as u64;

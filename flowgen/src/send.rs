@@ -7,7 +7,7 @@
 //! exporter's share to the kernel with one `sendmmsg`. Datagrams the kernel refuses are retried
 //! briefly, then recorded in the manifest as refused, so the manifest only ever claims what left.
 
-use crate::exporter::Exporter;
+use crate::exporter::{DataDatagram, Exporter};
 use crate::manifest::{ExporterLog, Manifest, Params};
 use anyhow::{Context as _, bail};
 use std::io;
@@ -139,7 +139,22 @@ pub fn run(config: &SendConfig, stop: Arc<AtomicBool>) -> anyhow::Result<Manifes
     }
     let mut manifest = Manifest::new(config.destination, params, logs);
     manifest.elapsed_secs = started.elapsed().as_secs_f64();
+    manifest.cpu_secs = process_cpu_secs();
     Ok(manifest)
+}
+
+/// User + system CPU seconds of this process so far (every thread).
+pub fn process_cpu_secs() -> f64 {
+    // SAFETY: getrusage fills the zeroed struct it is given; rusage is plain data.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
+            return 0.0;
+        }
+        usage
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 fn set_send_buffer(socket: &UdpSocket, bytes: usize) {
@@ -230,8 +245,8 @@ fn show_progress(
     }
 }
 
-/// A datagram queued for `sendmmsg`, and for data datagrams their index and record count.
-type Queued = (Vec<u8>, Option<(u64, u32)>);
+/// A datagram queued for `sendmmsg`, and for data datagrams what they carry.
+type Queued = (Vec<u8>, Option<DataDatagram>);
 
 /// One exporter and its socket on a sender thread.
 struct Lane {
@@ -351,10 +366,9 @@ impl Sender {
             let mut records = 0u64;
             for _ in 0..take {
                 let mut buf = spare.pop().unwrap_or_default();
-                let at = lane.exporter.next_data_index();
-                let n = lane.exporter.data_datagram(now_ns, &mut buf, None);
-                records += u64::from(n);
-                lane.queue.push((buf, Some((at, n))));
+                let data = lane.exporter.data_datagram(now_ns, &mut buf, None);
+                records += u64::from(data.records);
+                lane.queue.push((buf, Some(data)));
             }
             if let Some(b) = lane.budget.as_mut() {
                 *b -= take as u64;
@@ -364,8 +378,8 @@ impl Sender {
             for (k, (buf, data)) in lane.queue.drain(..).enumerate() {
                 if k >= sent {
                     lane.exporter.refused(buf.len(), data);
-                    if let Some((_, n)) = data {
-                        records -= u64::from(n);
+                    if let Some(d) = data {
+                        records -= u64::from(d.records);
                     }
                     refused += 1;
                 }

@@ -158,6 +158,8 @@ fn the_rate_is_honoured() {
     assert_eq!(got.len() as u64, manifest.totals.datagrams);
     assert!(elapsed >= Duration::from_millis(180), "{elapsed:?}");
     assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    // The CPU the run used is recorded (it is unset, 0, when not measured).
+    assert!(manifest.cpu_secs > 0.0, "{}", manifest.cpu_secs);
 }
 
 #[test]

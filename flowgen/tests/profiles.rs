@@ -8,8 +8,8 @@ mod common;
 use collector::decode::{Collected, DatagramMeta, Decoder, Protocol};
 use collector::record::{FlowRecord, FlowType};
 use common::{SEND_NS, params, stream};
-use flowgen::exporter::replay;
-use flowgen::model::Profile;
+use flowgen::exporter::{DataDatagram, replay};
+use flowgen::model::{ETYPE_ARP, ETYPE_IPV4, ETYPE_IPV6, Profile};
 use flowgen::pcap::PcapWriter;
 use flowgen::verify::compare;
 use std::net::SocketAddr;
@@ -195,6 +195,29 @@ fn intentional_gaps_are_loss_and_restarts_are_restarts_to_the_collector() {
     }
 }
 
+/// The manifest counts the records without an IP layer (what pmacct leaves out, see the bench):
+/// OVS IPFIX's ARP flows, none for the other profiles.
+#[test]
+fn the_manifest_counts_non_ip_records() {
+    for profile in Profile::ALL {
+        let p = params(profile, 0);
+        let s = stream(&p, 1, source(1), 200, None);
+        let arp = s.expected.iter().filter(|r| r.etype == ETYPE_ARP).count() as u64;
+        let non_ip = s
+            .expected
+            .iter()
+            .filter(|r| r.etype != ETYPE_IPV4 && r.etype != ETYPE_IPV6)
+            .count() as u64;
+        assert_eq!(s.log.non_ip_records, non_ip, "{profile}");
+        assert_eq!(non_ip, arp, "{profile}: ARP is the only non-IP kind");
+        if profile == Profile::OvsIpfix {
+            assert!(non_ip > 0, "OVS IPFIX reports ARP flows");
+        } else {
+            assert_eq!(non_ip, 0, "{profile}");
+        }
+    }
+}
+
 #[test]
 fn the_manifest_regenerates_every_record() {
     for profile in Profile::ALL {
@@ -203,12 +226,23 @@ fn the_manifest_regenerates_every_record() {
         // Pretend datagram 20 was refused by the kernel.
         let mut e = flowgen::exporter::Exporter::new(2, s.source, &p, p.time_base_ns);
         e.log = s.log.clone();
-        e.refused(100, Some((20, p.records_per_datagram)));
+        let per = p.records_per_datagram as usize;
+        let non_ip_20 = s.expected[20 * per..21 * per]
+            .iter()
+            .filter(|r| r.etype != ETYPE_IPV4 && r.etype != ETYPE_IPV6)
+            .count() as u32;
+        e.refused(
+            100,
+            Some(DataDatagram {
+                index: 20,
+                records: p.records_per_datagram,
+                non_ip_records: non_ip_20,
+            }),
+        );
         s.log = e.log;
         let mut replayed: Vec<Vec<FlowRecord>> = Vec::new();
         replay(&p, &s.log, |r| replayed.push(r.to_vec()));
         assert_eq!(replayed.len(), 29, "{profile}: datagram 20 was not sent");
-        let per = p.records_per_datagram as usize;
         let mut want: Vec<Vec<FlowRecord>> = s.expected.chunks(per).map(<[_]>::to_vec).collect();
         want.remove(20);
         assert_eq!(replayed, want, "{profile}");

@@ -1,11 +1,14 @@
-//! `cargo xtask bench [decode|ring|e2e-udp|peers|all] [--quick] [--smoke]`: the criterion benches
-//! of a group, and for decode the callgrind measurement of instructions per record, written to
-//! `target/bench/decode.json` (for ring: instructions per record written over a memcpy,
-//! `target/bench/ring.json`); for e2e-udp and peers the end-to-end sweeps of [`e2e`] (collector
-//! with one and with all workers; nfcapd and sfcapd on the same load), written with
-//! the decode/ring figures to `target/bench/report.json`, `report.md` and plots ([`report`],
-//! [`plot`]). `--smoke` is a seconds-long run of the e2e harness (tiny rate, one bisection step, no
-//! peers) into `target/bench/smoke/` that checks the report it writes.
+//! `cargo xtask bench [decode|ring|e2e-udp|e2e-xdp|peers|templates|all] [--quick] [--smoke]`: the
+//! criterion benches of a group, and for decode the callgrind measurement of instructions per
+//! record, written to `target/bench/decode.json` (for ring: instructions per record written over a
+//! memcpy, `target/bench/ring.json`); for e2e-udp and peers the sender-scaling probes of
+//! [`senders`] and the end-to-end sweeps of [`e2e`] (collector with one and with all workers;
+//! nfcapd, sfcapd, nfacctd and sfacctd on the same load), written with the other groups' figures
+//! to `target/bench/report.json`, `report.md` and plots ([`report`], [`plot`]); for e2e-xdp the
+//! XDP modes on a veth between namespaces ([`xdp`], `target/bench/xdp.json`); for templates the
+//! template memory of 5,000 OVS nodes ([`templates`], `target/bench/templates.json`). `--smoke` is
+//! a seconds-long run of the e2e harness (tiny rate, one bisection step, no peers) into
+//! `target/bench/smoke/` that checks the report it writes.
 //!
 //! The callgrind figure is differential: `decode_loop` runs for N and 2N datagrams and
 //! `(Ir(2N) - Ir(N)) / (records(2N) - records(N))` removes start-up cost.
@@ -13,6 +16,9 @@
 mod e2e;
 mod plot;
 mod report;
+mod senders;
+mod templates;
+mod xdp;
 
 use std::{
     path::{Path, PathBuf},
@@ -34,8 +40,13 @@ pub enum Group {
     Ring,
     /// End to end over UDP on loopback: the collector with one and with all workers.
     E2eUdp,
-    /// The peers (nfcapd, sfcapd; pmacct reported as not measured) next to the collector (e2e-udp).
+    /// The peers (nfcapd, sfcapd, nfacctd, sfacctd) next to the collector (e2e-udp).
     Peers,
+    /// XDP over a veth between two namespaces: the XDP_DROP ceiling, AF_XDP, perf and UDP mode
+    /// as ratios to it (root only; skipped with the reason otherwise).
+    E2eXdp,
+    /// Template memory: 5,000 emulated OVS IPFIX nodes × 121 templates into one worker.
+    Templates,
     /// Everything.
     All,
 }
@@ -54,11 +65,16 @@ impl Group {
         match self {
             Group::Decode => bench_name.starts_with("decode"),
             Group::Ring => bench_name.starts_with("ring"),
-            Group::E2eUdp | Group::Peers => false,
+            Group::E2eUdp | Group::Peers | Group::E2eXdp | Group::Templates => false,
             Group::All => true,
         }
     }
 }
+
+/// Emulated OVS nodes of the template-memory run (issue 8: 5,000 × 120 templates), and their
+/// data datagrams/s (each node's 121 templates go out before its first data datagram).
+const TEMPLATE_NODES: u64 = 5_000;
+const TEMPLATE_RATE: u64 = 1_000;
 
 /// Protocols `decode_loop` is asked about.
 const PROTOCOLS: [&str; 4] = ["v5", "v9", "ipfix", "sflow"];
@@ -81,32 +97,46 @@ pub fn bench(group: Group, options: Options) -> anyhow::Result<()> {
     if ran_micro {
         micro(group)?;
     }
+    if matches!(group, Group::Templates | Group::All) {
+        let bins = release_binaries()?;
+        println!(
+            "bench: template memory, {TEMPLATE_NODES} OVS IPFIX nodes at {TEMPLATE_RATE} data datagrams/s"
+        );
+        let scratch = out_dir.join("scratch");
+        let m = templates::measure(&bins, TEMPLATE_NODES, TEMPLATE_RATE, Some(1), &scratch)?;
+        let _ = std::fs::remove_dir_all(&scratch);
+        std::fs::create_dir_all(&out_dir)?;
+        let path = out_dir.join("templates.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&m)? + "\n")?;
+        print!("{}", templates::markdown(&m));
+        println!("bench: wrote {}", path.display());
+    }
+    if matches!(group, Group::E2eXdp | Group::All) {
+        let bins = release_binaries()?;
+        let config = sweep_config(report::Machine::probe().cpus, options.quick);
+        let scratch = out_dir.join("scratch");
+        let run = xdp::run(&bins, "ovs-netflow", &config, &scratch)?;
+        let _ = std::fs::remove_dir_all(&scratch);
+        std::fs::create_dir_all(&out_dir)?;
+        let path = out_dir.join("xdp.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&run)? + "\n")?;
+        print!("{}", xdp::markdown(&run));
+        println!("bench: wrote {}", path.display());
+    }
     if matches!(group, Group::E2eUdp | Group::Peers | Group::All) {
-        let config = if options.quick {
-            SweepConfig {
-                trial_secs: 1.0,
-                steps: 3,
-                start_rate: None,
-                sender_core: Some(1),
-            }
-        } else {
-            SweepConfig {
-                trial_secs: 2.0,
-                steps: 5,
-                start_rate: None,
-                sender_core: Some(1),
-            }
-        };
+        let machine = report::Machine::probe();
+        let config = sweep_config(machine.cpus, options.quick);
         let bins = release_binaries()?;
         let command = format!(
             "cargo xtask bench {}{}",
             group_name(group),
             if options.quick { " --quick" } else { "" }
         );
-        let machine = report::Machine::probe();
         let systems = systems(group, machine.cpus);
         let micro = matches!(group, Group::All);
-        let report = e2e_report(
+        let scratch = out_dir.join("scratch");
+        let senders = senders::probe(&bins, machine.cpus, config.trial_secs, &scratch)?;
+        let mut report = e2e_report(
             machine,
             &systems,
             micro,
@@ -116,9 +146,28 @@ pub fn bench(group: Group, options: Options) -> anyhow::Result<()> {
             &out_dir,
             command,
         )?;
+        report.senders = senders;
         write_report(&report, &out_dir)?;
     }
     Ok(())
+}
+
+/// The sweeps' setup on a machine with `cpus` CPUs: the receiver on core 0, the sender on the
+/// others with a thread per core, and 4 exporters (source ports) per sender thread, so that a
+/// multi-worker collector spreads them over its workers. On 2 CPUs that is one sender thread on
+/// core 1: the only way to give both sides a core of their own.
+fn sweep_config(cpus: usize, quick: bool) -> SweepConfig {
+    let sender_cores: Vec<usize> = (1..cpus).collect();
+    let sender_threads = sender_cores.len().max(1);
+    SweepConfig {
+        trial_secs: if quick { 1.0 } else { 2.0 },
+        steps: if quick { 3 } else { 5 },
+        start_rate: None,
+        receiver_core: (cpus > 1).then_some(0),
+        sender_cores,
+        sender_threads,
+        exporters: 4 * sender_threads as u32,
+    }
 }
 
 fn group_name(group: Group) -> &'static str {
@@ -127,6 +176,8 @@ fn group_name(group: Group) -> &'static str {
         Group::Ring => "ring",
         Group::E2eUdp => "e2e-udp",
         Group::Peers => "peers",
+        Group::E2eXdp => "e2e-xdp",
+        Group::Templates => "templates",
         Group::All => "all",
     }
 }
@@ -138,7 +189,12 @@ fn systems(group: Group, cpus: usize) -> Vec<System> {
         systems.push(System::Collector { workers: cpus });
     }
     if matches!(group, Group::Peers | Group::All) {
-        systems.extend([System::Nfcapd, System::Sfcapd]);
+        systems.extend([
+            System::Nfcapd,
+            System::Sfcapd,
+            System::Nfacctd,
+            System::Sfacctd,
+        ]);
     }
     systems
 }
@@ -168,12 +224,6 @@ fn e2e_report(
                 false
             }
             _ => true,
-        });
-    }
-    if candidates.iter().any(|s| s.program().is_some()) {
-        skipped.push(Skipped {
-            system: "nfacctd, sfacctd (pmacct)".into(),
-            reason: PMACCT_NOT_MEASURED.into(),
         });
     }
     let scratch = out_dir.join("scratch");
@@ -218,18 +268,22 @@ fn e2e_report(
         skipped,
         decode: micro.then(|| read_json("decode.json")).flatten(),
         ring: micro.then(|| read_json("ring.json")).flatten(),
+        templates: micro
+            .then(|| read_json("templates.json"))
+            .flatten()
+            .and_then(|v| serde_json::from_value(v).ok()),
+        senders: Vec::new(),
+        xdp: micro
+            .then(|| read_json("xdp.json"))
+            .flatten()
+            .and_then(|v| serde_json::from_value(v).ok()),
     })
 }
-
-/// Why pmacct is not among the measured peers yet.
-const PMACCT_NOT_MEASURED: &str = "not measured yet: with a print plugin keyed on every field (so that \
-     records are not aggregated away) pmacct 1.7.7 allocated a 4 GB cache for 1M entries and wrote \
-     no file on SIGTERM or SIGINT in our trial, so its records could not be counted";
 
 /// Install Debian's nfdump, nfdump-sflow and pmacct when a peer program is missing; what went
 /// wrong, if anything, for the skip reasons.
 fn install_peers() -> String {
-    let programs = ["nfcapd", "sfcapd", "nfdump"];
+    let programs = ["nfcapd", "sfcapd", "nfdump", "nfacctd", "sfacctd", "pmacct"];
     if programs.iter().all(|p| e2e::has_program(p)) {
         return String::new();
     }
@@ -279,6 +333,9 @@ fn release_binaries() -> anyhow::Result<Binaries> {
         "collector",
         "-p",
         "flowgen",
+        // `--bin collector` alone would leave flowgen's binary out.
+        "--bin",
+        "flowgen",
     ]))?;
     Ok(Binaries {
         collector: target_dir().join("release/collector"),
@@ -298,6 +355,9 @@ fn smoke_binaries() -> anyhow::Result<Binaries> {
         "--bin",
         "collector",
         "-p",
+        "flowgen",
+        // `--bin collector` alone would leave flowgen's binary out.
+        "--bin",
         "flowgen",
     ]))?;
     Ok(Binaries {
@@ -320,7 +380,10 @@ fn smoke(bins: &Binaries, dir: &Path) -> anyhow::Result<Report> {
         trial_secs: 0.5,
         steps: 1,
         start_rate: Some(300),
-        sender_core: None,
+        sender_cores: Vec::new(),
+        receiver_core: None,
+        sender_threads: 1,
+        exporters: 1,
     };
     let mut report = e2e_report(
         report::Machine::probe(),
@@ -574,9 +637,19 @@ mod tests {
         assert_eq!(names(Group::E2eUdp, 1), ["collector-w1"]);
         assert_eq!(
             names(Group::Peers, 2),
-            ["collector-w1", "collector-w2", "nfcapd", "sfcapd"]
+            [
+                "collector-w1",
+                "collector-w2",
+                "nfcapd",
+                "sfcapd",
+                "nfacctd",
+                "sfacctd"
+            ]
         );
-        assert_eq!(names(Group::All, 1), ["collector-w1", "nfcapd", "sfcapd"]);
+        assert_eq!(
+            names(Group::All, 1),
+            ["collector-w1", "nfcapd", "sfcapd", "nfacctd", "sfacctd"]
+        );
     }
 
     /// `cargo xtask bench --smoke` as a test: `cargo xtask test` passes the debug binaries in

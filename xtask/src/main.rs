@@ -5,7 +5,7 @@
 //! - `run [-- ARGS]`: setup if needed, release build, then exec `collector ARGS`.
 //! - `test`: setup if needed, then `cargo test` of the default members (unit + integration).
 //! - `fuzz [SECONDS] [TARGET...]`: run the cargo-fuzz targets for a while each ([`fuzz`]).
-//! - `bench [decode|ring|e2e-udp|peers|all] [--quick] [--smoke]`: criterion benches, callgrind
+//! - `bench [decode|ring|e2e-udp|e2e-xdp|peers|templates|all] [--quick] [--smoke]`: criterion benches, callgrind
 //!   instruction counts, end-to-end sweeps next to peers, report and plots ([`bench`]).
 
 mod bench;
@@ -52,7 +52,8 @@ enum Task {
     /// Run the benches of a group (criterion + callgrind, or the e2e sweeps next to peers).
     Bench {
         /// decode / ring: the bench files whose name starts with it; e2e-udp, peers: the
-        /// end-to-end sweeps with report and plots in target/bench/; all: everything.
+        /// end-to-end sweeps with report and plots in target/bench/; e2e-xdp: XDP modes on a
+        /// veth; templates: template memory; all: everything.
         #[arg(value_enum, default_value = "all")]
         group: bench::Group,
         /// Shorter e2e trials and fewer bisection steps.

@@ -1,6 +1,7 @@
 //! Plots of a benchmark report, each as SVG and PNG (plotters; text drawn with a system TrueType
 //! font through ab_glyph, PNG encoded with the `png` crate): record loss vs offered rate per
-//! system (one panel per profile), max lossless records/s, CPU-seconds per million records.
+//! system (one panel per profile), max lossless records/s, CPU-seconds per million records, and
+//! when e2e-xdp ran, the max lossless rate of each XDP mode measured.
 
 use std::path::{Path, PathBuf};
 
@@ -42,6 +43,7 @@ enum Chart {
     Loss,
     MaxRate,
     Cpu,
+    Xdp,
 }
 
 impl Chart {
@@ -50,6 +52,7 @@ impl Chart {
             Chart::Loss => "loss-vs-offered-rate",
             Chart::MaxRate => "max-lossless-rate",
             Chart::Cpu => "cpu-per-million-records",
+            Chart::Xdp => "xdp-modes",
         }
     }
 }
@@ -59,7 +62,11 @@ pub fn write_plots(report: &Report, dir: &Path) -> anyhow::Result<Vec<PathBuf>> 
     register_font()?;
     std::fs::create_dir_all(dir)?;
     let mut written = Vec::new();
-    for chart in [Chart::Loss, Chart::MaxRate, Chart::Cpu] {
+    let mut charts = vec![Chart::Loss, Chart::MaxRate, Chart::Cpu];
+    if !xdp_bars(report).is_empty() {
+        charts.push(Chart::Xdp);
+    }
+    for chart in charts {
         let svg = dir.join(format!("{}.svg", chart.file_stem()));
         {
             let root = SVGBackend::new(&svg, SIZE).into_drawing_area();
@@ -105,7 +112,29 @@ fn draw<DB: DrawingBackend>(
             "CPU-s / M records",
             &bars(report, |s| s.cpu_seconds_per_million_records),
         ),
+        Chart::Xdp => draw_bars(
+            root,
+            "e2e-xdp: max lossless datagrams/s per mode (veth, sender on one core)",
+            "datagrams/s",
+            &xdp_bars(report),
+        ),
     }
+}
+
+/// `(mode, max lossless datagrams/s)` of the e2e-xdp modes that were measured.
+fn xdp_bars(report: &Report) -> Vec<(String, f64)> {
+    report
+        .xdp
+        .iter()
+        .flat_map(|x| &x.modes)
+        .filter(|m| m.available)
+        .map(|m| {
+            let label = m
+                .ratio_to_drop
+                .map_or_else(|| m.mode.clone(), |r| format!("{} ({r:.2}×)", m.mode));
+            (label, m.max_lossless_datagrams_per_sec)
+        })
+        .collect()
 }
 
 /// `(label, value)` per sweep that has a value.
@@ -126,6 +155,7 @@ fn system_color(system: &str) -> RGBColor {
         "collector-w1" => RGBColor(31, 119, 180),
         s if s.starts_with("collector") => RGBColor(44, 160, 44),
         "nfcapd" | "sfcapd" => RGBColor(214, 39, 40),
+        "nfacctd" | "sfacctd" => RGBColor(255, 127, 14),
         _ => RGBColor(148, 103, 189),
     }
 }

@@ -30,6 +30,15 @@ pub struct Report {
     /// `target/bench/decode.json` and `ring.json` when those groups ran in this invocation.
     pub decode: Option<serde_json::Value>,
     pub ring: Option<serde_json::Value>,
+    /// The template-memory run (`target/bench/templates.json`) when it ran in this invocation.
+    #[serde(default)]
+    pub templates: Option<super::templates::TemplateMemory>,
+    /// Sender-scaling probes (e2e-udp, peers, all).
+    #[serde(default)]
+    pub senders: Vec<super::senders::SenderProbe>,
+    /// The e2e-xdp run (`target/bench/xdp.json`) when it ran in this invocation.
+    #[serde(default)]
+    pub xdp: Option<super::xdp::XdpRun>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -206,22 +215,29 @@ pub fn markdown(report: &Report) -> String {
                 }
             );
         }
+        md.push('\n');
+        for s in &sweeps {
+            if !s.bottleneck.is_empty() {
+                let _ = writeln!(md, "- {}: {}", s.system, s.bottleneck);
+            }
+        }
         let _ = writeln!(md, "\n<details><summary>trials</summary>\n");
         let _ = writeln!(
             md,
-            "| system | offered/s | sent/s | records sent | kept | loss % | socket drops | CPU s |"
+            "| system | offered/s | sent/s | records sent | expected | kept | loss % | socket drops | CPU s |"
         );
-        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         for s in &sweeps {
             for t in &s.trials {
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {:.0} | {} | {} | {:.4} | {} | {:.2} |",
+                    "| {} | {} | {:.0} | {} | {} | {} | {:.4} | {} | {:.2} |",
                     s.system,
                     t.offered_rate
                         .map_or_else(|| "max".to_string(), |r| r.to_string()),
                     t.sent_rate,
                     t.sent_records,
+                    t.records_expected,
                     t.records_kept,
                     t.loss * 100.0,
                     t.socket_drops
@@ -237,6 +253,17 @@ pub fn markdown(report: &Report) -> String {
         for s in &report.skipped {
             let _ = writeln!(md, "- {}: {}", s.system, s.reason);
         }
+        md.push('\n');
+    }
+    if !report.senders.is_empty() {
+        md.push_str(&super::senders::markdown(&report.senders));
+        md.push('\n');
+    }
+    if let Some(x) = &report.xdp {
+        md.push_str(&super::xdp::markdown(x));
+    }
+    if let Some(t) = &report.templates {
+        md.push_str(&super::templates::markdown(t));
         md.push('\n');
     }
     for (name, value) in [("decode", &report.decode), ("ring", &report.ring)] {
