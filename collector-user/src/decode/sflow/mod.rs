@@ -174,6 +174,13 @@ struct AgentState {
     recent: RecentSource,
 }
 
+/// Samples of a datagram not taken by the fast path, and the records they produced.
+#[derive(Default)]
+struct Others {
+    samples: u32,
+    records: usize,
+}
+
 /// See [`AgentState::recent`].
 #[derive(Clone, Copy, Debug)]
 struct RecentSource {
@@ -247,7 +254,7 @@ impl AgentState {
 }
 
 /// sFlow decoder state of one worker: sequence trackers per agent and sample source, and counters.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct SflowDecoder {
     stats: SflowStats,
     agents: Vec<AgentState>,
@@ -261,7 +268,7 @@ pub struct SflowDecoder {
 /// Slots of the agent cache (a power of two).
 const AGENT_CACHE_SLOTS: usize = 256;
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct AgentCache([u32; AGENT_CACHE_SLOTS]);
 
 impl Default for AgentCache {
@@ -554,6 +561,10 @@ impl<'a> DatagramWalk<'a> {
     }
 
     /// Walk the datagram's `num_samples` samples.
+    ///
+    /// The compact flow samples the fast path takes cost the loop nothing beyond their walk: how
+    /// many there were (and so the records they produced, one each) is known at the end from the
+    /// samples walked and the others, which are counted where they are decoded.
     #[inline(always)]
     fn samples(
         &mut self,
@@ -564,36 +575,50 @@ impl<'a> DatagramWalk<'a> {
         if num_samples as usize > samples.len() / xdr::ELEMENT_HEADER_LEN {
             return Err(ErrorReason::BadSampleCount);
         }
-        let mut produced = 0;
-        for _ in 0..num_samples {
+        let mut left = num_samples;
+        // Samples not taken by the fast path, and the records they produced.
+        let mut others = Others::default();
+        let result = loop {
+            let Some(next) = left.checked_sub(1) else {
+                break Ok(());
+            };
+            left = next;
             let Some((sample, rest)) = xdr::split_element(samples) else {
-                return Err(ErrorReason::BadSampleLength);
+                others.samples += 1;
+                break Err(ErrorReason::BadSampleLength);
             };
             samples = rest;
             // Compact flow samples first: OVS sends little else.
-            produced += if sample.format == samples::format::FLOW {
-                match self.flow_sample_fast(sample.body, sink) {
-                    Some(()) => 1,
-                    None => self.flow_sample::<false>(sample.body, sink)?,
-                }
-            } else {
-                self.other_sample(sample, sink)?
-            };
-        }
-        Ok(produced)
+            if sample.format == samples::format::FLOW
+                && self.flow_sample_fast(sample.body, sink).is_some()
+            {
+                continue;
+            }
+            others.samples += 1;
+            match self.other_sample(sample.format, sample.body, sink) {
+                Ok(produced) => others.records += produced,
+                Err(e) => break Err(e),
+            }
+        };
+        let fast = num_samples - left - others.samples;
+        self.stats.samples_by_type[0] += u64::from(fast);
+        result.map(|()| fast as usize + others.records)
     }
 
-    /// A sample other than a compact flow sample.
+    /// A sample the fast path did not take: a compact flow sample it left to the general path, or
+    /// a sample of another format.
     #[inline(never)]
     fn other_sample(
         &mut self,
-        sample: xdr::Element<'_>,
+        format: u32,
+        body: &[u8],
         sink: &mut impl RecordSink,
     ) -> Result<usize, ErrorReason> {
-        Ok(match sample.format {
-            samples::format::EXPANDED_FLOW => self.flow_sample::<true>(sample.body, sink)?,
-            samples::format::COUNTERS => self.counter_sample(sample.body, false, sink)?,
-            samples::format::EXPANDED_COUNTERS => self.counter_sample(sample.body, true, sink)?,
+        Ok(match format {
+            samples::format::FLOW => self.flow_sample::<false>(body, sink)?,
+            samples::format::EXPANDED_FLOW => self.flow_sample::<true>(body, sink)?,
+            samples::format::COUNTERS => self.counter_sample(body, false, sink)?,
+            samples::format::EXPANDED_COUNTERS => self.counter_sample(body, true, sink)?,
             other => {
                 self.stats.unknown_sample_types.count(other);
                 0
@@ -675,10 +700,8 @@ impl<'a> DatagramWalk<'a> {
     fn flow_sample_fast(&mut self, body: &[u8], sink: &mut impl RecordSink) -> Option<()> {
         use samples::field::flow as f;
         let (h, mut records) = body.split_first_chunk::<{ f::LEN }>()?;
+        // A count that does not fit in the bytes ends the loop below when they run out.
         let num_records = xdr::word(h, f::NUM_RECORDS);
-        if num_records as usize > records.len() / xdr::ELEMENT_HEADER_LEN {
-            return None;
-        }
         let flow = &mut self.flow;
         clear_packet_fields(flow);
         for _ in 0..num_records {
@@ -717,7 +740,6 @@ impl<'a> DatagramWalk<'a> {
         flow.out_if_format = (output >> 30) as u8;
         flow.out_if = output & Interface::COMPACT_MAX;
         sink.flow(flow);
-        self.stats.samples_by_type[0] += 1;
         let key = u64::from(source.kind) << 32 | u64::from(source.index);
         self.observe_sample_fast(key, sequence, xdr::word(h, f::DROPS));
         Some(())

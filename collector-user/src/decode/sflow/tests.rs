@@ -1070,8 +1070,9 @@ fn corpus_ndpi_capture_matches_tshark() {
 // --- fast path vs general path ----------------------------------------------------------------
 
 /// Decode one flow sample body in a datagram of agent 203.0.113.7 with `uptime_ms`: through
-/// `decode`'s dispatch (the fast path, falling back to the general one) when `fast`, through the
-/// general path alone otherwise. Returns whether the fast path took the sample, and the result.
+/// `decode`'s sample loop (the fast path, falling back to the general one) when `fast`, through the
+/// general path alone otherwise. Returns whether the fast path took the sample (tried first on a
+/// copy of the decoder), and the result.
 fn walk_flow_sample(
     dec: &mut SflowDecoder,
     body: &[u8],
@@ -1087,18 +1088,35 @@ fn walk_flow_sample(
         num_samples: 1,
         samples: &[],
     };
-    let agent = dec.agent_index(header.agent, header.sub_agent_id);
-    let SflowDecoder { stats, agents, .. } = dec;
-    let mut walk = DatagramWalk::new(
-        stats,
-        agent.and_then(|a| agents.get_mut(a)),
-        &header,
-        &meta(),
-    );
-    if fast && walk.flow_sample_fast(body, sink).is_some() {
-        return (true, Ok(1));
+    let walk = |dec: &mut SflowDecoder, visit: &mut dyn FnMut(&mut DatagramWalk<'_>)| {
+        let agent = dec.agent_index(header.agent, header.sub_agent_id);
+        let SflowDecoder { stats, agents, .. } = dec;
+        let mut walk = DatagramWalk::new(
+            stats,
+            agent.and_then(|a| agents.get_mut(a)),
+            &header,
+            &meta(),
+        );
+        visit(&mut walk);
+    };
+    if !fast {
+        let mut result = Ok(0);
+        walk(dec, &mut |w| result = w.flow_sample::<false>(body, sink));
+        return (false, result);
     }
-    (false, walk.flow_sample::<false>(body, sink))
+    let mut took = false;
+    walk(&mut dec.clone(), &mut |w| {
+        took = w
+            .flow_sample_fast(body, &mut Collected::default())
+            .is_some()
+    });
+    let mut framed = Vec::new();
+    xdr::put_element(&mut framed, samples::format::FLOW, |out| {
+        out.extend_from_slice(body)
+    });
+    let mut result = Ok(0);
+    walk(dec, &mut |w| result = w.samples(1, &framed, sink));
+    (took, result)
 }
 
 /// The body of a framed sample.
