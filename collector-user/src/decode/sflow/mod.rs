@@ -182,12 +182,21 @@ struct Others {
 }
 
 /// See [`AgentState::recent`].
+///
+/// Its uptime never runs ahead of the datagram being walked: [`DatagramWalk::new`] writes it back
+/// when the agent's uptime went back, so the fast path's check needs no uptime comparison.
 #[derive(Clone, Copy, Debug)]
 struct RecentSource {
+    /// The source's compact id (`type << 24 | index`, as a compact flow sample carries it) widened
+    /// to 64 bits, what the fast path compares; `u64::MAX` (in [`RecentSource::NONE`], and for a
+    /// source that has no compact form) matches no sample.
+    compact_id: u64,
     /// Source key; [`RecentSource::NONE`]'s matches no source (keys stay below 2^41).
     key: u64,
-    /// The next expected sample sequence number (low 32 bits) and the drops counter (high 32).
-    next: u64,
+    /// The next expected sample sequence number.
+    sequence: u32,
+    /// The drops counter of the latest sample.
+    drops: u32,
     uptime_ms: u32,
     /// Index of the source in `sources`.
     index: usize,
@@ -195,16 +204,23 @@ struct RecentSource {
 
 impl RecentSource {
     const NONE: RecentSource = RecentSource {
+        compact_id: u64::MAX,
         key: u64::MAX,
-        next: 0,
+        sequence: 0,
+        drops: 0,
         uptime_ms: 0,
         index: 0,
     };
 
-    /// `next` of a sample sequence number and drops counter.
-    #[inline(always)]
-    const fn next(sequence: u32, drops: u32) -> u64 {
-        (drops as u64) << 32 | sequence as u64
+    /// The compact id of a flow sample source `key` (`type << 32 | index`), or `u64::MAX` when its
+    /// type or index is too wide for the compact form.
+    const fn compact_id(key: u64) -> u64 {
+        let (kind, index) = (key >> 32, key & 0xffff_ffff);
+        if kind <= 0xff && index <= SourceId::COMPACT_INDEX_MAX as u64 {
+            kind << 24 | index
+        } else {
+            u64::MAX
+        }
     }
 }
 
@@ -219,7 +235,7 @@ impl AgentState {
             // The drops counter did not change while followed here: `last_drops` holds it.
             source
                 .samples
-                .resume_in_order(recent.next as u32, recent.uptime_ms);
+                .resume_in_order(recent.sequence, recent.uptime_ms);
         }
     }
 
@@ -521,6 +537,12 @@ impl<'a> DatagramWalk<'a> {
         header: &datagram::Header<'_>,
         meta: &DatagramMeta,
     ) -> Self {
+        let mut agent = agent;
+        if let Some(agent) = agent.as_deref_mut()
+            && header.uptime_ms < agent.recent.uptime_ms
+        {
+            agent.write_back_recent();
+        }
         DatagramWalk {
             stats,
             agent,
@@ -630,18 +652,21 @@ impl<'a> DatagramWalk<'a> {
     /// source with unchanged drops and an uptime that did not go back is decided here, on
     /// [`AgentState::recent`] alone; everything else there.
     #[inline(always)]
-    fn observe_sample_fast(&mut self, key: u64, sequence: u32, drops: u32) {
+    fn observe_sample_fast(&mut self, source_id: u32, sequence: u32, drops: u32) {
         if let Some(agent) = self.agent.as_deref_mut() {
             let recent = &mut agent.recent;
-            if recent.key == key
-                && recent.next == RecentSource::next(sequence, drops)
-                && self.uptime_ms >= recent.uptime_ms
+            // The uptime did not go back (see `RecentSource`).
+            if recent.compact_id == u64::from(source_id)
+                && recent.sequence == sequence
+                && recent.drops == drops
             {
-                recent.next = RecentSource::next(sequence.wrapping_add(1), drops);
+                recent.sequence = sequence.wrapping_add(1);
                 recent.uptime_ms = self.uptime_ms;
                 return;
             }
         }
+        let source = SourceId::from_compact(source_id);
+        let key = u64::from(source.kind) << 32 | u64::from(source.index);
         self.observe_sample(key, sequence, Some(drops));
     }
 
@@ -680,8 +705,10 @@ impl<'a> DatagramWalk<'a> {
         // A late sample leaves the expected number where it was (not known here).
         if event != SequenceEvent::Late {
             agent.recent = RecentSource {
+                compact_id: RecentSource::compact_id(key),
                 key,
-                next: RecentSource::next(sequence.wrapping_add(1), now),
+                sequence: sequence.wrapping_add(1),
+                drops: now,
                 uptime_ms: self.uptime_ms,
                 index: agent.last_source,
             };
@@ -728,20 +755,18 @@ impl<'a> DatagramWalk<'a> {
         let sequence = xdr::word(h, f::SEQUENCE);
         // The compact source id is its own compact form.
         let source_id = xdr::word(h, f::SOURCE_ID);
-        let source = SourceId::from_compact(source_id);
         let input = xdr::word(h, f::INPUT);
         let output = xdr::word(h, f::OUTPUT);
         flow.sequence_num = sequence;
         flow.observation_point_id = source_id;
-        flow.sampler_id = source.index;
+        flow.sampler_id = source_id & SourceId::COMPACT_INDEX_MAX;
         flow.sampling_rate = xdr::word(h, f::SAMPLING_RATE);
         flow.in_if_format = (input >> 30) as u8;
         flow.in_if = input & Interface::COMPACT_MAX;
         flow.out_if_format = (output >> 30) as u8;
         flow.out_if = output & Interface::COMPACT_MAX;
         sink.flow(flow);
-        let key = u64::from(source.kind) << 32 | u64::from(source.index);
-        self.observe_sample_fast(key, sequence, xdr::word(h, f::DROPS));
+        self.observe_sample_fast(source_id, sequence, xdr::word(h, f::DROPS));
         Some(())
     }
 
