@@ -482,6 +482,17 @@ struct DatagramWalk<'a> {
     flow: FlowRecord,
 }
 
+/// The first word of `b` as it lies in memory (not byte-swapped), to compare with [`wire`] constants.
+#[inline(always)]
+fn wire_word<const N: usize>(b: &[u8; N]) -> u32 {
+    b.first_chunk::<4>().map_or(0, |w| u32::from_ne_bytes(*w))
+}
+
+/// A big-endian wire word's value as [`wire_word`] reads it.
+const fn wire(value: u32) -> u32 {
+    u32::from_ne_bytes(value.to_be_bytes())
+}
+
 /// The flow record every flow sample of a datagram starts from: zero but for the fields the
 /// datagram fixes (type, agent, sub-agent, exporter port, times, one packet). Zeroing and storing
 /// these is cheaper than copying a 256-byte template (a call to `memcpy`).
@@ -735,17 +746,18 @@ impl<'a> DatagramWalk<'a> {
             let (head, rest) = records.split_first_chunk::<{ xdr::ELEMENT_HEADER_LEN }>()?;
             let (body, rest) = rest.split_at_checked(xdr::word(head, 4) as usize)?;
             records = rest;
-            let format = xdr::word(head, 0);
-            if format == flow_records::format::RAW_HEADER {
+            // The format compared as it lies in the bytes: no byte swap per record.
+            let format = wire_word(head);
+            if format == wire(flow_records::format::RAW_HEADER) {
                 flow_records::raw_ethernet_header(body, flow)?;
-            } else if format == flow_records::format::SWITCH {
+            } else if format == wire(flow_records::format::SWITCH) {
                 flow_records::switch(body, flow).ok()?;
-            } else if format == flow_records::format::IPV4_TUNNEL_EGRESS
-                || format == flow_records::format::IPV4_TUNNEL_INGRESS
+            } else if format == wire(flow_records::format::IPV4_TUNNEL_EGRESS)
+                || format == wire(flow_records::format::IPV4_TUNNEL_INGRESS)
             {
                 flow_records::ipv4_tunnel(body, flow).ok()?;
-            } else if format == flow_records::format::VNI_EGRESS
-                || format == flow_records::format::VNI_INGRESS
+            } else if format == wire(flow_records::format::VNI_EGRESS)
+                || format == wire(flow_records::format::VNI_INGRESS)
             {
                 flow_records::vni(body, flow).ok()?;
             } else {
