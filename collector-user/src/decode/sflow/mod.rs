@@ -482,6 +482,99 @@ struct DatagramWalk<'a> {
     flow: FlowRecord,
 }
 
+/// The flow records of a compact flow sample for the fast path, in any order: each of the kinds
+/// OVS sends, framed and dispatched most common first; `None` at anything else (another format or
+/// header protocol, a record or count that does not fit). Out of line: OVS's own layout takes
+/// [`ovs_layout`].
+#[inline(never)]
+fn fast_records(mut records: &[u8], num_records: u32, flow: &mut FlowRecord) -> Option<()> {
+    for _ in 0..num_records {
+        let (head, rest) = records.split_first_chunk::<{ xdr::ELEMENT_HEADER_LEN }>()?;
+        let (body, rest) = rest.split_at_checked(xdr::word(head, 4) as usize)?;
+        records = rest;
+        // The format compared as it lies in the bytes: no byte swap per record.
+        let format = wire_word(head);
+        if format == wire(flow_records::format::RAW_HEADER) {
+            flow_records::raw_ethernet_header(body, flow)?;
+        } else if format == wire(flow_records::format::SWITCH) {
+            flow_records::switch(body, flow).ok()?;
+        } else if format == wire(flow_records::format::IPV4_TUNNEL_EGRESS)
+            || format == wire(flow_records::format::IPV4_TUNNEL_INGRESS)
+        {
+            flow_records::ipv4_tunnel(body, flow).ok()?;
+        } else if format == wire(flow_records::format::VNI_EGRESS)
+            || format == wire(flow_records::format::VNI_INGRESS)
+        {
+            flow_records::vni(body, flow).ok()?;
+        } else {
+            return None;
+        }
+    }
+    Some(())
+}
+
+/// A record's 8-byte head (format, length) as [`head_word`] reads it.
+const fn wire_head(format: u32, len: u32) -> u64 {
+    u64::from_ne_bytes(((format as u64) << 32 | len as u64).to_be_bytes())
+}
+
+/// The 8 bytes at `at` of `b` as they lie in memory, to compare with [`wire_head`] constants.
+#[inline(always)]
+fn head_word<const N: usize>(b: &[u8; N], at: usize) -> u64 {
+    b.get(at..)
+        .and_then(|s| s.first_chunk::<8>())
+        .map_or(0, |w| u64::from_ne_bytes(*w))
+}
+
+/// The flow records of a compact flow sample laid out as Open vSwitch writes them — extended
+/// switch, raw packet header, and either nothing more or a VNI record then an IPv4 tunnel record
+/// (2 or 4 records) — framed by a few comparisons of whole record heads at known offsets instead
+/// of the record loop, then decoded by the same record functions in the same order as
+/// [`fast_records`]. `None` (possibly after the switch record was applied) when the sample is laid
+/// out otherwise: another count, order, format, or a fixed-size record of another length.
+#[inline(always)]
+fn ovs_layout(records: &[u8], num_records: u32, flow: &mut FlowRecord) -> Option<()> {
+    use flow_records::{field, format};
+    const HEAD: usize = xdr::ELEMENT_HEADER_LEN;
+    const SWITCH: usize = HEAD + field::switch::LEN;
+    const VNI: usize = HEAD + field::vni::LEN;
+    const TUNNEL: usize = HEAD + field::ipv4::LEN;
+    let (switch, rest) = records.split_first_chunk::<SWITCH>()?;
+    let (raw_head, rest) = rest.split_first_chunk::<HEAD>()?;
+    if head_word(switch, 0) != wire_head(format::SWITCH, field::switch::LEN as u32)
+        || wire_word(raw_head) != wire(format::RAW_HEADER)
+    {
+        return None;
+    }
+    let (raw, rest) = rest.split_at_checked(xdr::word(raw_head, 4) as usize)?;
+    let tunnel = match num_records {
+        2 => None,
+        4 => {
+            let (t, _) = rest.split_first_chunk::<{ VNI + TUNNEL }>()?;
+            let vni = head_word(t, 0);
+            let tunnel = head_word(t, VNI);
+            let vni_len = field::vni::LEN as u32;
+            let tunnel_len = field::ipv4::LEN as u32;
+            if (vni != wire_head(format::VNI_EGRESS, vni_len)
+                && vni != wire_head(format::VNI_INGRESS, vni_len))
+                || (tunnel != wire_head(format::IPV4_TUNNEL_EGRESS, tunnel_len)
+                    && tunnel != wire_head(format::IPV4_TUNNEL_INGRESS, tunnel_len))
+            {
+                return None;
+            }
+            Some(t)
+        }
+        _ => return None,
+    };
+    flow_records::switch(switch.get(HEAD..).unwrap_or_default(), flow).ok()?;
+    flow_records::raw_ethernet_header(raw, flow)?;
+    if let Some(t) = tunnel {
+        flow_records::vni(t.get(HEAD..VNI).unwrap_or_default(), flow).ok()?;
+        flow_records::ipv4_tunnel(t.get(VNI + HEAD..).unwrap_or_default(), flow).ok()?;
+    }
+    Some(())
+}
+
 /// The first word of `b` as it lies in memory (not byte-swapped), to compare with [`wire`] constants.
 #[inline(always)]
 fn wire_word<const N: usize>(b: &[u8; N]) -> u32 {
@@ -737,32 +830,15 @@ impl<'a> DatagramWalk<'a> {
     #[inline(always)]
     fn flow_sample_fast(&mut self, body: &[u8], sink: &mut impl RecordSink) -> Option<()> {
         use samples::field::flow as f;
-        let (h, mut records) = body.split_first_chunk::<{ f::LEN }>()?;
+        let (h, records) = body.split_first_chunk::<{ f::LEN }>()?;
         // A count that does not fit in the bytes ends the loop below when they run out.
         let num_records = xdr::word(h, f::NUM_RECORDS);
         let flow = &mut self.flow;
         clear_packet_fields(flow);
-        for _ in 0..num_records {
-            let (head, rest) = records.split_first_chunk::<{ xdr::ELEMENT_HEADER_LEN }>()?;
-            let (body, rest) = rest.split_at_checked(xdr::word(head, 4) as usize)?;
-            records = rest;
-            // The format compared as it lies in the bytes: no byte swap per record.
-            let format = wire_word(head);
-            if format == wire(flow_records::format::RAW_HEADER) {
-                flow_records::raw_ethernet_header(body, flow)?;
-            } else if format == wire(flow_records::format::SWITCH) {
-                flow_records::switch(body, flow).ok()?;
-            } else if format == wire(flow_records::format::IPV4_TUNNEL_EGRESS)
-                || format == wire(flow_records::format::IPV4_TUNNEL_INGRESS)
-            {
-                flow_records::ipv4_tunnel(body, flow).ok()?;
-            } else if format == wire(flow_records::format::VNI_EGRESS)
-                || format == wire(flow_records::format::VNI_INGRESS)
-            {
-                flow_records::vni(body, flow).ok()?;
-            } else {
-                return None;
-            }
+        if ovs_layout(records, num_records, flow).is_none() {
+            // Clear what `ovs_layout` wrote before giving up.
+            clear_packet_fields(flow);
+            fast_records(records, num_records, flow)?;
         }
         let sequence = xdr::word(h, f::SEQUENCE);
         // The compact source id is its own compact form.

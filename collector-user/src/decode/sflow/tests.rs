@@ -1207,9 +1207,68 @@ struct SampleStep {
     uptime_step: u32,
 }
 
+/// Records laid out as OVS writes them (extended switch, raw header, then possibly a VNI and an
+/// IPv4 tunnel record) — what `ovs_layout` takes — with now and then one record swapped for
+/// another kind.
+fn arb_ovs_layout() -> impl Strategy<Value = Vec<FlowRecordRepr>> {
+    (
+        proptest::collection::vec(arb_ovs_record(), 4),
+        any::<bool>(),
+        any::<[bool; 2]>(),
+        prop_oneof![4 => Just(None), 1 => (0usize..4).prop_map(Some)],
+    )
+        .prop_map(|(mut any, tunnel, [vni_egress, egress], swap)| {
+            let mut records = vec![
+                FlowRecordRepr::Switch {
+                    src_vlan: 100,
+                    src_priority: 0,
+                    dst_vlan: 0,
+                    dst_priority: 0,
+                },
+                any.iter()
+                    .find(|r| matches!(r, FlowRecordRepr::RawHeader { .. }))
+                    .cloned()
+                    .unwrap_or(FlowRecordRepr::RawHeader {
+                        protocol: 1,
+                        frame_length: 64,
+                        stripped: 4,
+                        header: vec![0; 14],
+                    }),
+            ];
+            if tunnel {
+                records.push(FlowRecordRepr::Vni {
+                    egress: vni_egress,
+                    vni: 5001,
+                });
+                records.push(FlowRecordRepr::Ipv4Tunnel {
+                    egress,
+                    outer: SampledIpv4 {
+                        length: 1500,
+                        protocol: 17,
+                        src: [10, 0, 0, 1],
+                        dst: [10, 0, 0, 2],
+                        src_port: 50000,
+                        dst_port: 6081,
+                        tcp_flags: 0,
+                        tos: 0,
+                    },
+                });
+            }
+            if let Some(at) = swap
+                && at < records.len()
+            {
+                records[at] = any.swap_remove(at);
+            }
+            records
+        })
+}
+
 fn arb_sample_steps() -> impl Strategy<Value = Vec<SampleStep>> {
     let step = (
-        proptest::collection::vec(arb_ovs_record(), 0..5),
+        prop_oneof![
+            proptest::collection::vec(arb_ovs_record(), 0..5),
+            arb_ovs_layout()
+        ],
         any::<bool>(),
         prop_oneof![8 => Just(0u32), 1 => 1u32..3, 1 => any::<u32>()],
         prop_oneof![8 => Just(0u32), 2 => 0u32..3],
@@ -1303,6 +1362,15 @@ fn fast_path_takes_every_ovs_flow_sample() {
         let (mut fast_sink, mut general_sink) = (Collected::default(), Collected::default());
         let (took, result) = walk_flow_sample(&mut fast, &body, 1000 + i, true, &mut fast_sink);
         assert!(took, "sample {i} left to the general path");
+        let (h, records) = body
+            .split_first_chunk::<{ samples::field::flow::LEN }>()
+            .unwrap();
+        let num_records = xdr::word(h, samples::field::flow::NUM_RECORDS);
+        let mut laid_out = FlowRecord::zeroed();
+        assert!(
+            ovs_layout(records, num_records, &mut laid_out).is_some(),
+            "sample {i} not in OVS's layout"
+        );
         assert_eq!(result, Ok(1));
         walk_flow_sample(&mut general, &body, 1000 + i, false, &mut general_sink)
             .1
