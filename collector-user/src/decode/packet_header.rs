@@ -202,6 +202,15 @@ fn parse_ethernet_fast(frame: &[u8], record: &mut FlowRecord) -> Option<Depth> {
     Some(Depth::Transport)
 }
 
+/// Source and destination port from the transport header at `l4` of a fixed-size header: one
+/// word read, the two fields stored from it (adjacent in the record, the stores can merge).
+#[inline(always)]
+fn set_ports<const M: usize>(record: &mut FlowRecord, h: &[u8; M], l4: usize) {
+    let ports = u32::from_be_bytes(bytes_at(h, l4 + field::l4::SRC_PORT.start));
+    record.src_port = (ports >> 16) as u16;
+    record.dst_port = ports as u16;
+}
+
 /// IPv4 with IHL 5, not a later fragment, carrying TCP or UDP: network and transport fields.
 #[inline(always)]
 fn ipv4_tcp_udp_fast(packet: &[u8], record: &mut FlowRecord) -> Option<()> {
@@ -220,8 +229,7 @@ fn ipv4_tcp_udp_fast(packet: &[u8], record: &mut FlowRecord) -> Option<()> {
     record.proto = proto;
     record.src_addr = ipv4_bytes(bytes_at(h, ip::SRC.start));
     record.dst_addr = ipv4_bytes(bytes_at(h, ip::DST.start));
-    record.src_port = be16_at(h, L4 + l4::SRC_PORT.start);
-    record.dst_port = be16_at(h, L4 + l4::DST_PORT.start);
+    set_ports(record, h, L4);
     if proto == ip_proto::TCP {
         record.tcp_flags = be16_at(h, L4 + l4::TCP_FLAGS.start) & 0x01ff;
     }
@@ -245,8 +253,7 @@ fn ipv6_tcp_udp_fast(packet: &[u8], record: &mut FlowRecord) -> Option<()> {
     record.proto = proto;
     record.src_addr = bytes_at(h, ip::SRC.start);
     record.dst_addr = bytes_at(h, ip::DST.start);
-    record.src_port = be16_at(h, L4 + l4::SRC_PORT.start);
-    record.dst_port = be16_at(h, L4 + l4::DST_PORT.start);
+    set_ports(record, h, L4);
     if proto == ip_proto::TCP {
         record.tcp_flags = be16_at(h, L4 + l4::TCP_FLAGS.start) & 0x01ff;
     }

@@ -326,10 +326,13 @@ fn set_tunnel_transport(record: &mut FlowRecord, proto: u8, src_port: u16, dst_p
     record.tunnel_proto = proto;
     record.tunnel_src_port = src_port;
     record.tunnel_dst_port = dst_port;
-    record.tunnel_type = match (proto, dst_port) {
-        (ip_proto::GRE, _) => 2,
-        (ip_proto::UDP, 4789) => 1,
-        (ip_proto::UDP, 6081) => 7,
+    record.tunnel_type = match proto {
+        ip_proto::UDP => match dst_port {
+            6081 => 7,
+            4789 => 1,
+            _ => 0,
+        },
+        ip_proto::GRE => 2,
         _ => 0,
     };
 }

@@ -493,7 +493,7 @@ fn fast_records(mut records: &[u8], num_records: u32, flow: &mut FlowRecord) -> 
         let (body, rest) = rest.split_at_checked(xdr::word(head, 4) as usize)?;
         records = rest;
         // The format compared as it lies in the bytes: no byte swap per record.
-        let format = wire_word(head);
+        let format = wire_word(head, 0);
         if format == wire(flow_records::format::RAW_HEADER) {
             flow_records::raw_ethernet_header(body, flow)?;
         } else if format == wire(flow_records::format::SWITCH) {
@@ -539,14 +539,14 @@ fn ovs_layout(records: &[u8], num_records: u32, flow: &mut FlowRecord) -> Option
     const SWITCH: usize = HEAD + field::switch::LEN;
     const VNI: usize = HEAD + field::vni::LEN;
     const TUNNEL: usize = HEAD + field::ipv4::LEN;
-    let (switch, rest) = records.split_first_chunk::<SWITCH>()?;
-    let (raw_head, rest) = rest.split_first_chunk::<HEAD>()?;
-    if head_word(switch, 0) != wire_head(format::SWITCH, field::switch::LEN as u32)
-        || wire_word(raw_head) != wire(format::RAW_HEADER)
+    // The switch record and the raw header's head in one read.
+    let (first, rest) = records.split_first_chunk::<{ SWITCH + HEAD }>()?;
+    if head_word(first, 0) != wire_head(format::SWITCH, field::switch::LEN as u32)
+        || wire_word(first, SWITCH) != wire(format::RAW_HEADER)
     {
         return None;
     }
-    let (raw, rest) = rest.split_at_checked(xdr::word(raw_head, 4) as usize)?;
+    let (raw, rest) = rest.split_at_checked(xdr::word(first, SWITCH + 4) as usize)?;
     let tunnel = match num_records {
         2 => None,
         4 => {
@@ -566,7 +566,7 @@ fn ovs_layout(records: &[u8], num_records: u32, flow: &mut FlowRecord) -> Option
         }
         _ => return None,
     };
-    flow_records::switch(switch.get(HEAD..).unwrap_or_default(), flow).ok()?;
+    flow_records::switch(first.get(HEAD..SWITCH).unwrap_or_default(), flow).ok()?;
     flow_records::raw_ethernet_header(raw, flow)?;
     if let Some(t) = tunnel {
         flow_records::vni(t.get(HEAD..VNI).unwrap_or_default(), flow).ok()?;
@@ -575,10 +575,13 @@ fn ovs_layout(records: &[u8], num_records: u32, flow: &mut FlowRecord) -> Option
     Some(())
 }
 
-/// The first word of `b` as it lies in memory (not byte-swapped), to compare with [`wire`] constants.
+/// The word at `at` of `b` as it lies in memory (not byte-swapped), to compare with [`wire`]
+/// constants.
 #[inline(always)]
-fn wire_word<const N: usize>(b: &[u8; N]) -> u32 {
-    b.first_chunk::<4>().map_or(0, |w| u32::from_ne_bytes(*w))
+fn wire_word<const N: usize>(b: &[u8; N], at: usize) -> u32 {
+    b.get(at..)
+        .and_then(|s| s.first_chunk::<4>())
+        .map_or(0, |w| u32::from_ne_bytes(*w))
 }
 
 /// A big-endian wire word's value as [`wire_word`] reads it.
