@@ -495,13 +495,13 @@ fn fast_records(mut records: &[u8], num_records: u32, flow: &mut FlowRecord) -> 
         // The format compared as it lies in the bytes: no byte swap per record.
         let format = wire_word(head, 0);
         if format == wire(flow_records::format::RAW_HEADER) {
-            flow_records::raw_ethernet_header(body, flow)?;
+            flow_records::raw_ethernet_header::<false>(body, flow)?;
         } else if format == wire(flow_records::format::SWITCH) {
             flow_records::switch(body, flow).ok()?;
         } else if format == wire(flow_records::format::IPV4_TUNNEL_EGRESS)
             || format == wire(flow_records::format::IPV4_TUNNEL_INGRESS)
         {
-            flow_records::ipv4_tunnel(body, flow).ok()?;
+            flow_records::ipv4_tunnel::<false>(body, flow).ok()?;
         } else if format == wire(flow_records::format::VNI_EGRESS)
             || format == wire(flow_records::format::VNI_INGRESS)
         {
@@ -567,10 +567,12 @@ fn ovs_layout(records: &[u8], num_records: u32, flow: &mut FlowRecord) -> Option
         _ => return None,
     };
     flow_records::switch(first.get(HEAD..SWITCH).unwrap_or_default(), flow).ok()?;
-    flow_records::raw_ethernet_header(raw, flow)?;
+    // Records applied once each to a record cleared for the sample: addresses written as their
+    // non-zero bytes.
+    flow_records::raw_ethernet_header::<true>(raw, flow)?;
     if let Some(t) = tunnel {
         flow_records::vni(t.get(HEAD..VNI).unwrap_or_default(), flow).ok()?;
-        flow_records::ipv4_tunnel(t.get(VNI + HEAD..).unwrap_or_default(), flow).ok()?;
+        flow_records::ipv4_tunnel::<true>(t.get(VNI + HEAD..).unwrap_or_default(), flow).ok()?;
     }
     Some(())
 }
