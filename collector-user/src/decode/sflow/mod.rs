@@ -30,11 +30,16 @@
 //! A compact flow sample whose records are all of the kinds Open vSwitch sends (raw header of an
 //! Ethernet frame, extended switch, IPv4 tunnel, VNI) is decoded by `DatagramWalk::flow_sample_fast`:
 //! one scratch record per datagram with only the fields those records write cleared per sample,
-//! records dispatched most common first, and the sequence check of the agent's recent source
-//! done on a cached (next sequence, drops, uptime) triple. Anything else in the sample — another
-//! record or header format, a length or count that does not fit — sends the whole sample to the
-//! general path (`flow_sample`), which also decodes expanded samples and names every error. The two
-//! give byte-identical records, counters and sequence state (`fast_path_matches_general_path`).
+//! and the sequence check of the agent's recent source done on its cached compact id, next
+//! sequence number and drops counter (the uptime going back is checked once per datagram). Records
+//! laid out as OVS writes them — extended switch, raw header, then optionally a VNI record and an
+//! IPv4 tunnel record — are framed by comparing whole record heads at known offsets (`ovs_layout`),
+//! and their IPv4 addresses written into the cleared record as their non-zero bytes; the same
+//! kinds in any other order go through a record loop (`fast_records`). Anything else in the
+//! sample — another record or header format, a length or count that does not fit — sends the
+//! whole sample to the general path (`flow_sample`), which also decodes expanded samples and names
+//! every error. The sample loop counts the fast path's samples once per datagram. The paths give
+//! byte-identical records, counters and sequence state (`fast_path_matches_general_path`).
 //!
 //! The hot path does not allocate except when a new agent or sample source is first seen (bounded by
 //! [`MAX_AGENTS`] and [`MAX_SOURCES_PER_AGENT`]; beyond them sequences are not tracked and
@@ -827,7 +832,9 @@ impl<'a> DatagramWalk<'a> {
     /// The fast path of a compact flow sample (format 1) whose records are all of the kinds OVS
     /// sends — raw packet header of an Ethernet frame, extended switch, IPv4 tunnel, VNI — in any
     /// order: fixed part read as one array, the record filled in place in the datagram's
-    /// [`DatagramWalk::flow`], records dispatched most common first. Any other sample (another
+    /// [`DatagramWalk::flow`], the records by [`ovs_layout`] when laid out as OVS writes them and
+    /// by [`fast_records`] otherwise. It does not count the sample: the sample loop counts the
+    /// samples it took once per datagram. Any other sample (another
     /// record format or header protocol, a length or count that does not fit) returns `None`
     /// having changed nothing but the scratch record, and [`DatagramWalk::flow_sample`] decodes
     /// it, naming the error if there is one.
