@@ -843,7 +843,8 @@ impl<'a> DatagramWalk<'a> {
     fn flow_sample_fast(&mut self, body: &[u8], sink: &mut impl RecordSink) -> Option<()> {
         use samples::field::flow as f;
         let (h, records) = body.split_first_chunk::<{ f::LEN }>()?;
-        // A count that does not fit in the bytes ends the loop below when they run out.
+        // A count that does not fit in the bytes needs no check of its own: `ovs_layout` takes 2
+        // or 4 records only, and `fast_records` gives up when the bytes run out.
         let num_records = xdr::word(h, f::NUM_RECORDS);
         let flow = &mut self.flow;
         clear_packet_fields(flow);
