@@ -125,9 +125,35 @@ fn array<const N: usize>(b: &[u8], r: field::Field) -> Option<[u8; N]> {
 /// away.
 #[inline(always)]
 pub fn parse_ethernet(frame: &[u8], record: &mut FlowRecord) -> Depth {
-    match parse_untagged_ipv4_fast(frame, record) {
+    match parse_untagged_ipv4_fast::<false>(frame, record) {
         Some(depth) => depth,
         None => parse_ethernet_rest(frame, record),
+    }
+}
+
+/// [`parse_ethernet`] into a record whose packet addresses (`src_addr`, `dst_addr`) are all zero,
+/// as the sFlow fast path clears them per sample: the inlined case then writes an IPv4-mapped
+/// address as its 6 non-zero bytes. Same result as [`parse_ethernet`] on such a record.
+#[inline(always)]
+pub fn parse_ethernet_cleared(frame: &[u8], record: &mut FlowRecord) -> Depth {
+    debug_assert!(record.src_addr == [0; 16] && record.dst_addr == [0; 16]);
+    match parse_untagged_ipv4_fast::<true>(frame, record) {
+        Some(depth) => depth,
+        None => parse_ethernet_rest(frame, record),
+    }
+}
+
+/// Store `octets` into `addr` in record form (IPv4-mapped); when `CLEARED` (`addr` known to be all
+/// zero) only the 6 bytes that are not zero.
+#[inline(always)]
+pub fn set_ipv4_mapped<const CLEARED: bool>(addr: &mut [u8; 16], octets: [u8; 4]) {
+    if CLEARED {
+        if let Some(tail) = addr.last_chunk_mut::<6>() {
+            let [a, b, c, d] = octets;
+            *tail = [0xff, 0xff, a, b, c, d];
+        }
+    } else {
+        *addr = ipv4_bytes(octets);
     }
 }
 
@@ -142,13 +168,16 @@ fn parse_ethernet_rest(frame: &[u8], record: &mut FlowRecord) -> Depth {
 
 /// Untagged Ethernet → [`ipv4_tcp_udp_fast`], as one fixed-size read.
 #[inline(always)]
-fn parse_untagged_ipv4_fast(frame: &[u8], record: &mut FlowRecord) -> Option<Depth> {
+fn parse_untagged_ipv4_fast<const CLEARED: bool>(
+    frame: &[u8],
+    record: &mut FlowRecord,
+) -> Option<Depth> {
     use field::{ethernet as e, ipv4 as ip};
     let h = frame.first_chunk::<{ e::LEN + ip::LEN + FAST_L4_LEN }>()?;
     if be16_at(h, e::ETHERTYPE.start) != ethertype::IPV4 {
         return None;
     }
-    ipv4_tcp_udp_fast(h.get(e::LEN..).unwrap_or_default(), record)?;
+    ipv4_tcp_udp_fast::<CLEARED>(h.get(e::LEN..).unwrap_or_default(), record)?;
     record.dst_mac = bytes_at(h, e::DST.start);
     record.src_mac = bytes_at(h, e::SRC.start);
     record.etype = ethertype::IPV4;
@@ -189,7 +218,7 @@ fn parse_ethernet_fast(frame: &[u8], record: &mut FlowRecord) -> Option<Depth> {
         l3 = after;
     }
     match etype {
-        ethertype::IPV4 => ipv4_tcp_udp_fast(l3, record)?,
+        ethertype::IPV4 => ipv4_tcp_udp_fast::<false>(l3, record)?,
         ethertype::IPV6 => ipv6_tcp_udp_fast(l3, record)?,
         _ => return None,
     }
@@ -202,9 +231,19 @@ fn parse_ethernet_fast(frame: &[u8], record: &mut FlowRecord) -> Option<Depth> {
     Some(Depth::Transport)
 }
 
-/// IPv4 with IHL 5, not a later fragment, carrying TCP or UDP: network and transport fields.
+/// Source and destination port from the transport header at `l4` of a fixed-size header: one
+/// word read, the two fields stored from it (adjacent in the record, the stores can merge).
 #[inline(always)]
-fn ipv4_tcp_udp_fast(packet: &[u8], record: &mut FlowRecord) -> Option<()> {
+fn set_ports<const M: usize>(record: &mut FlowRecord, h: &[u8; M], l4: usize) {
+    let ports = u32::from_be_bytes(bytes_at(h, l4 + field::l4::SRC_PORT.start));
+    record.src_port = (ports >> 16) as u16;
+    record.dst_port = ports as u16;
+}
+
+/// IPv4 with IHL 5, not a later fragment, carrying TCP or UDP: network and transport fields
+/// (addresses as [`set_ipv4_mapped`] stores them).
+#[inline(always)]
+fn ipv4_tcp_udp_fast<const CLEARED: bool>(packet: &[u8], record: &mut FlowRecord) -> Option<()> {
     use field::{ipv4 as ip, l4};
     const L4: usize = ip::LEN;
     let h = packet.first_chunk::<{ ip::LEN + FAST_L4_LEN }>()?;
@@ -218,10 +257,9 @@ fn ipv4_tcp_udp_fast(packet: &[u8], record: &mut FlowRecord) -> Option<()> {
     record.ip_tos = h[ip::TOS];
     record.ip_ttl = h[ip::TTL];
     record.proto = proto;
-    record.src_addr = ipv4_bytes(bytes_at(h, ip::SRC.start));
-    record.dst_addr = ipv4_bytes(bytes_at(h, ip::DST.start));
-    record.src_port = be16_at(h, L4 + l4::SRC_PORT.start);
-    record.dst_port = be16_at(h, L4 + l4::DST_PORT.start);
+    set_ipv4_mapped::<CLEARED>(&mut record.src_addr, bytes_at(h, ip::SRC.start));
+    set_ipv4_mapped::<CLEARED>(&mut record.dst_addr, bytes_at(h, ip::DST.start));
+    set_ports(record, h, L4);
     if proto == ip_proto::TCP {
         record.tcp_flags = be16_at(h, L4 + l4::TCP_FLAGS.start) & 0x01ff;
     }
@@ -245,8 +283,7 @@ fn ipv6_tcp_udp_fast(packet: &[u8], record: &mut FlowRecord) -> Option<()> {
     record.proto = proto;
     record.src_addr = bytes_at(h, ip::SRC.start);
     record.dst_addr = bytes_at(h, ip::DST.start);
-    record.src_port = be16_at(h, L4 + l4::SRC_PORT.start);
-    record.dst_port = be16_at(h, L4 + l4::DST_PORT.start);
+    set_ports(record, h, L4);
     if proto == ip_proto::TCP {
         record.tcp_flags = be16_at(h, L4 + l4::TCP_FLAGS.start) & 0x01ff;
     }
@@ -892,7 +929,7 @@ mod tests {
         let untagged_v4 = frame(Vec::new(), v4.clone(), ip_proto::TCP);
         let mut r = FlowRecord::zeroed();
         assert_eq!(
-            parse_untagged_ipv4_fast(&untagged_v4, &mut r),
+            parse_untagged_ipv4_fast::<false>(&untagged_v4, &mut r),
             Some(Depth::Transport)
         );
         assert_eq!((r.src_port, r.dst_port, r.tcp_flags), (1, 2, 0x12));
@@ -933,7 +970,8 @@ mod tests {
         ] {
             let mut r = FlowRecord::zeroed();
             assert_eq!(parse_ethernet_fast(&refused, &mut r), None);
-            assert_eq!(parse_untagged_ipv4_fast(&refused, &mut r), None);
+            assert_eq!(parse_untagged_ipv4_fast::<false>(&refused, &mut r), None);
+            assert_eq!(parse_untagged_ipv4_fast::<true>(&refused, &mut r), None);
             assert_eq!(
                 bytemuck::bytes_of(&r),
                 bytemuck::bytes_of(&FlowRecord::zeroed())
@@ -1013,6 +1051,9 @@ mod tests {
                     let d_general = parse_ethernet_general(frame, &mut general);
                     prop_assert_eq!(d_fast, d_general);
                     prop_assert_eq!(bytemuck::bytes_of(&fast), bytemuck::bytes_of(&general));
+                    let mut cleared = FlowRecord::zeroed();
+                    prop_assert_eq!(parse_ethernet_cleared(frame, &mut cleared), d_general);
+                    prop_assert_eq!(bytemuck::bytes_of(&cleared), bytemuck::bytes_of(&general));
                 }
             }
         }

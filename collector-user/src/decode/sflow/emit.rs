@@ -3,8 +3,9 @@
 //!
 //! [`DatagramRepr`] emits any mix of samples and records; [`OvsExporter`] builds datagrams the way
 //! OVS does on an OpenShift / OVN-Kubernetes node (`OVS-EXPORTS.md`): compact flow samples at 1:400
-//! with a 128-byte raw Ethernet header, extended switch and — for traffic to or from another node — an
-//! IPv4 tunnel (Geneve, UDP 6081) egress or ingress record with its VNI record; counter samples per port
+//! with extended switch and a 128-byte raw Ethernet header and — for traffic to or from another node —
+//! a VNI egress or ingress record with its IPv4 tunnel (Geneve, UDP 6081) record, in the order OVS
+//! writes them; counter samples per port
 //! with generic, Ethernet, OpenFlow port and port name records, plus a bridge sample with application
 //! resources and OVS datapath counters; every datagram at most 1400 bytes.
 //! [`ovs_sample_datagrams`] is a fixed set of such datagrams (fuzz seeds, benchmarks).
@@ -295,18 +296,21 @@ impl OvsExporter {
             1 => Interface::Discarded(0x101),
             _ => Interface::Index(self.pick(&ports).map_or(0, |p| p.if_index)),
         };
+        // In the order OVS writes them (`dpif_sflow_received` prepends each element to the list
+        // the encoder walks): extended switch, raw header, then the output tunnel's VNI and IPv4
+        // tunnel records, then the input tunnel's.
         let mut records = vec![
-            FlowRecordRepr::RawHeader {
-                protocol: 1,
-                frame_length,
-                stripped: 4,
-                header: bytes,
-            },
             FlowRecordRepr::Switch {
                 src_vlan: if r.is_multiple_of(11) { 100 } else { 0 },
                 src_priority: 0,
                 dst_vlan: 0,
                 dst_priority: 0,
+            },
+            FlowRecordRepr::RawHeader {
+                protocol: 1,
+                frame_length,
+                stripped: 4,
+                header: bytes,
             },
         ];
         let tunnel = r % 3;
@@ -319,6 +323,10 @@ impl OvsExporter {
             } else {
                 (peer, self.agent)
             };
+            records.push(FlowRecordRepr::Vni {
+                egress,
+                vni: 1 + (r >> 44) as u32 % 64,
+            });
             records.push(FlowRecordRepr::Ipv4Tunnel {
                 egress,
                 outer: SampledIpv4 {
@@ -331,10 +339,6 @@ impl OvsExporter {
                     tcp_flags: 0,
                     tos: 0,
                 },
-            });
-            records.push(FlowRecordRepr::Vni {
-                egress,
-                vni: 1 + (r >> 44) as u32 % 64,
             });
         }
         self.flow_sequence = self.flow_sequence.wrapping_add(1);

@@ -183,7 +183,9 @@ pub fn apply(element: Element<'_>, record: &mut FlowRecord) -> Result<Outcome, E
             record.next_hop = next_hop;
             Ok(Outcome::Applied)
         }
-        format::IPV4_TUNNEL_EGRESS | format::IPV4_TUNNEL_INGRESS => ipv4_tunnel(body, record),
+        format::IPV4_TUNNEL_EGRESS | format::IPV4_TUNNEL_INGRESS => {
+            ipv4_tunnel::<false>(body, record)
+        }
         format::IPV6_TUNNEL_EGRESS | format::IPV6_TUNNEL_INGRESS => {
             use field::ipv6 as f;
             let b = xdr::fixed::<{ f::LEN }>(body).ok_or(ErrorReason::BadRecordLength)?;
@@ -239,15 +241,23 @@ fn raw_header(body: &[u8], record: &mut FlowRecord) -> Result<Outcome, ErrorReas
 
 /// A raw packet header record (1) of an Ethernet frame, as [`apply`] decodes it; `None`, with
 /// nothing written, for any other header protocol or a record cut short (the decoder's fast path,
-/// which leaves those to [`apply`]).
+/// which leaves those to [`apply`]). `CLEARED`: the record's packet addresses are all zero
+/// ([`packet_header::parse_ethernet_cleared`]).
 #[inline(always)]
-pub fn raw_ethernet_header(body: &[u8], record: &mut FlowRecord) -> Option<()> {
+pub fn raw_ethernet_header<const CLEARED: bool>(
+    body: &[u8],
+    record: &mut FlowRecord,
+) -> Option<()> {
     let (protocol, frame_length, header) = raw_header_parts(body)?;
     if protocol != header_protocol::ETHERNET {
         return None;
     }
     record.bytes = u64::from(frame_length);
-    packet_header::parse_ethernet(header, record);
+    if CLEARED {
+        packet_header::parse_ethernet_cleared(header, record);
+    } else {
+        packet_header::parse_ethernet(header, record);
+    }
     Some(())
 }
 
@@ -263,13 +273,22 @@ pub fn switch(body: &[u8], record: &mut FlowRecord) -> Result<Outcome, ErrorReas
     Ok(Outcome::Applied)
 }
 
-/// IPv4 tunnel egress or ingress (1023 / 1024): the tunnel fields.
+/// IPv4 tunnel egress or ingress (1023 / 1024): the tunnel fields. `CLEARED`: the record's tunnel
+/// addresses are all zero (written as [`packet_header::set_ipv4_mapped`] does).
 #[inline(always)]
-pub fn ipv4_tunnel(body: &[u8], record: &mut FlowRecord) -> Result<Outcome, ErrorReason> {
+pub fn ipv4_tunnel<const CLEARED: bool>(
+    body: &[u8],
+    record: &mut FlowRecord,
+) -> Result<Outcome, ErrorReason> {
     use field::ipv4 as f;
     let b = xdr::fixed::<{ f::LEN }>(body).ok_or(ErrorReason::BadRecordLength)?;
-    record.tunnel_src_addr = ipv4_bytes(xdr::word(b, f::SRC).to_be_bytes());
-    record.tunnel_dst_addr = ipv4_bytes(xdr::word(b, f::DST).to_be_bytes());
+    debug_assert!(
+        !CLEARED || (record.tunnel_src_addr == [0; 16] && record.tunnel_dst_addr == [0; 16])
+    );
+    let src = xdr::word(b, f::SRC).to_be_bytes();
+    let dst = xdr::word(b, f::DST).to_be_bytes();
+    packet_header::set_ipv4_mapped::<CLEARED>(&mut record.tunnel_src_addr, src);
+    packet_header::set_ipv4_mapped::<CLEARED>(&mut record.tunnel_dst_addr, dst);
     set_tunnel_transport(
         record,
         xdr::word(b, f::PROTOCOL) as u8,
@@ -326,10 +345,13 @@ fn set_tunnel_transport(record: &mut FlowRecord, proto: u8, src_port: u16, dst_p
     record.tunnel_proto = proto;
     record.tunnel_src_port = src_port;
     record.tunnel_dst_port = dst_port;
-    record.tunnel_type = match (proto, dst_port) {
-        (ip_proto::GRE, _) => 2,
-        (ip_proto::UDP, 4789) => 1,
-        (ip_proto::UDP, 6081) => 7,
+    record.tunnel_type = match proto {
+        ip_proto::UDP => match dst_port {
+            6081 => 7,
+            4789 => 1,
+            _ => 0,
+        },
+        ip_proto::GRE => 2,
         _ => 0,
     };
 }

@@ -30,11 +30,16 @@
 //! A compact flow sample whose records are all of the kinds Open vSwitch sends (raw header of an
 //! Ethernet frame, extended switch, IPv4 tunnel, VNI) is decoded by `DatagramWalk::flow_sample_fast`:
 //! one scratch record per datagram with only the fields those records write cleared per sample,
-//! records dispatched most common first, and the sequence check of the agent's recent source
-//! done on a cached (next sequence, drops, uptime) triple. Anything else in the sample — another
-//! record or header format, a length or count that does not fit — sends the whole sample to the
-//! general path (`flow_sample`), which also decodes expanded samples and names every error. The two
-//! give byte-identical records, counters and sequence state (`fast_path_matches_general_path`).
+//! and the sequence check of the agent's recent source done on its cached compact id, next
+//! sequence number and drops counter (the uptime going back is checked once per datagram). Records
+//! laid out as OVS writes them — extended switch, raw header, then optionally a VNI record and an
+//! IPv4 tunnel record — are framed by comparing whole record heads at known offsets (`ovs_layout`),
+//! and their IPv4 addresses written into the cleared record as their non-zero bytes; the same
+//! kinds in any other order go through a record loop (`fast_records`). Anything else in the
+//! sample — another record or header format, a length or count that does not fit — sends the
+//! whole sample to the general path (`flow_sample`), which also decodes expanded samples and names
+//! every error. The sample loop counts the fast path's samples once per datagram. The paths give
+//! byte-identical records, counters and sequence state (`fast_path_matches_general_path`).
 //!
 //! The hot path does not allocate except when a new agent or sample source is first seen (bounded by
 //! [`MAX_AGENTS`] and [`MAX_SOURCES_PER_AGENT`]; beyond them sequences are not tracked and
@@ -174,13 +179,29 @@ struct AgentState {
     recent: RecentSource,
 }
 
+/// Samples of a datagram not taken by the fast path, and the records they produced.
+#[derive(Default)]
+struct Others {
+    samples: u32,
+    records: usize,
+}
+
 /// See [`AgentState::recent`].
+///
+/// Its uptime never runs ahead of the datagram being walked: [`DatagramWalk::new`] writes it back
+/// when the agent's uptime went back, so the fast path's check needs no uptime comparison.
 #[derive(Clone, Copy, Debug)]
 struct RecentSource {
+    /// The source's compact id (`type << 24 | index`, as a compact flow sample carries it) widened
+    /// to 64 bits, what the fast path compares; `u64::MAX` (in [`RecentSource::NONE`], and for a
+    /// source that has no compact form) matches no sample.
+    compact_id: u64,
     /// Source key; [`RecentSource::NONE`]'s matches no source (keys stay below 2^41).
     key: u64,
-    /// The next expected sample sequence number (low 32 bits) and the drops counter (high 32).
-    next: u64,
+    /// The next expected sample sequence number.
+    sequence: u32,
+    /// The drops counter of the latest sample.
+    drops: u32,
     uptime_ms: u32,
     /// Index of the source in `sources`.
     index: usize,
@@ -188,16 +209,23 @@ struct RecentSource {
 
 impl RecentSource {
     const NONE: RecentSource = RecentSource {
+        compact_id: u64::MAX,
         key: u64::MAX,
-        next: 0,
+        sequence: 0,
+        drops: 0,
         uptime_ms: 0,
         index: 0,
     };
 
-    /// `next` of a sample sequence number and drops counter.
-    #[inline(always)]
-    const fn next(sequence: u32, drops: u32) -> u64 {
-        (drops as u64) << 32 | sequence as u64
+    /// The compact id of a flow sample source `key` (`type << 32 | index`), or `u64::MAX` when its
+    /// type or index is too wide for the compact form.
+    const fn compact_id(key: u64) -> u64 {
+        let (kind, index) = (key >> 32, key & 0xffff_ffff);
+        if kind <= 0xff && index <= SourceId::COMPACT_INDEX_MAX as u64 {
+            kind << 24 | index
+        } else {
+            u64::MAX
+        }
     }
 }
 
@@ -212,7 +240,7 @@ impl AgentState {
             // The drops counter did not change while followed here: `last_drops` holds it.
             source
                 .samples
-                .resume_in_order(recent.next as u32, recent.uptime_ms);
+                .resume_in_order(recent.sequence, recent.uptime_ms);
         }
     }
 
@@ -247,7 +275,7 @@ impl AgentState {
 }
 
 /// sFlow decoder state of one worker: sequence trackers per agent and sample source, and counters.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct SflowDecoder {
     stats: SflowStats,
     agents: Vec<AgentState>,
@@ -261,7 +289,7 @@ pub struct SflowDecoder {
 /// Slots of the agent cache (a power of two).
 const AGENT_CACHE_SLOTS: usize = 256;
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct AgentCache([u32; AGENT_CACHE_SLOTS]);
 
 impl Default for AgentCache {
@@ -459,6 +487,115 @@ struct DatagramWalk<'a> {
     flow: FlowRecord,
 }
 
+/// The flow records of a compact flow sample for the fast path, in any order: each of the kinds
+/// OVS sends, framed and dispatched most common first; `None` at anything else (another format or
+/// header protocol, a record or count that does not fit). Out of line: OVS's own layout takes
+/// [`ovs_layout`].
+#[inline(never)]
+fn fast_records(mut records: &[u8], num_records: u32, flow: &mut FlowRecord) -> Option<()> {
+    for _ in 0..num_records {
+        let (head, rest) = records.split_first_chunk::<{ xdr::ELEMENT_HEADER_LEN }>()?;
+        let (body, rest) = rest.split_at_checked(xdr::word(head, 4) as usize)?;
+        records = rest;
+        // The format compared as it lies in the bytes: no byte swap per record.
+        let format = wire_word(head, 0);
+        if format == wire(flow_records::format::RAW_HEADER) {
+            flow_records::raw_ethernet_header::<false>(body, flow)?;
+        } else if format == wire(flow_records::format::SWITCH) {
+            flow_records::switch(body, flow).ok()?;
+        } else if format == wire(flow_records::format::IPV4_TUNNEL_EGRESS)
+            || format == wire(flow_records::format::IPV4_TUNNEL_INGRESS)
+        {
+            flow_records::ipv4_tunnel::<false>(body, flow).ok()?;
+        } else if format == wire(flow_records::format::VNI_EGRESS)
+            || format == wire(flow_records::format::VNI_INGRESS)
+        {
+            flow_records::vni(body, flow).ok()?;
+        } else {
+            return None;
+        }
+    }
+    Some(())
+}
+
+/// A record's 8-byte head (format, length) as [`head_word`] reads it.
+const fn wire_head(format: u32, len: u32) -> u64 {
+    u64::from_ne_bytes(((format as u64) << 32 | len as u64).to_be_bytes())
+}
+
+/// The 8 bytes at `at` of `b` as they lie in memory, to compare with [`wire_head`] constants.
+#[inline(always)]
+fn head_word<const N: usize>(b: &[u8; N], at: usize) -> u64 {
+    b.get(at..)
+        .and_then(|s| s.first_chunk::<8>())
+        .map_or(0, |w| u64::from_ne_bytes(*w))
+}
+
+/// The flow records of a compact flow sample laid out as Open vSwitch writes them — extended
+/// switch, raw packet header, and either nothing more or a VNI record then an IPv4 tunnel record
+/// (2 or 4 records) — framed by a few comparisons of whole record heads at known offsets instead
+/// of the record loop, then decoded by the same record functions in the same order as
+/// [`fast_records`]. `None` (possibly after the switch record was applied) when the sample is laid
+/// out otherwise: another count, order, format, or a fixed-size record of another length.
+#[inline(always)]
+fn ovs_layout(records: &[u8], num_records: u32, flow: &mut FlowRecord) -> Option<()> {
+    use flow_records::{field, format};
+    const HEAD: usize = xdr::ELEMENT_HEADER_LEN;
+    const SWITCH: usize = HEAD + field::switch::LEN;
+    const VNI: usize = HEAD + field::vni::LEN;
+    const TUNNEL: usize = HEAD + field::ipv4::LEN;
+    // The switch record and the raw header's head in one read.
+    let (first, rest) = records.split_first_chunk::<{ SWITCH + HEAD }>()?;
+    if head_word(first, 0) != wire_head(format::SWITCH, field::switch::LEN as u32)
+        || wire_word(first, SWITCH) != wire(format::RAW_HEADER)
+    {
+        return None;
+    }
+    let (raw, rest) = rest.split_at_checked(xdr::word(first, SWITCH + 4) as usize)?;
+    let tunnel = match num_records {
+        2 => None,
+        4 => {
+            let (t, _) = rest.split_first_chunk::<{ VNI + TUNNEL }>()?;
+            let vni = head_word(t, 0);
+            let tunnel = head_word(t, VNI);
+            let vni_len = field::vni::LEN as u32;
+            let tunnel_len = field::ipv4::LEN as u32;
+            if (vni != wire_head(format::VNI_EGRESS, vni_len)
+                && vni != wire_head(format::VNI_INGRESS, vni_len))
+                || (tunnel != wire_head(format::IPV4_TUNNEL_EGRESS, tunnel_len)
+                    && tunnel != wire_head(format::IPV4_TUNNEL_INGRESS, tunnel_len))
+            {
+                return None;
+            }
+            Some(t)
+        }
+        _ => return None,
+    };
+    flow_records::switch(first.get(HEAD..SWITCH).unwrap_or_default(), flow).ok()?;
+    // Records applied once each to a record cleared for the sample: addresses written as their
+    // non-zero bytes.
+    flow_records::raw_ethernet_header::<true>(raw, flow)?;
+    if let Some(t) = tunnel {
+        flow_records::vni(t.get(HEAD..VNI).unwrap_or_default(), flow).ok()?;
+        flow_records::ipv4_tunnel::<true>(t.get(VNI + HEAD..).unwrap_or_default(), flow).ok()?;
+    }
+    Some(())
+}
+
+/// The word at `at` of `b` as it lies in memory (not byte-swapped), to compare with [`wire`]
+/// constants.
+#[inline(always)]
+fn wire_word<const N: usize>(b: &[u8; N], at: usize) -> u32 {
+    b.get(at..)
+        .and_then(|s| s.first_chunk::<4>())
+        .map_or(0, |w| u32::from_ne_bytes(*w))
+}
+
+/// A big-endian wire word's value as [`wire_word`] reads it.
+const fn wire(value: u32) -> u32 {
+    u32::from_ne_bytes(value.to_be_bytes())
+}
+
 /// The flow record every flow sample of a datagram starts from: zero but for the fields the
 /// datagram fixes (type, agent, sub-agent, exporter port, times, one packet). Zeroing and storing
 /// these is cheaper than copying a 256-byte template (a call to `memcpy`).
@@ -514,6 +651,12 @@ impl<'a> DatagramWalk<'a> {
         header: &datagram::Header<'_>,
         meta: &DatagramMeta,
     ) -> Self {
+        let mut agent = agent;
+        if let Some(agent) = agent.as_deref_mut()
+            && header.uptime_ms < agent.recent.uptime_ms
+        {
+            agent.write_back_recent();
+        }
         DatagramWalk {
             stats,
             agent,
@@ -554,6 +697,10 @@ impl<'a> DatagramWalk<'a> {
     }
 
     /// Walk the datagram's `num_samples` samples.
+    ///
+    /// The compact flow samples the fast path takes cost the loop nothing beyond their walk: how
+    /// many there were (and so the records they produced, one each) is known at the end from the
+    /// samples walked and the others, which are counted where they are decoded.
     #[inline(always)]
     fn samples(
         &mut self,
@@ -564,36 +711,50 @@ impl<'a> DatagramWalk<'a> {
         if num_samples as usize > samples.len() / xdr::ELEMENT_HEADER_LEN {
             return Err(ErrorReason::BadSampleCount);
         }
-        let mut produced = 0;
-        for _ in 0..num_samples {
+        let mut left = num_samples;
+        // Samples not taken by the fast path, and the records they produced.
+        let mut others = Others::default();
+        let result = loop {
+            let Some(next) = left.checked_sub(1) else {
+                break Ok(());
+            };
+            left = next;
             let Some((sample, rest)) = xdr::split_element(samples) else {
-                return Err(ErrorReason::BadSampleLength);
+                others.samples += 1;
+                break Err(ErrorReason::BadSampleLength);
             };
             samples = rest;
             // Compact flow samples first: OVS sends little else.
-            produced += if sample.format == samples::format::FLOW {
-                match self.flow_sample_fast(sample.body, sink) {
-                    Some(()) => 1,
-                    None => self.flow_sample::<false>(sample.body, sink)?,
-                }
-            } else {
-                self.other_sample(sample, sink)?
-            };
-        }
-        Ok(produced)
+            if sample.format == samples::format::FLOW
+                && self.flow_sample_fast(sample.body, sink).is_some()
+            {
+                continue;
+            }
+            others.samples += 1;
+            match self.other_sample(sample.format, sample.body, sink) {
+                Ok(produced) => others.records += produced,
+                Err(e) => break Err(e),
+            }
+        };
+        let fast = num_samples - left - others.samples;
+        self.stats.samples_by_type[0] += u64::from(fast);
+        result.map(|()| fast as usize + others.records)
     }
 
-    /// A sample other than a compact flow sample.
+    /// A sample the fast path did not take: a compact flow sample it left to the general path, or
+    /// a sample of another format.
     #[inline(never)]
     fn other_sample(
         &mut self,
-        sample: xdr::Element<'_>,
+        format: u32,
+        body: &[u8],
         sink: &mut impl RecordSink,
     ) -> Result<usize, ErrorReason> {
-        Ok(match sample.format {
-            samples::format::EXPANDED_FLOW => self.flow_sample::<true>(sample.body, sink)?,
-            samples::format::COUNTERS => self.counter_sample(sample.body, false, sink)?,
-            samples::format::EXPANDED_COUNTERS => self.counter_sample(sample.body, true, sink)?,
+        Ok(match format {
+            samples::format::FLOW => self.flow_sample::<false>(body, sink)?,
+            samples::format::EXPANDED_FLOW => self.flow_sample::<true>(body, sink)?,
+            samples::format::COUNTERS => self.counter_sample(body, false, sink)?,
+            samples::format::EXPANDED_COUNTERS => self.counter_sample(body, true, sink)?,
             other => {
                 self.stats.unknown_sample_types.count(other);
                 0
@@ -605,18 +766,21 @@ impl<'a> DatagramWalk<'a> {
     /// source with unchanged drops and an uptime that did not go back is decided here, on
     /// [`AgentState::recent`] alone; everything else there.
     #[inline(always)]
-    fn observe_sample_fast(&mut self, key: u64, sequence: u32, drops: u32) {
+    fn observe_sample_fast(&mut self, source_id: u32, sequence: u32, drops: u32) {
         if let Some(agent) = self.agent.as_deref_mut() {
             let recent = &mut agent.recent;
-            if recent.key == key
-                && recent.next == RecentSource::next(sequence, drops)
-                && self.uptime_ms >= recent.uptime_ms
+            // The uptime did not go back (see `RecentSource`).
+            if recent.compact_id == u64::from(source_id)
+                && recent.sequence == sequence
+                && recent.drops == drops
             {
-                recent.next = RecentSource::next(sequence.wrapping_add(1), drops);
+                recent.sequence = sequence.wrapping_add(1);
                 recent.uptime_ms = self.uptime_ms;
                 return;
             }
         }
+        let source = SourceId::from_compact(source_id);
+        let key = u64::from(source.kind) << 32 | u64::from(source.index);
         self.observe_sample(key, sequence, Some(drops));
     }
 
@@ -655,8 +819,10 @@ impl<'a> DatagramWalk<'a> {
         // A late sample leaves the expected number where it was (not known here).
         if event != SequenceEvent::Late {
             agent.recent = RecentSource {
+                compact_id: RecentSource::compact_id(key),
                 key,
-                next: RecentSource::next(sequence.wrapping_add(1), now),
+                sequence: sequence.wrapping_add(1),
+                drops: now,
                 uptime_ms: self.uptime_ms,
                 index: agent.last_source,
             };
@@ -666,7 +832,9 @@ impl<'a> DatagramWalk<'a> {
     /// The fast path of a compact flow sample (format 1) whose records are all of the kinds OVS
     /// sends — raw packet header of an Ethernet frame, extended switch, IPv4 tunnel, VNI — in any
     /// order: fixed part read as one array, the record filled in place in the datagram's
-    /// [`DatagramWalk::flow`], records dispatched most common first. Any other sample (another
+    /// [`DatagramWalk::flow`], the records by [`ovs_layout`] when laid out as OVS writes them and
+    /// by [`fast_records`] otherwise. It does not count the sample: the sample loop counts the
+    /// samples it took once per datagram. Any other sample (another
     /// record format or header protocol, a length or count that does not fit) returns `None`
     /// having changed nothing but the scratch record, and [`DatagramWalk::flow_sample`] decodes
     /// it, naming the error if there is one.
@@ -674,52 +842,32 @@ impl<'a> DatagramWalk<'a> {
     #[inline(always)]
     fn flow_sample_fast(&mut self, body: &[u8], sink: &mut impl RecordSink) -> Option<()> {
         use samples::field::flow as f;
-        let (h, mut records) = body.split_first_chunk::<{ f::LEN }>()?;
+        let (h, records) = body.split_first_chunk::<{ f::LEN }>()?;
+        // A count that does not fit in the bytes needs no check of its own: `ovs_layout` takes 2
+        // or 4 records only, and `fast_records` gives up when the bytes run out.
         let num_records = xdr::word(h, f::NUM_RECORDS);
-        if num_records as usize > records.len() / xdr::ELEMENT_HEADER_LEN {
-            return None;
-        }
         let flow = &mut self.flow;
         clear_packet_fields(flow);
-        for _ in 0..num_records {
-            let (head, rest) = records.split_first_chunk::<{ xdr::ELEMENT_HEADER_LEN }>()?;
-            let (body, rest) = rest.split_at_checked(xdr::word(head, 4) as usize)?;
-            records = rest;
-            let format = xdr::word(head, 0);
-            if format == flow_records::format::RAW_HEADER {
-                flow_records::raw_ethernet_header(body, flow)?;
-            } else if format == flow_records::format::SWITCH {
-                flow_records::switch(body, flow).ok()?;
-            } else if format == flow_records::format::IPV4_TUNNEL_EGRESS
-                || format == flow_records::format::IPV4_TUNNEL_INGRESS
-            {
-                flow_records::ipv4_tunnel(body, flow).ok()?;
-            } else if format == flow_records::format::VNI_EGRESS
-                || format == flow_records::format::VNI_INGRESS
-            {
-                flow_records::vni(body, flow).ok()?;
-            } else {
-                return None;
-            }
+        if ovs_layout(records, num_records, flow).is_none() {
+            // Clear what `ovs_layout` wrote before giving up.
+            clear_packet_fields(flow);
+            fast_records(records, num_records, flow)?;
         }
         let sequence = xdr::word(h, f::SEQUENCE);
         // The compact source id is its own compact form.
         let source_id = xdr::word(h, f::SOURCE_ID);
-        let source = SourceId::from_compact(source_id);
         let input = xdr::word(h, f::INPUT);
         let output = xdr::word(h, f::OUTPUT);
         flow.sequence_num = sequence;
         flow.observation_point_id = source_id;
-        flow.sampler_id = source.index;
+        flow.sampler_id = source_id & SourceId::COMPACT_INDEX_MAX;
         flow.sampling_rate = xdr::word(h, f::SAMPLING_RATE);
         flow.in_if_format = (input >> 30) as u8;
         flow.in_if = input & Interface::COMPACT_MAX;
         flow.out_if_format = (output >> 30) as u8;
         flow.out_if = output & Interface::COMPACT_MAX;
         sink.flow(flow);
-        self.stats.samples_by_type[0] += 1;
-        let key = u64::from(source.kind) << 32 | u64::from(source.index);
-        self.observe_sample_fast(key, sequence, xdr::word(h, f::DROPS));
+        self.observe_sample_fast(source_id, sequence, xdr::word(h, f::DROPS));
         Some(())
     }
 

@@ -81,11 +81,14 @@ pub struct SourceId {
 }
 
 impl SourceId {
+    /// The largest index of the compact form (24 bits).
+    pub const COMPACT_INDEX_MAX: u32 = 0x00ff_ffff;
+
     /// From the compact `type << 24 | index` form.
     pub const fn from_compact(raw: u32) -> Self {
         SourceId {
             kind: raw >> 24,
-            index: raw & 0x00ff_ffff,
+            index: raw & Self::COMPACT_INDEX_MAX,
         }
     }
 

@@ -1070,8 +1070,9 @@ fn corpus_ndpi_capture_matches_tshark() {
 // --- fast path vs general path ----------------------------------------------------------------
 
 /// Decode one flow sample body in a datagram of agent 203.0.113.7 with `uptime_ms`: through
-/// `decode`'s dispatch (the fast path, falling back to the general one) when `fast`, through the
-/// general path alone otherwise. Returns whether the fast path took the sample, and the result.
+/// `decode`'s sample loop (the fast path, falling back to the general one) when `fast`, through the
+/// general path alone otherwise. Returns whether the fast path took the sample (tried first on a
+/// copy of the decoder), and the result.
 fn walk_flow_sample(
     dec: &mut SflowDecoder,
     body: &[u8],
@@ -1087,18 +1088,35 @@ fn walk_flow_sample(
         num_samples: 1,
         samples: &[],
     };
-    let agent = dec.agent_index(header.agent, header.sub_agent_id);
-    let SflowDecoder { stats, agents, .. } = dec;
-    let mut walk = DatagramWalk::new(
-        stats,
-        agent.and_then(|a| agents.get_mut(a)),
-        &header,
-        &meta(),
-    );
-    if fast && walk.flow_sample_fast(body, sink).is_some() {
-        return (true, Ok(1));
+    let walk = |dec: &mut SflowDecoder, visit: &mut dyn FnMut(&mut DatagramWalk<'_>)| {
+        let agent = dec.agent_index(header.agent, header.sub_agent_id);
+        let SflowDecoder { stats, agents, .. } = dec;
+        let mut walk = DatagramWalk::new(
+            stats,
+            agent.and_then(|a| agents.get_mut(a)),
+            &header,
+            &meta(),
+        );
+        visit(&mut walk);
+    };
+    if !fast {
+        let mut result = Ok(0);
+        walk(dec, &mut |w| result = w.flow_sample::<false>(body, sink));
+        return (false, result);
     }
-    (false, walk.flow_sample::<false>(body, sink))
+    let mut took = false;
+    walk(&mut dec.clone(), &mut |w| {
+        took = w
+            .flow_sample_fast(body, &mut Collected::default())
+            .is_some()
+    });
+    let mut framed = Vec::new();
+    xdr::put_element(&mut framed, samples::format::FLOW, |out| {
+        out.extend_from_slice(body)
+    });
+    let mut result = Ok(0);
+    walk(dec, &mut |w| result = w.samples(1, &framed, sink));
+    (took, result)
 }
 
 /// The body of a framed sample.
@@ -1189,9 +1207,68 @@ struct SampleStep {
     uptime_step: u32,
 }
 
+/// Records laid out as OVS writes them (extended switch, raw header, then possibly a VNI and an
+/// IPv4 tunnel record) — what `ovs_layout` takes — with now and then one record swapped for
+/// another kind.
+fn arb_ovs_layout() -> impl Strategy<Value = Vec<FlowRecordRepr>> {
+    (
+        proptest::collection::vec(arb_ovs_record(), 4),
+        any::<bool>(),
+        any::<[bool; 2]>(),
+        prop_oneof![4 => Just(None), 1 => (0usize..4).prop_map(Some)],
+    )
+        .prop_map(|(mut any, tunnel, [vni_egress, egress], swap)| {
+            let mut records = vec![
+                FlowRecordRepr::Switch {
+                    src_vlan: 100,
+                    src_priority: 0,
+                    dst_vlan: 0,
+                    dst_priority: 0,
+                },
+                any.iter()
+                    .find(|r| matches!(r, FlowRecordRepr::RawHeader { .. }))
+                    .cloned()
+                    .unwrap_or(FlowRecordRepr::RawHeader {
+                        protocol: 1,
+                        frame_length: 64,
+                        stripped: 4,
+                        header: vec![0; 14],
+                    }),
+            ];
+            if tunnel {
+                records.push(FlowRecordRepr::Vni {
+                    egress: vni_egress,
+                    vni: 5001,
+                });
+                records.push(FlowRecordRepr::Ipv4Tunnel {
+                    egress,
+                    outer: SampledIpv4 {
+                        length: 1500,
+                        protocol: 17,
+                        src: [10, 0, 0, 1],
+                        dst: [10, 0, 0, 2],
+                        src_port: 50000,
+                        dst_port: 6081,
+                        tcp_flags: 0,
+                        tos: 0,
+                    },
+                });
+            }
+            if let Some(at) = swap
+                && at < records.len()
+            {
+                records[at] = any.swap_remove(at);
+            }
+            records
+        })
+}
+
 fn arb_sample_steps() -> impl Strategy<Value = Vec<SampleStep>> {
     let step = (
-        proptest::collection::vec(arb_ovs_record(), 0..5),
+        prop_oneof![
+            proptest::collection::vec(arb_ovs_record(), 0..5),
+            arb_ovs_layout()
+        ],
         any::<bool>(),
         prop_oneof![8 => Just(0u32), 1 => 1u32..3, 1 => any::<u32>()],
         prop_oneof![8 => Just(0u32), 2 => 0u32..3],
@@ -1285,6 +1362,15 @@ fn fast_path_takes_every_ovs_flow_sample() {
         let (mut fast_sink, mut general_sink) = (Collected::default(), Collected::default());
         let (took, result) = walk_flow_sample(&mut fast, &body, 1000 + i, true, &mut fast_sink);
         assert!(took, "sample {i} left to the general path");
+        let (h, records) = body
+            .split_first_chunk::<{ samples::field::flow::LEN }>()
+            .unwrap();
+        let num_records = xdr::word(h, samples::field::flow::NUM_RECORDS);
+        let mut laid_out = FlowRecord::zeroed();
+        assert!(
+            ovs_layout(records, num_records, &mut laid_out).is_some(),
+            "sample {i} not in OVS's layout"
+        );
         assert_eq!(result, Ok(1));
         walk_flow_sample(&mut general, &body, 1000 + i, false, &mut general_sink)
             .1
