@@ -30,19 +30,18 @@ use std::time::Instant;
 #[derive(Default)]
 struct CountingSink {
     records: u64,
-    fold: u64,
 }
 
 impl RecordSink for CountingSink {
+    // Every record escapes through `black_box`: the decoder's stores all happen, as they would
+    // into a ring, and the sink adds nothing but a count.
     fn flow(&mut self, record: &FlowRecord) {
+        black_box(record);
         self.records += 1;
-        self.fold = self
-            .fold
-            .wrapping_add(u64::from(record.src_port) ^ record.bytes);
     }
     fn counters(&mut self, record: &CounterRecord) {
+        black_box(record);
         self.records += 1;
-        self.fold = self.fold.wrapping_add(u64::from(record.if_index));
     }
 }
 
@@ -162,10 +161,9 @@ fn main() {
             best = best.min(start.elapsed().as_secs_f64());
         }
         println!(
-            "datagrams={n} samples={samples} rounds={rounds} best={:.3}ms samples/s={:.0} fold={}",
+            "datagrams={n} samples={samples} rounds={rounds} best={:.3}ms samples/s={:.0}",
             best * 1e3,
             samples as f64 / best,
-            black_box(sink.fold)
         );
         return;
     }
@@ -173,8 +171,7 @@ fn main() {
     let mut sink = CountingSink::default();
     let errors = decode_all(&mut decoder, &datagrams, &mut sink);
     println!(
-        "datagrams={n} samples={samples} records={} errors={errors} fold={}",
+        "datagrams={n} samples={samples} records={} errors={errors}",
         sink.records,
-        black_box(sink.fold)
     );
 }
