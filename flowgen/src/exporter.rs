@@ -471,8 +471,9 @@ impl Exporter {
         sent
     }
 
-    /// The sFlow flow sample reporting `rec` (a sampled frame built from it, the switch record and,
-    /// for tunnelled traffic, the tunnel and VNI records). `rec.bytes` becomes the frame's length.
+    /// The sFlow flow sample reporting `rec`: the switch record, the sampled frame built from it
+    /// and, for tunnelled traffic, the VNI and tunnel records, in OVS's order. `rec.bytes` becomes
+    /// the frame's length.
     fn flow_sample(&self, rec: &mut FlowRecord) -> FlowSampleRepr {
         let low4 = |a: &[u8; 16]| [a[12], a[13], a[14], a[15]];
         let v6 = rec.etype == ETYPE_IPV6;
@@ -529,23 +530,29 @@ impl Exporter {
         let frame_length = bytes.len() as u32;
         rec.bytes = u64::from(frame_length);
         bytes.truncate(SFLOW_HEADER_BYTES);
+        // OVS's order (dpif_sflow_received prepends each element): switch, raw header, then for
+        // tunnelled traffic VNI and IPv4 tunnel.
         let mut records = vec![
-            FlowRecordRepr::RawHeader {
-                protocol: 1,
-                frame_length,
-                stripped: 4,
-                header: bytes,
-            },
             FlowRecordRepr::Switch {
                 src_vlan: u32::from(rec.vlan_id),
                 src_priority: 0,
                 dst_vlan: 0,
                 dst_priority: 0,
             },
+            FlowRecordRepr::RawHeader {
+                protocol: 1,
+                frame_length,
+                stripped: 4,
+                header: bytes,
+            },
         ];
         if rec.tunnel_type != 0 {
             let node = addr_to_bytes(IpAddr::V4(Ipv4Addr::from(model::node_ipv4(self.log.index))));
             let egress = rec.tunnel_src_addr == node;
+            records.push(FlowRecordRepr::Vni {
+                egress,
+                vni: rec.tunnel_key as u32,
+            });
             records.push(FlowRecordRepr::Ipv4Tunnel {
                 egress,
                 outer: SampledIpv4 {
@@ -558,10 +565,6 @@ impl Exporter {
                     tcp_flags: 0,
                     tos: 0,
                 },
-            });
-            records.push(FlowRecordRepr::Vni {
-                egress,
-                vni: rec.tunnel_key as u32,
             });
         }
         FlowSampleRepr {
