@@ -91,6 +91,15 @@ impl<T: AsRef<[u8]>> Packet<T> {
         }
     }
     /// The 48 bytes of record `i` (`None` past the count).
+    /// The records' bytes (exactly `count` records: `new_checked` made sure they are there).
+    pub fn records(&self) -> &[u8] {
+        let end = field::HEADER_LEN + self.count() * field::RECORD_LEN;
+        self.buffer
+            .as_ref()
+            .get(field::HEADER_LEN..end)
+            .unwrap_or_default()
+    }
+
     pub fn record(&self, i: usize) -> Option<&[u8; field::RECORD_LEN]> {
         if i >= self.count() {
             return None;
@@ -173,35 +182,56 @@ pub struct RecordRepr {
     pub dst_mask: u8,
 }
 
-#[inline(always)]
-fn quad(r: &[u8; field::RECORD_LEN], at: std::ops::Range<usize>) -> [u8; 4] {
-    r.get(at)
-        .and_then(|s| <[u8; 4]>::try_from(s).ok())
-        .unwrap_or_default()
+/// A record's bytes by field (`field`'s ranges as a struct): reading a field of a record already
+/// known to be 48 bytes long needs no check.
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C)]
+struct RawRecord {
+    src_addr: [u8; 4],
+    dst_addr: [u8; 4],
+    next_hop: [u8; 4],
+    input: [u8; 2],
+    output: [u8; 2],
+    packets: [u8; 4],
+    octets: [u8; 4],
+    first: [u8; 4],
+    last: [u8; 4],
+    src_port: [u8; 2],
+    dst_port: [u8; 2],
+    pad1: u8,
+    tcp_flags: u8,
+    proto: u8,
+    tos: u8,
+    src_as: [u8; 2],
+    dst_as: [u8; 2],
+    src_mask: u8,
+    dst_mask: u8,
+    pad2: [u8; 2],
 }
 
 impl RecordRepr {
     #[inline(always)]
     pub fn parse(r: &[u8; field::RECORD_LEN]) -> RecordRepr {
+        let r: &RawRecord = bytemuck::cast_ref(r);
         RecordRepr {
-            src_addr: quad(r, field::SRC_ADDR),
-            dst_addr: quad(r, field::DST_ADDR),
-            next_hop: quad(r, field::NEXT_HOP),
-            input: be16(r, field::INPUT),
-            output: be16(r, field::OUTPUT),
-            packets: be32(r, field::PACKETS),
-            octets: be32(r, field::OCTETS),
-            first_ms: be32(r, field::FIRST),
-            last_ms: be32(r, field::LAST),
-            src_port: be16(r, field::SRC_PORT),
-            dst_port: be16(r, field::DST_PORT),
-            tcp_flags: r[field::TCP_FLAGS],
-            proto: r[field::PROTO],
-            tos: r[field::TOS],
-            src_as: be16(r, field::SRC_AS),
-            dst_as: be16(r, field::DST_AS),
-            src_mask: r[field::SRC_MASK],
-            dst_mask: r[field::DST_MASK],
+            src_addr: r.src_addr,
+            dst_addr: r.dst_addr,
+            next_hop: r.next_hop,
+            input: u16::from_be_bytes(r.input),
+            output: u16::from_be_bytes(r.output),
+            packets: u32::from_be_bytes(r.packets),
+            octets: u32::from_be_bytes(r.octets),
+            first_ms: u32::from_be_bytes(r.first),
+            last_ms: u32::from_be_bytes(r.last),
+            src_port: u16::from_be_bytes(r.src_port),
+            dst_port: u16::from_be_bytes(r.dst_port),
+            tcp_flags: r.tcp_flags,
+            proto: r.proto,
+            tos: r.tos,
+            src_as: u16::from_be_bytes(r.src_as),
+            dst_as: u16::from_be_bytes(r.dst_as),
+            src_mask: r.src_mask,
+            dst_mask: r.dst_mask,
         }
     }
 
@@ -280,6 +310,13 @@ pub fn emit(header: &HeaderRepr, records: &[RecordRepr], out: &mut Vec<u8>) {
     }
 }
 
+/// Store an IPv4 address into the low four bytes of an IPv4-mapped address whose prefix is set.
+#[inline(always)]
+fn set_ipv4(mapped: &mut [u8; 16], octets: [u8; 4]) {
+    let [.., a, b, c, d] = mapped;
+    [*a, *b, *c, *d] = octets;
+}
+
 /// What one decoded v5 datagram says for sequence tracking and sampling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outcome {
@@ -306,14 +343,20 @@ pub fn decode(
     base.sequence_num = header.flow_sequence;
     base.sampling_rate = rate(&header);
     base.etype = 0x0800;
+    // One record image per datagram: every v5 field is overwritten by every record, and the
+    // IPv4-mapped prefix of the three addresses is the same for all, so per record only the
+    // record's own bytes are stored (no 256-byte copy, no 16-byte address build).
+    base.src_addr = ipv4_bytes([0; 4]);
+    base.dst_addr = ipv4_bytes([0; 4]);
+    base.next_hop = ipv4_bytes([0; 4]);
+    let rec = &mut base;
+    let (raws, _) = packet.records().as_chunks::<{ field::RECORD_LEN }>();
     let mut records = 0;
-    for i in 0..packet.count() {
-        let Some(raw) = packet.record(i) else { break };
+    for raw in raws {
         let r = RecordRepr::parse(raw);
-        let mut rec = base;
-        rec.src_addr = ipv4_bytes(r.src_addr);
-        rec.dst_addr = ipv4_bytes(r.dst_addr);
-        rec.next_hop = ipv4_bytes(r.next_hop);
+        set_ipv4(&mut rec.src_addr, r.src_addr);
+        set_ipv4(&mut rec.dst_addr, r.dst_addr);
+        set_ipv4(&mut rec.next_hop, r.next_hop);
         rec.in_if = r.input.into();
         rec.out_if = r.output.into();
         rec.packets = r.packets.into();
@@ -329,7 +372,7 @@ pub fn decode(
         rec.dst_as = r.dst_as.into();
         rec.src_net = r.src_mask;
         rec.dst_net = r.dst_mask;
-        sink.flow(&rec);
+        sink.flow(rec);
         records += 1;
     }
     Ok(Outcome { records, header })
