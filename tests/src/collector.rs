@@ -1,11 +1,10 @@
 //! The `collector` binary under test, run as a child process.
 //!
 //! [`collector_bin`] finds the binary (`COLLECTOR_BIN`, which `cargo xtask test` sets, or the
-//! `collector` next to the test executable's `deps/` directory, refused when it is older than the
-//! library the tests were built with). [`CollectorProcess`] starts it
-//! (optionally inside a network namespace) with its ring files in a scratch directory, reads its
-//! `--counters-file` and `/metrics`, sends it signals, and kills it on drop so no test leaves a
-//! collector (or its XDP program) behind.
+//! `collector` next to the test executable's `deps/` directory, refused when it is older than its
+//! sources). [`CollectorProcess`] starts it (optionally inside a network namespace) with its ring
+//! files in a scratch directory, reads its `--counters-file` and `/metrics`, sends it signals, and
+//! kills it on drop so no test leaves a collector (or its XDP program) behind.
 
 use std::{
     fs::File,
@@ -42,28 +41,43 @@ pub fn collector_bin() -> PathBuf {
         candidate.display()
     );
     // `cargo test` rebuilds the library the tests link, not the binary: a binary older than the
-    // newest build of the library would test yesterday's code.
-    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
-    let newest_library = std::fs::read_dir(exe.parent().expect("deps directory"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|entry| {
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            name.starts_with("libcollector-") && name.ends_with(".rlib")
-        })
-        .filter_map(|entry| modified(&entry.path()))
-        .max();
-    if let (Some(library), Some(binary)) = (newest_library, modified(&candidate)) {
+    // sources it is built from would test yesterday's code.
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let newest_source = [
+        "collector-user/src",
+        "collector-common/src",
+        "collector-ebpf/src",
+    ]
+    .iter()
+    .filter_map(|dir| newest_modification(&workspace.join(dir)))
+    .max();
+    let built = std::fs::metadata(&candidate)
+        .and_then(|m| m.modified())
+        .ok();
+    if let (Some(source), Some(binary)) = (newest_source, built) {
         assert!(
-            binary >= library,
-            "{} is older than the collector library the tests were built with: run `cargo xtask \
-             test`, or `cargo build -p collector-user --bin collector` before `cargo test`",
+            binary >= source,
+            "{} is older than its sources: run `cargo xtask test`, or `cargo build -p \
+             collector-user --bin collector` before `cargo test`",
             candidate.display()
         );
     }
     candidate
+}
+
+/// The latest modification time of the files under `dir`.
+fn newest_modification(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let time = if path.is_dir() {
+            newest_modification(&path)
+        } else {
+            entry.metadata().and_then(|m| m.modified()).ok()
+        };
+        newest = newest.max(time);
+    }
+    newest
 }
 
 /// A private scratch directory, removed on drop.

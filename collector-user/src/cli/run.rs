@@ -92,7 +92,7 @@ pub struct RunArgs {
     pub xdp_zero_copy: Option<ZeroCopy>,
 
     /// XDP mode: entries in each AF_XDP ring (fill, completion, RX) and 4 KiB frames in each
-    /// queue's UMEM, a power of two from 64 to 65536. Default: 2048.
+    /// queue's UMEM, a power of two from 64 to 65536. Default: 8192.
     #[arg(long, value_name = "N")]
     pub xsk_ring_size: Option<u32>,
 

@@ -42,7 +42,7 @@ pub enum ZeroCopy {
 #[derive(Clone, Copy, Debug)]
 pub struct XskConfig {
     /// Entries in each of the fill, completion and RX rings, and frames in the UMEM
-    /// (a power of two; default 2048).
+    /// (a power of two; default 8192, as `collector run`'s).
     pub ring_size: u32,
     /// Bytes per UMEM frame: 2048 or 4096 (default 4096).
     pub frame_size: u32,
@@ -55,7 +55,7 @@ pub struct XskConfig {
 impl Default for XskConfig {
     fn default() -> Self {
         XskConfig {
-            ring_size: 2048,
+            ring_size: crate::config::DEFAULT_XSK_RING_SIZE,
             frame_size: 4096,
             batch: 64,
             zero_copy: ZeroCopy::Auto,
