@@ -8,15 +8,14 @@
 //! restart, not loss; flags win over the config file; SIGTERM drains and flushes everything.
 
 use collector::cli::read::{Format, Kind, ReadArgs, ReadFrom, ReadOutput, read_rings};
+mod exports;
 mod loopback;
 
-use collector::decode::ipfix::{self, TemplateSpec};
-use collector::decode::netflow_v5::{self, HeaderRepr, RecordRepr};
-use collector::decode::netflow_v9::PacketWriter;
+use collector::decode::ipfix;
 use collector::decode::sflow::emit::OvsExporter;
-use collector::decode::template::Field;
 use collector::decode::{Collected, DatagramMeta, Decoder, RecordSink};
-use collector::record::{CounterRecord, FlowRecord, RingRecord, ipv4_bytes};
+use collector::record::{CounterRecord, FlowRecord, RingRecord};
+use exports::{EXPORT_SECS, flow, v5_datagram, v9_packet};
 use loopback::{free_tcp_addr, free_udp_port, get_metrics};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -244,94 +243,6 @@ impl Exporter {
             std::thread::sleep(Duration::from_millis(2));
         }
     }
-}
-
-const EXPORT_SECS: u32 = 1_760_000_000;
-
-fn v5_datagram(seq: u32, uptime_ms: u32, n: u8, seed: u8) -> Vec<u8> {
-    let header = HeaderRepr {
-        count: u16::from(n),
-        sys_uptime_ms: uptime_ms,
-        unix_secs: EXPORT_SECS,
-        unix_nsecs: 5_000,
-        flow_sequence: seq,
-        engine_type: 1,
-        engine_id: 2,
-        sampling: 0,
-    };
-    let records: Vec<RecordRepr> = (0..n)
-        .map(|i| RecordRepr {
-            src_addr: [10, seed, 0, i],
-            dst_addr: [10, 9, seed, i],
-            next_hop: [0, 0, 0, 0],
-            input: u16::from(i),
-            output: 7,
-            packets: 3 + u32::from(i),
-            octets: 1500 * (1 + u32::from(i)),
-            first_ms: uptime_ms.saturating_sub(5_000),
-            last_ms: uptime_ms.saturating_sub(1_000),
-            src_port: 40_000 + u16::from(i),
-            dst_port: 443,
-            tcp_flags: 0x1b,
-            proto: 6,
-            tos: 0x28,
-            src_as: 0,
-            dst_as: 0,
-            src_mask: 0,
-            dst_mask: 0,
-        })
-        .collect();
-    let mut out = Vec::new();
-    netflow_v5::emit(&header, &records, &mut out);
-    out
-}
-
-fn flow(i: u32, proto: u8) -> FlowRecord {
-    let mut r: FlowRecord = bytemuck::Zeroable::zeroed();
-    r.src_addr = ipv4_bytes([10, 1, (i >> 8) as u8, i as u8]);
-    r.dst_addr = ipv4_bytes([10, 2, 0, (i % 200) as u8]);
-    r.src_port = 1024 + i as u16;
-    r.dst_port = 53;
-    r.proto = proto;
-    r.etype = 0x0800;
-    r.bytes = 100 + u64::from(i);
-    r.packets = 1 + u64::from(i % 7);
-    r.in_if = 2;
-    r.out_if = 3;
-    r.time_flow_start_ns = u64::from(EXPORT_SECS - 10) * 1_000_000_000;
-    r.time_flow_end_ns = u64::from(EXPORT_SECS - 1) * 1_000_000_000;
-    r
-}
-
-fn v9_template() -> TemplateSpec {
-    let f = Field::iana;
-    TemplateSpec {
-        id: 300,
-        scope_fields: 0,
-        fields: vec![
-            f(8, 4),
-            f(12, 4),
-            f(7, 2),
-            f(11, 2),
-            f(4, 1),
-            f(1, 8),
-            f(2, 8),
-            f(10, 4),
-            f(14, 4),
-            f(22, 4),
-            f(21, 4),
-        ],
-    }
-}
-
-fn v9_packet(seq: u32, with_template: bool, first: u32) -> Vec<u8> {
-    let mut w = PacketWriter::new(50_000_000, EXPORT_SECS, seq, 9);
-    if with_template {
-        w.templates(&[v9_template()]);
-    }
-    let records: Vec<FlowRecord> = (first..first + 4).map(|i| flow(i, 17)).collect();
-    w.data(&v9_template(), &records, 0);
-    w.finish()
 }
 
 fn ipfix_message(seq: u32, with_templates: bool, first: u32, n: u32) -> Vec<u8> {
