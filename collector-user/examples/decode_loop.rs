@@ -17,48 +17,20 @@
 //! ```
 
 // Shared with the benchmark, which also uses its template-memory helper.
+mod callgrind;
 #[allow(dead_code)]
 #[path = "../benches/common/mod.rs"]
 mod common;
 
 use common::{CountingSink, datagrams, meta, primed_decoder};
-use std::process::Command;
 
 /// Distinct datagrams built; the loop cycles through them.
 const POOL: usize = 64;
 
 /// `(Ir, records)` of one run of this binary under callgrind (whole program).
 fn callgrind_run(protocol: &str, n: usize) -> Result<(u64, u64), String> {
-    let me = std::env::current_exe().map_err(|e| e.to_string())?;
-    let out_file = std::env::temp_dir().join(format!(
-        "callgrind.decode_loop.{}.{protocol}.{n}.out",
-        std::process::id()
-    ));
-    let out = Command::new("valgrind")
-        .arg("--tool=callgrind")
-        .arg(format!("--callgrind-out-file={}", out_file.display()))
-        .arg(&me)
-        .args(["--protocol", protocol, "--datagrams", &n.to_string()])
-        .output()
-        .map_err(|e| format!("running valgrind: {e}"))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let records = stdout
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("records="))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("no records= in {stdout:?}"))?;
-    let profile = std::fs::read_to_string(&out_file).map_err(|e| e.to_string())?;
-    let _ = std::fs::remove_file(&out_file);
-    let ir = profile
-        .lines()
-        .find_map(|l| {
-            let rest = l
-                .strip_prefix("summary:")
-                .or_else(|| l.strip_prefix("totals:"))?;
-            rest.split_whitespace().next()?.parse().ok()
-        })
-        .ok_or("no summary/totals line in the callgrind output")?;
-    Ok((ir, records))
+    let args = ["--protocol", protocol, "--datagrams", &n.to_string()].map(String::from);
+    callgrind::run(&[], &args, "records")
 }
 
 fn main() {

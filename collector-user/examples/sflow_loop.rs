@@ -18,13 +18,14 @@
 //! cargo run --release -p collector-user --example sflow_loop -- --time [--datagrams 2000] [--rounds 50]
 //! ```
 
+mod callgrind;
+
 use collector::decode::sflow::SflowDecoder;
 use collector::decode::sflow::emit::OvsExporter;
 use collector::decode::{DatagramMeta, RecordSink};
 use collector::record::{CounterRecord, FlowRecord};
 use std::hint::black_box;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::Command;
 use std::time::Instant;
 
 #[derive(Default)]
@@ -87,37 +88,8 @@ fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
 
 /// `(Ir, samples)` of one run of this binary under callgrind, collecting `decode_all` only.
 fn callgrind_run(n: usize) -> Result<(u64, u64), String> {
-    let me = std::env::current_exe().map_err(|e| e.to_string())?;
-    let out_file = std::env::temp_dir().join(format!(
-        "callgrind.sflow_loop.{}.{n}.out",
-        std::process::id()
-    ));
-    let out = Command::new("valgrind")
-        .arg("--tool=callgrind")
-        .arg(format!("--callgrind-out-file={}", out_file.display()))
-        .arg("--toggle-collect=*decode_all*")
-        .arg(&me)
-        .args(["--datagrams", &n.to_string()])
-        .output()
-        .map_err(|e| format!("running valgrind: {e}"))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let samples = stdout
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("samples="))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("no samples= in {stdout:?}"))?;
-    let profile = std::fs::read_to_string(&out_file).map_err(|e| e.to_string())?;
-    let _ = std::fs::remove_file(&out_file);
-    let ir = profile
-        .lines()
-        .find_map(|l| {
-            let rest = l
-                .strip_prefix("summary:")
-                .or_else(|| l.strip_prefix("totals:"))?;
-            rest.split_whitespace().next()?.parse().ok()
-        })
-        .ok_or("no summary/totals line in the callgrind output")?;
-    Ok((ir, samples))
+    let args = ["--datagrams".to_string(), n.to_string()];
+    callgrind::run(&["--toggle-collect=*decode_all*"], &args, "samples")
 }
 
 fn main() {
