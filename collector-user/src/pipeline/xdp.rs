@@ -248,6 +248,8 @@ impl Source for XdpLaneSource {
 /// passes always finds a socket), and on shutdown the program is detached first, so datagrams that
 /// keep coming land in the UDP sockets while the workers drain the AF_XDP rings and the sockets.
 pub fn run(settings: &Settings, flags: &FlagConfig, options: &XdpOptions) -> anyhow::Result<()> {
+    // Missing capabilities first: that is the error to report, before any port is taken.
+    crate::xdp::check_capabilities(options.mode)?;
     create_ring_dir(settings)?;
     let metrics_listener = std::net::TcpListener::bind(settings.metrics)
         .with_context(|| format!("binding the metrics endpoint {}", settings.metrics))?;
@@ -255,7 +257,6 @@ pub fn run(settings: &Settings, flags: &FlagConfig, options: &XdpOptions) -> any
     ports.sort_unstable();
     ports.dedup();
     let iface = options.iface.as_str();
-    crate::xdp::check_capabilities(options.mode)?;
 
     let units = fast_path_units(iface, options.mode)?;
     let workers = (!settings.workers_is_default).then_some(settings.workers);
