@@ -116,7 +116,16 @@ fn metrics_agree_with_what_was_sent_while_running() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let text = loop {
         let text = scrape(metrics).unwrap();
-        if value(&text, "collector_datagrams_received_total{worker=\"0\"}") == Some(expected) {
+        // The worker's counters are published per batch; the per-exporter series appear once the
+        // control plane has taken the worker's new-exporter event, a moment later.
+        let settled = [
+            "collector_datagrams_received_total{worker=\"0\"}",
+            "collector_exporter_datagrams_total{exporter=\"127.0.0.1\"}",
+            "collector_exporter_decode_errors_total{exporter=\"127.0.0.1\"}",
+        ]
+        .iter()
+        .all(|series| value(&text, series) == Some(expected));
+        if settled {
             break text;
         }
         assert!(
