@@ -18,7 +18,12 @@
 //! [`Numbering`] from the first datagram that tells the conventions apart and judges by it from then
 //! on; until then it judges by the definition.
 //!
-//! Arithmetic is modulo 2³², so wrap-around is an ordinary step. A small step back is a late
+//! Arithmetic is modulo 2³², so wrap-around is an ordinary step. An exporter that restarts
+//! without an uptime to show it (IPFIX) and had sent little before starts again *behind* the
+//! expected number, inside the reorder window: its first datagrams look late. When
+//! [`RESTART_RUN`] late datagrams in a row follow each other in order, they are a restart after
+//! all: counted as one, their late counts and the loss they gave back are undone, and tracking
+//! continues from them. A small step back is a late
 //! (reordered or duplicated) datagram: it gives back loss counted for it when there is any. A large
 //! jump either way, or an uptime that goes back, is an exporter restart: counted as such, never as loss.
 
@@ -48,6 +53,9 @@ pub struct SequenceCounts {
     pub restarts: u64,
 }
 
+/// Late datagrams in a row, each following the previous one in order, that make a restart.
+pub const RESTART_RUN: u8 = 4;
+
 /// How an exporter numbers its datagrams (see the module docs).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Numbering {
@@ -73,6 +81,11 @@ pub struct SequenceTracker {
     last_seq: u32,
     /// The exporter's numbering, as far as learned.
     numbering: Numbering,
+    /// Late datagrams in a row that followed each other in order (0: none), the number the next
+    /// one would carry, and the loss they gave back.
+    late_run: u8,
+    late_run_next: u32,
+    late_run_given_back: u64,
     /// Exporter uptime (ms) in the last datagram, when the protocol sends one.
     last_uptime_ms: Option<u32>,
     /// Steps back of at most this many units are "late"; further back is a restart.
@@ -90,6 +103,9 @@ impl SequenceTracker {
             expected: None,
             last_seq: 0,
             numbering: Numbering::Undecided,
+            late_run: 0,
+            late_run_next: 0,
+            late_run_given_back: 0,
             last_uptime_ms: None,
             reorder_window,
             max_gap,
@@ -112,6 +128,7 @@ impl SequenceTracker {
         if in_order {
             self.expected = Some(seq.wrapping_add(1));
             self.last_seq = seq;
+            self.late_run = 0;
             self.last_uptime_ms = Some(uptime_ms);
         }
         in_order
@@ -128,6 +145,7 @@ impl SequenceTracker {
     pub fn resume_in_order(&mut self, expected: u32, uptime_ms: u32) {
         self.expected = Some(expected);
         self.last_seq = expected.wrapping_sub(1);
+        self.late_run = 0;
         self.last_uptime_ms = Some(uptime_ms);
     }
 
@@ -171,23 +189,51 @@ impl SequenceTracker {
                 }
             }
         };
+        let event = match event {
+            SequenceEvent::Late => self.late(seq, span),
+            other => {
+                self.late_run = 0;
+                other
+            }
+        };
         match event {
             SequenceEvent::Gap(n) => self.counts.lost += u64::from(n),
-            SequenceEvent::Late => {
-                self.counts.late += 1;
-                self.counts.lost = self
-                    .counts
-                    .lost
-                    .saturating_sub(u64::from(span.unwrap_or(1)));
-            }
             SequenceEvent::Restart => self.counts.restarts += 1,
-            SequenceEvent::First | SequenceEvent::InOrder => {}
+            SequenceEvent::Late | SequenceEvent::First | SequenceEvent::InOrder => {}
         }
         if event != SequenceEvent::Late {
             self.expected = span.map(|s| seq.wrapping_add(s));
             self.last_seq = seq;
         }
         event
+    }
+
+    /// Count a late datagram, or, when it completes a run of [`RESTART_RUN`] late datagrams in
+    /// order, undo the run's late counts and given-back loss and call it a restart.
+    fn late(&mut self, seq: u32, span: Option<u32>) -> SequenceEvent {
+        let before = self.counts.lost;
+        self.counts.late += 1;
+        self.counts.lost = before.saturating_sub(u64::from(span.unwrap_or(1)));
+        let given_back = before - self.counts.lost;
+        let Some(span) = span else {
+            self.late_run = 0;
+            return SequenceEvent::Late;
+        };
+        if self.late_run > 0 && self.late_run_next == seq {
+            self.late_run += 1;
+            self.late_run_given_back += given_back;
+        } else {
+            self.late_run = 1;
+            self.late_run_given_back = given_back;
+        }
+        self.late_run_next = seq.wrapping_add(span);
+        if self.late_run < RESTART_RUN {
+            return SequenceEvent::Late;
+        }
+        self.counts.late -= u64::from(self.late_run);
+        self.counts.lost += self.late_run_given_back;
+        self.late_run = 0;
+        SequenceEvent::Restart
     }
 
     /// The number `seq` is judged against, by the numbering learned so far; `standard` is the
@@ -236,6 +282,58 @@ mod tests {
             .map(|&(seq, span)| t.observe(seq, Some(span), None))
             .collect();
         events[1..].to_vec()
+    }
+
+    #[test]
+    fn a_restart_without_uptime_on_a_small_stream_is_a_restart_after_a_run() {
+        // IPFIX counts data records; 100 messages of 6, then the exporter restarts from 0.
+        let mut t = tracker();
+        for i in 0..100 {
+            t.observe(i * 6, Some(6), None);
+        }
+        // A gap before the restart: 6 records lost, and they stay lost.
+        assert_eq!(t.observe(606, Some(6), None), SequenceEvent::Gap(6));
+        let events: Vec<_> = (0..4).map(|i| t.observe(i * 6, Some(6), None)).collect();
+        assert_eq!(
+            events,
+            [
+                SequenceEvent::Late,
+                SequenceEvent::Late,
+                SequenceEvent::Late,
+                SequenceEvent::Restart
+            ]
+        );
+        assert_eq!(
+            t.counts,
+            SequenceCounts {
+                lost: 6,
+                late: 0,
+                restarts: 1
+            }
+        );
+        assert_eq!(t.observe(24, Some(6), None), SequenceEvent::InOrder);
+    }
+
+    #[test]
+    fn late_datagrams_not_in_order_among_themselves_stay_late() {
+        let mut t = tracker();
+        for i in 0..10 {
+            t.observe(i * 10, Some(10), None);
+        }
+        // Four old datagrams arriving again, but not one after the other: reordering, not a restart.
+        for seq in [30, 10, 50, 20] {
+            assert_eq!(t.observe(seq, Some(10), None), SequenceEvent::Late);
+        }
+        assert_eq!(t.counts.late, 4);
+        assert_eq!(t.counts.restarts, 0);
+        // An in-order datagram ends any run.
+        assert_eq!(t.observe(100, Some(10), None), SequenceEvent::InOrder);
+        for seq in [0, 10, 20] {
+            assert_eq!(t.observe(seq, Some(10), None), SequenceEvent::Late);
+        }
+        assert_eq!(t.observe(110, Some(10), None), SequenceEvent::InOrder);
+        assert_eq!(t.observe(30, Some(10), None), SequenceEvent::Late);
+        assert_eq!(t.counts.restarts, 0);
     }
 
     #[test]
