@@ -7,20 +7,20 @@
 //! each exporter equals what the sender skipped on purpose, and an exporter restart is counted as a
 //! restart, not loss; flags win over the config file; SIGTERM drains and flushes everything.
 
-use collector::cli::read::{Format, Kind, ReadArgs, ReadFrom, ReadOutput, read_rings};
 mod exports;
 mod loopback;
+mod readback;
 
 use collector::decode::ipfix;
 use collector::decode::sflow::emit::OvsExporter;
-use collector::decode::{Collected, DatagramMeta, Decoder, RecordSink};
-use collector::record::{CounterRecord, FlowRecord, RingRecord};
+use collector::decode::{Collected, DatagramMeta, Decoder};
+use collector::record::FlowRecord;
 use exports::{EXPORT_SECS, flow, v5_datagram, v9_packet};
 use loopback::{free_tcp_addr, free_udp_port, get_metrics};
+use readback::{counter_bytes, flow_bytes, read_back};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 /// A `collector run` child process, killed on drop; its scratch directory removed.
@@ -143,80 +143,6 @@ fn wait_metrics(collector: &Collector, expected: &[(String, u64)]) -> String {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// Read every record in the rings the way `collector read` does.
-fn read_back(dir: &Path) -> Collected {
-    struct Out(Collected);
-    impl RecordSink for Out {
-        fn flow(&mut self, r: &FlowRecord) {
-            self.0.flow(r);
-        }
-        fn counters(&mut self, r: &CounterRecord) {
-            self.0.counters(r);
-        }
-    }
-    impl ReadOutput for Out {
-        fn flush_output(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut out = Out(Collected::default());
-    let stop = AtomicBool::new(false);
-    for kind in [Kind::Flows, Kind::Counters] {
-        let args = ReadArgs {
-            ring_dir: dir.to_owned(),
-            follow: false,
-            from: ReadFrom::Oldest,
-            kind,
-            format: Format::Json,
-        };
-        let summary = match kind {
-            Kind::Flows => read_rings::<FlowRecord>(&args, &mut out, &stop, |_| {}),
-            Kind::Counters => read_rings::<CounterRecord>(&args, &mut out, &stop, |_| {}),
-        }
-        .unwrap();
-        assert_eq!(summary.stats.lost, 0);
-        assert_eq!(summary.stats.corrupt, 0);
-    }
-    out.0
-}
-
-/// Records as comparable bytes, sorted, with what only the receiving side decides cleared: the
-/// ring sequence and the receive time (and flow times that are the receive time, as in sFlow).
-fn flow_bytes(records: &[FlowRecord]) -> Vec<Vec<u8>> {
-    let mut v: Vec<_> = records
-        .iter()
-        .map(|r| {
-            let mut r = *r;
-            let t = r.time_received_ns;
-            r.set_ring_seq(0);
-            r.time_received_ns = 0;
-            if r.time_flow_start_ns == t {
-                r.time_flow_start_ns = 0;
-            }
-            if r.time_flow_end_ns == t {
-                r.time_flow_end_ns = 0;
-            }
-            bytemuck::bytes_of(&r).to_vec()
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-fn counter_bytes(records: &[CounterRecord]) -> Vec<Vec<u8>> {
-    let mut v: Vec<_> = records
-        .iter()
-        .map(|r| {
-            let mut r = *r;
-            r.set_ring_seq(0);
-            r.time_received_ns = 0;
-            bytemuck::bytes_of(&r).to_vec()
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 /// One exporter: its socket (bound to its own loopback address) and what it sent.

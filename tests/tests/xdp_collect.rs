@@ -14,26 +14,25 @@
 
 #[path = "../../collector-user/tests/exports/mod.rs"]
 mod exports;
+#[path = "../../collector-user/tests/readback/mod.rs"]
+mod readback;
 
 use std::{
     io::{Read as _, Write as _},
     net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
-    path::Path,
     process::Command,
-    sync::atomic::AtomicBool,
     time::Duration,
 };
 
 use collector::{
-    cli::read::{Format, Kind, ReadArgs, ReadFrom, ReadOutput, read_rings},
     decode::{
-        Collected, DatagramMeta, Decoder, RecordSink,
+        Collected, DatagramMeta, Decoder,
         ie::EncodeContext,
         ipfix::{self, MessageWriter},
         sflow::emit::OvsExporter,
         time::ExportClock,
     },
-    record::{CounterRecord, FlowRecord, RingRecord},
+    record::FlowRecord,
     source::xsk::{XskConfig, XskSource, ZeroCopy},
 };
 use collector_common::Counter;
@@ -43,6 +42,7 @@ use collector_tests::{
     poll, privilege,
 };
 use exports::{EXPORT_SECS, five_tuple_template, flow, v5_datagram, v9_packet};
+use readback::{counter_bytes, flow_bytes, read_back};
 
 const NETFLOW_PORT: u16 = 2055;
 const IPFIX_PORT: u16 = 4739;
@@ -602,80 +602,6 @@ fn udp_to_other_port(pair: &NetnsPair) {
     .unwrap();
     let mut buf = [0u8; 8];
     assert_eq!(socket.recv(&mut buf).expect("UDP to another port"), 5);
-}
-
-/// Every record in the rings, read the way `collector read` does.
-fn read_back(dir: &Path) -> Collected {
-    struct Out(Collected);
-    impl RecordSink for Out {
-        fn flow(&mut self, r: &FlowRecord) {
-            self.0.flow(r);
-        }
-        fn counters(&mut self, r: &CounterRecord) {
-            self.0.counters(r);
-        }
-    }
-    impl ReadOutput for Out {
-        fn flush_output(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut out = Out(Collected::default());
-    let stop = AtomicBool::new(false);
-    for kind in [Kind::Flows, Kind::Counters] {
-        let args = ReadArgs {
-            ring_dir: dir.to_owned(),
-            follow: false,
-            from: ReadFrom::Oldest,
-            kind,
-            format: Format::Json,
-        };
-        let summary = match kind {
-            Kind::Flows => read_rings::<FlowRecord>(&args, &mut out, &stop, |_| {}),
-            Kind::Counters => read_rings::<CounterRecord>(&args, &mut out, &stop, |_| {}),
-        }
-        .unwrap();
-        assert_eq!(summary.stats.lost, 0);
-        assert_eq!(summary.stats.corrupt, 0);
-    }
-    out.0
-}
-
-/// Records as comparable bytes, sorted, with what only the receiving side decides cleared: the
-/// ring sequence and the receive time (and flow times that are the receive time, as in sFlow).
-fn flow_bytes(records: &[FlowRecord]) -> Vec<Vec<u8>> {
-    let mut v: Vec<_> = records
-        .iter()
-        .map(|r| {
-            let mut r = *r;
-            let t = r.time_received_ns;
-            r.set_ring_seq(0);
-            r.time_received_ns = 0;
-            if r.time_flow_start_ns == t {
-                r.time_flow_start_ns = 0;
-            }
-            if r.time_flow_end_ns == t {
-                r.time_flow_end_ns = 0;
-            }
-            bytemuck::bytes_of(&r).to_vec()
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-fn counter_bytes(records: &[CounterRecord]) -> Vec<Vec<u8>> {
-    let mut v: Vec<_> = records
-        .iter()
-        .map(|r| {
-            let mut r = *r;
-            r.set_ring_seq(0);
-            r.time_received_ns = 0;
-            bytemuck::bytes_of(&r).to_vec()
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 fn encode_context() -> EncodeContext {
