@@ -10,10 +10,12 @@
 use std::{
     ffi::CString,
     fs::File,
-    net::{Ipv4Addr, Ipv6Addr},
+    io::{Read as _, Write as _},
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream},
     os::fd::{AsRawFd, RawFd},
     process::Command,
     sync::atomic::{AtomicU32, Ordering},
+    time::Duration,
 };
 
 use anyhow::{Context as _, bail};
@@ -145,6 +147,39 @@ impl NetnsPair {
     /// Run `f` inside the peer namespace.
     pub fn in_peer<T: Send>(&self, f: impl FnOnce() -> T + Send) -> anyhow::Result<T> {
         Self::run_in(&self.peer_ns, f)
+    }
+
+    /// A TCP connection from the peer to a listener on `port` in the collector namespace: "ping"
+    /// one way, "pong" back, each checked.
+    pub fn tcp_round_trip(&self, port: u16) {
+        let listener = self
+            .in_collector(|| TcpListener::bind((COLLECTOR_V4, port)).unwrap())
+            .unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 4];
+            stream.read_exact(&mut buf).unwrap();
+            assert_eq!(&buf, b"ping");
+            stream.write_all(b"pong").unwrap();
+        });
+        let reply = self
+            .in_peer(|| {
+                let mut stream = TcpStream::connect_timeout(
+                    &SocketAddr::from((COLLECTOR_V4, port)),
+                    Duration::from_secs(5),
+                )
+                .unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(5)))
+                    .unwrap();
+                stream.write_all(b"ping").unwrap();
+                let mut buf = [0u8; 4];
+                stream.read_exact(&mut buf).unwrap();
+                buf
+            })
+            .unwrap();
+        server.join().expect("TCP server");
+        assert_eq!(&reply, b"pong");
     }
 
     /// Send raw Ethernet frames out of the peer end; they arrive at the collector end as is.

@@ -7,8 +7,7 @@
 //! must leave no XDP program attached. (Records through the fast path: `xdp_collect.rs`.)
 
 use std::{
-    io::{Read as _, Write as _},
-    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    net::{SocketAddr, UdpSocket},
     time::Duration,
 };
 
@@ -470,34 +469,7 @@ fn send_udp(pair: &NetnsPair, expected: &mut Expected) {
 
 /// A TCP connection from the peer to a listener in the collector namespace still works.
 fn tcp_round_trip(pair: &NetnsPair, expected: &mut Expected) {
-    let listener = pair
-        .in_collector(|| TcpListener::bind((COLLECTOR_V4, TCP_PORT)).unwrap())
-        .unwrap();
-    let server = std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().unwrap();
-        let mut buf = [0u8; 4];
-        stream.read_exact(&mut buf).unwrap();
-        assert_eq!(&buf, b"ping");
-        stream.write_all(b"pong").unwrap();
-    });
-    let reply = pair
-        .in_peer(|| {
-            let mut stream = TcpStream::connect_timeout(
-                &SocketAddr::from((COLLECTOR_V4, TCP_PORT)),
-                Duration::from_secs(5),
-            )
-            .unwrap();
-            stream
-                .set_read_timeout(Some(Duration::from_secs(5)))
-                .unwrap();
-            stream.write_all(b"ping").unwrap();
-            let mut buf = [0u8; 4];
-            stream.read_exact(&mut buf).unwrap();
-            buf
-        })
-        .unwrap();
-    server.join().expect("TCP server");
-    assert_eq!(&reply, b"pong");
+    pair.tcp_round_trip(TCP_PORT);
     // SYN, ACK, data and its ACK at least reach the collector side.
     expected.passed_at_least += 3;
 }

@@ -18,8 +18,7 @@ mod exports;
 mod readback;
 
 use std::{
-    io::{Read as _, Write as _},
-    net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket},
     process::Command,
     time::Duration,
 };
@@ -243,7 +242,7 @@ fn collect(attach: &str, xdp_mode: &str, extra: &[&str]) {
     }
 
     // Other traffic is untouched while the program is attached.
-    tcp_round_trip(&pair);
+    pair.tcp_round_trip(TCP_PORT);
     udp_to_other_port(&pair);
 
     let collected = [&v9, &ipfix_exp, &sflow, &fragmented]
@@ -554,36 +553,6 @@ fn sum(text: &str, prefix: &str) -> u64 {
         .filter(|l| l.starts_with(prefix))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
-}
-
-fn tcp_round_trip(pair: &NetnsPair) {
-    let listener = pair
-        .in_collector(|| TcpListener::bind((COLLECTOR_V4, TCP_PORT)).unwrap())
-        .unwrap();
-    let server = std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().unwrap();
-        let mut buf = [0u8; 4];
-        stream.read_exact(&mut buf).unwrap();
-        stream.write_all(b"pong").unwrap();
-    });
-    let reply = pair
-        .in_peer(|| {
-            let mut stream = TcpStream::connect_timeout(
-                &SocketAddr::from((COLLECTOR_V4, TCP_PORT)),
-                Duration::from_secs(5),
-            )
-            .unwrap();
-            stream
-                .set_read_timeout(Some(Duration::from_secs(5)))
-                .unwrap();
-            stream.write_all(b"ping").unwrap();
-            let mut buf = [0u8; 4];
-            stream.read_exact(&mut buf).unwrap();
-            buf
-        })
-        .unwrap();
-    server.join().expect("TCP server");
-    assert_eq!(&reply, b"pong");
 }
 
 fn udp_to_other_port(pair: &NetnsPair) {
