@@ -324,45 +324,39 @@ fn write_report(report: &Report, out_dir: &Path) -> anyhow::Result<()> {
 
 /// Release builds of the collector and flowgen.
 fn release_binaries() -> anyhow::Result<Binaries> {
-    run_status(cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "collector-user",
-        "--bin",
-        "collector",
-        "-p",
-        "flowgen",
-        // `--bin collector` alone would leave flowgen's binary out.
-        "--bin",
-        "flowgen",
-    ]))?;
-    Ok(Binaries {
-        collector: target_dir().join("release/collector"),
-        flowgen: target_dir().join("release/flowgen"),
-    })
+    build_binaries("release")
 }
 
 /// Binaries for a smoke run: `COLLECTOR_BIN` / `FLOWGEN_BIN`, else a debug build.
 fn smoke_binaries() -> anyhow::Result<Binaries> {
-    if let Some(bins) = binaries_from_env() {
-        return Ok(bins);
+    match binaries_from_env() {
+        Some(bins) => Ok(bins),
+        None => build_binaries("debug"),
     }
-    run_status(cargo().args([
-        "build",
+}
+
+/// Build the collector and flowgen binaries in `profile` ("release" or "debug").
+fn build_binaries(profile: &str) -> anyhow::Result<Binaries> {
+    let mut command = cargo();
+    command.arg("build");
+    if profile == "release" {
+        command.arg("--release");
+    }
+    // `--bin collector` alone would leave flowgen's binary out.
+    command.args([
         "-p",
         "collector-user",
         "--bin",
         "collector",
         "-p",
         "flowgen",
-        // `--bin collector` alone would leave flowgen's binary out.
         "--bin",
         "flowgen",
-    ]))?;
+    ]);
+    run_status(&mut command)?;
     Ok(Binaries {
-        collector: target_dir().join("debug/collector"),
-        flowgen: target_dir().join("debug/flowgen"),
+        collector: target_dir().join(profile).join("collector"),
+        flowgen: target_dir().join(profile).join("flowgen"),
     })
 }
 
