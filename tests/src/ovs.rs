@@ -333,18 +333,7 @@ impl OvsLab {
         server
             .arg(&db)
             .arg(format!("--remote=punix:{}", self.db_socket().display()))
-            .arg(format!(
-                "--unixctl={}",
-                dir.join("ovsdb-server.ctl").display()
-            ))
-            .arg(format!(
-                "--pidfile={}",
-                dir.join("ovsdb-server.pid").display()
-            ))
-            .arg(format!(
-                "--log-file={}",
-                dir.join("ovsdb-server.log").display()
-            ))
+            .args(daemon_files(&dir, "ovsdb-server"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -357,18 +346,7 @@ impl OvsLab {
         vswitchd
             .arg(format!("unix:{}", self.db_socket().display()))
             .arg("--disable-system")
-            .arg(format!(
-                "--unixctl={}",
-                dir.join("ovs-vswitchd.ctl").display()
-            ))
-            .arg(format!(
-                "--pidfile={}",
-                dir.join("ovs-vswitchd.pid").display()
-            ))
-            .arg(format!(
-                "--log-file={}",
-                dir.join("ovs-vswitchd.log").display()
-            ))
+            .args(daemon_files(&dir, "ovs-vswitchd"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -935,4 +913,14 @@ fn mac_string(mac: [u8; 6]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
+}
+
+/// The control socket, pidfile and log file arguments of an Open vSwitch daemon, all in `dir`.
+fn daemon_files(dir: &Path, name: &str) -> [String; 3] {
+    let file = |suffix: &str| dir.join(format!("{name}.{suffix}")).display().to_string();
+    [
+        format!("--unixctl={}", file("ctl")),
+        format!("--pidfile={}", file("pid")),
+        format!("--log-file={}", file("log")),
+    ]
 }
