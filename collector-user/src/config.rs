@@ -29,6 +29,11 @@ pub const DEFAULT_SUMMARY_SECS: u64 = 10;
 /// `cargo xtask bench e2e-xdp` on a veth, one worker: 2048 entries lost records from 180k
 /// datagrams/s on (bursts outran the ring), 8192 from 248k.
 pub const DEFAULT_XSK_RING_SIZE: u32 = 8192;
+/// Default `xdp_spin_us`: how long an XDP-mode worker checks its fast-path rings without a
+/// syscall after the last frame before it sleeps in poll(2).
+pub const DEFAULT_XDP_SPIN_US: u64 = 200;
+/// Largest accepted `xdp_spin_us` (10 ms).
+pub const MAX_XDP_SPIN_US: u64 = 10_000;
 /// Largest accepted `xsk_ring_size` (a 4 KiB frame each: 256 MiB of UMEM per RX queue).
 pub const MAX_XSK_RING_SIZE: u32 = 65536;
 
@@ -83,6 +88,10 @@ pub struct FileConfig {
     pub xdp_zero_copy: Option<String>,
     /// XDP mode: entries per AF_XDP ring and frames per UMEM (a power of two).
     pub xsk_ring_size: Option<i64>,
+    /// XDP mode: µs a worker spins on its fast-path rings after the last frame (0: never).
+    pub xdp_spin_us: Option<i64>,
+    /// XDP mode: preferred busy polling on the AF_XDP sockets.
+    pub xdp_busy_poll: Option<bool>,
 }
 
 /// A size in the file: a number of bytes or a string with a unit ("64MiB").
@@ -134,6 +143,8 @@ pub struct FlagConfig {
     pub sampling_rate: Vec<String>,
     pub xdp_zero_copy: Option<ZeroCopy>,
     pub xsk_ring_size: Option<u32>,
+    pub xdp_spin_us: Option<u64>,
+    pub xdp_busy_poll: bool,
 }
 
 /// A configured sampling rate for one exporter address or prefix.
@@ -279,6 +290,11 @@ pub struct Settings {
     pub xdp_zero_copy: ZeroCopy,
     /// XDP mode: entries per AF_XDP ring and frames per UMEM.
     pub xsk_ring_size: u32,
+    /// XDP mode: how long a worker spins on its fast-path rings after the last frame before it
+    /// sleeps in poll(2) (zero: never spins).
+    pub xdp_spin: Duration,
+    /// XDP mode: the AF_XDP sockets busy-poll their RX queue (preferred busy polling).
+    pub xdp_busy_poll: bool,
 }
 
 impl Settings {
@@ -373,6 +389,11 @@ impl Settings {
             (None, Some(n)) => check_xsk_ring_size("xsk_ring_size", n)?,
             (None, None) => DEFAULT_XSK_RING_SIZE,
         };
+        let xdp_spin_us = match (flags.xdp_spin_us, file.xdp_spin_us) {
+            (Some(n), _) => check_xdp_spin_us("--xdp-spin-us", i64::try_from(n).unwrap_or(-1))?,
+            (None, Some(n)) => check_xdp_spin_us("xdp_spin_us", n)?,
+            (None, None) => DEFAULT_XDP_SPIN_US,
+        };
         Ok(Settings {
             config_file: flags.config.clone(),
             listen,
@@ -392,6 +413,8 @@ impl Settings {
             sampling_override: flags.sampling_override || file.sampling_override.unwrap_or(false),
             xdp_zero_copy,
             xsk_ring_size,
+            xdp_spin: Duration::from_micros(xdp_spin_us),
+            xdp_busy_poll: flags.xdp_busy_poll || file.xdp_busy_poll.unwrap_or(false),
         })
     }
 
@@ -440,6 +463,13 @@ fn check_xsk_ring_size(setting: &str, n: i64) -> Result<u32, ConfigError> {
         .ok()
         .filter(|n| n.is_power_of_two() && (64..=MAX_XSK_RING_SIZE).contains(n))
         .ok_or_else(|| ConfigError::value(setting, n, "a power of two from 64 to 65536"))
+}
+
+fn check_xdp_spin_us(setting: &str, n: i64) -> Result<u64, ConfigError> {
+    u64::try_from(n)
+        .ok()
+        .filter(|n| *n <= MAX_XDP_SPIN_US)
+        .ok_or_else(|| ConfigError::value(setting, n, "microseconds from 0 to 10000"))
 }
 
 /// One worker per online core.
@@ -514,6 +544,41 @@ mod tests {
         assert!(s.workers_is_default);
         assert_eq!(s.xdp_zero_copy, ZeroCopy::Auto);
         assert_eq!(s.xsk_ring_size, 8192);
+        assert_eq!(s.xdp_spin, Duration::from_micros(DEFAULT_XDP_SPIN_US));
+    }
+
+    #[test]
+    fn xdp_spin_from_file_and_flags() {
+        let s =
+            Settings::combine(&FlagConfig::default(), file("xdp_spin_us = 0\n").unwrap()).unwrap();
+        assert_eq!(s.xdp_spin, Duration::ZERO);
+        let flags = FlagConfig {
+            xdp_spin_us: Some(50),
+            ..Default::default()
+        };
+        let s = Settings::combine(&flags, file("xdp_spin_us = 1000\n").unwrap()).unwrap();
+        assert_eq!(s.xdp_spin, Duration::from_micros(50));
+        assert!(!s.xdp_busy_poll);
+        let s = Settings::combine(
+            &FlagConfig::default(),
+            file("xdp_busy_poll = true\n").unwrap(),
+        )
+        .unwrap();
+        assert!(s.xdp_busy_poll);
+        for text in ["xdp_spin_us = -1", "xdp_spin_us = 10001"] {
+            let err = Settings::combine(&FlagConfig::default(), file(text).unwrap())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("xdp_spin_us"), "{text}: {err}");
+        }
+        let flags = FlagConfig {
+            xdp_spin_us: Some(20_000),
+            ..Default::default()
+        };
+        let err = Settings::combine(&flags, FileConfig::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--xdp-spin-us"), "{err}");
     }
 
     #[test]

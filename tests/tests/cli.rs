@@ -38,6 +38,7 @@ fn help_describes_every_flag() {
         ("--xdp-mode <MODE>", "benchmark/diagnostic mode"),
         ("--xdp-zero-copy <MODE>", "zero-copy AF_XDP"),
         ("--xsk-ring-size <N>", "AF_XDP ring"),
+        ("--xdp-spin-us <MICROS>", "idle collector uses"),
         ("--workers <N>", "one per RX queue"),
         ("--listen <ADDR:PORT>", "destination port"),
         ("--xdp-attach <MODE>", "driver"),

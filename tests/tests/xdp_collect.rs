@@ -81,6 +81,20 @@ fn afxdp_skb_mode_collects_every_protocol() {
 }
 
 #[test]
+fn afxdp_busy_poll_collects_every_protocol() {
+    if !privilege::require("afxdp_busy_poll_collects_every_protocol") {
+        return;
+    }
+    // The workers run the veth's NAPI themselves (preferred busy polling), and sleep at once
+    // when their rings are empty.
+    collect(
+        "driver",
+        "afxdp",
+        &["--xdp-busy-poll", "--xdp-spin-us", "0"],
+    );
+}
+
+#[test]
 fn perf_mode_collects_every_protocol() {
     if !privilege::require("perf_mode_collects_every_protocol") {
         return;

@@ -96,6 +96,24 @@ pub struct RunArgs {
     #[arg(long, value_name = "N")]
     pub xsk_ring_size: Option<u32>,
 
+    /// XDP mode: microseconds a worker keeps checking its AF_XDP rings (or perf buffers) in a
+    /// loop, without a syscall, after the last frame arrived, before it sleeps in poll(2). While
+    /// frames keep coming the worker spins and the kernel never has to wake it (a wake-up per
+    /// NAPI flush, paid on the receiving CPU, and a late reaction that lets bursts fill the RX
+    /// ring); once the fast path has been quiet this long it sleeps, so an idle collector uses
+    /// no CPU. A steady trickle (a frame at least every N µs) keeps the worker's core busy.
+    /// 0: never spin. Default: 200, at most 10000.
+    #[arg(long, value_name = "MICROS")]
+    pub xdp_spin_us: Option<u64>,
+
+    /// XDP mode: preferred busy polling on the AF_XDP sockets (SO_PREFER_BUSY_POLL): the worker
+    /// runs its RX queue's NAPI itself, so the XDP program and the copy into the UMEM run on the
+    /// worker's core instead of where the interrupt (or, on a veth, the sender) runs. Pair it
+    /// with the interface's napi_defer_hard_irqs and gro_flush_timeout (see README) so that the
+    /// kernel leaves the queue to the worker while it polls. Default: off.
+    #[arg(long)]
+    pub xdp_busy_poll: bool,
+
     /// Drop root after setup (program attached, sockets bound, ring files open): switch to this
     /// user (and its primary group), keeping only CAP_BPF, which reading the program's counters
     /// needs. The --counters-file directory must be writable by that user.
@@ -135,6 +153,8 @@ impl RunArgs {
             sampling_rate: self.sampling_rate.clone(),
             xdp_zero_copy: self.xdp_zero_copy,
             xsk_ring_size: self.xsk_ring_size,
+            xdp_spin_us: self.xdp_spin_us,
+            xdp_busy_poll: self.xdp_busy_poll,
         }
     }
 }

@@ -39,8 +39,39 @@ pub const PERF_PAGES: usize = 256;
 /// While the fast path delivers, the slow-path sockets are read every this many batches (and on
 /// every batch where the fast path delivered nothing).
 const SLOW_PATH_EVERY: u32 = 8;
+/// Fast-path ring checks between two clock reads while spinning.
+const SPIN_CHECKS: u32 = 64;
+/// Default of `--xdp-spin`: how long a worker spins on its fast-path rings after the last frame.
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(crate::config::DEFAULT_XDP_SPIN_US);
 /// Longest wait for a log record before the stop flag and the report clock are looked at again.
 const LOG_POLL: Duration = Duration::from_millis(20);
+
+/// How long a worker keeps checking its fast-path rings without a syscall after the last frame
+/// arrived, before it sleeps in poll(2) (`--xdp-spin-us`).
+///
+/// Sleeping costs twice under load: the kernel wakes the worker once per NAPI flush, on the CPU
+/// that received the frames, and the worker reacts late (the RX ring fills during bursts).
+/// Spinning while frames keep coming avoids both; stopping once the fast path has been quiet for
+/// the whole window keeps an idle collector from burning its core.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpinPolicy {
+    window: Duration,
+}
+
+impl SpinPolicy {
+    /// Spin for at most `window` after the last frame; `Duration::ZERO`: never spin.
+    pub const fn new(window: Duration) -> Self {
+        SpinPolicy { window }
+    }
+
+    /// Until when to spin at `now`, the fast path's last frame having arrived at `last_frame`:
+    /// `None` (sleep) when spinning is off, nothing arrived yet, or the fast path has been quiet
+    /// for the whole window.
+    pub fn spin_until(&self, last_frame: Option<Instant>, now: Instant) -> Option<Instant> {
+        let until = last_frame?.checked_add(self.window)?;
+        (until > now).then_some(until)
+    }
+}
 
 /// What `collector run --xdp` takes besides the common settings.
 #[derive(Clone, Debug)]
@@ -98,11 +129,15 @@ pub struct XdpLaneSource {
     slow_path: Arc<AtomicU64>,
     pollfds: Vec<libc::pollfd>,
     batches: u32,
+    spin: SpinPolicy,
+    /// When the fast path last delivered a frame.
+    last_frame: Option<Instant>,
 }
 
 impl XdpLaneSource {
     /// A lane over `xsk` sockets and `perf` buffers (either may be empty) and the UDP sockets
-    /// `slow`; datagrams from `slow` are counted in `slow_path`.
+    /// `slow`; datagrams from `slow` are counted in `slow_path`. Before sleeping the lane spins
+    /// on its fast-path rings for [`DEFAULT_SPIN`] after the last frame ([`Self::with_spin`]).
     pub fn new(
         xsk: Vec<(XskSource, Arc<XskQueueCounters>)>,
         perf: Vec<(PerfSource, Arc<PerfCpuCounters>)>,
@@ -128,6 +163,40 @@ impl XdpLaneSource {
             slow_path,
             pollfds,
             batches: 0,
+            spin: SpinPolicy::new(DEFAULT_SPIN),
+            last_frame: None,
+        }
+    }
+
+    /// Spin on the fast-path rings before sleeping as `spin` says.
+    pub fn with_spin(mut self, spin: SpinPolicy) -> Self {
+        self.spin = spin;
+        self
+    }
+
+    /// Whether a fast-path ring holds something (memory loads only, no syscall unless an AF_XDP
+    /// socket busy-polls: then its queue's NAPI runs first).
+    fn fast_pending(&self) -> bool {
+        for (source, _) in &self.xsk {
+            source.busy_poll();
+        }
+        self.xsk.iter().any(|(s, _)| s.has_pending())
+            || self.perf.iter().any(|(s, _)| s.has_pending())
+    }
+
+    /// Check the fast-path rings until one holds something (true) or `until` passes (false).
+    fn spin(&self, until: Instant) -> bool {
+        loop {
+            // The clock is read every SPIN_CHECKS ring checks.
+            for _ in 0..SPIN_CHECKS {
+                if self.fast_pending() {
+                    return true;
+                }
+                std::hint::spin_loop();
+            }
+            if Instant::now() >= until {
+                return false;
+            }
         }
     }
 
@@ -144,6 +213,9 @@ impl XdpLaneSource {
             fast += source.recv_batch(Duration::ZERO, deliver)?;
         }
         self.publish();
+        if fast > 0 {
+            self.last_frame = Some(Instant::now());
+        }
         self.batches = self.batches.wrapping_add(1);
         if fast > 0 && !self.batches.is_multiple_of(SLOW_PATH_EVERY) {
             return Ok(fast);
@@ -202,6 +274,12 @@ impl Source for XdpLaneSource {
             // The end of a drain: the final counters include the kernel's latest drops.
             self.refresh_kernel_stats();
             return Ok(0);
+        }
+        let now = Instant::now();
+        if let Some(until) = self.spin.spin_until(self.last_frame, now)
+            && self.spin(until.min(now + timeout))
+        {
+            return self.recv_ready(deliver);
         }
         let millis = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
         // SAFETY: `pollfds` is a valid array of `len` pollfd structs; every descriptor belongs to
@@ -385,6 +463,7 @@ fn open_lanes(
     let xsk_config = XskConfig {
         ring_size: settings.xsk_ring_size,
         zero_copy: settings.xdp_zero_copy,
+        busy_poll: settings.xdp_busy_poll,
         ..XskConfig::default()
     };
     let mut built = FastPath {
@@ -406,6 +485,8 @@ fn open_lanes(
                         queue = unit,
                         zero_copy = source.is_zero_copy(),
                         ring_size = xsk_config.ring_size,
+                        busy_poll = xsk_config.busy_poll,
+                        spin_us = settings.xdp_spin.as_micros() as u64,
                         "AF_XDP socket bound"
                     );
                     let counters = Arc::new(XskQueueCounters {
@@ -434,7 +515,8 @@ fn open_lanes(
         let slow_count = Arc::new(AtomicU64::new(0));
         built.slow_path.push(Arc::clone(&slow_count));
         built.lanes.push(Lane {
-            source: XdpLaneSource::new(xsk, perf, slow, slow_count),
+            source: XdpLaneSource::new(xsk, perf, slow, slow_count)
+                .with_spin(SpinPolicy::new(settings.xdp_spin)),
             decoder: Decoder::with_config(DecoderConfig {
                 sampling: settings.sampling.to_configured(settings.sampling_override),
                 ..Default::default()
@@ -581,6 +663,88 @@ mod tests {
         // More workers than units: one per unit, no idle worker.
         assert_eq!(plan_lanes(&units, Some(16)).len(), 5);
         assert_eq!(plan_lanes(&units, Some(1))[0].units, [0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn spinning_lasts_the_window_after_the_last_frame_then_stops() {
+        let policy = SpinPolicy::new(Duration::from_micros(200));
+        let t0 = Instant::now();
+        // Nothing arrived yet: an idle collector sleeps.
+        assert_eq!(policy.spin_until(None, t0), None);
+        // Frames coming: spin until the window after the last one.
+        let until = t0 + Duration::from_micros(200);
+        assert_eq!(policy.spin_until(Some(t0), t0), Some(until));
+        assert_eq!(
+            policy.spin_until(Some(t0), t0 + Duration::from_micros(150)),
+            Some(until)
+        );
+        // Quiet for the whole window: sleep, however long it stays quiet.
+        assert_eq!(
+            policy.spin_until(Some(t0), t0 + Duration::from_micros(200)),
+            None
+        );
+        assert_eq!(
+            policy.spin_until(Some(t0), t0 + Duration::from_secs(60)),
+            None
+        );
+        // A window of zero never spins.
+        let never = SpinPolicy::new(Duration::ZERO);
+        assert_eq!(never.spin_until(Some(t0), t0), None);
+    }
+
+    #[test]
+    fn an_idle_lane_sleeps_instead_of_spinning() {
+        use crate::source::udp::UdpSocket;
+        let socket = UdpSocket::bind("127.0.0.1:0".parse().unwrap(), 1 << 20).unwrap();
+        let target = socket.local_addr();
+        let mut lane = XdpLaneSource::new(
+            Vec::new(),
+            Vec::new(),
+            UdpSource::new(vec![socket]),
+            Arc::new(AtomicU64::new(0)),
+        )
+        .with_spin(SpinPolicy::new(Duration::from_millis(5)));
+        // Pretend the fast path delivered just now: the lane spins at most its window, then
+        // sleeps in poll(2) and still sees the slow path's datagram.
+        lane.last_frame = Some(Instant::now());
+        let cpu_before = thread_cpu_time();
+        let started = Instant::now();
+        assert_eq!(
+            lane.recv_batch(Duration::from_millis(300), &mut |_, _| {})
+                .unwrap(),
+            0
+        );
+        let waited = started.elapsed();
+        let cpu = thread_cpu_time() - cpu_before;
+        assert!(waited >= Duration::from_millis(250), "{waited:?}");
+        // 5 ms of spinning at most (plus scheduling noise), not 300 ms.
+        assert!(
+            cpu < Duration::from_millis(100),
+            "{cpu:?} of CPU in {waited:?}"
+        );
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sender.send_to(&[7], target).unwrap();
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while got.is_empty() && Instant::now() < deadline {
+            lane.recv_batch(Duration::from_millis(50), &mut |_, payload| {
+                got.extend_from_slice(payload)
+            })
+            .unwrap();
+        }
+        assert_eq!(got, [7]);
+    }
+
+    /// CPU time this thread used so far.
+    fn thread_cpu_time() -> Duration {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: one valid timespec to write.
+        let ret = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        assert_eq!(ret, 0);
+        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
     }
 
     #[test]

@@ -102,6 +102,13 @@ impl PerfSource {
         self.buffer.as_raw_fd()
     }
 
+    /// Whether samples wait in the buffer: two loads from the ring's header page, no syscall
+    /// (for a worker spinning on its buffers instead of sleeping in poll(2)).
+    #[inline]
+    pub fn has_pending(&self) -> bool {
+        self.buffer.readable()
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> PerfStats {
         self.stats

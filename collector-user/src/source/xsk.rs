@@ -50,6 +50,12 @@ pub struct XskConfig {
     pub batch: u32,
     /// Zero-copy request.
     pub zero_copy: ZeroCopy,
+    /// Preferred busy polling (`SO_PREFER_BUSY_POLL`, `SO_BUSY_POLL`, `SO_BUSY_POLL_BUDGET`
+    /// = `batch`): every receive first runs the RX queue's NAPI on the calling CPU (one
+    /// non-blocking recvfrom), so the XDP program and the copy into the UMEM run on the worker's
+    /// core. With the interface's `napi_defer_hard_irqs` and `gro_flush_timeout` set, the kernel
+    /// then leaves the queue to the worker while it keeps polling.
+    pub busy_poll: bool,
 }
 
 impl Default for XskConfig {
@@ -59,6 +65,7 @@ impl Default for XskConfig {
             frame_size: 4096,
             batch: 64,
             zero_copy: ZeroCopy::Auto,
+            busy_poll: false,
         }
     }
 }
@@ -124,6 +131,7 @@ pub struct XskSource {
     area: MmapMut,
     queue: u32,
     zero_copy: bool,
+    busy_poll: bool,
     frame_size: u32,
     batch: u32,
     ports: PortSet,
@@ -215,6 +223,18 @@ impl XskSource {
             )
         })?;
         let zero_copy = socket_zero_copy(user.as_raw_fd())?;
+        if config.busy_poll {
+            let fd = user.as_raw_fd();
+            let budget = i32::try_from(config.batch).unwrap_or(i32::MAX);
+            for (option, value, name) in [
+                (libc::SO_PREFER_BUSY_POLL, 1, "SO_PREFER_BUSY_POLL"),
+                (libc::SO_BUSY_POLL, BUSY_POLL_USECS, "SO_BUSY_POLL"),
+                (libc::SO_BUSY_POLL_BUDGET, budget, "SO_BUSY_POLL_BUDGET"),
+            ] {
+                set_socket_option(fd, option, value)
+                    .with_context(|| format!("setting {name} on the AF_XDP socket"))?;
+            }
+        }
         Ok(XskSource {
             rx,
             device,
@@ -224,6 +244,7 @@ impl XskSource {
             area,
             queue,
             zero_copy,
+            busy_poll: config.busy_poll,
             frame_size: config.frame_size,
             batch: config.batch,
             ports: PortSet::new(ports),
@@ -248,6 +269,32 @@ impl XskSource {
         self.zero_copy
     }
 
+    /// With busy polling: run the RX queue's NAPI once on this CPU (a non-blocking recvfrom,
+    /// which is how AF_XDP busy-polls); without: nothing.
+    #[inline]
+    pub fn busy_poll(&self) {
+        if self.busy_poll {
+            // SAFETY: a zero-length receive into no buffer on our own socket.
+            unsafe {
+                libc::recvfrom(
+                    self.user.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    0,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                )
+            };
+        }
+    }
+
+    /// Whether frames wait in the RX ring: one relaxed load of the kernel's producer index, no
+    /// syscall (for a worker spinning on its rings instead of sleeping in poll(2)).
+    #[inline]
+    pub fn has_pending(&self) -> bool {
+        self.rx.available() > 0
+    }
+
     /// Wait at most `timeout` for frames, then hand the UDP payload of every frame ready (up to
     /// the batch size) to `deliver`, and return the frames to the fill ring. Returns how many
     /// payloads were delivered; 0 when nothing arrived (or a signal interrupted the wait).
@@ -256,6 +303,7 @@ impl XskSource {
         timeout: Duration,
         deliver: &mut dyn FnMut(&DatagramMeta, &[u8]),
     ) -> io::Result<usize> {
+        self.busy_poll();
         if self.rx.available() == 0 {
             if self.device.needs_wakeup() {
                 self.device.wake();
@@ -380,6 +428,29 @@ fn exporter(source: SourceAddr, port: u16) -> SocketAddr {
     match source {
         SourceAddr::V4(addr) => SocketAddr::from((Ipv4Addr::from(addr), port)),
         SourceAddr::V6(addr) => SocketAddr::from((Ipv6Addr::from(addr), port)),
+    }
+}
+
+/// `SO_BUSY_POLL` of a busy-polling socket, µs: any non-zero value enables it; non-blocking
+/// receives run one NAPI pass whatever it is.
+const BUSY_POLL_USECS: i32 = 50;
+
+/// setsockopt(SOL_SOCKET, `option`, `value`).
+fn set_socket_option(fd: RawFd, option: libc::c_int, value: libc::c_int) -> io::Result<()> {
+    // SAFETY: `value` is a valid c_int for the call.
+    let ret = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            option,
+            (&raw const value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 

@@ -38,8 +38,85 @@ const SENDER_ADDR: &str = "192.0.2.2";
 /// The export port (NetFlow).
 const PORT: u16 = 2055;
 
-/// The modes, in report order; (a) first, the others are ratios to it.
-pub const MODES: [&str; 4] = ["drop", "afxdp", "perf", "udp"];
+/// One measured configuration: a label, the collector's `--xdp-mode` (`None`: UDP sockets) and
+/// extra `collector run` arguments.
+#[derive(Clone, Copy, Debug)]
+pub struct Mode {
+    pub label: &'static str,
+    pub xdp_mode: Option<&'static str>,
+    pub args: &'static [&'static str],
+    /// Settings of the collector's veth end (`/sys/class/net/IF/NAME`, value) for this mode,
+    /// put back to 0 after it.
+    pub iface: &'static [(&'static str, &'static str)],
+}
+
+/// The modes, in report order; (a) first, the others are ratios to it. `afxdp-sleep` is AF_XDP
+/// with the worker sleeping in poll(2) whenever its ring is empty (`--xdp-spin-us 0`), beside
+/// the default spin, so that what spinning buys is measured in the same run.
+pub const MODES: [Mode; 6] = [
+    Mode {
+        label: "drop",
+        xdp_mode: Some("drop"),
+        args: &[],
+        iface: &[],
+    },
+    Mode {
+        label: "afxdp",
+        xdp_mode: Some("afxdp"),
+        args: &[],
+        iface: &[],
+    },
+    Mode {
+        label: "afxdp-sleep",
+        xdp_mode: Some("afxdp"),
+        args: &["--xdp-spin-us", "0"],
+        iface: &[],
+    },
+    Mode {
+        label: "afxdp-busy-poll",
+        xdp_mode: Some("afxdp"),
+        args: &["--xdp-busy-poll"],
+        iface: &[
+            ("napi_defer_hard_irqs", "2"),
+            ("gro_flush_timeout", "200000"),
+        ],
+    },
+    Mode {
+        label: "perf",
+        xdp_mode: Some("perf"),
+        args: &[],
+        iface: &[],
+    },
+    Mode {
+        label: "udp",
+        xdp_mode: None,
+        args: &[],
+        iface: &[],
+    },
+];
+
+/// The modes to run: all of [`MODES`], or those named in `XDP_BENCH_MODES` (comma-separated
+/// labels, e.g. `drop,afxdp,afxdp-sleep`; `drop` is always run first, the ratios need it).
+pub fn selected_modes(filter: Option<&str>) -> anyhow::Result<Vec<Mode>> {
+    let Some(filter) = filter.map(str::trim).filter(|f| !f.is_empty()) else {
+        return Ok(MODES.to_vec());
+    };
+    let wanted: Vec<&str> = filter.split(',').map(str::trim).collect();
+    if let Some(unknown) = wanted
+        .iter()
+        .find(|w| !MODES.iter().any(|m| m.label == **w))
+    {
+        bail!(
+            "XDP_BENCH_MODES: unknown mode {unknown:?} (modes: {})",
+            MODES.map(|m| m.label).join(", ")
+        );
+    }
+    Ok(MODES
+        .iter()
+        .filter(|m| m.label == "drop" || wanted.contains(&m.label))
+        .copied()
+        .collect())
+}
 
 /// One mode's bisection, or why it has no figure.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -65,6 +142,96 @@ pub struct ModeResult {
     #[serde(default)]
     pub fast_path_share: Option<f64>,
     pub trials: Vec<Trial>,
+    /// Per trial (same order as `trials`): the AF_XDP sockets' ring counters and the CPUs' use.
+    #[serde(default)]
+    pub details: Vec<TrialDetail>,
+}
+
+/// What [`Trial`] does not hold: where the time went and where frames were lost.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrialDetail {
+    /// AF_XDP sockets: times the RX ring was full, the fill ring empty, and frames the kernel
+    /// dropped for the sockets (deltas over the trial; 0 in other modes).
+    pub xsk_rx_ring_full: u64,
+    pub xsk_fill_ring_empty: u64,
+    pub xsk_rx_dropped: u64,
+    /// Each CPU's use while flowgen ran (from /proc/stat, every process on it).
+    pub cpus: Vec<CpuUse>,
+}
+
+/// One CPU's share of a time span spent busy (anything but idle and iowait), and in softirq
+/// (where veth's NAPI runs the XDP program and the AF_XDP copy).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CpuUse {
+    pub cpu: usize,
+    pub busy: f64,
+    pub softirq: f64,
+    /// NET_RX softirqs the CPU ran (/proc/softirqs): where veth's NAPI ran, unless a worker
+    /// busy-polled it (which runs outside softirq).
+    #[serde(default)]
+    pub net_rx: u64,
+}
+
+/// The NET_RX line of /proc/softirqs, one count per CPU.
+pub fn parse_net_rx(text: &str) -> Vec<u64> {
+    text.lines()
+        .find_map(|l| l.trim_start().strip_prefix("NET_RX:"))
+        .map(|rest| {
+            rest.split_whitespace()
+                .filter_map(|v| v.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Per-CPU jiffies (/proc/stat) and NET_RX softirq counts (/proc/softirqs) at one moment.
+struct CpuSnapshot {
+    ticks: Vec<(usize, u64, u64, u64)>,
+    net_rx: Vec<u64>,
+}
+
+impl CpuSnapshot {
+    fn take() -> CpuSnapshot {
+        let read = |path| std::fs::read_to_string(path).unwrap_or_default();
+        CpuSnapshot {
+            ticks: parse_cpu_ticks(&read("/proc/stat")),
+            net_rx: parse_net_rx(&read("/proc/softirqs")),
+        }
+    }
+}
+
+/// The `cpuN` lines of /proc/stat as (N, busy, softirq, total) jiffies.
+pub fn parse_cpu_ticks(text: &str) -> Vec<(usize, u64, u64, u64)> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let cpu = fields.next()?.strip_prefix("cpu")?.parse().ok()?;
+            let v: Vec<u64> = fields.filter_map(|f| f.parse().ok()).collect();
+            // user nice system idle iowait irq softirq steal (guest time is within user).
+            let total: u64 = v.iter().take(8).sum();
+            let idle = v.get(3)? + v.get(4).unwrap_or(&0);
+            Some((cpu, total - idle, *v.get(6).unwrap_or(&0), total))
+        })
+        .collect()
+}
+
+/// CPU use between two snapshots.
+fn cpu_use(before: &CpuSnapshot, after: &CpuSnapshot) -> Vec<CpuUse> {
+    after
+        .ticks
+        .iter()
+        .filter_map(|&(cpu, busy, softirq, total)| {
+            let &(_, b0, s0, t0) = before.ticks.iter().find(|b| b.0 == cpu)?;
+            let span = total.saturating_sub(t0).max(1) as f64;
+            let net_rx = |counts: &Vec<u64>| counts.get(cpu).copied().unwrap_or(0);
+            Some(CpuUse {
+                cpu,
+                busy: busy.saturating_sub(b0) as f64 / span,
+                softirq: softirq.saturating_sub(s0) as f64 / span,
+                net_rx: net_rx(&after.net_rx).saturating_sub(net_rx(&before.net_rx)),
+            })
+        })
+        .collect()
 }
 
 /// The whole e2e-xdp run.
@@ -141,6 +308,27 @@ impl VethPair {
     }
 }
 
+impl VethPair {
+    /// Write `settings` (`/sys/class/net/IF/NAME`, value) of the collector's end, inside its
+    /// namespace.
+    fn set_iface(&self, settings: &[(&str, &str)]) -> anyhow::Result<()> {
+        for (name, value) in settings {
+            let path = format!("/sys/class/net/{}/{name}", self.collector_if);
+            let out = Command::new("ip")
+                .args(["netns", "exec", &self.collector_ns, "sh", "-c"])
+                .arg(format!("echo {value} > {path}"))
+                .output()
+                .context("running ip netns exec")?;
+            anyhow::ensure!(
+                out.status.success(),
+                "setting {path} to {value}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+}
+
 impl Drop for VethPair {
     fn drop(&mut self) {
         // Deleting a namespace destroys the veth end in it, and with it the other end.
@@ -150,10 +338,20 @@ impl Drop for VethPair {
     }
 }
 
-/// `program` run inside namespace `ns`, under `taskset -c CORES` when cores are given.
+/// Niceness of the collector and flowgen: on a machine shared with other users' builds, the two
+/// measured processes get most of their cores whatever the others run, in every mode alike
+/// (without it, a spinning worker pushed the other users' work onto the sender's core and the
+/// ratios followed the neighbours' load, not the modes).
+const NICE: &str = "-10";
+
+/// `program` run inside namespace `ns` at [`NICE`], under `taskset -c CORES` when cores are
+/// given.
 fn in_netns(ns: &str, program: &Path, cores: &[usize]) -> Command {
     let mut c = Command::new("ip");
     c.args(["netns", "exec", ns]);
+    if has_program("nice") {
+        c.args(["nice", "-n", NICE]);
+    }
     if !cores.is_empty() && has_program("taskset") {
         let list = cores
             .iter()
@@ -195,14 +393,14 @@ struct ModeCollector {
     counters_file: Option<PathBuf>,
     metrics_port: u16,
     ns: String,
-    mode: &'static str,
+    mode: Mode,
 }
 
 impl ModeCollector {
     fn start(
         bins: &Binaries,
         pair: &VethPair,
-        mode: &'static str,
+        mode: Mode,
         core: Option<usize>,
         dir: &Path,
     ) -> anyhow::Result<ModeCollector> {
@@ -212,21 +410,22 @@ impl ModeCollector {
         let metrics_port = 9742;
         let mut command = in_netns(&pair.collector_ns, &bins.collector, core.as_slice());
         command.arg("run");
-        let counters_file = (mode != "udp").then(|| dir.join("xdp-counters"));
-        match &counters_file {
-            Some(file) => {
+        let counters_file = mode.xdp_mode.map(|_| dir.join("xdp-counters"));
+        match (&counters_file, mode.xdp_mode) {
+            (Some(file), Some(xdp_mode)) => {
                 command
                     .args(["--xdp", &pair.collector_if, "--xdp-attach", "driver"])
-                    .args(["--xdp-mode", mode, "--report-interval", "1"])
+                    .args(["--xdp-mode", xdp_mode, "--report-interval", "1"])
                     .args(["--listen", &format!("0.0.0.0:{PORT}")])
                     .arg("--counters-file")
                     .arg(file);
             }
-            None => {
+            _ => {
                 command.args(["--listen", &format!("{COLLECTOR_ADDR}:{PORT}")]);
             }
         }
         command
+            .args(mode.args)
             .args(["--workers", "1", "--ring-dir"])
             .arg(dir.join("rings"))
             .args(["--ring-size", "16MiB"])
@@ -321,6 +520,12 @@ impl ModeCollector {
             records: metric("collector_records_decoded_total"),
             datagrams: metric("collector_datagrams_received_total"),
             socket_drops: metric("collector_socket_drops_total"),
+            xsk: [
+                "collector_xsk_rx_ring_full_total",
+                "collector_xsk_fill_ring_empty_total",
+                "collector_xsk_rx_dropped_total",
+            ]
+            .map(|name| metric(name).unwrap_or(0)),
         }
     }
 
@@ -350,6 +555,8 @@ struct Sample {
     records: Option<u64>,
     datagrams: Option<u64>,
     socket_drops: Option<u64>,
+    /// AF_XDP rx_ring_full, fill_ring_empty, rx_dropped (summed over the queues).
+    xsk: [u64; 3],
 }
 
 impl Sample {
@@ -386,14 +593,17 @@ fn trial(
     rate: Option<u64>,
     config: &SweepConfig,
     dir: &Path,
-) -> anyhow::Result<Trial> {
-    let mode = collector.mode;
+) -> anyhow::Result<(Trial, TrialDetail)> {
+    let mode = collector.mode.xdp_mode.unwrap_or("udp");
+    let label = collector.mode.label;
     let before = collector.settled();
     let (cpu_before, _) = e2e::process_cost(collector.child.id())?;
     let mut command = in_netns(&pair.sender_ns, &bins.flowgen, &config.sender_cores);
     command.args(["--source-ip", SENDER_ADDR]);
     let to = format!("{COLLECTOR_ADDR}:{PORT}");
+    let cpus_before = CpuSnapshot::take();
     let manifest = e2e::drive_with(command, profile, &to, rate, config, dir)?;
+    let cpus = cpu_use(&cpus_before, &CpuSnapshot::take());
     anyhow::ensure!(
         manifest.totals.datagrams > 0,
         "flowgen sent nothing ({} data datagrams built, all refused)",
@@ -437,16 +647,45 @@ fn trial(
         sender_secs: manifest.elapsed_secs,
         xdp_fast_path,
     };
+    let xsk = |i: usize| after.xsk[i].saturating_sub(before.xsk[i]);
+    let detail = TrialDetail {
+        xsk_rx_ring_full: xsk(0),
+        xsk_fill_ring_empty: xsk(1),
+        xsk_rx_dropped: xsk(2),
+        cpus,
+    };
+    let cores = detail
+        .cpus
+        .iter()
+        .map(|c| {
+            format!(
+                "cpu{} {:.0}% ({:.0}% softirq, {} NET_RX)",
+                c.cpu,
+                c.busy * 100.0,
+                c.softirq * 100.0,
+                c.net_rx
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
     println!(
-        "bench: xdp {mode:<6} offered {:>9} sent {:>10.0} dgram/s  kept {:>9} of {:>9} datagrams  loss {:>8.4}%  sender {:.2} cores",
+        "bench: xdp {label:<11} offered {:>9} sent {:>10.0} dgram/s  kept {:>9} of {:>9} datagrams  loss {:>8.4}%  sender {:.2} cores  {cores}{}",
         rate.map_or_else(|| "max".to_string(), |r| r.to_string()),
         t.sent_rate,
         t.datagrams_received.unwrap_or(0),
         t.sent_datagrams,
         t.loss * 100.0,
-        t.sender_busy_cores()
+        t.sender_busy_cores(),
+        if mode == "afxdp" {
+            format!(
+                "  xsk rx_ring_full {} fill_ring_empty {} rx_dropped {}",
+                detail.xsk_rx_ring_full, detail.xsk_fill_ring_empty, detail.xsk_rx_dropped
+            )
+        } else {
+            String::new()
+        }
     );
-    Ok(t)
+    Ok((t, detail))
 }
 
 /// Run every mode; a mode that cannot run is reported with its reason.
@@ -456,6 +695,7 @@ pub fn run(
     config: &SweepConfig,
     scratch: &Path,
 ) -> anyhow::Result<XdpRun> {
+    let modes = selected_modes(std::env::var("XDP_BENCH_MODES").ok().as_deref())?;
     let mut run = XdpRun {
         profile: profile.into(),
         attach: "driver".into(),
@@ -482,14 +722,18 @@ pub fn run(
             return Ok(run);
         }
     };
-    for mode in MODES {
-        let dir = scratch.join(format!("xdp-{mode}"));
+    for mode in &modes {
+        let dir = scratch.join(format!("xdp-{}", mode.label));
         let _ = std::fs::remove_dir_all(&dir);
-        let result = measure_mode(bins, &pair, mode, profile, config, &dir);
+        let result = pair
+            .set_iface(mode.iface)
+            .and_then(|()| measure_mode(bins, &pair, *mode, profile, config, &dir));
+        let reset: Vec<_> = mode.iface.iter().map(|&(name, _)| (name, "0")).collect();
+        let _ = pair.set_iface(&reset);
         let _ = std::fs::remove_dir_all(&dir);
-        let result = result.unwrap_or_else(|err| unavailable(mode, format!("{err:#}")));
+        let result = result.unwrap_or_else(|err| unavailable(mode.label, format!("{err:#}")));
         if let Some(reason) = &result.reason {
-            println!("bench: xdp {mode:<6} not available: {reason}");
+            println!("bench: xdp {:<11} not available: {reason}", mode.label);
         }
         run.modes.push(result);
     }
@@ -521,6 +765,7 @@ fn unavailable(mode: &str, reason: String) -> ModeResult {
         sender_busy_cores: None,
         fast_path_share: None,
         trials: Vec::new(),
+        details: Vec::new(),
     }
 }
 
@@ -529,19 +774,21 @@ fn unavailable(mode: &str, reason: String) -> ModeResult {
 fn measure_mode(
     bins: &Binaries,
     pair: &VethPair,
-    mode: &'static str,
+    mode: Mode,
     profile: &str,
     config: &SweepConfig,
     dir: &Path,
 ) -> anyhow::Result<ModeResult> {
     let collector = ModeCollector::start(bins, pair, mode, config.receiver_core, dir)?;
-    if mode == "afxdp" || mode == "perf" {
+    let label = mode.label;
+    let xdp_mode = mode.xdp_mode.unwrap_or("udp");
+    if xdp_mode == "afxdp" || xdp_mode == "perf" {
         let probe_config = SweepConfig {
             trial_secs: 1.0,
             ..config.clone()
         };
         let before = collector.settled();
-        let t = trial(
+        let (t, _) = trial(
             bins,
             pair,
             &collector,
@@ -571,9 +818,9 @@ fn measure_mode(
                 "collected no records and serves no metrics in XDP mode".to_string()
             };
             return Ok(unavailable(
-                mode,
+                label,
                 format!(
-                    "`collector run --xdp --xdp-mode {mode}` {outcome} from {} datagrams; the \
+                    "`collector run --xdp --xdp-mode {xdp_mode}` {outcome} from {} datagrams; the \
                      XDP program counted matched={} redirected={} passed_no_socket={} \
                      perf_copied={} perf_failed={}",
                     t.sent_datagrams,
@@ -586,8 +833,11 @@ fn measure_mode(
             ));
         }
     }
+    let mut details = Vec::new();
     let bisection = bisect(config, |rate| {
-        trial(bins, pair, &collector, profile, rate, config, dir)
+        let (t, detail) = trial(bins, pair, &collector, profile, rate, config, dir)?;
+        details.push(detail);
+        Ok(t)
     })?;
     let sent_records: u64 = bisection.trials.iter().map(|t| t.sent_records).sum();
     let sent_datagrams: u64 = bisection.trials.iter().map(|t| t.sent_datagrams).sum();
@@ -597,7 +847,7 @@ fn measure_mode(
         0.0
     };
     Ok(ModeResult {
-        mode: mode.into(),
+        mode: label.into(),
         available: true,
         reason: None,
         max_lossless_datagrams_per_sec: bisection.best,
@@ -610,7 +860,7 @@ fn measure_mode(
             .filter(|t| t.offered_rate.is_none())
             .map(|t| e2e::limit(t, config).to_string()),
         sender_busy_cores: bisection.trials.first().map(Trial::sender_busy_cores),
-        fast_path_share: (mode != "udp" && sent_datagrams > 0).then(|| {
+        fast_path_share: (xdp_mode != "udp" && sent_datagrams > 0).then(|| {
             let fast: u64 = bisection
                 .trials
                 .iter()
@@ -619,6 +869,7 @@ fn measure_mode(
             fast as f64 / sent_datagrams as f64
         }),
         trials: bisection.trials,
+        details,
     })
 }
 
@@ -699,9 +950,56 @@ mod tests {
             records: None,
             datagrams: None,
             socket_drops: None,
+            xsk: [0; 3],
         };
         assert_eq!(s.counter("matched"), 6);
         assert_eq!(s.counter("redirected"), 0);
+    }
+
+    #[test]
+    fn cpu_use_comes_from_proc_stat_and_softirqs() {
+        let stat = |user: u64, idle: u64, softirq: u64| {
+            format!(
+                "cpu  9 9 9 9 9 9 9 9 0 0\ncpu0 {user} 0 10 {idle} 0 0 {softirq} 0 0 0\nintr 5\n"
+            )
+        };
+        let softirqs = |n: u64| format!("  CPU0\n  HI: 1\n  NET_RX: {n}\n");
+        let before = CpuSnapshot {
+            ticks: parse_cpu_ticks(&stat(100, 100, 0)),
+            net_rx: parse_net_rx(&softirqs(7)),
+        };
+        assert_eq!(before.ticks, [(0, 110, 0, 210)]);
+        assert_eq!(before.net_rx, [7]);
+        let after = CpuSnapshot {
+            ticks: parse_cpu_ticks(&stat(150, 125, 25)),
+            net_rx: parse_net_rx(&softirqs(1007)),
+        };
+        // 100 jiffies passed: 50 user + 25 softirq busy, 25 idle.
+        let used = cpu_use(&before, &after);
+        assert_eq!(
+            used,
+            [CpuUse {
+                cpu: 0,
+                busy: 0.75,
+                softirq: 0.25,
+                net_rx: 1000
+            }]
+        );
+    }
+
+    #[test]
+    fn modes_are_picked_by_label_with_the_ceiling_always_first() {
+        let labels = |f: Option<&str>| -> Vec<&str> {
+            selected_modes(f).unwrap().iter().map(|m| m.label).collect()
+        };
+        assert_eq!(labels(None), MODES.map(|m| m.label));
+        assert_eq!(labels(Some("")), MODES.map(|m| m.label));
+        assert_eq!(
+            labels(Some("afxdp-sleep, afxdp")),
+            ["drop", "afxdp", "afxdp-sleep"]
+        );
+        let err = selected_modes(Some("afxdp,turbo")).unwrap_err().to_string();
+        assert!(err.contains("turbo"), "{err}");
     }
 
     #[test]
@@ -769,7 +1067,12 @@ mod tests {
         let _ = std::fs::remove_dir_all(&scratch);
         assert_eq!(run.skipped, None);
         let modes: Vec<&str> = run.modes.iter().map(|m| m.mode.as_str()).collect();
-        assert_eq!(modes, MODES);
+        let expected: Vec<&str> = selected_modes(std::env::var("XDP_BENCH_MODES").ok().as_deref())
+            .unwrap()
+            .iter()
+            .map(|m| m.label)
+            .collect();
+        assert_eq!(modes, expected);
         for m in &run.modes {
             if m.mode == "drop" || m.mode == "udp" {
                 assert!(m.available, "{m:?}");
