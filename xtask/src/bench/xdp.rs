@@ -279,6 +279,16 @@ impl PairedTrial {
     }
 }
 
+/// The median of sorted, non-empty `values`.
+fn median(values: &[f64]) -> f64 {
+    let mid = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    }
+}
+
 /// [`PAIRS`] alternated unpaced trials of `drop` and `afxdp`.
 fn paired_trials(
     bins: &Binaries,
@@ -1050,7 +1060,7 @@ pub fn markdown(run: &XdpRun) -> String {
                 md,
                 "\nAF_XDP / XDP_DROP over the lossless pairs: median {:.2}×, {lo:.2}–{hi:.2}× \
                  ({} of {} pairs lossless).\n",
-                ratios[ratios.len() / 2],
+                median(&ratios),
                 ratios.len(),
                 run.pairs.len()
             );
@@ -1141,6 +1151,7 @@ mod tests {
             bisection_steps: 5,
             skipped: None,
             modes: vec![unavailable("afxdp", "not wired".into())],
+            pairs: Vec::new(),
         };
         run.modes.insert(
             0,
@@ -1160,6 +1171,25 @@ mod tests {
         );
         assert!(
             md.contains("| afxdp | – | – | – | – | – | not available: not wired |"),
+            "{md}"
+        );
+        // Alternated pairs: a ratio for the lossless ones, "lossy" otherwise, and the median.
+        let pair = |afxdp: f64, loss: f64| PairedTrial {
+            drop_datagrams_per_sec: 400.0,
+            afxdp_datagrams_per_sec: afxdp,
+            afxdp_loss: loss,
+            drop_cpus: Vec::new(),
+            afxdp_cpus: Vec::new(),
+            drop_sender_busy: 1.0,
+            afxdp_sender_busy: 1.0,
+        };
+        run.pairs = vec![pair(300.0, 0.0), pair(380.0, 0.01), pair(340.0, 0.0)];
+        assert_eq!(run.pairs[0].ratio(), Some(0.75));
+        assert_eq!(run.pairs[1].ratio(), None);
+        let md = markdown(&run);
+        assert!(md.contains("| 2 | 400 | 380 | 1.0000 % | lossy |"), "{md}");
+        assert!(
+            md.contains("median 0.80×, 0.75–0.85× (2 of 3 pairs lossless)"),
             "{md}"
         );
         run.skipped = Some("needs root".into());
