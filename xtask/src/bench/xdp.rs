@@ -271,6 +271,16 @@ pub struct PairedTrial {
 }
 
 impl PairedTrial {
+    /// AF_XDP's unpaced rate over the ceiling's, lossless or not: how much slower the sender is
+    /// when the frames go to AF_XDP.
+    pub fn sent_ratio(&self) -> f64 {
+        if self.drop_datagrams_per_sec > 0.0 {
+            self.afxdp_datagrams_per_sec / self.drop_datagrams_per_sec
+        } else {
+            0.0
+        }
+    }
+
     /// AF_XDP's unpaced rate over the ceiling's, when AF_XDP lost nothing (an unpaced lossless
     /// trial is the sender's top speed in that mode, so also the mode's lossless rate).
     pub fn ratio(&self) -> Option<f64> {
@@ -1019,8 +1029,8 @@ pub fn markdown(run: &XdpRun) -> String {
             md,
             "Alternated unpaced trials (a fresh collector each; sender core = the CPU flowgen is \
              pinned to, busy with anything, softirq included):\n\n\
-             | pair | drop datagrams/s | afxdp datagrams/s | afxdp loss | afxdp / drop | flowgen cores busy (drop, afxdp) | sender core busy, softirq (drop; afxdp) |\n\
-             |---:|---:|---:|---:|---:|---|---|"
+             | pair | drop datagrams/s | afxdp datagrams/s | sent afxdp / drop | afxdp loss | lossless afxdp / drop | flowgen cores busy (drop, afxdp) | sender core busy, softirq (drop; afxdp) |\n\
+             |---:|---:|---:|---:|---:|---:|---|---|"
         );
         let core = |cpus: &[CpuUse]| {
             cpus.iter()
@@ -1040,10 +1050,11 @@ pub fn markdown(run: &XdpRun) -> String {
         for (i, p) in run.pairs.iter().enumerate() {
             let _ = writeln!(
                 md,
-                "| {} | {:.0} | {:.0} | {:.4} % | {} | {:.2}, {:.2} | {}; {} |",
+                "| {} | {:.0} | {:.0} | {:.2}× | {:.4} % | {} | {:.2}, {:.2} | {}; {} |",
                 i + 1,
                 p.drop_datagrams_per_sec,
                 p.afxdp_datagrams_per_sec,
+                p.sent_ratio(),
                 p.afxdp_loss * 100.0,
                 p.ratio()
                     .map_or_else(|| "lossy".to_string(), |r| format!("{r:.2}×")),
@@ -1051,6 +1062,17 @@ pub fn markdown(run: &XdpRun) -> String {
                 p.afxdp_sender_busy,
                 core(&p.drop_cpus),
                 core(&p.afxdp_cpus)
+            );
+        }
+        let mut sent: Vec<f64> = run.pairs.iter().map(PairedTrial::sent_ratio).collect();
+        sent.sort_by(f64::total_cmp);
+        if let (Some(lo), Some(hi)) = (sent.first(), sent.last()) {
+            let _ = writeln!(
+                md,
+                "\nflowgen's top speed through AF_XDP over its top speed into XDP_DROP: median \
+                 {:.2}×, {lo:.2}–{hi:.2}× (on a veth the receive path runs on the sender's core: \
+                 no lossless AF_XDP rate can be above this).",
+                median(&sent)
             );
         }
         let mut ratios: Vec<f64> = run.pairs.iter().filter_map(PairedTrial::ratio).collect();
@@ -1187,7 +1209,11 @@ mod tests {
         assert_eq!(run.pairs[0].ratio(), Some(0.75));
         assert_eq!(run.pairs[1].ratio(), None);
         let md = markdown(&run);
-        assert!(md.contains("| 2 | 400 | 380 | 1.0000 % | lossy |"), "{md}");
+        assert!(
+            md.contains("| 2 | 400 | 380 | 0.95× | 1.0000 % | lossy |"),
+            "{md}"
+        );
+        assert!(md.contains("median 0.85×, 0.75–0.95×"), "{md}");
         assert!(
             md.contains("median 0.80×, 0.75–0.85× (2 of 3 pairs lossless)"),
             "{md}"
