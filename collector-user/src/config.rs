@@ -24,14 +24,16 @@ pub const DEFAULT_RING_DIR: &str = "./collector-rings";
 pub const DEFAULT_RCVBUF: u64 = 32 << 20;
 /// Default period of the one-line summary log.
 pub const DEFAULT_SUMMARY_SECS: u64 = 10;
-/// Default entries per AF_XDP ring (fill, completion, RX) and frames per UMEM (XDP mode): 32 MiB
-/// of UMEM per RX queue, as much buffer as a UDP socket's default receive buffer. Measured with
-/// `cargo xtask bench e2e-xdp` on a veth, one worker: 2048 entries lost records from 180k
-/// datagrams/s on (bursts outran the ring), 8192 from 248k.
-pub const DEFAULT_XSK_RING_SIZE: u32 = 8192;
+/// Default entries per AF_XDP ring (fill, completion, RX) and frames per UMEM (XDP mode): 128 MiB
+/// of UMEM per RX queue. Measured on a veth, one worker, unpaced sender (BENCHMARKS.md, e2e-xdp):
+/// 2048 entries lost records from 180k datagrams/s on, 8192 lost 1–14 % at 240–270k (a worker
+/// away for tens of ms lets a whole ring fill up), 32768 lost nothing in 9 of 9 such trials.
+pub const DEFAULT_XSK_RING_SIZE: u32 = 32768;
 /// Default `xdp_spin_us`: how long an XDP-mode worker checks its fast-path rings without a
-/// syscall after the last frame before it sleeps in poll(2).
-pub const DEFAULT_XDP_SPIN_US: u64 = 200;
+/// syscall after the last frame before it sleeps in poll(2). 0: measured on a 2-CPU VM, a
+/// spinning worker slowed the sender's CPU (flowgen 0.86–0.90 busy instead of 0.93–0.95, 5–8 %
+/// fewer datagrams/s) and gained nothing against the wake-ups it saves.
+pub const DEFAULT_XDP_SPIN_US: u64 = 0;
 /// Largest accepted `xdp_spin_us` (10 ms).
 pub const MAX_XDP_SPIN_US: u64 = 10_000;
 /// Largest accepted `xsk_ring_size` (a 4 KiB frame each: 256 MiB of UMEM per RX queue).
@@ -543,8 +545,8 @@ mod tests {
         assert!(s.workers >= 1);
         assert!(s.workers_is_default);
         assert_eq!(s.xdp_zero_copy, ZeroCopy::Auto);
-        assert_eq!(s.xsk_ring_size, 8192);
-        assert_eq!(s.xdp_spin, Duration::from_micros(DEFAULT_XDP_SPIN_US));
+        assert_eq!(s.xsk_ring_size, 32768);
+        assert_eq!(s.xdp_spin, Duration::ZERO);
     }
 
     #[test]

@@ -92,17 +92,18 @@ pub struct RunArgs {
     pub xdp_zero_copy: Option<ZeroCopy>,
 
     /// XDP mode: entries in each AF_XDP ring (fill, completion, RX) and 4 KiB frames in each
-    /// queue's UMEM, a power of two from 64 to 65536. Default: 8192.
+    /// queue's UMEM, a power of two from 64 to 65536. Default: 32768 (128 MiB of UMEM per RX
+    /// queue: bursts the worker cannot take at once wait there).
     #[arg(long, value_name = "N")]
     pub xsk_ring_size: Option<u32>,
 
     /// XDP mode: microseconds a worker keeps checking its AF_XDP rings (or perf buffers) in a
     /// loop, without a syscall, after the last frame arrived, before it sleeps in poll(2). While
-    /// frames keep coming the worker spins and the kernel never has to wake it (a wake-up per
-    /// NAPI flush, paid on the receiving CPU, and a late reaction that lets bursts fill the RX
-    /// ring); once the fast path has been quiet this long it sleeps, so an idle collector uses
-    /// no CPU. A steady trickle (a frame at least every N µs) keeps the worker's core busy.
-    /// 0: never spin. Default: 200, at most 10000.
+    /// frames keep coming the worker spins and the kernel need not wake it (a wake-up per NAPI
+    /// run, paid on the receiving CPU); once the fast path has been quiet this long it sleeps,
+    /// so an idle collector uses no CPU. A steady trickle (a frame at least every N µs) keeps the
+    /// worker's core busy, and a spinning core can slow its SMT sibling. Worth trying when the
+    /// worker has a core (and its sibling) to itself. Default: 0 (never spin), at most 10000.
     #[arg(long, value_name = "MICROS")]
     pub xdp_spin_us: Option<u64>,
 

@@ -42,7 +42,7 @@ pub enum ZeroCopy {
 #[derive(Clone, Copy, Debug)]
 pub struct XskConfig {
     /// Entries in each of the fill, completion and RX rings, and frames in the UMEM
-    /// (a power of two; default 8192, as `collector run`'s).
+    /// (a power of two; default 32768, as `collector run`'s).
     pub ring_size: u32,
     /// Bytes per UMEM frame: 2048 or 4096 (default 4096).
     pub frame_size: u32,
