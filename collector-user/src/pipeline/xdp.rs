@@ -8,7 +8,8 @@
 //! reload, SIGTERM drain), meanwhile forward the program's log records and write its counters
 //! report, and detach the program as soon as shutdown starts. The per-lane [`XdpLaneSource`]
 //! merges a worker's fast-path sources and its UDP sockets into one [`Source`], counting what came
-//! through the slow path.
+//! through the slow path, and waits for them as its [`SpinPolicy`] says (spin on the rings, then
+//! sleep in poll(2)).
 
 use super::counters::{PerfCpuCounters, XskQueueCounters, bump};
 use super::lanes::{Lane, LaneOptions, run_lanes};
@@ -41,7 +42,8 @@ pub const PERF_PAGES: usize = 256;
 const SLOW_PATH_EVERY: u32 = 8;
 /// Fast-path ring checks between two clock reads while spinning.
 const SPIN_CHECKS: u32 = 64;
-/// Default of `--xdp-spin`: how long a worker spins on its fast-path rings after the last frame.
+/// Default of `--xdp-spin-us`: how long a worker spins on its fast-path rings after the last
+/// frame (zero: it sleeps in poll(2) as soon as they are empty).
 pub const DEFAULT_SPIN: Duration = Duration::from_micros(crate::config::DEFAULT_XDP_SPIN_US);
 /// Longest wait for a log record before the stop flag and the report clock are looked at again.
 const LOG_POLL: Duration = Duration::from_millis(20);
@@ -49,10 +51,12 @@ const LOG_POLL: Duration = Duration::from_millis(20);
 /// How long a worker keeps checking its fast-path rings without a syscall after the last frame
 /// arrived, before it sleeps in poll(2) (`--xdp-spin-us`).
 ///
-/// Sleeping costs twice under load: the kernel wakes the worker once per NAPI flush, on the CPU
-/// that received the frames, and the worker reacts late (the RX ring fills during bursts).
-/// Spinning while frames keep coming avoids both; stopping once the fast path has been quiet for
-/// the whole window keeps an idle collector from burning its core.
+/// Sleeping costs a wake-up per NAPI run under load, paid on the CPU that received the frames,
+/// and the worker reacts a wake-up later. Spinning while frames keep coming avoids both, at the
+/// price of the worker's core (and of its SMT sibling's speed: on the 2-vCPU test machine that
+/// cost more than it saved, so the default window is zero — BENCHMARKS.md, e2e-xdp); stopping
+/// once the fast path has been quiet for the whole window keeps an idle collector from burning
+/// its core.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SpinPolicy {
     window: Duration,
@@ -137,7 +141,7 @@ pub struct XdpLaneSource {
 impl XdpLaneSource {
     /// A lane over `xsk` sockets and `perf` buffers (either may be empty) and the UDP sockets
     /// `slow`; datagrams from `slow` are counted in `slow_path`. Before sleeping the lane spins
-    /// on its fast-path rings for [`DEFAULT_SPIN`] after the last frame ([`Self::with_spin`]).
+    /// on its fast-path rings as [`DEFAULT_SPIN`] says (another window: [`Self::with_spin`]).
     pub fn new(
         xsk: Vec<(XskSource, Arc<XskQueueCounters>)>,
         perf: Vec<(PerfSource, Arc<PerfCpuCounters>)>,

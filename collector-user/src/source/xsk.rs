@@ -2,11 +2,12 @@
 //! attached to, receiving the frames the program redirects through `XSKS[queue]`.
 //!
 //! Owns the UMEM (an anonymous, page-aligned memmap2 mapping of `ring_size` frames), the fill
-//! and RX rings (xdpilone), the bind (copy, zero-copy or the kernel's choice; need-wakeup), the
-//! userspace header walk that finds each frame's UDP payload (the same classifier as the XDP
-//! program, `collector_common::steer`), and the loss accounting: the kernel's XDP_STATISTICS and
-//! this source's own per-frame counters. Frames are lent to the caller in place and go back to
-//! the fill ring after the batch. It knows nothing about flow protocols.
+//! and RX rings (xdpilone), the bind (copy, zero-copy or the kernel's choice; need-wakeup;
+//! optionally preferred busy polling), the userspace header walk that finds each frame's UDP
+//! payload (the same classifier as the XDP program, `collector_common::steer`), and the loss
+//! accounting: the kernel's XDP_STATISTICS and this source's own per-frame counters. Frames are
+//! lent to the caller in place and go back to the fill ring after the batch. It knows nothing
+//! about flow protocols.
 
 use std::{
     ffi::CString,
