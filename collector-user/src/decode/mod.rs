@@ -20,6 +20,7 @@ pub mod error;
 pub mod flowset;
 pub mod ie;
 pub mod ipfix;
+pub mod ipfix_ovs;
 pub mod netflow_v5;
 pub mod netflow_v9;
 pub mod packet_header;

@@ -43,6 +43,7 @@
 
 use super::ErrorReason;
 use super::ie::{self, Action, Extras, Slot, Store};
+use super::ipfix_ovs;
 use super::time::{ExportClock, TimeKind};
 use crate::record::FlowRecord;
 use std::collections::HashMap;
@@ -194,7 +195,7 @@ impl SetTail {
 
     /// The [`WINDOW`] bytes from `base` of `data` (a suffix of the set), zero-padded.
     #[cold]
-    fn window(&mut self, data: &[u8], base: usize) -> &[u8; WINDOW] {
+    pub(super) fn window(&mut self, data: &[u8], base: usize) -> &[u8; WINDOW] {
         let from_end = data.len().saturating_sub(base).min(WINDOW);
         if !self.filled {
             // `data` ends where the set ends: its last bytes are the set's last bytes.
@@ -266,6 +267,8 @@ pub struct Template {
     fresh: bool,
     /// See [`Template::carries_sampling`].
     sampling: bool,
+    /// The straight-line decoder when this is one of Open vSwitch's data templates.
+    ovs: Option<ipfix_ovs::Layout>,
     pub kind: TemplateKind,
     pub start: TimeKind,
     pub end: TimeKind,
@@ -432,7 +435,12 @@ impl Template {
             }
             off += len;
         }
+        let ovs = match kind {
+            TemplateKind::Data => ipfix_ovs::Layout::recognise(fields),
+            TemplateKind::Options => None,
+        };
         Ok(Template {
+            ovs,
             steps: steps.into_boxed_slice(),
             min_len: min_len as u16,
             tail: off as u16,
@@ -480,6 +488,20 @@ impl Template {
         self.fresh
     }
 
+    /// The Open vSwitch layout this data template has, if any: its records then take the
+    /// straight-line decoder of [`ipfix_ovs`] (times in delta-µs, no sampling elements).
+    pub fn ovs_layout(&self) -> Option<ipfix_ovs::Layout> {
+        self.ovs
+            .filter(|_| self.start == TimeKind::DeltaMicros && self.end == TimeKind::DeltaMicros)
+    }
+
+    /// The same template decoded by its steps only (tests compare the two decoders).
+    #[cfg(test)]
+    pub fn without_ovs_layout(mut self) -> Template {
+        self.ovs = None;
+        self
+    }
+
     /// Whether records carry a sampler id or sampling parameters: otherwise every record of a
     /// data set has the same sampling rate.
     pub fn carries_sampling(&self) -> bool {
@@ -503,6 +525,9 @@ impl Template {
     ) -> Result<usize, ErrorReason> {
         if data.len() < self.min_len() {
             return Err(ErrorReason::TruncatedRecord);
+        }
+        if let Some(ovs) = self.ovs {
+            return ovs.decode(data, img, tail);
         }
         let mut base = 0usize;
         let mut window: &[u8; WINDOW] = &NO_WINDOW;
