@@ -18,7 +18,9 @@
 //! 1- or 3-byte length, moves the base past its value and opens the next region. Regions near the
 //! end of a data set read from a zero-padded copy of the set's last bytes ([`SetTail`], made once
 //! per set). Transformed values (DSCP, VLAN, ICMP type-code, …) and options elements go through
-//! [`ie::apply`].
+//! [`ie::apply`]. A data template that is one of Open vSwitch's layouts decodes through the
+//! straight-line decoder of [`ipfix_ovs`] instead; its steps are still compiled (they define what
+//! that decoder must produce, and tests compare the two).
 //!
 //! # Memory per cached template
 //! A step is 4 bytes; the largest OVS data template (51 fields) compiles to 27 steps, 210 cached
