@@ -5,6 +5,10 @@
 //! 2 bits and the interval (1 in N) in its low 14; engine type/id become the observation domain
 //! (`type << 8 | id`). The sequence number counts flows (span of a datagram = its record count).
 //! OVS sends OpenFlow port numbers as interfaces and zero next hop / AS / masks, all kept as sent.
+//!
+//! Decoding writes one record image per datagram and, per record, only that record's fields: with
+//! SSSE3 (detected at run time) six byte shuffles and one vector time computation, else a scalar
+//! loop; tests hold both to a field-by-field reference (`BENCHMARKS.md`: instructions per record).
 
 use super::ipfix::{be16, be32};
 use super::time::{ExportClock, UptimeBase};
@@ -90,7 +94,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
             sampling: be16(b, field::SAMPLING),
         }
     }
-    /// The 48 bytes of record `i` (`None` past the count).
     /// The records' bytes (exactly `count` records: `new_checked` made sure they are there).
     pub fn records(&self) -> &[u8] {
         let end = field::HEADER_LEN + self.count() * field::RECORD_LEN;
@@ -100,6 +103,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
             .unwrap_or_default()
     }
 
+    /// The 48 bytes of record `i` (`None` past the count).
     pub fn record(&self, i: usize) -> Option<&[u8; field::RECORD_LEN]> {
         if i >= self.count() {
             return None;
