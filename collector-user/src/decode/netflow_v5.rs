@@ -405,7 +405,6 @@ fn records_scalar<const CLAMP: bool>(
     let pair = |a: [u8; 2], b: [u8; 2]| u32::from_be_bytes([a[0], a[1], b[0], b[1]]);
     for raw in raws {
         let r: &RawRecord = bytemuck::cast_ref(raw);
-        // Stores in record order, so that adjacent ones can merge.
         rec.time_flow_start_ns = time(r.first);
         rec.time_flow_end_ns = time(r.last);
         rec.bytes = u32::from_be_bytes(r.octets).into();
