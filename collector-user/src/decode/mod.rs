@@ -283,16 +283,20 @@ impl Decoder {
         result
     }
 
-    fn decode_uncounted(
+    fn decode_uncounted<S: RecordSink>(
         &mut self,
         meta: &DatagramMeta,
         datagram: &[u8],
-        sink: &mut impl RecordSink,
+        sink: &mut Tally<'_, S>,
     ) -> Result<(), ErrorReason> {
         let protocol = Protocol::detect(datagram)?;
         self.stats.datagrams[protocol.index()] += 1;
         match protocol {
-            Protocol::NetflowV5 => self.decode_v5(meta, datagram, sink),
+            // v5 hands all of a datagram's records or none: counted once, not per record.
+            Protocol::NetflowV5 => {
+                sink.records += u64::from(self.decode_v5(meta, datagram, sink.sink)?);
+                Ok(())
+            }
             Protocol::SflowV5 => {
                 self.sflow.decode(meta, datagram, sink)?;
                 Ok(())
@@ -328,12 +332,13 @@ impl Decoder {
         }
     }
 
+    /// Decode a v5 datagram; the number of records handed to `sink`.
     fn decode_v5(
         &mut self,
         meta: &DatagramMeta,
         datagram: &[u8],
         sink: &mut impl RecordSink,
-    ) -> Result<(), ErrorReason> {
+    ) -> Result<u32, ErrorReason> {
         let exporter = meta.exporter.ip();
         let sampling = &mut self.sampling;
         let stats = &mut self.stats;
@@ -368,7 +373,7 @@ impl Decoder {
             Some(outcome.records),
             Some(outcome.header.sys_uptime_ms),
         );
-        Ok(())
+        Ok(outcome.records)
     }
 
     fn observe_sequence(
