@@ -719,6 +719,61 @@ mod tests {
     }
 
     #[test]
+    fn templates_belong_to_the_transport_session() {
+        // Two exporters behind one address (a SNAT'ing Service, softflowd next to OVS), both in
+        // domain 0 with template 256 of different layouts (RFC 7011 §8: template ids are scoped
+        // by transport session and domain). Each one's data decodes with its own template.
+        let a = template_256();
+        let b = TemplateSpec {
+            fields: [(27, 16), (28, 16), (2, 8), (1, 8)]
+                .map(|(id, len)| Field::iana(id, len))
+                .to_vec(),
+            ..template_256()
+        };
+        let mut v6 = flow();
+        v6.src_addr = "2001:db8::1"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets();
+        v6.dst_addr = "2001:db8::2"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets();
+        let ctx = EncodeContext::default();
+        let message = |t: &TemplateSpec, rec: &FlowRecord, templates: bool| {
+            let mut w = MessageWriter::new(1_700_000_000, 0, 0);
+            if templates {
+                w.templates(std::slice::from_ref(t));
+            }
+            w.data(t, std::slice::from_ref(rec), &ctx);
+            w.finish()
+        };
+        let mut dec = Decoder::new();
+        let (from_a, from_b) = ("192.0.2.10:50000", "192.0.2.10:50001");
+        assert_eq!(run(&mut dec, from_a, &message(&a, &flow(), true)).1, Ok(()));
+        assert_eq!(run(&mut dec, from_b, &message(&b, &v6, true)).1, Ok(()));
+        assert_eq!(
+            dec.stats.templates_changed, 0,
+            "no template replaced another"
+        );
+        let (sink, result) = run(&mut dec, from_a, &message(&a, &flow(), false));
+        assert_eq!(result, Ok(()));
+        assert_eq!(
+            (sink.flows[0].src_addr, sink.flows[0].src_port),
+            (flow().src_addr, 12345)
+        );
+        let (sink, result) = run(&mut dec, from_b, &message(&b, &v6, false));
+        assert_eq!(result, Ok(()));
+        assert_eq!(
+            (sink.flows[0].src_addr, sink.flows[0].bytes),
+            (v6.src_addr, v6.bytes)
+        );
+        // A third session on that address has no template 256.
+        let (_, result) = run(&mut dec, "192.0.2.10:50002", &message(&a, &flow(), false));
+        assert_eq!(result, Err(ErrorReason::TemplateMissing));
+    }
+
+    #[test]
     fn withdrawal_single_and_all() {
         let t = |id| TemplateSpec {
             id,

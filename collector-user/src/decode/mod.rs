@@ -12,9 +12,11 @@
 //! (exporter time bases), `sequence.rs` (loss accounting), `sflow.rs`. Caps and configured rates
 //! come in a [`DecoderConfig`]; per-exporter loss is read with [`Decoder::sequence_counts`].
 //!
-//! Templates are per worker and keyed by exporter *address*: OVS nodes all use observation domain 0
-//! and the same template ids, so nodes behind one SNAT'd address collide; such collisions show as
-//! `DecodeStats::templates_changed` (redefinitions with another layout).
+//! Templates are per worker and scoped as RFC 7011 §8 says: by transport session (exporter address
+//! *and port*), observation domain and id. Exporters that share an address (nodes behind a SNAT'ing
+//! Service, softflowd next to OVS on one host) all use domain 0 and template 256 and up, and keep
+//! their own templates. Sequence spaces, learned sampling rates and per-exporter metrics are per
+//! address.
 
 pub mod error;
 pub mod flowset;
@@ -157,8 +159,8 @@ pub struct DecodeStats {
     pub templates_learned: u64,
     /// Templates that replaced one with the same key.
     pub templates_redefined: u64,
-    /// Redefinitions with a different layout. A steady stream from one exporter address means
-    /// several exporters share it (SNAT in front of the collector): their templates collide.
+    /// Redefinitions with a different layout within one transport session (an exporter whose
+    /// configuration changed; a steady stream means something resends conflicting templates).
     pub templates_changed: u64,
     /// Templates removed by withdrawal records.
     pub templates_withdrawn: u64,

@@ -32,7 +32,8 @@
 //! 600 exporters × 121 OVS templates): see BENCHMARKS.md.
 
 //! # Bounds
-//! [`CacheLimits`]: a total byte cap and a per-exporter byte cap. Inserting past the per-exporter cap
+//! [`CacheLimits`]: a total byte cap and a per-exporter byte cap (an exporter is a transport
+//! session: source address and port). Inserting past the per-exporter cap
 //! evicts that exporter's least recently used template; past the total cap, the least recently used
 //! template of the exporter holding the most bytes. Templates never expire on a timer (some exporters
 //! send them once per session); a redefinition replaces the old one.
@@ -50,7 +51,7 @@ use super::time::{ExportClock, TimeKind};
 use crate::record::FlowRecord;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::net::IpAddr;
+use std::net::SocketAddr;
 
 /// Most fields a template may have; more is `TemplateTooLarge`.
 pub const MAX_FIELDS: usize = 512;
@@ -778,18 +779,17 @@ impl ExporterTemplates {
 pub struct Inserted {
     /// An existing template with this key was replaced (redefinition).
     pub replaced: bool,
-    /// ... by one with a different layout: many of these for one exporter address suggest several
-    /// exporters behind it (e.g. OVS nodes behind a SNAT'ing Kubernetes Service, all using
-    /// domain 0 and the same template ids).
+    /// ... by one with a different layout (the exporter's configuration changed).
     pub changed: bool,
     /// Templates evicted to respect the caps.
     pub evicted: u64,
 }
 
-/// The templates of one worker, keyed (exporter address, [`TemplateKey`]), bounded by [`CacheLimits`].
+/// The templates of one worker, keyed (transport session — the exporter's address and port —,
+/// [`TemplateKey`]), bounded by [`CacheLimits`]. The per-exporter cap is per session.
 #[derive(Debug, Default)]
 pub struct TemplateCache {
-    exporters: FastMap<IpAddr, ExporterTemplates>,
+    exporters: FastMap<SocketAddr, ExporterTemplates>,
     limits: CacheLimits,
     total_bytes: usize,
     count: usize,
@@ -820,7 +820,7 @@ impl TemplateCache {
 
     /// The template for `key` from `exporter`, marked as used.
     #[inline]
-    pub fn get(&mut self, exporter: IpAddr, key: TemplateKey) -> Option<&Template> {
+    pub fn get(&mut self, exporter: SocketAddr, key: TemplateKey) -> Option<&Template> {
         self.clock += 1;
         let t = self.exporters.get_mut(&exporter)?.templates.get_mut(&key)?;
         t.last_used = self.clock;
@@ -830,7 +830,7 @@ impl TemplateCache {
     /// Insert or replace a template, evicting others to respect the caps.
     pub fn insert(
         &mut self,
-        exporter: IpAddr,
+        exporter: SocketAddr,
         key: TemplateKey,
         mut template: Template,
     ) -> Inserted {
@@ -888,7 +888,7 @@ impl TemplateCache {
     }
 
     /// Withdraw one template; true when it existed.
-    pub fn withdraw(&mut self, exporter: IpAddr, key: TemplateKey) -> bool {
+    pub fn withdraw(&mut self, exporter: SocketAddr, key: TemplateKey) -> bool {
         let Some(e) = self.exporters.get_mut(&exporter) else {
             return false;
         };
@@ -908,7 +908,7 @@ impl TemplateCache {
     /// Withdraw every template of `kind` in (`exporter`, `version`, `domain`); returns how many.
     pub fn withdraw_all(
         &mut self,
-        exporter: IpAddr,
+        exporter: SocketAddr,
         version: u8,
         domain: u32,
         kind: TemplateKind,
@@ -966,7 +966,6 @@ pub struct HeldContext {
     pub received_ns: u64,
     pub clock: ExportClock,
     pub sequence: u32,
-    pub exporter_port: u16,
 }
 
 /// Bytes charged per held set besides its data, so that empty or tiny sets cannot pile up.
@@ -1010,10 +1009,10 @@ impl ExporterEarly {
     }
 }
 
-/// Data sets held until their template arrives, per exporter.
+/// Data sets held until their template arrives, per exporter (transport session).
 #[derive(Debug, Default)]
 pub struct EarlyData {
-    exporters: FastMap<IpAddr, ExporterEarly>,
+    exporters: FastMap<SocketAddr, ExporterEarly>,
     limits: EarlyLimits,
     total_bytes: usize,
     last_sweep_ns: u64,
@@ -1039,7 +1038,7 @@ impl EarlyData {
 
     /// Drop what is older than the age cap at `now_ns` (every exporter at most once per age period,
     /// plus `exporter` now); returns the number of sets dropped.
-    pub fn expire(&mut self, exporter: IpAddr, now_ns: u64) -> u64 {
+    pub fn expire(&mut self, exporter: SocketAddr, now_ns: u64) -> u64 {
         if self.exporters.is_empty() {
             return 0;
         }
@@ -1066,7 +1065,7 @@ impl EarlyData {
     }
 
     /// Hold `set` (a data set's records, without the set header); false when it does not fit.
-    pub fn hold(&mut self, exporter: IpAddr, ctx: HeldContext, set: &[u8]) -> bool {
+    pub fn hold(&mut self, exporter: SocketAddr, ctx: HeldContext, set: &[u8]) -> bool {
         let cost = set.len() + HELD_SET_OVERHEAD;
         if self.total_bytes + cost > self.limits.total_bytes {
             return false;
@@ -1094,7 +1093,7 @@ impl EarlyData {
     /// set's range in `out`), oldest first, and forget them.
     pub fn take(
         &mut self,
-        exporter: IpAddr,
+        exporter: SocketAddr,
         key: TemplateKey,
         out: &mut Vec<u8>,
         contexts: &mut Vec<(HeldContext, std::ops::Range<usize>)>,
@@ -1488,8 +1487,9 @@ mod tests {
         assert!(sampled.carries_sampling());
     }
 
-    fn ip(last: u8) -> IpAddr {
-        IpAddr::from([192, 0, 2, last])
+    /// Exporter `last` of 192.0.2.0/24, from the IPFIX port.
+    fn ip(last: u8) -> SocketAddr {
+        SocketAddr::from(([192, 0, 2, last], 4739))
     }
 
     fn key(id: u16) -> TemplateKey {
@@ -1580,7 +1580,6 @@ mod tests {
             received_ns: t,
             clock: ExportClock::default(),
             sequence: 0,
-            exporter_port: 4739,
         }
     }
 
