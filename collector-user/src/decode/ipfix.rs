@@ -1174,6 +1174,54 @@ mod tests {
     }
 
     #[test]
+    fn one_counter_over_all_domains_is_learned() {
+        // Open vSwitch numbers all domains with one counter: flow records in domain 5, its
+        // statistics options record in domain 0 now and then. No loss by either domain's count.
+        let flows = template_256();
+        let stats = ovs::options_template();
+        let ctx = EncodeContext::default();
+        let message = |seq: u32, domain: u32, t: &TemplateSpec, n: usize| {
+            let mut w = MessageWriter::new(1_700_000_000, seq, domain);
+            w.templates(std::slice::from_ref(t))
+                .data(t, &vec![flow(); n], &ctx);
+            w.finish()
+        };
+        let mut dec = Decoder::new();
+        let lost = |dec: &Decoder| -> Vec<(u32, u64)> {
+            let mut v: Vec<_> = dec
+                .sequence_counts()
+                .map(|(space, c)| (space.domain, c.lost + c.late + c.restarts))
+                .collect();
+            v.sort();
+            v
+        };
+        for (seq, domain, t, n) in [
+            (0, 5, &flows, 3),
+            (3, 0, &stats, 1),
+            (4, 5, &flows, 3),
+            (7, 5, &flows, 2),
+            (9, 0, &stats, 1),
+            (10, 5, &flows, 2),
+        ] {
+            assert_eq!(
+                run(&mut dec, EXPORTER, &message(seq, domain, t, n)).1,
+                Ok(())
+            );
+        }
+        assert_eq!(lost(&dec), [(0, 0), (5, 0)]);
+        // A lost flow message (12..=21) is counted once.
+        assert_eq!(
+            run(&mut dec, EXPORTER, &message(22, 5, &flows, 1)).1,
+            Ok(())
+        );
+        assert_eq!(
+            run(&mut dec, EXPORTER, &message(23, 0, &stats, 1)).1,
+            Ok(())
+        );
+        assert_eq!(lost(&dec), [(0, 0), (5, 10)]);
+    }
+
+    #[test]
     fn malformed_messages_are_named_and_counted() {
         let mut dec = Decoder::new();
         let case = |dec: &mut Decoder, bytes: &[u8], want: ErrorReason| {

@@ -41,7 +41,7 @@ pub use error::ErrorReason;
 use crate::record::{CounterRecord, FlowRecord};
 use flowset::{Env, Outcome, TemplatedState};
 use sampling::{ConfiguredRate, SamplerKey, SamplingTable};
-use sequence::{SequenceCounts, SequenceTracker};
+use sequence::{DomainSequence, ExporterRecords, SequenceCounts, SequenceTracker};
 use std::net::{IpAddr, SocketAddr};
 use template::{CacheLimits, EarlyData, EarlyLimits, FastMap, TemplateCache};
 
@@ -218,7 +218,9 @@ pub struct Decoder {
     sflow: sflow::SflowDecoder,
     templated: TemplatedState,
     sampling: SamplingTable,
-    sequences: FastMap<SequenceSpace, SequenceTracker>,
+    sequences: FastMap<SequenceSpace, DomainSequence>,
+    /// Data records per IPFIX exporter over all its domains (at most one per IPFIX space).
+    ipfix_exporters: FastMap<IpAddr, ExporterRecords>,
 }
 
 impl Decoder {
@@ -239,7 +241,7 @@ impl Decoder {
 
     /// Loss, late and restart counts per sequence space seen so far.
     pub fn sequence_counts(&self) -> impl Iterator<Item = (SequenceSpace, SequenceCounts)> + '_ {
-        self.sequences.iter().map(|(k, t)| (*k, t.counts))
+        self.sequences.iter().map(|(k, s)| (*k, s.tracker.counts))
     }
 
     /// The template cache (sizes for metrics; tests).
@@ -393,8 +395,8 @@ impl Decoder {
             domain,
         };
         let full = self.sequences.len() >= MAX_SEQUENCE_SPACES;
-        let tracker = match self.sequences.get_mut(&space) {
-            Some(t) => t,
+        let state = match self.sequences.get_mut(&space) {
+            Some(s) => s,
             None if full => {
                 self.stats.sequence_spaces_refused += 1;
                 return;
@@ -405,10 +407,14 @@ impl Decoder {
                     Protocol::NetflowV9 => (100, 1_000_000),
                     _ => (3_000, 10_000_000),
                 };
-                SequenceTracker::new(window, max_gap)
+                DomainSequence::new(SequenceTracker::new(window, max_gap))
             }),
         };
-        tracker.observe(sequence, span, uptime_ms);
+        let exporter_records = match protocol {
+            Protocol::Ipfix => Some(self.ipfix_exporters.entry(exporter).or_default()),
+            _ => None,
+        };
+        state.observe(exporter_records, sequence, span, uptime_ms);
     }
 }
 
