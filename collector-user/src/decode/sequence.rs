@@ -110,7 +110,8 @@ impl DomainSequence {
     /// the exporter's previous message (in any domain) shows that the exporter numbers all its
     /// domains with one counter. From then on each domain is judged by that counter: a message is
     /// in order when it follows the exporter's previous one, and a gap is counted once, in the
-    /// domain of the message after it.
+    /// domain of the message after it. After a message of unknown extent the exporter's next
+    /// number is unknown, and the next message of any domain is not judged.
     pub fn observe(
         &mut self,
         exporter: Option<&mut ExporterRecords>,
