@@ -110,10 +110,11 @@ impl TemplatedState {
         }
     }
 
-    /// Start a message: age out early data by its receive time.
+    /// Start a message: age out early data and idle sessions' templates by its receive time.
     pub fn begin<S>(&mut self, msg: &Message, env: &mut Env<'_, S>) {
         let dropped = self.early.expire(msg.exporter, msg.received_ns);
         env.stats.errors[ErrorReason::EarlyDataDropped.index()] += dropped;
+        env.stats.templates_expired += self.templates.expire_idle(msg.received_ns);
     }
 
     /// Compile and store the template `id` made of `self.fields`, then decode early data held for it.
@@ -128,7 +129,9 @@ impl TemplatedState {
         let template = Template::compile(kind, &self.fields)?;
         let key = msg.key(id);
         let session = msg.exporter;
-        let inserted = self.templates.insert(session, key, template);
+        let inserted = self
+            .templates
+            .insert(session, key, template, msg.received_ns);
         env.stats.templates_learned += 1;
         env.stats.templates_redefined += u64::from(inserted.replaced);
         env.stats.templates_changed += u64::from(inserted.changed);
@@ -141,7 +144,7 @@ impl TemplatedState {
         let mut flows = 0;
         for (ctx, range) in &self.replay_sets {
             let (Some(template), Some(body)) = (
-                self.templates.get(session, key),
+                self.templates.get(session, key, msg.received_ns),
                 self.replay.get(range.clone()),
             ) else {
                 env.stats.count_error(ErrorReason::EarlyDataDropped);
@@ -209,7 +212,7 @@ impl TemplatedState {
     ) -> (Decoded, Result<(), ErrorReason>) {
         let session = msg.exporter;
         let key = msg.key(set_id);
-        if let Some(template) = self.templates.get(session, key) {
+        if let Some(template) = self.templates.get(session, key, msg.received_ns) {
             return decode_records(
                 template,
                 msg,

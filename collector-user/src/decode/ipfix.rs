@@ -1174,6 +1174,34 @@ mod tests {
     }
 
     #[test]
+    fn an_idle_session_forgets_its_templates() {
+        // RFC 7011 §8.4: templates received over UDP have a lifetime. A session silent for more
+        // than 30 minutes is forgotten; its data then waits for the templates to be resent.
+        let t = template_256();
+        let ctx = EncodeContext::default();
+        let mut w = MessageWriter::new(1_700_000_000, 0, 0);
+        w.templates(std::slice::from_ref(&t));
+        let templates = w.finish();
+        let mut w = MessageWriter::new(1_700_000_000, 0, 0);
+        w.data(&t, &[flow()], &ctx);
+        let data = w.finish();
+        let minutes = |m: u64| T0 + m * 60_000_000_000;
+        let mut dec = Decoder::new();
+        let mut sink = Collected::default();
+        let mut at = |dec: &mut Decoder, m: u64, bytes: &[u8]| {
+            dec.decode(&meta_at(EXPORTER, minutes(m)), bytes, &mut sink)
+        };
+        assert_eq!(at(&mut dec, 0, &templates), Ok(()));
+        assert_eq!(at(&mut dec, 29, &data), Ok(()), "used: idle from here");
+        assert_eq!(at(&mut dec, 58, &data), Ok(()));
+        assert_eq!(dec.stats.templates_expired, 0);
+        assert_eq!(at(&mut dec, 89, &data), Err(ErrorReason::TemplateMissing));
+        assert_eq!(dec.stats.templates_expired, 1);
+        assert_eq!(at(&mut dec, 89, &templates), Ok(()));
+        assert_eq!(dec.stats.early_data_replayed, 1, "the held set is decoded");
+    }
+
+    #[test]
     fn one_counter_over_all_domains_is_learned() {
         // Open vSwitch numbers all domains with one counter: flow records in domain 5, its
         // statistics options record in domain 0 now and then. No loss by either domain's count.
@@ -1339,6 +1367,7 @@ mod tests {
             template_limits: CacheLimits {
                 total_bytes: 1 << 20,
                 per_exporter_bytes: 600,
+                ..Default::default()
             },
             ..Default::default()
         };

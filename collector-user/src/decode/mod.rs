@@ -164,6 +164,9 @@ pub struct DecodeStats {
     pub templates_changed: u64,
     /// Templates removed by withdrawal records.
     pub templates_withdrawn: u64,
+    /// Templates forgotten with a transport session idle for longer than
+    /// [`template::CacheLimits::session_idle_ns`].
+    pub templates_expired: u64,
     /// Templates in the cache now (gauge).
     pub template_cache_templates: u64,
     /// Bytes accounted to the template cache now (gauge).

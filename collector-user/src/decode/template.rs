@@ -35,8 +35,11 @@
 //! [`CacheLimits`]: a total byte cap and a per-exporter byte cap (an exporter is a transport
 //! session: source address and port). Inserting past the per-exporter cap
 //! evicts that exporter's least recently used template; past the total cap, the least recently used
-//! template of the exporter holding the most bytes. Templates never expire on a timer (some exporters
-//! send them once per session); a redefinition replaces the old one.
+//! template of the exporter holding the most bytes. A redefinition replaces the old one. A template
+//! does not expire on its own (some exporters send them once per session), but a session that
+//! learned and used none for [`CacheLimits::session_idle_ns`] (30 minutes) is forgotten with its
+//! templates: an exporter that restarts comes back from a new port, and its old session would
+//! otherwise stay until the caps pushed it out.
 //!
 //! # Early data
 //! Data sets whose template has not arrived are copied into a per-exporter buffer
@@ -740,14 +743,23 @@ pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<WordHasher>>;
 pub struct CacheLimits {
     pub total_bytes: usize,
     pub per_exporter_bytes: usize,
+    /// A transport session that sent no template and used none for this long (by receive time)
+    /// is forgotten with its templates (RFC 7011 §8.4: templates over UDP have a lifetime). An
+    /// exporter that restarts comes back from a new port, so its old session only ages out.
+    pub session_idle_ns: u64,
 }
 
+/// How often [`TemplateCache::expire_idle`] looks for idle sessions (by receive time).
+const IDLE_SWEEP_NS: u64 = 60_000_000_000;
+
 impl Default for CacheLimits {
-    /// 150 MiB in all (600,000 OVS templates), 256 KiB per exporter (over 1,000 OVS templates).
+    /// 150 MiB in all (600,000 OVS templates), 256 KiB per exporter (over 1,000 OVS templates),
+    /// sessions idle for 30 minutes forgotten (three of OVS's 10-minute template refreshes).
     fn default() -> Self {
         CacheLimits {
             total_bytes: 150 << 20,
             per_exporter_bytes: 256 << 10,
+            session_idle_ns: 30 * 60 * 1_000_000_000,
         }
     }
 }
@@ -756,6 +768,8 @@ impl Default for CacheLimits {
 struct ExporterTemplates {
     templates: FastMap<TemplateKey, Template>,
     bytes: usize,
+    /// Receive time of the last template learned or used.
+    last_seen_ns: u64,
 }
 
 impl ExporterTemplates {
@@ -794,6 +808,7 @@ pub struct TemplateCache {
     total_bytes: usize,
     count: usize,
     clock: u64,
+    last_sweep_ns: u64,
 }
 
 impl TemplateCache {
@@ -818,13 +833,42 @@ impl TemplateCache {
         self.total_bytes
     }
 
-    /// The template for `key` from `exporter`, marked as used.
+    /// The template for `key` from `exporter`, marked as used (at receive time `now_ns`).
     #[inline]
-    pub fn get(&mut self, exporter: SocketAddr, key: TemplateKey) -> Option<&Template> {
+    pub fn get(
+        &mut self,
+        exporter: SocketAddr,
+        key: TemplateKey,
+        now_ns: u64,
+    ) -> Option<&Template> {
         self.clock += 1;
-        let t = self.exporters.get_mut(&exporter)?.templates.get_mut(&key)?;
+        let e = self.exporters.get_mut(&exporter)?;
+        let t = e.templates.get_mut(&key)?;
+        e.last_seen_ns = now_ns;
         t.last_used = self.clock;
         Some(t)
+    }
+
+    /// Forget the sessions idle for longer than [`CacheLimits::session_idle_ns`] at receive time
+    /// `now_ns` (looked for once a minute); returns the templates dropped.
+    pub fn expire_idle(&mut self, now_ns: u64) -> u64 {
+        if now_ns.saturating_sub(self.last_sweep_ns) < IDLE_SWEEP_NS {
+            return 0;
+        }
+        self.last_sweep_ns = now_ns;
+        let idle = self.limits.session_idle_ns;
+        let (mut templates, mut bytes) = (0, 0);
+        self.exporters.retain(|_, e| {
+            let keep = now_ns.saturating_sub(e.last_seen_ns) <= idle;
+            if !keep {
+                templates += e.templates.len();
+                bytes += e.bytes;
+            }
+            keep
+        });
+        self.count -= templates;
+        self.total_bytes -= bytes;
+        templates as u64
     }
 
     /// Insert or replace a template, evicting others to respect the caps.
@@ -833,11 +877,13 @@ impl TemplateCache {
         exporter: SocketAddr,
         key: TemplateKey,
         mut template: Template,
+        now_ns: u64,
     ) -> Inserted {
         self.clock += 1;
         template.last_used = self.clock;
         let size = template.cached_bytes();
         let entry = self.exporters.entry(exporter).or_default();
+        entry.last_seen_ns = now_ns;
         let mut out = Inserted::default();
         if let Some(old) = entry.templates.insert(key, template) {
             out.changed = entry
@@ -1507,13 +1553,13 @@ mod tests {
     #[test]
     fn cache_replaces_withdraws_and_scopes_by_exporter_and_domain() {
         let mut c = TemplateCache::new(CacheLimits::default());
-        assert!(!c.insert(ip(1), key(256), small()).replaced);
-        let again = c.insert(ip(1), key(256), small());
+        assert!(!c.insert(ip(1), key(256), small(), 0).replaced);
+        let again = c.insert(ip(1), key(256), small(), 0);
         assert!(again.replaced && !again.changed);
         let other = Template::compile(TemplateKind::Data, &[Field::iana(4, 1)]).unwrap();
-        assert!(c.insert(ip(1), key(256), other).changed);
-        c.insert(ip(1), key(256), small());
-        c.insert(ip(2), key(256), small());
+        assert!(c.insert(ip(1), key(256), other, 0).changed);
+        c.insert(ip(1), key(256), small(), 0);
+        c.insert(ip(2), key(256), small(), 0);
         c.insert(
             ip(1),
             TemplateKey {
@@ -1521,16 +1567,38 @@ mod tests {
                 ..key(256)
             },
             small(),
+            0,
         );
         assert_eq!(c.len(), 3);
-        assert!(c.get(ip(3), key(256)).is_none());
+        assert!(c.get(ip(3), key(256), 0).is_none());
         assert!(c.withdraw(ip(1), key(256)));
         assert!(!c.withdraw(ip(1), key(256)));
-        assert!(c.get(ip(2), key(256)).is_some());
+        assert!(c.get(ip(2), key(256), 0).is_some());
         assert_eq!(c.withdraw_all(ip(1), 10, 7, TemplateKind::Options), 0);
         assert_eq!(c.withdraw_all(ip(1), 10, 7, TemplateKind::Data), 1);
         assert_eq!(c.len(), 1);
         assert_eq!(c.bytes(), small().cached_bytes());
+    }
+
+    #[test]
+    fn idle_sessions_are_forgotten() {
+        const MINUTE: u64 = 60_000_000_000;
+        let mut c = TemplateCache::new(CacheLimits::default());
+        c.insert(ip(1), key(256), small(), 0);
+        c.insert(ip(1), key(257), small(), 0);
+        c.insert(ip(2), key(256), small(), 0);
+        assert!(c.get(ip(2), key(256), 20 * MINUTE).is_some());
+        assert_eq!(c.expire_idle(30 * MINUTE), 0, "30 minutes is not idle yet");
+        assert_eq!(c.expire_idle(30 * MINUTE + 1), 0, "one sweep a minute");
+        assert_eq!(c.expire_idle(31 * MINUTE + 1), 2);
+        assert!(c.get(ip(1), key(256), 31 * MINUTE).is_none());
+        assert_eq!((c.len(), c.bytes()), (1, small().cached_bytes()));
+        assert_eq!(
+            c.expire_idle(51 * MINUTE + 2),
+            1,
+            "the used session, 31 minutes on"
+        );
+        assert!(c.is_empty());
     }
 
     #[test]
@@ -1539,16 +1607,17 @@ mod tests {
         let mut c = TemplateCache::new(CacheLimits {
             total_bytes: 1 << 20,
             per_exporter_bytes: 3 * one,
+            ..Default::default()
         });
         for id in 256..259 {
-            assert_eq!(c.insert(ip(1), key(id), small()).evicted, 0);
+            assert_eq!(c.insert(ip(1), key(id), small(), 0).evicted, 0);
         }
-        c.insert(ip(2), key(256), small());
-        assert!(c.get(ip(1), key(256)).is_some()); // 257 is now the least recently used
-        assert_eq!(c.insert(ip(1), key(300), small()).evicted, 1);
-        assert!(c.get(ip(1), key(257)).is_none());
-        assert!(c.get(ip(1), key(256)).is_some());
-        assert!(c.get(ip(2), key(256)).is_some());
+        c.insert(ip(2), key(256), small(), 0);
+        assert!(c.get(ip(1), key(256), 0).is_some()); // 257 is now the least recently used
+        assert_eq!(c.insert(ip(1), key(300), small(), 0).evicted, 1);
+        assert!(c.get(ip(1), key(257), 0).is_none());
+        assert!(c.get(ip(1), key(256), 0).is_some());
+        assert!(c.get(ip(2), key(256), 0).is_some());
         assert_eq!(c.len(), 4);
         assert!(c.bytes() <= 4 * one);
     }
@@ -1559,18 +1628,19 @@ mod tests {
         let mut c = TemplateCache::new(CacheLimits {
             total_bytes: 4 * one,
             per_exporter_bytes: 1 << 20,
+            ..Default::default()
         });
         for id in 256..259 {
-            c.insert(ip(1), key(id), small());
+            c.insert(ip(1), key(id), small(), 0);
         }
-        c.insert(ip(2), key(256), small());
-        assert_eq!(c.insert(ip(2), key(257), small()).evicted, 1);
+        c.insert(ip(2), key(256), small(), 0);
+        assert_eq!(c.insert(ip(2), key(257), small(), 0).evicted, 1);
         assert_eq!(c.len(), 4);
         assert!(
-            c.get(ip(1), key(256)).is_none(),
+            c.get(ip(1), key(256), 0).is_none(),
             "oldest of the heaviest exporter"
         );
-        assert!(c.get(ip(2), key(256)).is_some());
+        assert!(c.get(ip(2), key(256), 0).is_some());
         assert!(c.bytes() <= 4 * one);
     }
 
