@@ -478,6 +478,12 @@ impl Collector for CollectorMetrics {
             "Templates removed by withdrawal records.",
             per_worker(&|w| get(&w.templates_withdrawn)),
         )?;
+        counter(
+            &mut encoder,
+            "collector_templates_expired",
+            "Templates forgotten with an exporter session idle for 30 minutes.",
+            per_worker(&|w| get(&w.templates_expired)),
+        )?;
         let per_worker_gauge = |f: &dyn Fn(&WorkerCounters) -> u64| {
             self.workers
                 .iter()

@@ -15,7 +15,7 @@
 //!   summary object `{"summary":{..}}`: frames, UDP datagrams, frames skipped by reason, datagrams
 //!   and records by protocol, errors by reason (every counted reason: also those counted per set,
 //!   such as `template_missing`, beyond the one reason per error line), templates learned /
-//!   redefined / withdrawn / cached, early data held and replayed, options records, sampling rates
+//!   redefined / withdrawn / expired / cached, early data held and replayed, options records, sampling rates
 //!   learned, and sequence accounting (spaces, lost, late, restarts) summed over every exporter;
 //!   sFlow's in `sflow_sequence` (agents, sample sources, datagrams and samples lost, late,
 //!   restarts, samples the agents report dropped), as its units differ.
@@ -236,6 +236,7 @@ pub fn summary_line(out: &mut Vec<u8>, totals: &ReplayTotals, failure: Option<&C
             ("learned", d.templates_learned),
             ("redefined", d.templates_redefined),
             ("withdrawn", d.templates_withdrawn),
+            ("expired", d.templates_expired),
             ("cached", d.template_cache_templates),
             ("cache_bytes", d.template_cache_bytes),
         ]

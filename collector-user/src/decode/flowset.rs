@@ -4,6 +4,7 @@
 //! records. `netflow_v9.rs` and `ipfix.rs` own their headers and set layouts and call in here.
 
 use super::ie::Extras;
+use super::ipfix_ovs;
 use super::sampling::{SamplerKey, SamplingTable};
 use super::template::FastMap;
 use super::template::{
@@ -14,7 +15,7 @@ use super::time::{ExportClock, TimeKind};
 use super::{DecodeStats, ErrorReason, RecordSink};
 use crate::record::{FlowRecord, FlowType, addr_to_bytes};
 use bytemuck::Zeroable;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::ops::Range;
 
 /// The header facts of one export message that its records inherit.
@@ -90,9 +91,9 @@ pub struct TemplatedState {
     pub fields: Vec<Field>,
     replay: Vec<u8>,
     replay_sets: Vec<(HeldContext, Range<usize>)>,
-    /// systemInitTimeMilliseconds (160) learned from options records, per (exporter, domain): the
+    /// systemInitTimeMilliseconds (160) learned from options records, per (session, domain): the
     /// base of IPFIX flowStart/EndSysUpTime (21/22) in data records that do not carry 160.
-    init_times: FastMap<(IpAddr, u32), u64>,
+    init_times: FastMap<(SocketAddr, u32), u64>,
     /// The padded end of the data set being decoded (boxed: 544 bytes, used near set ends only).
     tail: Box<SetTail>,
 }
@@ -109,10 +110,11 @@ impl TemplatedState {
         }
     }
 
-    /// Start a message: age out early data by its receive time.
+    /// Start a message: age out early data and idle sessions' templates by its receive time.
     pub fn begin<S>(&mut self, msg: &Message, env: &mut Env<'_, S>) {
-        let dropped = self.early.expire(msg.exporter.ip(), msg.received_ns);
+        let dropped = self.early.expire(msg.exporter, msg.received_ns);
         env.stats.errors[ErrorReason::EarlyDataDropped.index()] += dropped;
+        env.stats.templates_expired += self.templates.expire_idle(msg.received_ns);
     }
 
     /// Compile and store the template `id` made of `self.fields`, then decode early data held for it.
@@ -126,8 +128,10 @@ impl TemplatedState {
     ) -> Result<u32, ErrorReason> {
         let template = Template::compile(kind, &self.fields)?;
         let key = msg.key(id);
-        let ip = msg.exporter.ip();
-        let inserted = self.templates.insert(ip, key, template);
+        let session = msg.exporter;
+        let inserted = self
+            .templates
+            .insert(session, key, template, msg.received_ns);
         env.stats.templates_learned += 1;
         env.stats.templates_redefined += u64::from(inserted.replaced);
         env.stats.templates_changed += u64::from(inserted.changed);
@@ -136,12 +140,13 @@ impl TemplatedState {
         self.replay.clear();
         self.replay_sets.clear();
         self.early
-            .take(ip, key, &mut self.replay, &mut self.replay_sets);
+            .take(session, key, &mut self.replay, &mut self.replay_sets);
         let mut flows = 0;
         for (ctx, range) in &self.replay_sets {
-            let (Some(template), Some(body)) =
-                (self.templates.get(ip, key), self.replay.get(range.clone()))
-            else {
+            let (Some(template), Some(body)) = (
+                self.templates.get(session, key, msg.received_ns),
+                self.replay.get(range.clone()),
+            ) else {
                 env.stats.count_error(ErrorReason::EarlyDataDropped);
                 continue;
             };
@@ -149,7 +154,6 @@ impl TemplatedState {
                 received_ns: ctx.received_ns,
                 clock: ctx.clock,
                 sequence: ctx.sequence,
-                exporter: SocketAddr::new(ip, ctx.exporter_port),
                 ..*msg
             };
             let (decoded, result) = decode_records(
@@ -177,7 +181,7 @@ impl TemplatedState {
         kind: TemplateKind,
         env: &mut Env<'_, S>,
     ) -> Result<(), ErrorReason> {
-        let ip = msg.exporter.ip();
+        let session = msg.exporter;
         let all_id = match kind {
             TemplateKind::Data => 2,
             TemplateKind::Options => 3,
@@ -185,11 +189,12 @@ impl TemplatedState {
         if id == all_id {
             let n = self
                 .templates
-                .withdraw_all(ip, msg.version, msg.domain, kind);
+                .withdraw_all(session, msg.version, msg.domain, kind);
             env.stats.templates_withdrawn += n as u64;
             Ok(())
         } else if id >= 256 {
-            env.stats.templates_withdrawn += u64::from(self.templates.withdraw(ip, msg.key(id)));
+            env.stats.templates_withdrawn +=
+                u64::from(self.templates.withdraw(session, msg.key(id)));
             Ok(())
         } else {
             Err(ErrorReason::BadTemplate)
@@ -205,9 +210,9 @@ impl TemplatedState {
         body: &[u8],
         env: &mut Env<'_, S>,
     ) -> (Decoded, Result<(), ErrorReason>) {
-        let ip = msg.exporter.ip();
+        let session = msg.exporter;
         let key = msg.key(set_id);
-        if let Some(template) = self.templates.get(ip, key) {
+        if let Some(template) = self.templates.get(session, key, msg.received_ns) {
             return decode_records(
                 template,
                 msg,
@@ -221,9 +226,8 @@ impl TemplatedState {
             received_ns: msg.received_ns,
             clock: msg.clock,
             sequence: msg.sequence,
-            exporter_port: msg.exporter.port(),
         };
-        if self.early.hold(ip, ctx, body) {
+        if self.early.hold(session, ctx, body) {
             env.stats.early_data_held += 1;
         } else {
             env.stats.count_error(ErrorReason::EarlyDataDropped);
@@ -238,14 +242,17 @@ fn decode_records<S: RecordSink>(
     template: &Template,
     msg: &Message,
     body: &[u8],
-    (init_times, tail): (&mut FastMap<(IpAddr, u32), u64>, &mut SetTail),
+    (init_times, tail): (&mut FastMap<(SocketAddr, u32), u64>, &mut SetTail),
     env: &mut Env<'_, S>,
 ) -> (Decoded, Result<(), ErrorReason>) {
     let base = msg.base_record();
     let ip = msg.exporter.ip();
     let uses_uptime = template.start == TimeKind::Uptime || template.end == TimeKind::Uptime;
     let learned_init_ms = match (uses_uptime, msg.clock.uptime_ms) {
-        (true, None) => init_times.get(&(ip, msg.domain)).copied().unwrap_or(0),
+        (true, None) => init_times
+            .get(&(msg.exporter, msg.domain))
+            .copied()
+            .unwrap_or(0),
         _ => 0,
     };
     let mut rates = env.sampling.rates_for(ip, msg.domain);
@@ -255,6 +262,9 @@ fn decode_records<S: RecordSink>(
     // Records without sampling elements all resolve to the same rate.
     let set_rate = (template.kind == TemplateKind::Data && !template.carries_sampling())
         .then(|| env.sampling.resolve(&rates, ip, msg.domain, 0, None));
+    if let (Some(layout), Some(rate)) = (template.ovs_layout(), set_rate) {
+        return decode_ovs_records(layout, template.min_len(), msg, body, tail, env, rate);
+    }
     let fresh = template.needs_fresh_record();
     let mut img = RecordImage::new(base);
     while !rest.is_empty() && rest.len() >= template.min_len() {
@@ -303,9 +313,9 @@ fn decode_records<S: RecordSink>(
                 env.stats.options_records += 1;
                 if extras.init_ms != 0
                     && (init_times.len() < MAX_INIT_TIMES
-                        || init_times.contains_key(&(ip, msg.domain)))
+                        || init_times.contains_key(&(msg.exporter, msg.domain)))
                 {
-                    init_times.insert((ip, msg.domain), extras.init_ms);
+                    init_times.insert((msg.exporter, msg.domain), extras.init_ms);
                 }
                 if let Some(rate) = extras.sampling_rate() {
                     let key = SamplerKey {
@@ -323,6 +333,41 @@ fn decode_records<S: RecordSink>(
             }
         }
     }
+    (out, Ok(()))
+}
+
+/// The records of a data set whose template is one of Open vSwitch's ([`ipfix_ovs`]): what the
+/// loop of [`decode_records`] does for such a template (its times are delta-µs, it carries no
+/// sampling elements and writes the same fields in every record), in a loop of its own that
+/// keeps its state in registers.
+fn decode_ovs_records<S: RecordSink>(
+    layout: ipfix_ovs::Layout,
+    min_len: usize,
+    msg: &Message,
+    body: &[u8],
+    tail: &mut SetTail,
+    env: &mut Env<'_, S>,
+    rate: u32,
+) -> (Decoded, Result<(), ErrorReason>) {
+    let mut img = RecordImage::new(msg.base_record());
+    img.rec.sampling_rate = rate;
+    let clock = msg.clock;
+    let mut out = Decoded::default();
+    let mut rest = body;
+    while !rest.is_empty() && rest.len() >= min_len {
+        let used = match layout.decode(rest, &mut img, tail) {
+            Ok(used) => used,
+            Err(reason) => return (out, Err(reason)),
+        };
+        rest = rest.get(used..).unwrap_or_default();
+        let rec = &mut img.rec;
+        rec.time_flow_start_ns =
+            clock.absolute_ns(TimeKind::DeltaMicros, rec.time_flow_start_ns, 0);
+        rec.time_flow_end_ns = clock.absolute_ns(TimeKind::DeltaMicros, rec.time_flow_end_ns, 0);
+        env.sink.flow(rec);
+        out.flows += 1;
+    }
+    out.data_records = out.flows;
     (out, Ok(()))
 }
 

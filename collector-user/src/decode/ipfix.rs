@@ -719,6 +719,61 @@ mod tests {
     }
 
     #[test]
+    fn templates_belong_to_the_transport_session() {
+        // Two exporters behind one address (a SNAT'ing Service, softflowd next to OVS), both in
+        // domain 0 with template 256 of different layouts (RFC 7011 §8: template ids are scoped
+        // by transport session and domain). Each one's data decodes with its own template.
+        let a = template_256();
+        let b = TemplateSpec {
+            fields: [(27, 16), (28, 16), (2, 8), (1, 8)]
+                .map(|(id, len)| Field::iana(id, len))
+                .to_vec(),
+            ..template_256()
+        };
+        let mut v6 = flow();
+        v6.src_addr = "2001:db8::1"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets();
+        v6.dst_addr = "2001:db8::2"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets();
+        let ctx = EncodeContext::default();
+        let message = |t: &TemplateSpec, rec: &FlowRecord, templates: bool| {
+            let mut w = MessageWriter::new(1_700_000_000, 0, 0);
+            if templates {
+                w.templates(std::slice::from_ref(t));
+            }
+            w.data(t, std::slice::from_ref(rec), &ctx);
+            w.finish()
+        };
+        let mut dec = Decoder::new();
+        let (from_a, from_b) = ("192.0.2.10:50000", "192.0.2.10:50001");
+        assert_eq!(run(&mut dec, from_a, &message(&a, &flow(), true)).1, Ok(()));
+        assert_eq!(run(&mut dec, from_b, &message(&b, &v6, true)).1, Ok(()));
+        assert_eq!(
+            dec.stats.templates_changed, 0,
+            "no template replaced another"
+        );
+        let (sink, result) = run(&mut dec, from_a, &message(&a, &flow(), false));
+        assert_eq!(result, Ok(()));
+        assert_eq!(
+            (sink.flows[0].src_addr, sink.flows[0].src_port),
+            (flow().src_addr, 12345)
+        );
+        let (sink, result) = run(&mut dec, from_b, &message(&b, &v6, false));
+        assert_eq!(result, Ok(()));
+        assert_eq!(
+            (sink.flows[0].src_addr, sink.flows[0].bytes),
+            (v6.src_addr, v6.bytes)
+        );
+        // A third session on that address has no template 256.
+        let (_, result) = run(&mut dec, "192.0.2.10:50002", &message(&a, &flow(), false));
+        assert_eq!(result, Err(ErrorReason::TemplateMissing));
+    }
+
+    #[test]
     fn withdrawal_single_and_all() {
         let t = |id| TemplateSpec {
             id,
@@ -1119,6 +1174,82 @@ mod tests {
     }
 
     #[test]
+    fn an_idle_session_forgets_its_templates() {
+        // RFC 7011 §8.4: templates received over UDP have a lifetime. A session silent for more
+        // than 30 minutes is forgotten; its data then waits for the templates to be resent.
+        let t = template_256();
+        let ctx = EncodeContext::default();
+        let mut w = MessageWriter::new(1_700_000_000, 0, 0);
+        w.templates(std::slice::from_ref(&t));
+        let templates = w.finish();
+        let mut w = MessageWriter::new(1_700_000_000, 0, 0);
+        w.data(&t, &[flow()], &ctx);
+        let data = w.finish();
+        let minutes = |m: u64| T0 + m * 60_000_000_000;
+        let mut dec = Decoder::new();
+        let mut sink = Collected::default();
+        let mut at = |dec: &mut Decoder, m: u64, bytes: &[u8]| {
+            dec.decode(&meta_at(EXPORTER, minutes(m)), bytes, &mut sink)
+        };
+        assert_eq!(at(&mut dec, 0, &templates), Ok(()));
+        assert_eq!(at(&mut dec, 29, &data), Ok(()), "used: idle from here");
+        assert_eq!(at(&mut dec, 58, &data), Ok(()));
+        assert_eq!(dec.stats.templates_expired, 0);
+        assert_eq!(at(&mut dec, 89, &data), Err(ErrorReason::TemplateMissing));
+        assert_eq!(dec.stats.templates_expired, 1);
+        assert_eq!(at(&mut dec, 89, &templates), Ok(()));
+        assert_eq!(dec.stats.early_data_replayed, 1, "the held set is decoded");
+    }
+
+    #[test]
+    fn one_counter_over_all_domains_is_learned() {
+        // Open vSwitch numbers all domains with one counter: flow records in domain 5, its
+        // statistics options record in domain 0 now and then. No loss by either domain's count.
+        let flows = template_256();
+        let stats = ovs::options_template();
+        let ctx = EncodeContext::default();
+        let message = |seq: u32, domain: u32, t: &TemplateSpec, n: usize| {
+            let mut w = MessageWriter::new(1_700_000_000, seq, domain);
+            w.templates(std::slice::from_ref(t))
+                .data(t, &vec![flow(); n], &ctx);
+            w.finish()
+        };
+        let mut dec = Decoder::new();
+        let lost = |dec: &Decoder| -> Vec<(u32, u64)> {
+            let mut v: Vec<_> = dec
+                .sequence_counts()
+                .map(|(space, c)| (space.domain, c.lost + c.late + c.restarts))
+                .collect();
+            v.sort();
+            v
+        };
+        for (seq, domain, t, n) in [
+            (0, 5, &flows, 3),
+            (3, 0, &stats, 1),
+            (4, 5, &flows, 3),
+            (7, 5, &flows, 2),
+            (9, 0, &stats, 1),
+            (10, 5, &flows, 2),
+        ] {
+            assert_eq!(
+                run(&mut dec, EXPORTER, &message(seq, domain, t, n)).1,
+                Ok(())
+            );
+        }
+        assert_eq!(lost(&dec), [(0, 0), (5, 0)]);
+        // A lost flow message (12..=21) is counted once.
+        assert_eq!(
+            run(&mut dec, EXPORTER, &message(22, 5, &flows, 1)).1,
+            Ok(())
+        );
+        assert_eq!(
+            run(&mut dec, EXPORTER, &message(23, 0, &stats, 1)).1,
+            Ok(())
+        );
+        assert_eq!(lost(&dec), [(0, 0), (5, 10)]);
+    }
+
+    #[test]
     fn malformed_messages_are_named_and_counted() {
         let mut dec = Decoder::new();
         let case = |dec: &mut Decoder, bytes: &[u8], want: ErrorReason| {
@@ -1236,6 +1367,7 @@ mod tests {
             template_limits: CacheLimits {
                 total_bytes: 1 << 20,
                 per_exporter_bytes: 600,
+                ..Default::default()
             },
             ..Default::default()
         };

@@ -12,14 +12,17 @@
 //! (exporter time bases), `sequence.rs` (loss accounting), `sflow.rs`. Caps and configured rates
 //! come in a [`DecoderConfig`]; per-exporter loss is read with [`Decoder::sequence_counts`].
 //!
-//! Templates are per worker and keyed by exporter *address*: OVS nodes all use observation domain 0
-//! and the same template ids, so nodes behind one SNAT'd address collide; such collisions show as
-//! `DecodeStats::templates_changed` (redefinitions with another layout).
+//! Templates are per worker and scoped as RFC 7011 §8 says: by transport session (exporter address
+//! *and port*), observation domain and id. Exporters that share an address (nodes behind a SNAT'ing
+//! Service, softflowd next to OVS on one host) all use domain 0 and template 256 and up, and keep
+//! their own templates. Sequence spaces, learned sampling rates and per-exporter metrics are per
+//! address.
 
 pub mod error;
 pub mod flowset;
 pub mod ie;
 pub mod ipfix;
+pub mod ipfix_ovs;
 pub mod netflow_v5;
 pub mod netflow_v9;
 pub mod packet_header;
@@ -38,7 +41,7 @@ pub use error::ErrorReason;
 use crate::record::{CounterRecord, FlowRecord};
 use flowset::{Env, Outcome, TemplatedState};
 use sampling::{ConfiguredRate, SamplerKey, SamplingTable};
-use sequence::{SequenceCounts, SequenceTracker};
+use sequence::{DomainSequence, ExporterRecords, SequenceCounts, SequenceTracker};
 use std::net::{IpAddr, SocketAddr};
 use template::{CacheLimits, EarlyData, EarlyLimits, FastMap, TemplateCache};
 
@@ -156,11 +159,14 @@ pub struct DecodeStats {
     pub templates_learned: u64,
     /// Templates that replaced one with the same key.
     pub templates_redefined: u64,
-    /// Redefinitions with a different layout. A steady stream from one exporter address means
-    /// several exporters share it (SNAT in front of the collector): their templates collide.
+    /// Redefinitions with a different layout within one transport session (an exporter whose
+    /// configuration changed; a steady stream means something resends conflicting templates).
     pub templates_changed: u64,
     /// Templates removed by withdrawal records.
     pub templates_withdrawn: u64,
+    /// Templates forgotten with a transport session idle for longer than
+    /// [`template::CacheLimits::session_idle_ns`].
+    pub templates_expired: u64,
     /// Templates in the cache now (gauge).
     pub template_cache_templates: u64,
     /// Bytes accounted to the template cache now (gauge).
@@ -215,7 +221,9 @@ pub struct Decoder {
     sflow: sflow::SflowDecoder,
     templated: TemplatedState,
     sampling: SamplingTable,
-    sequences: FastMap<SequenceSpace, SequenceTracker>,
+    sequences: FastMap<SequenceSpace, DomainSequence>,
+    /// Data records per IPFIX exporter over all its domains (at most one per IPFIX space).
+    ipfix_exporters: FastMap<IpAddr, ExporterRecords>,
 }
 
 impl Decoder {
@@ -236,7 +244,7 @@ impl Decoder {
 
     /// Loss, late and restart counts per sequence space seen so far.
     pub fn sequence_counts(&self) -> impl Iterator<Item = (SequenceSpace, SequenceCounts)> + '_ {
-        self.sequences.iter().map(|(k, t)| (*k, t.counts))
+        self.sequences.iter().map(|(k, s)| (*k, s.tracker.counts))
     }
 
     /// The template cache (sizes for metrics; tests).
@@ -282,16 +290,20 @@ impl Decoder {
         result
     }
 
-    fn decode_uncounted(
+    fn decode_uncounted<S: RecordSink>(
         &mut self,
         meta: &DatagramMeta,
         datagram: &[u8],
-        sink: &mut impl RecordSink,
+        sink: &mut Tally<'_, S>,
     ) -> Result<(), ErrorReason> {
         let protocol = Protocol::detect(datagram)?;
         self.stats.datagrams[protocol.index()] += 1;
         match protocol {
-            Protocol::NetflowV5 => self.decode_v5(meta, datagram, sink),
+            // v5 hands all of a datagram's records or none: counted once, not per record.
+            Protocol::NetflowV5 => {
+                sink.records += u64::from(self.decode_v5(meta, datagram, sink.sink)?);
+                Ok(())
+            }
             Protocol::SflowV5 => {
                 self.sflow.decode(meta, datagram, sink)?;
                 Ok(())
@@ -327,12 +339,13 @@ impl Decoder {
         }
     }
 
+    /// Decode a v5 datagram; the number of records handed to `sink`.
     fn decode_v5(
         &mut self,
         meta: &DatagramMeta,
         datagram: &[u8],
         sink: &mut impl RecordSink,
-    ) -> Result<(), ErrorReason> {
+    ) -> Result<u32, ErrorReason> {
         let exporter = meta.exporter.ip();
         let sampling = &mut self.sampling;
         let stats = &mut self.stats;
@@ -367,7 +380,7 @@ impl Decoder {
             Some(outcome.records),
             Some(outcome.header.sys_uptime_ms),
         );
-        Ok(())
+        Ok(outcome.records)
     }
 
     fn observe_sequence(
@@ -385,8 +398,8 @@ impl Decoder {
             domain,
         };
         let full = self.sequences.len() >= MAX_SEQUENCE_SPACES;
-        let tracker = match self.sequences.get_mut(&space) {
-            Some(t) => t,
+        let state = match self.sequences.get_mut(&space) {
+            Some(s) => s,
             None if full => {
                 self.stats.sequence_spaces_refused += 1;
                 return;
@@ -397,10 +410,14 @@ impl Decoder {
                     Protocol::NetflowV9 => (100, 1_000_000),
                     _ => (3_000, 10_000_000),
                 };
-                SequenceTracker::new(window, max_gap)
+                DomainSequence::new(SequenceTracker::new(window, max_gap))
             }),
         };
-        tracker.observe(sequence, span, uptime_ms);
+        let exporter_records = match protocol {
+            Protocol::Ipfix => Some(self.ipfix_exporters.entry(exporter).or_default()),
+            _ => None,
+        };
+        state.observe(exporter_records, sequence, span, uptime_ms);
     }
 }
 

@@ -5,9 +5,13 @@
 //! 2 bits and the interval (1 in N) in its low 14; engine type/id become the observation domain
 //! (`type << 8 | id`). The sequence number counts flows (span of a datagram = its record count).
 //! OVS sends OpenFlow port numbers as interfaces and zero next hop / AS / masks, all kept as sent.
+//!
+//! Decoding writes one record image per datagram and, per record, only that record's fields: with
+//! SSSE3 (detected at run time) six byte shuffles and one vector time computation, else a scalar
+//! loop; tests hold both to a field-by-field reference (`BENCHMARKS.md`: instructions per record).
 
 use super::ipfix::{be16, be32};
-use super::time::{ExportClock, uptime_to_ns};
+use super::time::{ExportClock, UptimeBase};
 use super::{DatagramMeta, ErrorReason, RecordSink};
 use crate::record::{FlowRecord, FlowType, addr_to_bytes, ipv4_bytes};
 use bytemuck::Zeroable;
@@ -90,7 +94,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
             sampling: be16(b, field::SAMPLING),
         }
     }
-    /// The 48 bytes of record `i` (`None` past the count).
     /// The records' bytes (exactly `count` records: `new_checked` made sure they are there).
     pub fn records(&self) -> &[u8] {
         let end = field::HEADER_LEN + self.count() * field::RECORD_LEN;
@@ -100,6 +103,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
             .unwrap_or_default()
     }
 
+    /// The 48 bytes of record `i` (`None` past the count).
     pub fn record(&self, i: usize) -> Option<&[u8; field::RECORD_LEN]> {
         if i >= self.count() {
             return None;
@@ -333,7 +337,6 @@ pub fn decode(
 ) -> Result<Outcome, ErrorReason> {
     let packet = Packet::new_checked(datagram)?;
     let header = packet.header();
-    let clock = header.clock();
     let mut base = FlowRecord::zeroed();
     base.flow_type = FlowType::NetflowV5 as u8;
     base.time_received_ns = meta.received_ns;
@@ -349,33 +352,256 @@ pub fn decode(
     base.src_addr = ipv4_bytes([0; 4]);
     base.dst_addr = ipv4_bytes([0; 4]);
     base.next_hop = ipv4_bytes([0; 4]);
-    let rec = &mut base;
     let (raws, _) = packet.records().as_chunks::<{ field::RECORD_LEN }>();
-    let mut records = 0;
+    let times = UptimeBase::new(header.clock().export_ns, header.sys_uptime_ms);
+    records(raws, &mut base, times, sink);
+    Ok(Outcome {
+        records: raws.len() as u32,
+        header,
+    })
+}
+
+/// Decode `raws` into `rec` (a record image whose per-datagram fields are set, the per-record
+/// ones zero) and hand each to `sink`: the SSSE3 loop when the CPU has it and no time needs a clamp
+/// to the epoch, else the scalar one.
+#[inline(always)]
+fn records(
+    raws: &[[u8; field::RECORD_LEN]],
+    rec: &mut FlowRecord,
+    times: UptimeBase,
+    sink: &mut impl RecordSink,
+) {
+    // Export times before 1970-01-25 (an exporter without a clock) may need the clamp.
+    if !times.never_clamps() {
+        return records_scalar::<true>(raws, rec, times, sink);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("ssse3") {
+        // SAFETY: the CPU has SSSE3 (checked just above), the one requirement for calling a
+        // `#[target_feature(enable = "ssse3")]` function; the function itself is safe code.
+        unsafe { ssse3::records(raws, rec, times, sink) };
+        return;
+    }
+    records_scalar::<false>(raws, rec, times, sink);
+}
+
+/// The portable record loop. `CLAMP` is false only when `times.never_clamps()`.
+#[inline(always)]
+fn records_scalar<const CLAMP: bool>(
+    raws: &[[u8; field::RECORD_LEN]],
+    rec: &mut FlowRecord,
+    times: UptimeBase,
+    sink: &mut impl RecordSink,
+) {
+    let time = |raw: [u8; 4]| {
+        let t = u32::from_be_bytes(raw);
+        if CLAMP {
+            times.ns(t)
+        } else {
+            times.signed_ns(t) as u64
+        }
+    };
+    // Adjacent 16-bit fields: one load and byte swap per pair.
+    let pair = |a: [u8; 2], b: [u8; 2]| u32::from_be_bytes([a[0], a[1], b[0], b[1]]);
     for raw in raws {
-        let r = RecordRepr::parse(raw);
+        let r: &RawRecord = bytemuck::cast_ref(raw);
+        rec.time_flow_start_ns = time(r.first);
+        rec.time_flow_end_ns = time(r.last);
+        rec.bytes = u32::from_be_bytes(r.octets).into();
+        rec.packets = u32::from_be_bytes(r.packets).into();
         set_ipv4(&mut rec.src_addr, r.src_addr);
         set_ipv4(&mut rec.dst_addr, r.dst_addr);
         set_ipv4(&mut rec.next_hop, r.next_hop);
-        rec.in_if = r.input.into();
-        rec.out_if = r.output.into();
-        rec.packets = r.packets.into();
-        rec.bytes = r.octets.into();
-        rec.time_flow_start_ns = uptime_to_ns(clock.export_ns, header.sys_uptime_ms, r.first_ms);
-        rec.time_flow_end_ns = uptime_to_ns(clock.export_ns, header.sys_uptime_ms, r.last_ms);
-        rec.src_port = r.src_port;
-        rec.dst_port = r.dst_port;
+        let interfaces = pair(r.input, r.output);
+        rec.in_if = interfaces >> 16;
+        rec.out_if = interfaces & 0xffff;
+        let asns = pair(r.src_as, r.dst_as);
+        rec.src_as = asns >> 16;
+        rec.dst_as = asns & 0xffff;
+        let ports = pair(r.src_port, r.dst_port);
+        rec.src_port = (ports >> 16) as u16;
+        rec.dst_port = ports as u16;
         rec.tcp_flags = r.tcp_flags.into();
         rec.proto = r.proto;
         rec.ip_tos = r.tos;
-        rec.src_as = r.src_as.into();
-        rec.dst_as = r.dst_as.into();
         rec.src_net = r.src_mask;
         rec.dst_net = r.dst_mask;
         sink.flow(rec);
-        records += 1;
     }
-    Ok(Outcome { records, header })
+}
+
+/// The record loop with SSSE3 byte shuffles (`pshufb`): each 16-byte stretch of the record that v5
+/// fills is one shuffle of 16 wire bytes (big-endian fields byte-swapped and zero-extended, fields
+/// from elsewhere zeroed), OR'd with the stretch's per-datagram bytes; both times are computed
+/// together with [`UptimeBase`]'s unsigned form (two 32-bit additions, two 32×32→64 products).
+/// The addresses stay scalar (4 bytes each into a prefix set once). Held equal to
+/// [`records_scalar`] by the tests below.
+#[cfg(target_arch = "x86_64")]
+mod ssse3 {
+    use super::{RecordSink, field};
+    use crate::decode::time::UptimeBase;
+    use crate::record::FlowRecord;
+    use core::mem::offset_of;
+    use core::ops::Range;
+    use std::arch::x86_64::{
+        __m128i, _mm_add_epi32, _mm_add_epi64, _mm_mul_epu32, _mm_or_si128, _mm_set_epi32,
+        _mm_set1_epi64x, _mm_shuffle_epi8,
+    };
+
+    /// The record's 16-byte stretches written per record, by their offset in [`FlowRecord`].
+    const TIMES: usize = offset_of!(FlowRecord, time_flow_start_ns);
+    const COUNTERS: usize = offset_of!(FlowRecord, bytes);
+    const INTERFACES: usize = offset_of!(FlowRecord, in_if);
+    const PORTS: usize = offset_of!(FlowRecord, exporter_port);
+    const PROTO: usize = offset_of!(FlowRecord, flow_type);
+
+    /// The wire record's three 16-byte thirds, by their offset in the record.
+    const A: usize = 0;
+    const B: usize = 16;
+    const C: usize = 32;
+
+    /// Record offset of a [`FlowRecord`] field.
+    macro_rules! at {
+        ($field:ident) => {
+            offset_of!(FlowRecord, $field)
+        };
+    }
+
+    /// The shuffle that fills the record's 16 bytes at `stretch` from the wire record's 16 bytes
+    /// at `third`: each `(record offset, wire bytes)` move puts a big-endian wire field, byte-swapped,
+    /// at its record offset; every other byte becomes zero (which also zero-extends each field to
+    /// its record width). An offset outside the stretch or third fails the build.
+    const fn mask(stretch: usize, third: usize, moves: &[(usize, Range<usize>)]) -> [u8; 16] {
+        let mut mask = [0x80; 16];
+        let mut i = 0;
+        while i < moves.len() {
+            let (to, from) = (moves[i].0, &moves[i].1);
+            let mut k = 0;
+            while k < from.end - from.start {
+                mask[to - stretch + k] = (from.end - 1 - k - third) as u8;
+                k += 1;
+            }
+            i += 1;
+        }
+        mask
+    }
+
+    /// The wire byte at `at`, as a one-byte field.
+    const fn one(at: usize) -> Range<usize> {
+        at..at + 1
+    }
+
+    const COUNTERS_FROM_B: [u8; 16] = mask(
+        COUNTERS,
+        B,
+        &[(at!(bytes), field::OCTETS), (at!(packets), field::PACKETS)],
+    );
+    /// First and last, each byte-swapped into the low half of a 64-bit lane.
+    const TIMES_FROM_B: [u8; 16] = mask(
+        TIMES,
+        B,
+        &[
+            (at!(time_flow_start_ns), field::FIRST),
+            (at!(time_flow_end_ns), field::LAST),
+        ],
+    );
+    const INTERFACES_FROM_A: [u8; 16] = mask(
+        INTERFACES,
+        A,
+        &[(at!(in_if), field::INPUT), (at!(out_if), field::OUTPUT)],
+    );
+    const INTERFACES_FROM_C: [u8; 16] = mask(
+        INTERFACES,
+        C,
+        &[(at!(src_as), field::SRC_AS), (at!(dst_as), field::DST_AS)],
+    );
+    const PORTS_FROM_C: [u8; 16] = mask(
+        PORTS,
+        C,
+        &[
+            (at!(src_port), field::SRC_PORT),
+            (at!(dst_port), field::DST_PORT),
+            (at!(tcp_flags), one(field::TCP_FLAGS)),
+        ],
+    );
+    const PROTO_FROM_C: [u8; 16] = mask(
+        PROTO,
+        C,
+        &[
+            (at!(proto), one(field::PROTO)),
+            (at!(ip_tos), one(field::TOS)),
+            (at!(src_net), one(field::SRC_MASK)),
+            (at!(dst_net), one(field::DST_MASK)),
+        ],
+    );
+    // The layout the stretches assume: the times 8 bytes apart (one per 64-bit lane), and each
+    // stretch's other bytes per-datagram fields (kept by the OR) or zero (v5 has no such field).
+    const _: () = {
+        assert!(at!(time_flow_end_ns) == TIMES + 8);
+        assert!(at!(packets) == COUNTERS + 8);
+        assert!(at!(dst_as) == INTERFACES + 12);
+        assert!(at!(tunnel_dst_port) == PORTS + 14);
+        assert!(at!(src_mac) == PROTO + 12);
+    };
+
+    /// The 16 bytes of `rec` at `at` (a constant: the check folds away).
+    #[inline(always)]
+    fn stretch(rec: &mut FlowRecord, at: usize) -> Option<&mut [u8; 16]> {
+        bytemuck::bytes_of_mut(rec)
+            .get_mut(at..)?
+            .first_chunk_mut::<16>()
+    }
+
+    #[inline(always)]
+    fn store(rec: &mut FlowRecord, at: usize, v: __m128i) {
+        if let Some(s) = stretch(rec, at) {
+            *s = bytemuck::cast(v);
+        }
+    }
+
+    /// The v5 record loop (see the module doc). Needs `times.never_clamps()`.
+    #[target_feature(enable = "ssse3")]
+    pub(super) fn records(
+        raws: &[[u8; field::RECORD_LEN]],
+        rec: &mut FlowRecord,
+        times: UptimeBase,
+        sink: &mut impl RecordSink,
+    ) {
+        let v = bytemuck::cast::<[u8; 16], __m128i>;
+        let mut fixed = |at| stretch(rec, at).map_or(v([0; 16]), |s| v(*s));
+        // The per-datagram bytes of the stretches (exporter port, ethertype, flow type).
+        let (ports_fixed, proto_fixed) = (fixed(PORTS), fixed(PROTO));
+        let offset = times.offset_ms as i32;
+        let offset = _mm_set_epi32(0, offset, 0, offset);
+        let ms = _mm_set_epi32(0, 1_000_000, 0, 1_000_000);
+        let low = _mm_set1_epi64x(times.low_ns);
+        for raw in raws {
+            let r: &super::RawRecord = bytemuck::cast_ref(raw);
+            let [a, b, c]: [[u8; 16]; 3] = bytemuck::cast(*raw);
+            let (a, b, c) = (v(a), v(b), v(c));
+            let shuffle = |x, mask| _mm_shuffle_epi8(x, v(mask));
+            let t = _mm_add_epi32(shuffle(b, TIMES_FROM_B), offset);
+            store(rec, TIMES, _mm_add_epi64(_mm_mul_epu32(t, ms), low));
+            store(rec, COUNTERS, shuffle(b, COUNTERS_FROM_B));
+            super::set_ipv4(&mut rec.src_addr, r.src_addr);
+            super::set_ipv4(&mut rec.dst_addr, r.dst_addr);
+            super::set_ipv4(&mut rec.next_hop, r.next_hop);
+            let interfaces =
+                _mm_or_si128(shuffle(a, INTERFACES_FROM_A), shuffle(c, INTERFACES_FROM_C));
+            store(rec, INTERFACES, interfaces);
+            store(
+                rec,
+                PORTS,
+                _mm_or_si128(shuffle(c, PORTS_FROM_C), ports_fixed),
+            );
+            store(
+                rec,
+                PROTO,
+                _mm_or_si128(shuffle(c, PROTO_FROM_C), proto_fixed),
+            );
+            sink.flow(rec);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -558,6 +784,153 @@ mod tests {
         );
         // 102 → 110 skips 6 flows; 104 arrives late and gives back its 2.
         assert_eq!((counts.lost, counts.late, counts.restarts), (4, 1, 0));
+    }
+
+    /// What a v5 record must decode to, field by field from [`RecordRepr::parse`] and
+    /// `uptime_to_ns`: the reference both record loops are held to.
+    fn reference(
+        meta: &DatagramMeta,
+        header: &HeaderRepr,
+        raw: &[u8; 48],
+        rate: u32,
+    ) -> FlowRecord {
+        let r = RecordRepr::parse(raw);
+        let export = header.clock().export_ns;
+        let time = |t| crate::decode::time::uptime_to_ns(export, header.sys_uptime_ms, t);
+        let mut f = FlowRecord::zeroed();
+        f.flow_type = FlowType::NetflowV5 as u8;
+        f.time_received_ns = meta.received_ns;
+        f.exporter_addr = addr_to_bytes(meta.exporter.ip());
+        f.exporter_port = meta.exporter.port();
+        f.observation_domain_id = header.domain();
+        f.sequence_num = header.flow_sequence;
+        f.sampling_rate = rate;
+        f.etype = 0x0800;
+        f.src_addr = ipv4_bytes(r.src_addr);
+        f.dst_addr = ipv4_bytes(r.dst_addr);
+        f.next_hop = ipv4_bytes(r.next_hop);
+        f.in_if = r.input.into();
+        f.out_if = r.output.into();
+        f.packets = r.packets.into();
+        f.bytes = r.octets.into();
+        f.time_flow_start_ns = time(r.first_ms);
+        f.time_flow_end_ns = time(r.last_ms);
+        f.src_port = r.src_port;
+        f.dst_port = r.dst_port;
+        f.tcp_flags = r.tcp_flags.into();
+        f.proto = r.proto;
+        f.ip_tos = r.tos;
+        f.src_as = r.src_as.into();
+        f.dst_as = r.dst_as.into();
+        f.src_net = r.src_mask;
+        f.dst_net = r.dst_mask;
+        f
+    }
+
+    fn datagram_of(header: &HeaderRepr, raws: &[[u8; 48]]) -> Vec<u8> {
+        let mut out = vec![0; field::HEADER_LEN];
+        HeaderRepr {
+            count: raws.len() as u16,
+            ..*header
+        }
+        .emit(&mut out);
+        raws.iter().for_each(|r| out.extend_from_slice(r));
+        out
+    }
+
+    fn any_header() -> impl Strategy<Value = HeaderRepr> {
+        // Export seconds near the epoch too: an exporter without a clock takes the clamped path.
+        let secs = prop_oneof![0u32..3_000_000, any::<u32>()];
+        (
+            any::<u32>(),
+            secs,
+            0u32..1_000_000_000,
+            any::<u32>(),
+            any::<[u8; 2]>(),
+            any::<u16>(),
+        )
+            .prop_map(|(uptime, secs, nsecs, seq, engine, sampling)| HeaderRepr {
+                count: 0,
+                sys_uptime_ms: uptime,
+                unix_secs: secs,
+                unix_nsecs: nsecs,
+                flow_sequence: seq,
+                engine_type: engine[0],
+                engine_id: engine[1],
+                sampling,
+            })
+    }
+
+    fn any_exporter() -> impl Strategy<Value = std::net::SocketAddr> {
+        (any::<bool>(), any::<[u8; 16]>(), any::<u16>()).prop_map(|(v4, a, port)| {
+            let ip: std::net::IpAddr = if v4 {
+                std::net::Ipv4Addr::new(a[0], a[1], a[2], a[3]).into()
+            } else {
+                std::net::Ipv6Addr::from(a).into()
+            };
+            (ip, port).into()
+        })
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Random bytes in every record field, any uptime (wrapped, skewed), export times near the
+        /// epoch: the decoder (whichever loop it picks) equals the field-by-field reference.
+        #[test]
+        fn decode_matches_the_reference(
+            header in any_header(),
+            exporter in any_exporter(),
+            received in any::<u64>(),
+            rate in any::<u32>(),
+            raws in prop::collection::vec(any::<[u8; 48]>(), 1..=MAX_RECORDS),
+        ) {
+            let meta = DatagramMeta { exporter, received_ns: received };
+            let mut sink = crate::decode::Collected::default();
+            let outcome = decode(&meta, &datagram_of(&header, &raws), |_| rate, &mut sink);
+            prop_assert_eq!(outcome.map(|o| o.records), Ok(raws.len() as u32));
+            prop_assert_eq!(sink.flows.len(), raws.len());
+            for (raw, got) in raws.iter().zip(&sink.flows) {
+                prop_assert_eq!(got, &reference(&meta, &header, raw, rate));
+            }
+        }
+
+        /// The SSSE3 loop and the scalar one (with and without the clamp, which cannot matter
+        /// here) write the same records from the same random bytes and record image.
+        #[test]
+        fn ssse3_equals_scalar(
+            export in (1u64 << 51)..u64::MAX,
+            uptime in any::<u32>(),
+            image in any::<[u8; 32]>(),
+            raws in prop::collection::vec(any::<[u8; 48]>(), 1..=MAX_RECORDS),
+        ) {
+            let times = UptimeBase::new(export, uptime);
+            prop_assert!(times.never_clamps());
+            // Per-datagram fields from random bytes, the per-record ones zero (as decode leaves them).
+            let mut base = FlowRecord::zeroed();
+            base.time_received_ns = u64::from_le_bytes(image[..8].try_into().unwrap());
+            base.exporter_addr = image[8..24].try_into().unwrap();
+            base.exporter_port = u16::from_le_bytes([image[24], image[25]]);
+            base.sampling_rate = u32::from_le_bytes(image[26..30].try_into().unwrap());
+            (base.flow_type, base.etype) = (image[30], u16::from(image[31]));
+            base.src_addr = ipv4_bytes([0; 4]);
+            base.dst_addr = ipv4_bytes([0; 4]);
+            let run = |loop_: &dyn Fn(&mut FlowRecord, &mut crate::decode::Collected)| {
+                let (mut rec, mut sink) = (base, crate::decode::Collected::default());
+                loop_(&mut rec, &mut sink);
+                sink.flows
+            };
+            let scalar = run(&|rec, sink| records_scalar::<false>(&raws, rec, times, sink));
+            let clamped = run(&|rec, sink| records_scalar::<true>(&raws, rec, times, sink));
+            prop_assert_eq!(&scalar, &clamped);
+            prop_assert_eq!(scalar.len(), raws.len());
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("ssse3") {
+                // SAFETY: SSSE3 checked just above.
+                let simd = run(&|rec, sink| unsafe { ssse3::records(&raws, rec, times, sink) });
+                prop_assert_eq!(&simd, &scalar);
+            }
+        }
     }
 
     #[test]

@@ -26,6 +26,16 @@
 //! continues from them. A small step back is a late
 //! (reordered or duplicated) datagram: it gives back loss counted for it when there is any. A large
 //! jump either way, or an uptime that goes back, is an exporter restart: counted as such, never as loss.
+//!
+//! IPFIX numbers data records per observation domain, but Open vSwitch numbers all the domains of
+//! one exporter with a single counter: a domain's messages then skip exactly the records sent in
+//! the exporter's other domains since its last message (OVS's own statistics, sent in domain 0
+//! while flow records go to the configured `obs_domain_id`). [`DomainSequence`] learns that from
+//! the first message that is out of order by its domain's count but carries exactly the number
+//! following the exporter's previous message ([`ExporterRecords`]), and from then on judges that
+//! exporter's domains by its one counter, so a lost message is counted once. An exporter that
+//! numbers each domain on its own does not show that pattern (its domains' numbers are unrelated);
+//! should one do so by coincidence, its losses are still counted, in the domain after the gap.
 
 /// What one observation meant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +80,63 @@ pub enum Numbering {
     /// One per datagram whatever its span (older Open vSwitch NetFlow v5); loss is then counted in
     /// datagrams.
     Datagrams,
+}
+
+/// What ties the observation domains of one IPFIX exporter together (see the module docs): the
+/// number its next message would carry if it numbers all its domains with one counter, and whether
+/// it has been seen to.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExporterRecords {
+    next: Option<u32>,
+    shared: bool,
+}
+
+/// The sequence space of one (exporter, domain): its tracker, and how its numbers relate to the
+/// exporter's single counter when it has one.
+#[derive(Clone, Copy, Debug)]
+pub struct DomainSequence {
+    pub tracker: SequenceTracker,
+    /// Exporter number − the number the tracker judges, for an exporter with one counter.
+    shift: u32,
+}
+
+impl DomainSequence {
+    pub const fn new(tracker: SequenceTracker) -> Self {
+        DomainSequence { tracker, shift: 0 }
+    }
+
+    /// Observe a message as [`SequenceTracker::observe`] does. With `exporter` (IPFIX): a message
+    /// that is a gap or late by its domain's own count but carries exactly the number that follows
+    /// the exporter's previous message (in any domain) shows that the exporter numbers all its
+    /// domains with one counter. From then on each domain is judged by that counter: a message is
+    /// in order when it follows the exporter's previous one, and a gap is counted once, in the
+    /// domain of the message after it. After a message of unknown extent the exporter's next
+    /// number is unknown, and the next message of any domain is not judged.
+    pub fn observe(
+        &mut self,
+        exporter: Option<&mut ExporterRecords>,
+        seq: u32,
+        span: Option<u32>,
+        uptime_ms: Option<u32>,
+    ) -> SequenceEvent {
+        if let Some(exporter) = exporter {
+            if let (Some(expected), Some(next)) = (self.tracker.expected, exporter.next) {
+                if !exporter.shared && seq == next && seq.wrapping_sub(self.shift) != expected {
+                    exporter.shared = true;
+                }
+                if exporter.shared {
+                    self.shift = next.wrapping_sub(expected);
+                }
+            } else if exporter.shared {
+                // The exporter's previous message had an unknown extent: this one cannot be
+                // judged (as after such a message in its own domain).
+                self.tracker.expected = None;
+            }
+            exporter.next = span.map(|records| seq.wrapping_add(records));
+        }
+        self.tracker
+            .observe(seq.wrapping_sub(self.shift), span, uptime_ms)
+    }
 }
 
 /// Follows one sequence space.
@@ -521,5 +588,89 @@ mod tests {
         t.observe(10, None, None);
         assert_eq!(t.observe(500, Some(1), None), SequenceEvent::First);
         assert_eq!(t.counts, SequenceCounts::default());
+    }
+}
+
+#[cfg(test)]
+mod domain_tests {
+    use super::*;
+
+    /// Domains 0 and 5 of one exporter: (domain, sequence number, records) per message.
+    fn run(messages: &[(usize, u32, u32)]) -> [SequenceCounts; 2] {
+        let mut exporter = ExporterRecords::default();
+        let mut domains = [DomainSequence::new(SequenceTracker::new(3_000, 10_000_000)); 2];
+        for &(d, seq, n) in messages {
+            domains[d].observe(Some(&mut exporter), seq, Some(n), None);
+        }
+        domains.map(|d| d.tracker.counts)
+    }
+
+    const NONE: SequenceCounts = SequenceCounts {
+        lost: 0,
+        late: 0,
+        restarts: 0,
+    };
+
+    #[test]
+    fn one_counter_over_all_domains_is_not_loss() {
+        // Open vSwitch: flow records in domain 5 (index 1), one statistics record in domain 0
+        // now and then, all numbered by one counter.
+        let shared = [
+            (1, 0, 10),
+            (1, 10, 10),
+            (0, 20, 1),
+            (1, 21, 10),
+            (1, 31, 5),
+            (0, 36, 1),
+        ];
+        assert_eq!(run(&shared), [NONE; 2]);
+        // A lost flow message still counts as loss in its domain, and only there.
+        let lost = [
+            (1, 0, 10),
+            (0, 10, 1),
+            (1, 11, 10),
+            (1, 31, 10),
+            (0, 41, 1),
+            (1, 42, 3),
+        ];
+        let [stats, flows] = run(&lost);
+        assert_eq!((stats.lost, flows.lost), (0, 10));
+    }
+
+    #[test]
+    fn one_counter_per_domain_is_judged_per_domain() {
+        // Standard IPFIX numbering, interleaved: never shifted.
+        let own = [
+            (1, 0, 10),
+            (0, 0, 1),
+            (1, 10, 10),
+            (0, 1, 1),
+            (1, 20, 4),
+            (0, 2, 1),
+        ];
+        assert_eq!(run(&own), [NONE; 2]);
+        // A gap is loss, even when it happens to equal the other domain's records.
+        let gap = [(1, 0, 10), (0, 0, 1), (1, 11, 10)];
+        assert_eq!(run(&gap)[1].lost, 1);
+    }
+
+    #[test]
+    fn unknown_extent_is_judged_after_it() {
+        // A message of unknown extent (an undecodable set) in domain 0: the exporter's next number
+        // is unknown, so domain 5's next message is not judged (no loss, no late); once a
+        // message's extent is known again, the shared counter explains the steps again.
+        let mut exporter = ExporterRecords::default();
+        let mut flows = DomainSequence::new(SequenceTracker::new(3_000, 10_000_000));
+        let mut stats = DomainSequence::new(SequenceTracker::new(3_000, 10_000_000));
+        flows.observe(Some(&mut exporter), 0, Some(10), None);
+        stats.observe(Some(&mut exporter), 10, Some(1), None);
+        flows.observe(Some(&mut exporter), 11, Some(10), None);
+        assert!(exporter.shared);
+        stats.observe(Some(&mut exporter), 21, None, None);
+        flows.observe(Some(&mut exporter), 22, Some(10), None);
+        stats.observe(Some(&mut exporter), 32, Some(1), None);
+        flows.observe(Some(&mut exporter), 33, Some(10), None);
+        let counts = [flows, stats].map(|d| d.tracker.counts);
+        assert_eq!(counts.map(|c| c.lost), [0, 0]);
     }
 }

@@ -18,7 +18,9 @@
 //! 1- or 3-byte length, moves the base past its value and opens the next region. Regions near the
 //! end of a data set read from a zero-padded copy of the set's last bytes ([`SetTail`], made once
 //! per set). Transformed values (DSCP, VLAN, ICMP type-code, …) and options elements go through
-//! [`ie::apply`].
+//! [`ie::apply`]. A data template that is one of Open vSwitch's layouts decodes through the
+//! straight-line decoder of [`ipfix_ovs`] instead; its steps are still compiled (they define what
+//! that decoder must produce, and tests compare the two).
 //!
 //! # Memory per cached template
 //! A step is 4 bytes; the largest OVS data template (51 fields) compiles to 27 steps, 210 cached
@@ -30,10 +32,14 @@
 //! 600 exporters × 121 OVS templates): see BENCHMARKS.md.
 
 //! # Bounds
-//! [`CacheLimits`]: a total byte cap and a per-exporter byte cap. Inserting past the per-exporter cap
+//! [`CacheLimits`]: a total byte cap and a per-exporter byte cap (an exporter is a transport
+//! session: source address and port). Inserting past the per-exporter cap
 //! evicts that exporter's least recently used template; past the total cap, the least recently used
-//! template of the exporter holding the most bytes. Templates never expire on a timer (some exporters
-//! send them once per session); a redefinition replaces the old one.
+//! template of the exporter holding the most bytes. A redefinition replaces the old one. A template
+//! does not expire on its own (some exporters send them once per session), but a session that
+//! learned and used none for [`CacheLimits::session_idle_ns`] (30 minutes) is forgotten with its
+//! templates: an exporter that restarts comes back from a new port, and its old session would
+//! otherwise stay until the caps pushed it out.
 //!
 //! # Early data
 //! Data sets whose template has not arrived are copied into a per-exporter buffer
@@ -43,11 +49,12 @@
 
 use super::ErrorReason;
 use super::ie::{self, Action, Extras, Slot, Store};
+use super::ipfix_ovs;
 use super::time::{ExportClock, TimeKind};
 use crate::record::FlowRecord;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::net::IpAddr;
+use std::net::SocketAddr;
 
 /// Most fields a template may have; more is `TemplateTooLarge`.
 pub const MAX_FIELDS: usize = 512;
@@ -194,7 +201,7 @@ impl SetTail {
 
     /// The [`WINDOW`] bytes from `base` of `data` (a suffix of the set), zero-padded.
     #[cold]
-    fn window(&mut self, data: &[u8], base: usize) -> &[u8; WINDOW] {
+    pub(super) fn window(&mut self, data: &[u8], base: usize) -> &[u8; WINDOW] {
         let from_end = data.len().saturating_sub(base).min(WINDOW);
         if !self.filled {
             // `data` ends where the set ends: its last bytes are the set's last bytes.
@@ -266,6 +273,8 @@ pub struct Template {
     fresh: bool,
     /// See [`Template::carries_sampling`].
     sampling: bool,
+    /// The straight-line decoder when this is one of Open vSwitch's data templates.
+    ovs: Option<ipfix_ovs::Layout>,
     pub kind: TemplateKind,
     pub start: TimeKind,
     pub end: TimeKind,
@@ -432,7 +441,12 @@ impl Template {
             }
             off += len;
         }
+        let ovs = match kind {
+            TemplateKind::Data => ipfix_ovs::Layout::recognise(fields),
+            TemplateKind::Options => None,
+        };
         Ok(Template {
+            ovs,
             steps: steps.into_boxed_slice(),
             min_len: min_len as u16,
             tail: off as u16,
@@ -480,6 +494,20 @@ impl Template {
         self.fresh
     }
 
+    /// The Open vSwitch layout this data template has, if any: its records then take the
+    /// straight-line decoder of [`ipfix_ovs`] (times in delta-µs, no sampling elements).
+    pub fn ovs_layout(&self) -> Option<ipfix_ovs::Layout> {
+        self.ovs
+            .filter(|_| self.start == TimeKind::DeltaMicros && self.end == TimeKind::DeltaMicros)
+    }
+
+    /// The same template decoded by its steps only (tests compare the two decoders).
+    #[cfg(test)]
+    pub fn without_ovs_layout(mut self) -> Template {
+        self.ovs = None;
+        self
+    }
+
     /// Whether records carry a sampler id or sampling parameters: otherwise every record of a
     /// data set has the same sampling rate.
     pub fn carries_sampling(&self) -> bool {
@@ -503,6 +531,9 @@ impl Template {
     ) -> Result<usize, ErrorReason> {
         if data.len() < self.min_len() {
             return Err(ErrorReason::TruncatedRecord);
+        }
+        if let Some(ovs) = self.ovs {
+            return ovs.decode(data, img, tail);
         }
         let mut base = 0usize;
         let mut window: &[u8; WINDOW] = &NO_WINDOW;
@@ -712,14 +743,23 @@ pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<WordHasher>>;
 pub struct CacheLimits {
     pub total_bytes: usize,
     pub per_exporter_bytes: usize,
+    /// A transport session that sent no template and used none for this long (by receive time)
+    /// is forgotten with its templates (RFC 7011 §8.4: templates over UDP have a lifetime). An
+    /// exporter that restarts comes back from a new port, so its old session only ages out.
+    pub session_idle_ns: u64,
 }
 
+/// How often [`TemplateCache::expire_idle`] looks for idle sessions (by receive time).
+const IDLE_SWEEP_NS: u64 = 60_000_000_000;
+
 impl Default for CacheLimits {
-    /// 150 MiB in all (600,000 OVS templates), 256 KiB per exporter (over 1,000 OVS templates).
+    /// 150 MiB in all (600,000 OVS templates), 256 KiB per exporter (over 1,000 OVS templates),
+    /// sessions idle for 30 minutes forgotten (three of OVS's 10-minute template refreshes).
     fn default() -> Self {
         CacheLimits {
             total_bytes: 150 << 20,
             per_exporter_bytes: 256 << 10,
+            session_idle_ns: 30 * 60 * 1_000_000_000,
         }
     }
 }
@@ -728,6 +768,8 @@ impl Default for CacheLimits {
 struct ExporterTemplates {
     templates: FastMap<TemplateKey, Template>,
     bytes: usize,
+    /// Receive time of the last template learned or used.
+    last_seen_ns: u64,
 }
 
 impl ExporterTemplates {
@@ -751,22 +793,22 @@ impl ExporterTemplates {
 pub struct Inserted {
     /// An existing template with this key was replaced (redefinition).
     pub replaced: bool,
-    /// ... by one with a different layout: many of these for one exporter address suggest several
-    /// exporters behind it (e.g. OVS nodes behind a SNAT'ing Kubernetes Service, all using
-    /// domain 0 and the same template ids).
+    /// ... by one with a different layout (the exporter's configuration changed).
     pub changed: bool,
     /// Templates evicted to respect the caps.
     pub evicted: u64,
 }
 
-/// The templates of one worker, keyed (exporter address, [`TemplateKey`]), bounded by [`CacheLimits`].
+/// The templates of one worker, keyed (transport session — the exporter's address and port —,
+/// [`TemplateKey`]), bounded by [`CacheLimits`]. The per-exporter cap is per session.
 #[derive(Debug, Default)]
 pub struct TemplateCache {
-    exporters: FastMap<IpAddr, ExporterTemplates>,
+    exporters: FastMap<SocketAddr, ExporterTemplates>,
     limits: CacheLimits,
     total_bytes: usize,
     count: usize,
     clock: u64,
+    last_sweep_ns: u64,
 }
 
 impl TemplateCache {
@@ -791,26 +833,57 @@ impl TemplateCache {
         self.total_bytes
     }
 
-    /// The template for `key` from `exporter`, marked as used.
+    /// The template for `key` from `exporter`, marked as used (at receive time `now_ns`).
     #[inline]
-    pub fn get(&mut self, exporter: IpAddr, key: TemplateKey) -> Option<&Template> {
+    pub fn get(
+        &mut self,
+        exporter: SocketAddr,
+        key: TemplateKey,
+        now_ns: u64,
+    ) -> Option<&Template> {
         self.clock += 1;
-        let t = self.exporters.get_mut(&exporter)?.templates.get_mut(&key)?;
+        let e = self.exporters.get_mut(&exporter)?;
+        let t = e.templates.get_mut(&key)?;
+        e.last_seen_ns = now_ns;
         t.last_used = self.clock;
         Some(t)
+    }
+
+    /// Forget the sessions idle for longer than [`CacheLimits::session_idle_ns`] at receive time
+    /// `now_ns` (looked for once a minute); returns the templates dropped.
+    pub fn expire_idle(&mut self, now_ns: u64) -> u64 {
+        if now_ns.saturating_sub(self.last_sweep_ns) < IDLE_SWEEP_NS {
+            return 0;
+        }
+        self.last_sweep_ns = now_ns;
+        let idle = self.limits.session_idle_ns;
+        let (mut templates, mut bytes) = (0, 0);
+        self.exporters.retain(|_, e| {
+            let keep = now_ns.saturating_sub(e.last_seen_ns) <= idle;
+            if !keep {
+                templates += e.templates.len();
+                bytes += e.bytes;
+            }
+            keep
+        });
+        self.count -= templates;
+        self.total_bytes -= bytes;
+        templates as u64
     }
 
     /// Insert or replace a template, evicting others to respect the caps.
     pub fn insert(
         &mut self,
-        exporter: IpAddr,
+        exporter: SocketAddr,
         key: TemplateKey,
         mut template: Template,
+        now_ns: u64,
     ) -> Inserted {
         self.clock += 1;
         template.last_used = self.clock;
         let size = template.cached_bytes();
         let entry = self.exporters.entry(exporter).or_default();
+        entry.last_seen_ns = now_ns;
         let mut out = Inserted::default();
         if let Some(old) = entry.templates.insert(key, template) {
             out.changed = entry
@@ -861,7 +934,7 @@ impl TemplateCache {
     }
 
     /// Withdraw one template; true when it existed.
-    pub fn withdraw(&mut self, exporter: IpAddr, key: TemplateKey) -> bool {
+    pub fn withdraw(&mut self, exporter: SocketAddr, key: TemplateKey) -> bool {
         let Some(e) = self.exporters.get_mut(&exporter) else {
             return false;
         };
@@ -881,7 +954,7 @@ impl TemplateCache {
     /// Withdraw every template of `kind` in (`exporter`, `version`, `domain`); returns how many.
     pub fn withdraw_all(
         &mut self,
-        exporter: IpAddr,
+        exporter: SocketAddr,
         version: u8,
         domain: u32,
         kind: TemplateKind,
@@ -939,7 +1012,6 @@ pub struct HeldContext {
     pub received_ns: u64,
     pub clock: ExportClock,
     pub sequence: u32,
-    pub exporter_port: u16,
 }
 
 /// Bytes charged per held set besides its data, so that empty or tiny sets cannot pile up.
@@ -983,10 +1055,10 @@ impl ExporterEarly {
     }
 }
 
-/// Data sets held until their template arrives, per exporter.
+/// Data sets held until their template arrives, per exporter (transport session).
 #[derive(Debug, Default)]
 pub struct EarlyData {
-    exporters: FastMap<IpAddr, ExporterEarly>,
+    exporters: FastMap<SocketAddr, ExporterEarly>,
     limits: EarlyLimits,
     total_bytes: usize,
     last_sweep_ns: u64,
@@ -1012,7 +1084,7 @@ impl EarlyData {
 
     /// Drop what is older than the age cap at `now_ns` (every exporter at most once per age period,
     /// plus `exporter` now); returns the number of sets dropped.
-    pub fn expire(&mut self, exporter: IpAddr, now_ns: u64) -> u64 {
+    pub fn expire(&mut self, exporter: SocketAddr, now_ns: u64) -> u64 {
         if self.exporters.is_empty() {
             return 0;
         }
@@ -1039,7 +1111,7 @@ impl EarlyData {
     }
 
     /// Hold `set` (a data set's records, without the set header); false when it does not fit.
-    pub fn hold(&mut self, exporter: IpAddr, ctx: HeldContext, set: &[u8]) -> bool {
+    pub fn hold(&mut self, exporter: SocketAddr, ctx: HeldContext, set: &[u8]) -> bool {
         let cost = set.len() + HELD_SET_OVERHEAD;
         if self.total_bytes + cost > self.limits.total_bytes {
             return false;
@@ -1067,7 +1139,7 @@ impl EarlyData {
     /// set's range in `out`), oldest first, and forget them.
     pub fn take(
         &mut self,
-        exporter: IpAddr,
+        exporter: SocketAddr,
         key: TemplateKey,
         out: &mut Vec<u8>,
         contexts: &mut Vec<(HeldContext, std::ops::Range<usize>)>,
@@ -1461,8 +1533,9 @@ mod tests {
         assert!(sampled.carries_sampling());
     }
 
-    fn ip(last: u8) -> IpAddr {
-        IpAddr::from([192, 0, 2, last])
+    /// Exporter `last` of 192.0.2.0/24, from the IPFIX port.
+    fn ip(last: u8) -> SocketAddr {
+        SocketAddr::from(([192, 0, 2, last], 4739))
     }
 
     fn key(id: u16) -> TemplateKey {
@@ -1480,13 +1553,13 @@ mod tests {
     #[test]
     fn cache_replaces_withdraws_and_scopes_by_exporter_and_domain() {
         let mut c = TemplateCache::new(CacheLimits::default());
-        assert!(!c.insert(ip(1), key(256), small()).replaced);
-        let again = c.insert(ip(1), key(256), small());
+        assert!(!c.insert(ip(1), key(256), small(), 0).replaced);
+        let again = c.insert(ip(1), key(256), small(), 0);
         assert!(again.replaced && !again.changed);
         let other = Template::compile(TemplateKind::Data, &[Field::iana(4, 1)]).unwrap();
-        assert!(c.insert(ip(1), key(256), other).changed);
-        c.insert(ip(1), key(256), small());
-        c.insert(ip(2), key(256), small());
+        assert!(c.insert(ip(1), key(256), other, 0).changed);
+        c.insert(ip(1), key(256), small(), 0);
+        c.insert(ip(2), key(256), small(), 0);
         c.insert(
             ip(1),
             TemplateKey {
@@ -1494,16 +1567,38 @@ mod tests {
                 ..key(256)
             },
             small(),
+            0,
         );
         assert_eq!(c.len(), 3);
-        assert!(c.get(ip(3), key(256)).is_none());
+        assert!(c.get(ip(3), key(256), 0).is_none());
         assert!(c.withdraw(ip(1), key(256)));
         assert!(!c.withdraw(ip(1), key(256)));
-        assert!(c.get(ip(2), key(256)).is_some());
+        assert!(c.get(ip(2), key(256), 0).is_some());
         assert_eq!(c.withdraw_all(ip(1), 10, 7, TemplateKind::Options), 0);
         assert_eq!(c.withdraw_all(ip(1), 10, 7, TemplateKind::Data), 1);
         assert_eq!(c.len(), 1);
         assert_eq!(c.bytes(), small().cached_bytes());
+    }
+
+    #[test]
+    fn idle_sessions_are_forgotten() {
+        const MINUTE: u64 = 60_000_000_000;
+        let mut c = TemplateCache::new(CacheLimits::default());
+        c.insert(ip(1), key(256), small(), 0);
+        c.insert(ip(1), key(257), small(), 0);
+        c.insert(ip(2), key(256), small(), 0);
+        assert!(c.get(ip(2), key(256), 20 * MINUTE).is_some());
+        assert_eq!(c.expire_idle(30 * MINUTE), 0, "30 minutes is not idle yet");
+        assert_eq!(c.expire_idle(30 * MINUTE + 1), 0, "one sweep a minute");
+        assert_eq!(c.expire_idle(31 * MINUTE + 1), 2);
+        assert!(c.get(ip(1), key(256), 31 * MINUTE).is_none());
+        assert_eq!((c.len(), c.bytes()), (1, small().cached_bytes()));
+        assert_eq!(
+            c.expire_idle(51 * MINUTE + 2),
+            1,
+            "the used session, 31 minutes on"
+        );
+        assert!(c.is_empty());
     }
 
     #[test]
@@ -1512,16 +1607,17 @@ mod tests {
         let mut c = TemplateCache::new(CacheLimits {
             total_bytes: 1 << 20,
             per_exporter_bytes: 3 * one,
+            ..Default::default()
         });
         for id in 256..259 {
-            assert_eq!(c.insert(ip(1), key(id), small()).evicted, 0);
+            assert_eq!(c.insert(ip(1), key(id), small(), 0).evicted, 0);
         }
-        c.insert(ip(2), key(256), small());
-        assert!(c.get(ip(1), key(256)).is_some()); // 257 is now the least recently used
-        assert_eq!(c.insert(ip(1), key(300), small()).evicted, 1);
-        assert!(c.get(ip(1), key(257)).is_none());
-        assert!(c.get(ip(1), key(256)).is_some());
-        assert!(c.get(ip(2), key(256)).is_some());
+        c.insert(ip(2), key(256), small(), 0);
+        assert!(c.get(ip(1), key(256), 0).is_some()); // 257 is now the least recently used
+        assert_eq!(c.insert(ip(1), key(300), small(), 0).evicted, 1);
+        assert!(c.get(ip(1), key(257), 0).is_none());
+        assert!(c.get(ip(1), key(256), 0).is_some());
+        assert!(c.get(ip(2), key(256), 0).is_some());
         assert_eq!(c.len(), 4);
         assert!(c.bytes() <= 4 * one);
     }
@@ -1532,18 +1628,19 @@ mod tests {
         let mut c = TemplateCache::new(CacheLimits {
             total_bytes: 4 * one,
             per_exporter_bytes: 1 << 20,
+            ..Default::default()
         });
         for id in 256..259 {
-            c.insert(ip(1), key(id), small());
+            c.insert(ip(1), key(id), small(), 0);
         }
-        c.insert(ip(2), key(256), small());
-        assert_eq!(c.insert(ip(2), key(257), small()).evicted, 1);
+        c.insert(ip(2), key(256), small(), 0);
+        assert_eq!(c.insert(ip(2), key(257), small(), 0).evicted, 1);
         assert_eq!(c.len(), 4);
         assert!(
-            c.get(ip(1), key(256)).is_none(),
+            c.get(ip(1), key(256), 0).is_none(),
             "oldest of the heaviest exporter"
         );
-        assert!(c.get(ip(2), key(256)).is_some());
+        assert!(c.get(ip(2), key(256), 0).is_some());
         assert!(c.bytes() <= 4 * one);
     }
 
@@ -1553,7 +1650,6 @@ mod tests {
             received_ns: t,
             clock: ExportClock::default(),
             sequence: 0,
-            exporter_port: 4739,
         }
     }
 

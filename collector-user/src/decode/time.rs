@@ -85,15 +85,59 @@ impl ExportClock {
 ///
 /// The difference is taken as a signed 32-bit value, so uptime wrap-around (every ~49.7 days) is
 /// an ordinary step, and a flow stamped slightly after the header (exporter clock skew) lands after
-/// the export time instead of 49 days before it.
+/// the export time instead of 49 days before it. Times before the epoch are 0.
 #[inline(always)]
 pub fn uptime_to_ns(export_ns: u64, uptime_ms: u32, t_ms: u32) -> u64 {
-    // |before| ≤ 2^31 ms, so its ns (≤ 2.2e15) fit an i64. Export times come from 32-bit
-    // seconds (≤ 4.3e18 ns), far enough below i64::MAX for the difference not to overflow; larger
-    // ones are first capped.
-    let before_ns = i64::from(uptime_ms.wrapping_sub(t_ms) as i32) * 1_000_000;
-    let export = export_ns.min(1 << 62) as i64;
-    (export - before_ns).max(0) as u64
+    UptimeBase::new(export_ns, uptime_ms).ns(t_ms)
+}
+
+/// [`uptime_to_ns`] for many timestamps of one export message: what depends on the message only
+/// (export time, uptime) is folded into two constants, leaving an addition, a multiplication and
+/// an addition per timestamp.
+///
+/// With `d = (uptime - t) as i32` (the signed difference, in ms before the export), `y = 2^31 - 1 - d`
+/// lies in `0..2^32` and is the wrapping `u32` sum `t + offset_ms` (`offset_ms = 2^31 - 1 - uptime`),
+/// and `export - d ms` is `low_ns + y ms` (`low_ns = export - (2^31 - 1) ms`): no sign extension,
+/// and the product of two unsigned 32-bit numbers (SSE2 `pmuludq` does two at once).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UptimeBase {
+    /// `2^31 - 1 - uptime_ms`, wrapping.
+    pub offset_ms: u32,
+    /// Export time − (2^31 − 1) ms, in ns: the time of the earliest timestamp a message can carry.
+    pub low_ns: i64,
+}
+
+impl UptimeBase {
+    const HALF_MS: u32 = (1 << 31) - 1;
+
+    #[inline(always)]
+    pub fn new(export_ns: u64, uptime_ms: u32) -> UptimeBase {
+        // Export times come from 32-bit seconds (≤ 4.3e18 ns); larger ones are capped so that every
+        // result (≤ 2^62 + 2.2e15) fits an i64.
+        UptimeBase {
+            offset_ms: Self::HALF_MS.wrapping_sub(uptime_ms),
+            low_ns: export_ns.min(1 << 62) as i64 - i64::from(Self::HALF_MS) * 1_000_000,
+        }
+    }
+
+    /// The absolute time of `t_ms` before clamping to the epoch (negative before it).
+    #[inline(always)]
+    pub fn signed_ns(&self, t_ms: u32) -> i64 {
+        self.low_ns + i64::from(t_ms.wrapping_add(self.offset_ms)) * 1_000_000
+    }
+
+    /// The absolute time of `t_ms`, ns since the epoch; 0 for times before it.
+    #[inline(always)]
+    pub fn ns(&self, t_ms: u32) -> u64 {
+        self.signed_ns(t_ms).max(0) as u64
+    }
+
+    /// True when no timestamp can land before the epoch (any export time after 1970-01-25):
+    /// then [`UptimeBase::signed_ns`] is never negative and equals [`UptimeBase::ns`].
+    #[inline(always)]
+    pub fn never_clamps(&self) -> bool {
+        self.low_ns >= 0
+    }
 }
 
 /// NTP timestamp (seconds since 1900 in the high 32 bits, binary fraction in the low 32) → ns
@@ -171,6 +215,57 @@ mod tests {
         // Flow stamped 2 ms after the header: skew, not 49 days ago.
         assert_eq!(uptime_to_ns(export, 1_000, 1_002), export + 2_000_000);
         assert_eq!(uptime_to_ns(0, 10, 0), 0);
+    }
+
+    /// The signed-difference definition, written out: what [`UptimeBase`] must equal.
+    fn uptime_reference(export_ns: u64, uptime_ms: u32, t_ms: u32) -> u64 {
+        let before_ns = i64::from(uptime_ms.wrapping_sub(t_ms) as i32) * 1_000_000;
+        (export_ns.min(1 << 62) as i64 - before_ns).max(0) as u64
+    }
+
+    #[test]
+    fn uptime_base_matches_the_signed_difference_at_the_edges() {
+        let exports = [
+            0,
+            1,
+            (1 << 31) * 1_000_000 - 1,
+            (1u64 << 31) * 1_000_000,
+            u64::from(u32::MAX) * 1_000_000,
+            1_700_000_000_000_000_000,
+            u64::from(u32::MAX) * 1_000_000_000 + 999_999_999,
+            u64::MAX,
+        ];
+        let uptimes = [0, 1, 1 << 31, (1 << 31) - 1, u32::MAX];
+        let deltas = [0u32, 1, u32::MAX, 1 << 31, (1 << 31) - 1, (1 << 31) + 1];
+        for export in exports {
+            for uptime in uptimes {
+                let base = UptimeBase::new(export, uptime);
+                for delta in deltas {
+                    let t = uptime.wrapping_sub(delta);
+                    let expect = uptime_reference(export, uptime, t);
+                    assert_eq!(base.ns(t), expect, "{export} {uptime} {t}");
+                    if base.never_clamps() {
+                        assert_eq!(base.signed_ns(t) as u64, expect, "{export} {uptime} {t}");
+                    }
+                }
+            }
+        }
+        assert!(!UptimeBase::new(0, 0).never_clamps());
+        assert!(UptimeBase::new(1_700_000_000_000_000_000, 0).never_clamps());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn uptime_base_matches_the_signed_difference(export: u64, uptime: u32, t: u32, small: u32) {
+            for export in [export, u64::from(small) * 1_000_000] {
+                let base = UptimeBase::new(export, uptime);
+                let expect = uptime_reference(export, uptime, t);
+                proptest::prop_assert_eq!(base.ns(t), expect);
+                if base.never_clamps() {
+                    proptest::prop_assert_eq!(base.signed_ns(t) as u64, expect);
+                }
+            }
+        }
     }
 
     #[test]

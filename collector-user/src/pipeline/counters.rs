@@ -47,10 +47,11 @@ pub struct WorkerCounters {
     /// Templates in the worker's cache, and their bytes (copied from the decoder's stats).
     pub templates: AtomicU64,
     pub template_bytes: AtomicU64,
-    /// Templates learned, redefined and withdrawn so far.
+    /// Templates learned, redefined, withdrawn and expired with an idle session so far.
     pub templates_learned: AtomicU64,
     pub templates_redefined: AtomicU64,
     pub templates_withdrawn: AtomicU64,
+    pub templates_expired: AtomicU64,
     /// Data sets held for a template not seen yet, their bytes now, and those replayed later.
     pub early_data_held: AtomicU64,
     pub early_data_bytes: AtomicU64,
@@ -82,6 +83,7 @@ impl WorkerCounters {
             templates_learned: AtomicU64::new(0),
             templates_redefined: AtomicU64::new(0),
             templates_withdrawn: AtomicU64::new(0),
+            templates_expired: AtomicU64::new(0),
             early_data_held: AtomicU64::new(0),
             early_data_bytes: AtomicU64::new(0),
             early_data_replayed: AtomicU64::new(0),
@@ -113,6 +115,8 @@ impl WorkerCounters {
             .store(stats.templates_redefined, Relaxed);
         self.templates_withdrawn
             .store(stats.templates_withdrawn, Relaxed);
+        self.templates_expired
+            .store(stats.templates_expired, Relaxed);
         self.early_data_held.store(stats.early_data_held, Relaxed);
         self.early_data_bytes.store(stats.early_data_bytes, Relaxed);
         self.early_data_replayed
