@@ -24,11 +24,31 @@ pub const DEFAULT_RING_DIR: &str = "./collector-rings";
 pub const DEFAULT_RCVBUF: u64 = 32 << 20;
 /// Default period of the one-line summary log.
 pub const DEFAULT_SUMMARY_SECS: u64 = 10;
-/// Default entries per AF_XDP ring (fill, completion, RX) and frames per UMEM (XDP mode): 128 MiB
-/// of UMEM per RX queue. Measured on a veth, one worker, unpaced sender (BENCHMARKS.md, e2e-xdp):
-/// 2048 entries lost records from 180k datagrams/s on, 8192 lost 1–14 % at 240–270k (a worker
-/// away for tens of ms lets a whole ring fill up), 32768 lost nothing in 9 of 9 such trials.
+/// Most entries per AF_XDP ring (fill, completion, RX) and frames per UMEM (XDP mode) when none is
+/// configured: 128 MiB of UMEM per RX queue. Measured on a veth, one worker, unpaced sender
+/// (BENCHMARKS.md, e2e-xdp): 2048 entries lost records from 180k datagrams/s on, 8192 lost 1–14 %
+/// at 240–270k (a worker away for tens of ms lets a whole ring fill up), 32768 lost nothing in 9
+/// of 9 such trials.
 pub const DEFAULT_XSK_RING_SIZE: u32 = 32768;
+/// Fewest entries per AF_XDP ring when none is configured (8 MiB of UMEM per RX queue).
+pub const MIN_AUTO_XSK_RING_SIZE: u32 = 2048;
+/// UMEM of all RX queues together when no ring size is configured: NICs with more than four
+/// queues get smaller rings (their load is spread over more workers).
+pub const XSK_UMEM_BUDGET: u64 = 512 << 20;
+
+/// Entries per AF_XDP ring when none is configured, for `queues` RX queues of 4 KiB frames:
+/// [`DEFAULT_XSK_RING_SIZE`] while all their UMEM fits [`XSK_UMEM_BUDGET`], else the largest
+/// power of two that fits, not below [`MIN_AUTO_XSK_RING_SIZE`].
+pub fn auto_xsk_ring_size(queues: usize) -> u32 {
+    let per_queue = XSK_UMEM_BUDGET / (queues.max(1) as u64 * 4096);
+    let fits = match per_queue {
+        0 => 0,
+        n => 1u64 << n.ilog2(),
+    };
+    u32::try_from(fits)
+        .unwrap_or(u32::MAX)
+        .clamp(MIN_AUTO_XSK_RING_SIZE, DEFAULT_XSK_RING_SIZE)
+}
 /// Default `xdp_spin_us`: how long an XDP-mode worker checks its fast-path rings without a
 /// syscall after the last frame before it sleeps in poll(2). 0: measured on a 2-CPU VM, a
 /// spinning worker slowed the sender's CPU (flowgen 0.86–0.90 busy instead of 0.93–0.95, 5–8 %
@@ -290,8 +310,8 @@ pub struct Settings {
     pub sampling_override: bool,
     /// XDP mode: zero-copy AF_XDP request.
     pub xdp_zero_copy: ZeroCopy,
-    /// XDP mode: entries per AF_XDP ring and frames per UMEM.
-    pub xsk_ring_size: u32,
+    /// XDP mode: entries per AF_XDP ring and frames per UMEM; `None`: [`auto_xsk_ring_size`].
+    pub xsk_ring_size: Option<u32>,
     /// XDP mode: how long a worker spins on its fast-path rings after the last frame before it
     /// sleeps in poll(2) (zero: never spins).
     pub xdp_spin: Duration,
@@ -387,9 +407,9 @@ impl Settings {
             (None, None) => ZeroCopy::Auto,
         };
         let xsk_ring_size = match (flags.xsk_ring_size, file.xsk_ring_size) {
-            (Some(n), _) => check_xsk_ring_size("--xsk-ring-size", i64::from(n))?,
-            (None, Some(n)) => check_xsk_ring_size("xsk_ring_size", n)?,
-            (None, None) => DEFAULT_XSK_RING_SIZE,
+            (Some(n), _) => Some(check_xsk_ring_size("--xsk-ring-size", i64::from(n))?),
+            (None, Some(n)) => Some(check_xsk_ring_size("xsk_ring_size", n)?),
+            (None, None) => None,
         };
         let xdp_spin_us = match (flags.xdp_spin_us, file.xdp_spin_us) {
             (Some(n), _) => check_xdp_spin_us("--xdp-spin-us", i64::try_from(n).unwrap_or(-1))?,
@@ -545,7 +565,7 @@ mod tests {
         assert!(s.workers >= 1);
         assert!(s.workers_is_default);
         assert_eq!(s.xdp_zero_copy, ZeroCopy::Auto);
-        assert_eq!(s.xsk_ring_size, 32768);
+        assert_eq!(s.xsk_ring_size, None);
         assert_eq!(s.xdp_spin, Duration::ZERO);
     }
 
@@ -588,7 +608,7 @@ mod tests {
         let f = file("xdp_zero_copy = \"off\"\nxsk_ring_size = 4096\nworkers = 2\n").unwrap();
         let s = Settings::combine(&FlagConfig::default(), f).unwrap();
         assert_eq!(s.xdp_zero_copy, ZeroCopy::Off);
-        assert_eq!(s.xsk_ring_size, 4096);
+        assert_eq!(s.xsk_ring_size, Some(4096));
         assert!(!s.workers_is_default);
         let flags = FlagConfig {
             xdp_zero_copy: Some(ZeroCopy::On),
@@ -598,7 +618,7 @@ mod tests {
         let f = file("xdp_zero_copy = \"off\"\nxsk_ring_size = 4096\n").unwrap();
         let s = Settings::combine(&flags, f).unwrap();
         assert_eq!(s.xdp_zero_copy, ZeroCopy::On);
-        assert_eq!(s.xsk_ring_size, 8192);
+        assert_eq!(s.xsk_ring_size, Some(8192));
         for (text, key) in [
             ("xdp_zero_copy = \"maybe\"", "xdp_zero_copy"),
             ("xsk_ring_size = 3000", "xsk_ring_size"),
@@ -735,5 +755,17 @@ mod tests {
         assert_eq!(parse_size("x", "2G").unwrap(), 2 << 30);
         assert!(parse_size("x", "MiB").is_err());
         assert!(parse_size("x", "99999999999999999999G").is_err());
+    }
+
+    #[test]
+    fn unconfigured_rings_share_a_umem_budget() {
+        // Up to four queues: the measured 32768 each (128 MiB); more: a share of 512 MiB.
+        assert_eq!(auto_xsk_ring_size(0), 32768);
+        assert_eq!(auto_xsk_ring_size(1), 32768);
+        assert_eq!(auto_xsk_ring_size(4), 32768);
+        assert_eq!(auto_xsk_ring_size(5), 16384);
+        assert_eq!(auto_xsk_ring_size(16), 8192);
+        assert_eq!(auto_xsk_ring_size(64), 2048);
+        assert_eq!(auto_xsk_ring_size(1024), 2048, "never below 2048");
     }
 }

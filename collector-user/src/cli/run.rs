@@ -93,7 +93,8 @@ pub struct RunArgs {
 
     /// XDP mode: entries in each AF_XDP ring (fill, completion, RX) and 4 KiB frames in each
     /// queue's UMEM, a power of two from 64 to 65536. Default: 32768 (128 MiB of UMEM per RX
-    /// queue: bursts the worker cannot take at once wait there).
+    /// queue: bursts the worker cannot take at once wait there) for up to 4 queues; NICs with
+    /// more share 512 MiB (16 queues: 8192), never below 2048.
     #[arg(long, value_name = "N")]
     pub xsk_ring_size: Option<u32>,
 

@@ -464,8 +464,11 @@ fn open_lanes(
     mut frames: Option<&mut PerfEventArray<MapData>>,
 ) -> anyhow::Result<FastPath> {
     let iface = options.iface.as_str();
+    let queues = plans.iter().map(|p| p.units.len()).sum();
     let xsk_config = XskConfig {
-        ring_size: settings.xsk_ring_size,
+        ring_size: settings
+            .xsk_ring_size
+            .unwrap_or_else(|| crate::config::auto_xsk_ring_size(queues)),
         zero_copy: settings.xdp_zero_copy,
         busy_poll: settings.xdp_busy_poll,
         ..XskConfig::default()
