@@ -579,6 +579,10 @@ mod tests {
         }
     }
 
+    fn ipv6(text: &str) -> [u8; 16] {
+        text.parse::<std::net::Ipv6Addr>().unwrap().octets()
+    }
+
     fn flow() -> FlowRecord {
         let mut r = FlowRecord::zeroed();
         r.src_addr = ipv4_bytes([192, 0, 2, 1]);
@@ -731,14 +735,7 @@ mod tests {
             ..template_256()
         };
         let mut v6 = flow();
-        v6.src_addr = "2001:db8::1"
-            .parse::<std::net::Ipv6Addr>()
-            .unwrap()
-            .octets();
-        v6.dst_addr = "2001:db8::2"
-            .parse::<std::net::Ipv6Addr>()
-            .unwrap()
-            .octets();
+        (v6.src_addr, v6.dst_addr) = (ipv6("2001:db8::1"), ipv6("2001:db8::2"));
         let ctx = EncodeContext::default();
         let message = |t: &TemplateSpec, rec: &FlowRecord, templates: bool| {
             let mut w = MessageWriter::new(1_700_000_000, 0, 0);
@@ -1088,14 +1085,7 @@ mod tests {
         let mut v6 = rec;
         v6.etype = 0x86dd;
         v6.proto = 58;
-        v6.src_addr = "2001:db8::1"
-            .parse::<std::net::Ipv6Addr>()
-            .unwrap()
-            .octets();
-        v6.dst_addr = "2001:db8::2"
-            .parse::<std::net::Ipv6Addr>()
-            .unwrap()
-            .octets();
+        (v6.src_addr, v6.dst_addr) = (ipv6("2001:db8::1"), ipv6("2001:db8::2"));
         v6.ipv6_flow_label = 0xabcde;
         v6.icmp_type = 128;
         v6.vlan_id = 100;
