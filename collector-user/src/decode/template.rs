@@ -35,7 +35,8 @@
 //! [`CacheLimits`]: a total byte cap and a per-exporter byte cap (an exporter is a transport
 //! session: source address and port). Inserting past the per-exporter cap
 //! evicts that exporter's least recently used template; past the total cap, the least recently used
-//! template of the exporter holding the most bytes. A redefinition replaces the old one. A template
+//! template of the session seen least recently (of the heaviest of those seen as recently). A
+//! redefinition replaces the old one. A template
 //! does not expire on its own (some exporters send them once per session), but a session that
 //! learned and used none for [`CacheLimits::session_idle_ns`] (30 minutes) is forgotten with its
 //! templates: an exporter that restarts comes back from a new port, and its old session would
@@ -912,13 +913,19 @@ impl TemplateCache {
             self.exporters.remove(&exporter);
         }
         while self.total_bytes > self.limits.total_bytes {
-            let Some((&heaviest, _)) = self.exporters.iter().max_by_key(|(_, e)| e.bytes) else {
+            // The session seen least recently (a restarted exporter's old one), the heaviest
+            // among equals.
+            let victim = self
+                .exporters
+                .iter()
+                .min_by_key(|(_, e)| (e.last_seen_ns, std::cmp::Reverse(e.bytes)));
+            let Some((&victim, _)) = victim else {
                 break;
             };
-            let Some(e) = self.exporters.get_mut(&heaviest) else {
+            let Some(e) = self.exporters.get_mut(&victim) else {
                 break;
             };
-            let keep = (heaviest == exporter && e.templates.len() > 1).then_some(key);
+            let keep = (victim == exporter && e.templates.len() > 1).then_some(key);
             let Some(freed) = e.evict_lru(keep) else {
                 break;
             };
@@ -927,7 +934,7 @@ impl TemplateCache {
             self.count -= 1;
             out.evicted += 1;
             if emptied {
-                self.exporters.remove(&heaviest);
+                self.exporters.remove(&victim);
             }
         }
         out
@@ -1623,7 +1630,24 @@ mod tests {
     }
 
     #[test]
-    fn total_cap_evicts_from_the_heaviest_exporter() {
+    fn total_cap_evicts_from_the_session_seen_least_recently() {
+        let one = small().cached_bytes();
+        let mut c = TemplateCache::new(CacheLimits {
+            total_bytes: 4 * one,
+            per_exporter_bytes: 1 << 20,
+            ..Default::default()
+        });
+        c.insert(ip(1), key(256), small(), 0);
+        for id in 256..259 {
+            c.insert(ip(2), key(id), small(), 10);
+        }
+        assert_eq!(c.insert(ip(3), key(256), small(), 20).evicted, 1);
+        assert!(c.get(ip(1), key(256), 20).is_none(), "the stale session");
+        assert_eq!(c.len(), 4);
+    }
+
+    #[test]
+    fn total_cap_evicts_from_the_heaviest_of_sessions_seen_as_recently() {
         let one = small().cached_bytes();
         let mut c = TemplateCache::new(CacheLimits {
             total_bytes: 4 * one,
