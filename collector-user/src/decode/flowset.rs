@@ -41,6 +41,16 @@ impl Message {
         }
     }
 
+    /// What scopes this message's templates besides domain and id: for IPFIX the transport
+    /// session, source address and port (RFC 7011 §8); for NetFlow v9 the source address alone
+    /// (RFC 3954 §5.1: source address and source id tell export streams apart), so the port is 0.
+    pub fn template_session(&self) -> SocketAddr {
+        match self.version {
+            9 => SocketAddr::new(self.exporter.ip(), 0),
+            _ => self.exporter,
+        }
+    }
+
     /// The record every data record of this message starts from.
     fn base_record(&self) -> FlowRecord {
         let mut rec = FlowRecord::zeroed();
@@ -112,7 +122,7 @@ impl TemplatedState {
 
     /// Start a message: age out early data and idle sessions' templates by its receive time.
     pub fn begin<S>(&mut self, msg: &Message, env: &mut Env<'_, S>) {
-        let dropped = self.early.expire(msg.exporter, msg.received_ns);
+        let dropped = self.early.expire(msg.template_session(), msg.received_ns);
         env.stats.errors[ErrorReason::EarlyDataDropped.index()] += dropped;
         env.stats.templates_expired += self.templates.expire_idle(msg.received_ns);
     }
@@ -128,7 +138,7 @@ impl TemplatedState {
     ) -> Result<u32, ErrorReason> {
         let template = Template::compile(kind, &self.fields)?;
         let key = msg.key(id);
-        let session = msg.exporter;
+        let session = msg.template_session();
         let inserted = self
             .templates
             .insert(session, key, template, msg.received_ns);
@@ -154,6 +164,8 @@ impl TemplatedState {
                 received_ns: ctx.received_ns,
                 clock: ctx.clock,
                 sequence: ctx.sequence,
+                // A v9 session is the address alone: the data may have come from another port.
+                exporter: SocketAddr::new(msg.exporter.ip(), ctx.exporter_port),
                 ..*msg
             };
             let (decoded, result) = decode_records(
@@ -181,7 +193,7 @@ impl TemplatedState {
         kind: TemplateKind,
         env: &mut Env<'_, S>,
     ) -> Result<(), ErrorReason> {
-        let session = msg.exporter;
+        let session = msg.template_session();
         let all_id = match kind {
             TemplateKind::Data => 2,
             TemplateKind::Options => 3,
@@ -210,7 +222,7 @@ impl TemplatedState {
         body: &[u8],
         env: &mut Env<'_, S>,
     ) -> (Decoded, Result<(), ErrorReason>) {
-        let session = msg.exporter;
+        let session = msg.template_session();
         let key = msg.key(set_id);
         if let Some(template) = self.templates.get(session, key, msg.received_ns) {
             return decode_records(
@@ -226,6 +238,7 @@ impl TemplatedState {
             received_ns: msg.received_ns,
             clock: msg.clock,
             sequence: msg.sequence,
+            exporter_port: msg.exporter.port(),
         };
         if self.early.hold(session, ctx, body) {
             env.stats.early_data_held += 1;
@@ -250,7 +263,7 @@ fn decode_records<S: RecordSink>(
     let uses_uptime = template.start == TimeKind::Uptime || template.end == TimeKind::Uptime;
     let learned_init_ms = match (uses_uptime, msg.clock.uptime_ms) {
         (true, None) => init_times
-            .get(&(msg.exporter, msg.domain))
+            .get(&(msg.template_session(), msg.domain))
             .copied()
             .unwrap_or(0),
         _ => 0,
@@ -313,9 +326,9 @@ fn decode_records<S: RecordSink>(
                 env.stats.options_records += 1;
                 if extras.init_ms != 0
                     && (init_times.len() < MAX_INIT_TIMES
-                        || init_times.contains_key(&(msg.exporter, msg.domain)))
+                        || init_times.contains_key(&(msg.template_session(), msg.domain)))
                 {
-                    init_times.insert((msg.exporter, msg.domain), extras.init_ms);
+                    init_times.insert((msg.template_session(), msg.domain), extras.init_ms);
                 }
                 if let Some(rate) = extras.sampling_rate() {
                     let key = SamplerKey {

@@ -12,8 +12,9 @@
 //! (exporter time bases), `sequence.rs` (loss accounting), `sflow.rs`. Caps and configured rates
 //! come in a [`DecoderConfig`]; per-exporter loss is read with [`Decoder::sequence_counts`].
 //!
-//! Templates are per worker and scoped as RFC 7011 §8 says: by transport session (exporter address
-//! *and port*), observation domain and id. Exporters that share an address (nodes behind a SNAT'ing
+//! Templates are per worker and scoped as the RFCs say: IPFIX by transport session (exporter
+//! address *and port*, RFC 7011 §8), observation domain and id; NetFlow v9 by exporter address,
+//! source id and id (RFC 3954 §5.1). IPFIX exporters that share an address (nodes behind a SNAT'ing
 //! Service, softflowd next to OVS on one host) all use domain 0 and template 256 and up, and keep
 //! their own templates. Sequence spaces, learned sampling rates and per-exporter metrics are per
 //! address.

@@ -486,6 +486,43 @@ mod tests {
     }
 
     #[test]
+    fn templates_belong_to_the_address_and_source_id() {
+        // RFC 3954 §5.1: source address and source id tell export streams apart, whatever the
+        // source port (unlike IPFIX's transport sessions). Data from another port of the same
+        // address decodes with the template, early data too, and keeps its own port.
+        let mut rec = FlowRecord::zeroed();
+        rec.src_addr = ipv4_bytes([10, 1, 0, 1]);
+        rec.bytes = 1500;
+        let packet = |templates: bool| {
+            let mut w = PacketWriter::new(100_000, 1_700_000_000, 0, 3);
+            if templates {
+                w.templates(&[template()]);
+            }
+            w.data(&template(), std::slice::from_ref(&rec), 0);
+            w.finish()
+        };
+        let mut dec = Decoder::new();
+        let (_, result) = run(&mut dec, "192.0.2.30:50001", &packet(false));
+        assert_eq!(result, Err(ErrorReason::TemplateMissing), "held");
+        let (sink, result) = run(&mut dec, "192.0.2.30:50000", &packet(true));
+        assert_eq!(result, Ok(()));
+        let ports: Vec<u16> = sink.flows.iter().map(|r| r.exporter_port).collect();
+        assert_eq!(
+            ports,
+            [50001, 50000],
+            "the held record first, with its own port"
+        );
+        let (sink, result) = run(&mut dec, "192.0.2.30:50002", &packet(false));
+        assert_eq!(result, Ok(()));
+        assert_eq!(
+            (sink.flows[0].bytes, sink.flows[0].exporter_port),
+            (1500, 50002)
+        );
+        let (_, result) = run(&mut dec, "192.0.2.31:50000", &packet(false));
+        assert_eq!(result, Err(ErrorReason::TemplateMissing), "another address");
+    }
+
+    #[test]
     fn construct_matches_the_byte_array() {
         let mut recs = Vec::new();
         let mut dec = Decoder::new();

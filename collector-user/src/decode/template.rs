@@ -800,8 +800,9 @@ pub struct Inserted {
     pub evicted: u64,
 }
 
-/// The templates of one worker, keyed (transport session — the exporter's address and port —,
-/// [`TemplateKey`]), bounded by [`CacheLimits`]. The per-exporter cap is per session.
+/// The templates of one worker, keyed (session, [`TemplateKey`]) — a session is an IPFIX
+/// exporter's address and port, a v9 exporter's address with port 0 — and bounded by
+/// [`CacheLimits`]. The per-exporter cap is per session.
 #[derive(Debug, Default)]
 pub struct TemplateCache {
     exporters: FastMap<SocketAddr, ExporterTemplates>,
@@ -1019,6 +1020,7 @@ pub struct HeldContext {
     pub received_ns: u64,
     pub clock: ExportClock,
     pub sequence: u32,
+    pub exporter_port: u16,
 }
 
 /// Bytes charged per held set besides its data, so that empty or tiny sets cannot pile up.
@@ -1674,6 +1676,7 @@ mod tests {
             received_ns: t,
             clock: ExportClock::default(),
             sequence: 0,
+            exporter_port: 4739,
         }
     }
 
