@@ -159,6 +159,9 @@ fn exercise(mode: AttachMode) {
 /// `DATAGRAMS_PER_FLOW` datagrams naming their sender. Returns how many were sent.
 fn send(exporters: &[Ipv4Addr]) -> usize {
     let mut sent = 0;
+    // Every flow's socket stays open until all are sent: a closed one's ephemeral port could be
+    // handed out again, and its payloads ("<addr>:<port>/<n>") would repeat.
+    let mut sockets = Vec::new();
     for addr in exporters {
         for _ in 0..FLOWS_PER_ADDR {
             let socket = UdpSocket::bind((*addr, 0)).unwrap();
@@ -169,6 +172,7 @@ fn send(exporters: &[Ipv4Addr]) -> usize {
                     .unwrap();
                 sent += 1;
             }
+            sockets.push(socket);
         }
     }
     sent
