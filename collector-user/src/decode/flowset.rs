@@ -101,7 +101,7 @@ pub struct TemplatedState {
     pub fields: Vec<Field>,
     replay: Vec<u8>,
     replay_sets: Vec<(HeldContext, Range<usize>)>,
-    /// systemInitTimeMilliseconds (160) learned from options records, per (session, domain): the
+    /// systemInitTimeMilliseconds (160) learned from options records, per (exporter address and port, domain): the
     /// base of IPFIX flowStart/EndSysUpTime (21/22) in data records that do not carry 160.
     init_times: FastMap<(SocketAddr, u32), u64>,
     /// The padded end of the data set being decoded (boxed: 544 bytes, used near set ends only).
@@ -263,7 +263,7 @@ fn decode_records<S: RecordSink>(
     let uses_uptime = template.start == TimeKind::Uptime || template.end == TimeKind::Uptime;
     let learned_init_ms = match (uses_uptime, msg.clock.uptime_ms) {
         (true, None) => init_times
-            .get(&(msg.template_session(), msg.domain))
+            .get(&(msg.exporter, msg.domain))
             .copied()
             .unwrap_or(0),
         _ => 0,
@@ -326,9 +326,9 @@ fn decode_records<S: RecordSink>(
                 env.stats.options_records += 1;
                 if extras.init_ms != 0
                     && (init_times.len() < MAX_INIT_TIMES
-                        || init_times.contains_key(&(msg.template_session(), msg.domain)))
+                        || init_times.contains_key(&(msg.exporter, msg.domain)))
                 {
-                    init_times.insert((msg.template_session(), msg.domain), extras.init_ms);
+                    init_times.insert((msg.exporter, msg.domain), extras.init_ms);
                 }
                 if let Some(rate) = extras.sampling_rate() {
                     let key = SamplerKey {

@@ -17,7 +17,7 @@
 use super::ErrorReason;
 use super::ie::{PEN_OVS, be_uint};
 use super::ipfix::ovs;
-use super::template::{Field, RecordImage, SetTail, WINDOW};
+use super::template::{Field, RecordImage, SetTail, WINDOW, varlen};
 use crate::record::ipv4_bytes;
 
 /// Decodes one record of one layout from the front of a data set suffix (see [`super::template::Template::decode_record`]):
@@ -145,15 +145,6 @@ const fn by_tunnel<const EGRESS: bool, const VLAN: bool, const L3: u8, const L4:
     }
 }
 
-/// The [`WINDOW`] bytes from `base` of `data` (zero-padded from `tail` near the set's end).
-#[inline(always)]
-fn view<'a>(data: &'a [u8], base: usize, tail: &'a mut SetTail) -> &'a [u8; WINDOW] {
-    match data.get(base..).and_then(|d| d.first_chunk::<WINDOW>()) {
-        Some(w) => w,
-        None => tail.window(data, base),
-    }
-}
-
 /// `N` bytes at constant offset `at` of a window (offsets are constants below [`WINDOW`]).
 #[inline(always)]
 fn at<const N: usize>(w: &[u8; WINDOW], offset: usize) -> [u8; N] {
@@ -192,22 +183,6 @@ fn need(data: &[u8], end: usize) -> Result<(), ErrorReason> {
     Ok(())
 }
 
-/// The value of the variable-length field whose length prefix (1 or 3 bytes, RFC 7011 §7) is at
-/// `prefix`: its start and end, checked as the step decoder checks them.
-#[inline(always)]
-fn varlen(data: &[u8], prefix: usize) -> Result<(usize, usize), ErrorReason> {
-    let (start, len) = match data.get(prefix..) {
-        Some(&[first, ..]) if first < 255 => (prefix + 1, usize::from(first)),
-        Some(&[255, a, b, ..]) => (prefix + 3, usize::from(u16::from_be_bytes([a, b]))),
-        _ => return Err(ErrorReason::BadVariableLength),
-    };
-    let end = start + len;
-    if end > data.len() {
-        return Err(ErrorReason::BadVariableLength);
-    }
-    Ok((start, end))
-}
-
 /// One record of the OVS layout given by the parameters (see [`ovs::template`] for the field
 /// order this follows).
 fn record<const EGRESS: bool, const VLAN: bool, const L3: u8, const L4: u8, const TUNNEL: bool>(
@@ -219,7 +194,7 @@ fn record<const EGRESS: bool, const VLAN: bool, const L3: u8, const L4: u8, cons
     // observationPointId, flowDirection, source and destination MAC, ethernetType,
     // ethernetHeaderLength, ingressInterface, ingressInterfaceType (28 bytes; the caller checked
     // the smallest record length), then interfaceName and interfaceDescription.
-    let w = view(data, 0, tail);
+    let w = tail.view(data, 0);
     rec.observation_point_id = u32_at(w, 0);
     rec.flow_direction = u8_at(w, 4);
     rec.src_mac = at(w, 5);
@@ -231,7 +206,7 @@ fn record<const EGRESS: bool, const VLAN: bool, const L3: u8, const L4: u8, cons
     if EGRESS {
         // egressInterface, egressInterfaceType, then the egress port's name and description.
         need(data, base + 4)?;
-        let w = view(data, base, tail);
+        let w = tail.view(data, base);
         rec.out_if = u32_at(w, 0);
         let (_, name_end) = varlen(data, base + 8)?;
         (_, base) = varlen(data, name_end)?;
@@ -250,7 +225,7 @@ fn record<const EGRESS: bool, const VLAN: bool, const L3: u8, const L4: u8, cons
     };
     let middle = vlan_len + l3_len + l4_len;
     need(data, base + middle + if TUNNEL { 1 } else { TAIL_LEN })?;
-    let w = view(data, base, tail);
+    let w = tail.view(data, base);
     if VLAN {
         // vlanId; dot1qVlanId and dot1qPriority are skipped.
         rec.vlan_id = u16_at(w, 0) & 0x0fff;
@@ -293,7 +268,7 @@ fn record<const EGRESS: bool, const VLAN: bool, const L3: u8, const L4: u8, cons
             _ => 0,
         };
         need(data, end + 13 + TAIL_LEN)?;
-        let w = view(data, end, tail);
+        let w = tail.view(data, end);
         rec.tunnel_src_addr = ipv4_bytes(at(w, 0));
         rec.tunnel_dst_addr = ipv4_bytes(at(w, 4));
         rec.tunnel_proto = u8_at(w, 8);

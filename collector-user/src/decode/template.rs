@@ -200,9 +200,19 @@ impl SetTail {
         self.filled = false;
     }
 
+    /// The [`WINDOW`] bytes from `base` of `data` (a suffix of the set): straight from `data`
+    /// when it has them, else from this zero-padded copy of the set's end.
+    #[inline(always)]
+    pub(super) fn view<'a>(&'a mut self, data: &'a [u8], base: usize) -> &'a [u8; WINDOW] {
+        match data.get(base..).and_then(|d| d.first_chunk::<WINDOW>()) {
+            Some(w) => w,
+            None => self.window(data, base),
+        }
+    }
+
     /// The [`WINDOW`] bytes from `base` of `data` (a suffix of the set), zero-padded.
     #[cold]
-    pub(super) fn window(&mut self, data: &[u8], base: usize) -> &[u8; WINDOW] {
+    fn window(&mut self, data: &[u8], base: usize) -> &[u8; WINDOW] {
         let from_end = data.len().saturating_sub(base).min(WINDOW);
         if !self.filled {
             // `data` ends where the set ends: its last bytes are the set's last bytes.
@@ -616,50 +626,25 @@ impl Template {
                     if base + usize::from(step.arg) > data.len() {
                         return Err(ErrorReason::TruncatedRecord);
                     }
-                    window = match data.get(base..).and_then(|d| d.first_chunk::<WINDOW>()) {
-                        Some(w) => w,
-                        None => tail.window(data, base),
-                    };
+                    window = tail.view(data, base);
                 }
                 Op::VarSkip => {
-                    base += src;
-                    base = match data.get(base..) {
-                        Some(&[first, ..]) if first < 255 => base + 1 + usize::from(first),
-                        Some(&[255, a, b, ..]) => {
-                            base + 3 + usize::from(u16::from_be_bytes([a, b]))
-                        }
-                        _ => return Err(ErrorReason::BadVariableLength),
-                    };
-                    if base > data.len() {
-                        return Err(ErrorReason::BadVariableLength);
-                    }
+                    (_, base) = varlen(data, base + src)?;
                     if step.arg != 0 {
                         if base + usize::from(step.arg) > data.len() {
                             return Err(ErrorReason::TruncatedRecord);
                         }
-                        window = match data.get(base..).and_then(|d| d.first_chunk::<WINDOW>()) {
-                            Some(w) => w,
-                            None => tail.window(data, base),
-                        };
+                        window = tail.view(data, base);
                     }
                 }
                 Op::Varlen => {
-                    base += src;
-                    let (at, len) = match data.get(base..) {
-                        Some(&[first, ..]) if first < 255 => (base + 1, usize::from(first)),
-                        Some(&[255, a, b, ..]) => {
-                            (base + 3, usize::from(u16::from_be_bytes([a, b])))
-                        }
-                        _ => return Err(ErrorReason::BadVariableLength),
-                    };
-                    let end = at + len;
-                    let Some(bytes) = data.get(at..end) else {
-                        return Err(ErrorReason::BadVariableLength);
-                    };
-                    if let Some(action) = Action::from_index(step.dst) {
+                    let (start, end) = varlen(data, base + src)?;
+                    if let (Some(bytes), Some(action)) =
+                        (data.get(start..end), Action::from_index(step.dst))
+                    {
                         // Only an unsigned value of ≤ 8 bytes is stored; a longer one stores 0,
                         // as if absent (so a reused record image holds nothing stale).
-                        let value = if len <= 8 { bytes } else { &[] };
+                        let value = if bytes.len() <= 8 { bytes } else { &[] };
                         ie::apply(action, value, &mut img.rec, extras);
                     }
                     base = end;
@@ -667,10 +652,7 @@ impl Template {
                         if base + usize::from(step.arg) > data.len() {
                             return Err(ErrorReason::TruncatedRecord);
                         }
-                        window = match data.get(base..).and_then(|d| d.first_chunk::<WINDOW>()) {
-                            Some(w) => w,
-                            None => tail.window(data, base),
-                        };
+                        window = tail.view(data, base);
                     }
                 }
             }
@@ -681,6 +663,23 @@ impl Template {
         }
         Ok(end)
     }
+}
+
+/// The value of the variable-length field whose length prefix (1 or 3 bytes, RFC 7011 §7) is at
+/// `prefix` in `data`: its start and end; `BadVariableLength` when the prefix or the value is
+/// not all there.
+#[inline(always)]
+pub(super) fn varlen(data: &[u8], prefix: usize) -> Result<(usize, usize), ErrorReason> {
+    let (start, len) = match data.get(prefix..) {
+        Some(&[first, ..]) if first < 255 => (prefix + 1, usize::from(first)),
+        Some(&[255, a, b, ..]) => (prefix + 3, usize::from(u16::from_be_bytes([a, b]))),
+        _ => return Err(ErrorReason::BadVariableLength),
+    };
+    let end = start + len;
+    if end > data.len() {
+        return Err(ErrorReason::BadVariableLength);
+    }
+    Ok((start, end))
 }
 
 /// The element spec of `f` if the decoder maps it at this length. Variable-length fields are only
