@@ -101,8 +101,9 @@ pub struct TemplatedState {
     pub fields: Vec<Field>,
     replay: Vec<u8>,
     replay_sets: Vec<(HeldContext, Range<usize>)>,
-    /// systemInitTimeMilliseconds (160) learned from options records, per (exporter address and port, domain): the
-    /// base of IPFIX flowStart/EndSysUpTime (21/22) in data records that do not carry 160.
+    /// systemInitTimeMilliseconds (160) learned from options records, per (exporter address and
+    /// port, domain): the base of IPFIX flowStart/EndSysUpTime (21/22) in data records that do
+    /// not carry 160.
     init_times: FastMap<(SocketAddr, u32), u64>,
     /// The padded end of the data set being decoded (boxed: 544 bytes, used near set ends only).
     tail: Box<SetTail>,
