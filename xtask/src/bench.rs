@@ -367,6 +367,22 @@ fn binaries_from_env() -> Option<Binaries> {
     })
 }
 
+/// The binaries a test runs: those `cargo xtask test` passes in `COLLECTOR_BIN` and
+/// `FLOWGEN_BIN`, else target/debug's when built; `None` (after printing SKIPPED) otherwise.
+#[cfg(test)]
+pub(crate) fn test_binaries() -> Option<Binaries> {
+    let bins = binaries_from_env().unwrap_or_else(|| Binaries {
+        collector: target_dir().join("debug/collector"),
+        flowgen: target_dir().join("debug/flowgen"),
+    });
+    if bins.collector.is_file() && bins.flowgen.is_file() {
+        Some(bins)
+    } else {
+        println!("SKIPPED: no collector/flowgen binaries (run through `cargo xtask test`)");
+        None
+    }
+}
+
 /// The smoke run: the one-worker collector, one profile, 300 datagrams/s for half a second,
 /// one bisection step; writes the report into `dir`, reads it back and validates it.
 fn smoke(bins: &Binaries, dir: &Path) -> anyhow::Result<Report> {
@@ -652,14 +668,9 @@ mod tests {
     /// never a speed.
     #[test]
     fn smoke_run_writes_a_well_formed_report() {
-        let bins = binaries_from_env().unwrap_or_else(|| Binaries {
-            collector: target_dir().join("debug/collector"),
-            flowgen: target_dir().join("debug/flowgen"),
-        });
-        if !bins.collector.is_file() || !bins.flowgen.is_file() {
-            println!("SKIPPED: no collector/flowgen binaries (run through `cargo xtask test`)");
+        let Some(bins) = test_binaries() else {
             return;
-        }
+        };
         let dir = std::env::temp_dir().join(format!("xtask-bench-smoke-{}", std::process::id()));
         let report = smoke(&bins, &dir).expect("smoke run");
         let sweep = &report.sweeps[0];

@@ -955,14 +955,9 @@ mod tests {
     /// drop a few records of a run, so each profile gets three tries.
     #[test]
     fn pmacct_keeps_every_record_of_a_small_run() {
-        let bins = crate::bench::binaries_from_env().unwrap_or_else(|| Binaries {
-            collector: crate::target_dir().join("debug/collector"),
-            flowgen: crate::target_dir().join("debug/flowgen"),
-        });
-        if !bins.flowgen.is_file() {
-            println!("SKIPPED: no flowgen binary (run through `cargo xtask test`)");
+        let Some(bins) = crate::bench::test_binaries() else {
             return;
-        }
+        };
         if !has_program("nfacctd") || !has_program("sfacctd") || !has_program("pmacct") {
             println!("SKIPPED: pmacct (nfacctd, sfacctd, pmacct) not installed");
             return;

@@ -302,14 +302,9 @@ mod tests {
     /// are consistent; no size or speed asserted beyond "some bytes per template".
     #[test]
     fn every_template_of_a_small_run_is_cached() {
-        let bins = crate::bench::binaries_from_env().unwrap_or_else(|| Binaries {
-            collector: crate::target_dir().join("debug/collector"),
-            flowgen: crate::target_dir().join("debug/flowgen"),
-        });
-        if !bins.collector.is_file() || !bins.flowgen.is_file() {
-            println!("SKIPPED: no collector/flowgen binaries (run through `cargo xtask test`)");
+        let Some(bins) = crate::bench::test_binaries() else {
             return;
-        }
+        };
         let scratch = std::env::temp_dir().join(format!("xtask-templates-{}", std::process::id()));
         let m = measure(&bins, 20, 200, None, &scratch).expect("template run");
         assert_eq!(m.templates_sent, 20 * 121);

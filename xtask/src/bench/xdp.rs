@@ -1233,14 +1233,9 @@ mod tests {
     /// paced trial, the collecting XDP modes either do too or say why they cannot.
     #[test]
     fn a_tiny_run_measures_or_explains_every_mode() {
-        let bins = crate::bench::binaries_from_env().unwrap_or_else(|| Binaries {
-            collector: crate::target_dir().join("debug/collector"),
-            flowgen: crate::target_dir().join("debug/flowgen"),
-        });
-        if !bins.collector.is_file() || !bins.flowgen.is_file() {
-            println!("SKIPPED: no collector/flowgen binaries (run through `cargo xtask test`)");
+        let Some(bins) = crate::bench::test_binaries() else {
             return;
-        }
+        };
         if let Some(reason) = missing_prerequisite() {
             println!("SKIPPED: {reason}");
             return;
