@@ -64,13 +64,7 @@ fn exercise(mode: AttachMode) {
     let iface = pair.collector_if.clone();
     let (received, per_queue, counters, stats) = pair
         .in_collector(move || {
-            let config = SteerConfig {
-                ports: vec![PORT],
-                allow: Vec::new(),
-                mode: SteerMode::Afxdp,
-                log_debug: false,
-            };
-            let mut program = SteerProgram::attach(&iface, mode, &config).expect("attach");
+            let mut program = steer_to_afxdp(&iface, mode);
             // veth queues have no IRQ: every queue is placed round-robin.
             assert_eq!(rx_queue_count(&iface).unwrap(), QUEUES);
             let placed = queue_cpus(&iface, QUEUES, &[0, 1]).unwrap();
@@ -157,6 +151,17 @@ fn exercise(mode: AttachMode) {
 
 /// From every exporter address, `FLOWS_PER_ADDR` sockets (source ports) each send
 /// `DATAGRAMS_PER_FLOW` datagrams naming their sender. Returns how many were sent.
+/// The steer program attached to `iface` in `mode`, redirecting PORT to AF_XDP sockets.
+fn steer_to_afxdp(iface: &str, mode: AttachMode) -> SteerProgram {
+    let config = SteerConfig {
+        ports: vec![PORT],
+        allow: Vec::new(),
+        mode: SteerMode::Afxdp,
+        log_debug: false,
+    };
+    SteerProgram::attach(iface, mode, &config).expect("attach")
+}
+
 fn send(exporters: &[Ipv4Addr]) -> usize {
     let mut sent = 0;
     // Every flow's socket stays open until all are sent: a closed one's ephemeral port could be
@@ -199,14 +204,7 @@ fn a_full_xsk_ring_drops_are_counted_as_loss() {
     let iface = pair.collector_if.clone();
     let (delivered, losses, published, counters) = pair
         .in_collector(move || {
-            let config = SteerConfig {
-                ports: vec![PORT],
-                allow: Vec::new(),
-                mode: SteerMode::Afxdp,
-                log_debug: false,
-            };
-            let mut program =
-                SteerProgram::attach(&iface, AttachMode::Driver, &config).expect("attach");
+            let mut program = steer_to_afxdp(&iface, AttachMode::Driver);
             let xsk_config = XskConfig {
                 ring_size: 64,
                 zero_copy: ZeroCopy::Off,
