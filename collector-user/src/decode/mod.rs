@@ -42,7 +42,7 @@ pub use error::ErrorReason;
 use crate::record::{CounterRecord, FlowRecord};
 use flowset::{Env, Outcome, TemplatedState};
 use sampling::{ConfiguredRate, SamplerKey, SamplingTable};
-use sequence::{DomainSequence, ExporterRecords, SequenceCounts, SequenceTracker};
+use sequence::{DomainSequence, ExporterCounter, SequenceCounts, SequenceTracker};
 use std::net::{IpAddr, SocketAddr};
 use template::{CacheLimits, EarlyData, EarlyLimits, FastMap, TemplateCache};
 
@@ -223,8 +223,9 @@ pub struct Decoder {
     templated: TemplatedState,
     sampling: SamplingTable,
     sequences: FastMap<SequenceSpace, DomainSequence>,
-    /// Data records per IPFIX exporter over all its domains (at most one per IPFIX space).
-    ipfix_exporters: FastMap<IpAddr, ExporterRecords>,
+    /// Per IPFIX exporter, what ties its domains' sequence numbers together (one per IPFIX
+    /// address with a sequence space).
+    ipfix_exporters: FastMap<IpAddr, ExporterCounter>,
 }
 
 impl Decoder {

@@ -32,7 +32,7 @@
 //! the exporter's other domains since its last message (OVS's own statistics, sent in domain 0
 //! while flow records go to the configured `obs_domain_id`). [`DomainSequence`] learns that from
 //! the first message that is out of order by its domain's count but carries exactly the number
-//! following the exporter's previous message ([`ExporterRecords`]), and from then on judges that
+//! following the exporter's previous message ([`ExporterCounter`]), and from then on judges that
 //! exporter's domains by its one counter, so a lost message is counted once. An exporter that
 //! numbers each domain on its own does not show that pattern (its domains' numbers are unrelated);
 //! should one do so by coincidence, its losses are still counted, in the domain after the gap.
@@ -86,7 +86,7 @@ pub enum Numbering {
 /// number its next message would carry if it numbers all its domains with one counter, and whether
 /// it has been seen to.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct ExporterRecords {
+pub struct ExporterCounter {
     next: Option<u32>,
     shared: bool,
 }
@@ -114,7 +114,7 @@ impl DomainSequence {
     /// number is unknown, and the next message of any domain is not judged.
     pub fn observe(
         &mut self,
-        exporter: Option<&mut ExporterRecords>,
+        exporter: Option<&mut ExporterCounter>,
         seq: u32,
         span: Option<u32>,
         uptime_ms: Option<u32>,
@@ -597,7 +597,7 @@ mod domain_tests {
 
     /// Domains 0 and 5 of one exporter: (domain, sequence number, records) per message.
     fn run(messages: &[(usize, u32, u32)]) -> [SequenceCounts; 2] {
-        let mut exporter = ExporterRecords::default();
+        let mut exporter = ExporterCounter::default();
         let mut domains = [DomainSequence::new(SequenceTracker::new(3_000, 10_000_000)); 2];
         for &(d, seq, n) in messages {
             domains[d].observe(Some(&mut exporter), seq, Some(n), None);
@@ -659,7 +659,7 @@ mod domain_tests {
         // A message of unknown extent (an undecodable set) in domain 0: the exporter's next number
         // is unknown, so domain 5's next message is not judged (no loss, no late); once a
         // message's extent is known again, the shared counter explains the steps again.
-        let mut exporter = ExporterRecords::default();
+        let mut exporter = ExporterCounter::default();
         let mut flows = DomainSequence::new(SequenceTracker::new(3_000, 10_000_000));
         let mut stats = DomainSequence::new(SequenceTracker::new(3_000, 10_000_000));
         flows.observe(Some(&mut exporter), 0, Some(10), None);
