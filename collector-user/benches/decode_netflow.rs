@@ -42,7 +42,7 @@ fn throughput(protocol: &str, budget: Duration) {
     let Some((prime, pool)) = datagrams(protocol, 64) else {
         return;
     };
-    let mut dec = primed_decoder(&prime);
+    let mut dec = primed_decoder(&prime, 1);
     let meta = common::meta();
     let mut sink = CountingSink::default();
     // Warm up, then run whole passes over the pool until the budget is spent.
@@ -106,7 +106,7 @@ fn main() {
         .find_map(|a| a.parse().ok())
         .unwrap_or(1.0);
     let budget = Duration::from_secs_f64(secs);
-    for protocol in ["v5", "v9", "ipfix"] {
+    for protocol in ["v5", "v9", "ipfix", "ipfix-single"] {
         throughput(protocol, budget);
     }
     template_memory();

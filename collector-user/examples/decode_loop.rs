@@ -1,7 +1,11 @@
 //! Decode N pre-built datagrams of one protocol in a loop and print `records=R` — the workload
 //! measured under `valgrind --tool=callgrind` for instructions per record.
 //!
-//! `cargo run --release -p collector-user --example decode_loop -- --protocol v5|v9|ipfix --datagrams N`
+//! `cargo run --release -p collector-user --example decode_loop -- --protocol v5|v9|ipfix|ipfix-single --datagrams N [--exporters E]`
+//!
+//! `ipfix` packs 12 records per message, `ipfix-single` one, as Open vSwitch does. With
+//! `--exporters E` (default 1) datagram i comes from exporter i mod E, each with its own address
+//! and templates, so per-exporter lookups are not always the same one.
 //!
 //! One command gives the instruction figure: it re-runs itself under callgrind for N and 2N
 //! datagrams (default N = 1000) and prints (Ir(2N) − Ir(N)) / (records(2N) − records(N)), so
@@ -22,14 +26,22 @@ mod callgrind;
 #[path = "../benches/common/mod.rs"]
 mod common;
 
-use common::{CountingSink, datagrams, meta, primed_decoder};
+use common::{CountingSink, datagrams, exporter_meta, primed_decoder};
 
 /// Distinct datagrams built; the loop cycles through them.
 const POOL: usize = 64;
 
 /// `(Ir, records)` of one run of this binary under callgrind (whole program).
-fn callgrind_run(protocol: &str, n: usize) -> Result<(u64, u64), String> {
-    let args = ["--protocol", protocol, "--datagrams", &n.to_string()].map(String::from);
+fn callgrind_run(protocol: &str, n: usize, exporters: u16) -> Result<(u64, u64), String> {
+    let args = [
+        "--protocol",
+        protocol,
+        "--datagrams",
+        &n.to_string(),
+        "--exporters",
+        &exporters.to_string(),
+    ]
+    .map(String::from);
     callgrind::run(&[], &args, "records")
 }
 
@@ -46,8 +58,12 @@ fn main() {
     let n: usize = value("--datagrams")
         .and_then(|v| v.parse().ok())
         .unwrap_or(if callgrind { 1000 } else { 100_000 });
+    let exporters: u16 = value("--exporters")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1);
     if callgrind {
-        measure(&protocol, n);
+        measure(&protocol, n, exporters);
         return;
     }
     let Some((prime, pool)) = datagrams(&protocol, POOL) else {
@@ -56,11 +72,11 @@ fn main() {
         );
         std::process::exit(2);
     };
-    let mut dec = primed_decoder(&prime);
+    let mut dec = primed_decoder(&prime, exporters);
     let mut sink = CountingSink::default();
-    let meta = meta();
-    for d in pool.iter().cycle().take(n) {
-        if let Err(reason) = dec.decode(&meta, d, &mut sink) {
+    let metas: Vec<_> = (0..exporters).map(exporter_meta).collect();
+    for (d, meta) in pool.iter().cycle().zip(metas.iter().cycle()).take(n) {
+        if let Err(reason) = dec.decode(meta, d, &mut sink) {
             eprintln!("decode error: {reason}");
             std::process::exit(1);
         }
@@ -71,9 +87,9 @@ fn main() {
 /// `--callgrind`: this binary under callgrind for `n` and `2n` datagrams; prints the difference
 /// per record.
 #[inline(never)]
-fn measure(protocol: &str, n: usize) {
-    let runs =
-        callgrind_run(protocol, n).and_then(|small| Ok((small, callgrind_run(protocol, 2 * n)?)));
+fn measure(protocol: &str, n: usize, exporters: u16) {
+    let runs = callgrind_run(protocol, n, exporters)
+        .and_then(|small| Ok((small, callgrind_run(protocol, 2 * n, exporters)?)));
     match runs {
         Ok(((ir1, r1), (ir2, r2))) if r2 > r1 => {
             println!("protocol={protocol} datagrams={n} records={r1} Ir={ir1}");

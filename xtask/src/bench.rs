@@ -77,7 +77,7 @@ const TEMPLATE_NODES: u64 = 5_000;
 const TEMPLATE_RATE: u64 = 1_000;
 
 /// Protocols `decode_loop` is asked about.
-const PROTOCOLS: [&str; 4] = ["v5", "v9", "ipfix", "sflow"];
+const PROTOCOLS: [&str; 5] = ["v5", "v9", "ipfix", "ipfix-single", "sflow"];
 /// Datagrams in the smaller callgrind run (the larger has twice as many).
 const DATAGRAMS: u64 = 2000;
 
@@ -565,11 +565,11 @@ fn callgrind_decode() -> anyhow::Result<()> {
     let json_path = out_dir.join("decode.json");
     std::fs::write(&json_path, json)?;
     println!(
-        "{:<8} {:>22} {:>12}",
+        "{:<12} {:>22} {:>12}",
         "protocol", "instructions/record", "records(2N)"
     );
     for (protocol, per_record, records) in &rows {
-        println!("{protocol:<8} {per_record:>22.1} {records:>12}");
+        println!("{protocol:<12} {per_record:>22.1} {records:>12}");
     }
     println!("bench: wrote {}", json_path.display());
     Ok(())

@@ -1,7 +1,9 @@
 //! In-memory export datagrams for the decode benchmark and `examples/decode_loop.rs`, built with
 //! the project's encoders: NetFlow v5 (30 records each), NetFlow v9 (a 14-field IPv4 template,
 //! 24 records each) and IPFIX with the Open vSwitch template family (tunnelled TCP/UDP, IPv4 and
-//! IPv6, ingress and egress; 12 records of one template each).
+//! IPv6, ingress and egress): "ipfix" packs 12 records of one template per message, as exporters
+//! that batch do; "ipfix-single" sends one record per message, as Open vSwitch itself does
+//! (`ipfix_send_data_msg` in ofproto-dpif-ipfix.c), so every record pays for a whole message.
 
 use collector::decode::ie::EncodeContext;
 use collector::decode::ipfix::{TemplateSpec, ovs};
@@ -31,8 +33,19 @@ impl RecordSink for CountingSink {
 }
 
 pub fn meta() -> DatagramMeta {
+    exporter_meta(0)
+}
+
+/// The datagram metadata of exporter number `n`: 192.0.2.1:4739 for 0, 10.a.b.1:4739 (a.b = n)
+/// for the others, so `n` exporters have `n` addresses.
+pub fn exporter_meta(n: u16) -> DatagramMeta {
+    let [a, b] = n.to_be_bytes();
+    let ip = match n {
+        0 => std::net::Ipv4Addr::new(192, 0, 2, 1),
+        _ => std::net::Ipv4Addr::new(10, a, b, 1),
+    };
     DatagramMeta {
-        exporter: "192.0.2.1:4739".parse().expect("address"),
+        exporter: (ip, 4739).into(),
         received_ns: u64::from(EXPORT_SECS) * 1_000_000_000,
     }
 }
@@ -73,7 +86,7 @@ fn record(i: u64) -> FlowRecord {
     r
 }
 
-/// The datagrams of one protocol ("v5", "v9", "ipfix"): the first primes templates, the others
+/// The datagrams of one protocol ("v5", "v9", "ipfix", "ipfix-single"): the first primes templates, the others
 /// (`count` of them) carry data only.
 pub fn datagrams(protocol: &str, count: usize) -> Option<(Vec<u8>, Vec<Vec<u8>>)> {
     let mut out = Vec::with_capacity(count);
@@ -140,7 +153,8 @@ pub fn datagrams(protocol: &str, count: usize) -> Option<(Vec<u8>, Vec<Vec<u8>>)
             }
             Some((prime, out))
         }
-        "ipfix" => {
+        "ipfix" | "ipfix-single" => {
+            let per_message = if protocol == "ipfix" { 12 } else { 1 };
             let ctx = EncodeContext {
                 clock: ExportClock {
                     export_ns: u64::from(EXPORT_SECS) * 1_000_000_000,
@@ -151,11 +165,11 @@ pub fn datagrams(protocol: &str, count: usize) -> Option<(Vec<u8>, Vec<Vec<u8>>)
             };
             let prime = ovs::message(EXPORT_SECS, 0, true, &[], &ctx);
             for d in 0..count {
-                // OVS flushes records per template: one template per message, varying by message.
+                // One template per message, varying by message.
                 let shape = record(d as u64);
-                let records: Vec<FlowRecord> = (0..12)
+                let records: Vec<FlowRecord> = (0..per_message)
                     .map(|i| {
-                        let mut r = record((d * 12 + i) as u64);
+                        let mut r = record((d * per_message + i) as u64);
                         (r.etype, r.flow_direction, r.tunnel_type) =
                             (shape.etype, shape.flow_direction, shape.tunnel_type);
                         (r.src_addr, r.dst_addr, r.proto) =
@@ -166,7 +180,7 @@ pub fn datagrams(protocol: &str, count: usize) -> Option<(Vec<u8>, Vec<Vec<u8>>)
                     .collect();
                 out.push(ovs::message(
                     EXPORT_SECS,
-                    (d * 12) as u32,
+                    (d * per_message) as u32,
                     false,
                     &records,
                     &ctx,
@@ -178,13 +192,15 @@ pub fn datagrams(protocol: &str, count: usize) -> Option<(Vec<u8>, Vec<Vec<u8>>)
     }
 }
 
-/// A decoder that has seen `prime`.
-pub fn primed_decoder(prime: &[u8]) -> Decoder {
+/// A decoder that has seen `prime` from each of `exporters` exporters ([`exporter_meta`]).
+pub fn primed_decoder(prime: &[u8], exporters: u16) -> Decoder {
     let mut dec = Decoder::new();
     if !prime.is_empty() {
         let mut sink = CountingSink::default();
-        dec.decode(&meta(), prime, &mut sink)
-            .expect("templates decode");
+        for n in 0..exporters {
+            dec.decode(&exporter_meta(n), prime, &mut sink)
+                .expect("templates decode");
+        }
     }
     dec
 }
