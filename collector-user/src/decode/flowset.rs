@@ -277,7 +277,7 @@ fn decode_records<S: RecordSink>(
     let set_rate = (template.kind == TemplateKind::Data && !template.carries_sampling())
         .then(|| env.sampling.resolve(&rates, ip, msg.domain, 0, None));
     if let (Some(layout), Some(rate)) = (template.ovs_layout(), set_rate) {
-        return decode_ovs_records(layout, template.min_len(), msg, body, tail, env, rate);
+        return decode_ovs_records(layout, msg, body, env, rate);
     }
     let fresh = template.needs_fresh_record();
     let mut img = RecordImage::new(base);
@@ -350,39 +350,24 @@ fn decode_records<S: RecordSink>(
     (out, Ok(()))
 }
 
-/// The records of a data set whose template is one of Open vSwitch's ([`ipfix_ovs`]): what the
-/// loop of [`decode_records`] does for such a template (its times are delta-µs, it carries no
-/// sampling elements and writes the same fields in every record), in a loop of its own that
-/// keeps its state in registers.
+/// The records of a data set whose template is one of Open vSwitch's ([`ipfix_ovs`]): its times
+/// are delta-µs and it carries no sampling elements, so every record starts from the same base
+/// with the set's rate, and the layout's own loop does the rest.
 fn decode_ovs_records<S: RecordSink>(
     layout: ipfix_ovs::Layout,
-    min_len: usize,
     msg: &Message,
     body: &[u8],
-    tail: &mut SetTail,
     env: &mut Env<'_, S>,
     rate: u32,
 ) -> (Decoded, Result<(), ErrorReason>) {
-    let mut img = RecordImage::new(msg.base_record());
-    img.rec.sampling_rate = rate;
-    let clock = msg.clock;
-    let mut out = Decoded::default();
-    let mut rest = body;
-    while !rest.is_empty() && rest.len() >= min_len {
-        let used = match layout.decode(rest, &mut img, tail) {
-            Ok(used) => used,
-            Err(reason) => return (out, Err(reason)),
-        };
-        rest = rest.get(used..).unwrap_or_default();
-        let rec = &mut img.rec;
-        rec.time_flow_start_ns =
-            clock.absolute_ns(TimeKind::DeltaMicros, rec.time_flow_start_ns, 0);
-        rec.time_flow_end_ns = clock.absolute_ns(TimeKind::DeltaMicros, rec.time_flow_end_ns, 0);
-        env.sink.flow(rec);
-        out.flows += 1;
-    }
-    out.data_records = out.flows;
-    (out, Ok(()))
+    let mut rec = msg.base_record();
+    rec.sampling_rate = rate;
+    let (flows, result) = layout.decode_set(body, &mut rec, msg.clock, env.sink);
+    let decoded = Decoded {
+        flows,
+        data_records: flows,
+    };
+    (decoded, result)
 }
 
 /// What decoding one v9 / IPFIX message produced, for the decoder's counters and sequence tracking.

@@ -512,13 +512,6 @@ impl Template {
             .filter(|_| self.start == TimeKind::DeltaMicros && self.end == TimeKind::DeltaMicros)
     }
 
-    /// The same template decoded by its steps only (tests compare the two decoders).
-    #[cfg(test)]
-    pub fn without_ovs_layout(mut self) -> Template {
-        self.ovs = None;
-        self
-    }
-
     /// Whether records carry a sampler id or sampling parameters: otherwise every record of a
     /// data set has the same sampling rate.
     pub fn carries_sampling(&self) -> bool {
@@ -542,9 +535,6 @@ impl Template {
     ) -> Result<usize, ErrorReason> {
         if data.len() < self.min_len() {
             return Err(ErrorReason::TruncatedRecord);
-        }
-        if let Some(ovs) = self.ovs {
-            return ovs.decode(data, img, tail);
         }
         let mut base = 0usize;
         let mut window: &[u8; WINDOW] = &NO_WINDOW;
