@@ -316,15 +316,27 @@ fn set_v4(addr: &mut [u8; 16], octets: [u8; 4]) {
     }
 }
 
+/// The low `n` bytes of a `u64`, by `n` from 0 to 8.
+const LOW_BYTES: [u64; 9] = {
+    let mut masks = [0; 9];
+    let mut n = 1;
+    while n <= 8 {
+        masks[n] = u64::MAX >> (64 - 8 * n);
+        n += 1;
+    }
+    masks
+};
+
 /// The variable-length tunnelKey that ends at `end` and is `len` bytes long: an unsigned
 /// big-endian number of up to 8 bytes, 0 when longer (as the step decoder stores it).
 #[inline(always)]
 fn tunnel_key(data: &[u8], end: usize, len: usize) -> u64 {
-    match data.get(..end).and_then(|d| d.last_chunk::<8>()) {
-        // The 8 bytes that end with the key, masked to its length (no bytes: mask 0).
-        Some(word) if len <= 8 => {
-            u64::from_be_bytes(*word) & u64::MAX.checked_shr(64 - 8 * len as u32).unwrap_or(0)
-        }
+    match (
+        data.get(..end).and_then(|d| d.last_chunk::<8>()),
+        LOW_BYTES.get(len),
+    ) {
+        // The 8 bytes that end with the key, masked to its length.
+        (Some(word), Some(mask)) => u64::from_be_bytes(*word) & mask,
         _ => match data.get(end.saturating_sub(len)..end) {
             Some(key) if key.len() <= 8 => be_uint(key),
             _ => 0,
