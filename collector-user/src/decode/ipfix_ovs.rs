@@ -23,10 +23,11 @@ use super::time::{ExportClock, TimeKind};
 use super::{ErrorReason, RecordSink};
 use crate::record::{FlowRecord, ipv4_bytes};
 
-/// L4 groups of the OVS family: TCP, UDP and SCTP send the same port fields.
+/// L4 groups of the OVS family (TCP, UDP and SCTP send the same port fields), as packed in a
+/// [`Layout`].
 const L4_NONE: u8 = 0;
 const L4_PORTS: u8 = 1;
-const L4_ICMP: u8 = 4;
+const L4_ICMP: u8 = 2;
 
 /// Bytes before the first variable-length field: observationPointId, flowDirection, source and
 /// destination MAC, ethernetType, ethernetHeaderLength, ingressInterface, ingressInterfaceType.
@@ -47,8 +48,8 @@ const TAIL_LEN: usize = 113;
 /// `::ffff:0.0.0.0`: the prefix of an IPv4 address in a record.
 const V4_MAPPED: [u8; 16] = ipv4_bytes([0; 4]);
 
-/// One of OVS's data template layouts: the index of [`ovs::template`]'s id − [`ovs::FIRST_ID`]
-/// whose fields a template has.
+/// One of OVS's data template layouts, its parameters packed in a byte: egress (bit 0), tunnel
+/// (bit 1), L4 (bits 2–3: none, ports, ICMP), L3 (bits 4–5: none, IPv4, IPv6) and VLAN (bit 6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Layout(u8);
 
@@ -66,18 +67,21 @@ impl Layout {
         } else {
             0
         };
-        let l4 = if has(iana(7, 2)) {
-            1
+        let (l4, l4_id) = if has(iana(7, 2)) {
+            (L4_PORTS, 1)
         } else if has(iana(176, 1)) || has(iana(178, 1)) {
-            4
+            (L4_ICMP, 4)
         } else {
-            0
+            (L4_NONE, 0)
         };
         let tunnel = has(Field::enterprise(PEN_OVS, 891, 1));
-        let id = ovs::template_id(u16::from(vlan), l3, l4, tunnel, egress);
-        let expected = ovs::template(id)?;
-        let index = u8::try_from(id - ovs::FIRST_ID).ok()?;
-        (expected.fields == fields).then_some(Layout(index))
+        let expected = ovs::template(ovs::template_id(u16::from(vlan), l3, l4_id, tunnel, egress))?;
+        let packed = u8::from(egress)
+            | u8::from(tunnel) << 1
+            | l4 << 2
+            | (l3 as u8) << 4
+            | u8::from(vlan) << 6;
+        (expected.fields == fields).then_some(Layout(packed))
     }
 
     /// Decode the records of a data set `body` of this layout, handing each to `sink`. `rec` is
@@ -119,19 +123,14 @@ impl Layout {
         min_len(p.egress, p.vlan, p.l3, p.l4, p.tunnel)
     }
 
-    /// What the layout's index encodes (the id arithmetic of `ovs::template_id`).
     fn params(self) -> Params {
-        let index = self.0;
+        let bits = self.0;
         Params {
-            egress: index % 2 == 1,
-            tunnel: (index / 2) % 2 == 1,
-            l4: match (index / 4) % 5 {
-                1..=3 => L4_PORTS,
-                4 => L4_ICMP,
-                _ => L4_NONE,
-            },
-            l3: (index / 20) % 3,
-            vlan: index / 60 == 1,
+            egress: bits & 1 != 0,
+            tunnel: bits & 2 != 0,
+            l4: (bits >> 2) & 3,
+            l3: (bits >> 4) & 3,
+            vlan: bits & 64 != 0,
         }
     }
 }
