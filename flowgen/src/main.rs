@@ -99,7 +99,7 @@ struct SendArgs {
     /// Most datagrams built and handed to sendmmsg per pacing step and thread.
     #[arg(long, default_value_t = 64)]
     batch: usize,
-    /// Flow records per data datagram. Default: the profile's (v5 30, OVS IPFIX 6, sFlow 5, ...).
+    /// Flow records per data datagram. Default: the profile's (v5 30, OVS IPFIX 1 as OVS, sFlow 5, ...).
     #[arg(long, value_name = "N")]
     records_per_datagram: Option<u32>,
     /// Re-send templates (and OVS exporter statistics) this often (v9 / IPFIX).

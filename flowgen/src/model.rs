@@ -71,13 +71,15 @@ impl Profile {
         )
     }
 
-    /// Flow records per data datagram unless `--records-per-datagram` says otherwise: what keeps a
-    /// datagram near OVS's 1400 bytes (v5: the protocol's 30).
+    /// Flow records per data datagram unless `--records-per-datagram` says otherwise: what the
+    /// exporter sends. OVS IPFIX puts one record in each message (`ipfix_send_data_msg` in
+    /// ofproto-dpif-ipfix.c); the others fill a datagram to near OVS's 1400 bytes (v5: the
+    /// protocol's 30).
     pub const fn default_records_per_datagram(self) -> u32 {
         match self {
             Profile::OvsNetflow | Profile::NetflowV5 => 30,
             Profile::NetflowV9 | Profile::Ipfix => 20,
-            Profile::OvsIpfix => 6,
+            Profile::OvsIpfix => 1,
             Profile::OvsSflow | Profile::Sflow => 5,
         }
     }

@@ -11,9 +11,11 @@ use flowgen::model::Profile;
 use flowgen::verify::{Report, VerifyConfig, verify_dir};
 use std::net::SocketAddr;
 
-/// A manifest of two OVS IPFIX exporters (with a gap and a restart) and the records they sent.
+/// A manifest of two OVS IPFIX exporters (with a gap and a restart) and the records they sent,
+/// six to a message so that records of one datagram share a sequence number group.
 fn run() -> (Manifest, Vec<FlowRecord>) {
-    let p = params(Profile::OvsIpfix, 9);
+    let mut p = params(Profile::OvsIpfix, 9);
+    p.records_per_datagram = 6;
     let mut logs = Vec::new();
     let mut records = Vec::new();
     for i in 0..2u32 {
