@@ -10,7 +10,8 @@
 //! a seconds-long run of the e2e harness (tiny rate, one bisection step, no peers) into
 //! `target/bench/smoke/` that checks the report it writes.
 //!
-//! The callgrind figure is differential: `decode_loop` runs for N and 2N datagrams and
+//! The callgrind figure is differential: `decode_loop` (and `worker_loop`, the whole worker step
+//! over in-memory datagrams) runs for N and 2N datagrams and
 //! `(Ir(2N) - Ir(N)) / (records(2N) - records(N))` removes start-up cost.
 
 mod e2e;
@@ -76,8 +77,14 @@ impl Group {
 const TEMPLATE_NODES: u64 = 5_000;
 const TEMPLATE_RATE: u64 = 1_000;
 
-/// Protocols `decode_loop` is asked about.
+/// Protocols `decode_loop` and `worker_loop` are asked about.
 const PROTOCOLS: [&str; 5] = ["v5", "v9", "ipfix", "ipfix-single", "sflow"];
+/// The callgrind loops and their key in `decode.json`: the decoder alone, and the whole worker
+/// step (decoder, exporter table, counters, commit) without the kernel's receive path.
+const LOOPS: [(&str, &str); 2] = [
+    ("decode_loop", "instructions_per_record"),
+    ("worker_loop", "worker_instructions_per_record"),
+];
 /// Datagrams in the smaller callgrind run (the larger has twice as many).
 const DATAGRAMS: u64 = 2000;
 
@@ -529,53 +536,65 @@ fn callgrind_decode() -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    run_status(cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "collector-user",
-        "--example",
-        "decode_loop",
-    ]))?;
-    let binary = target_dir().join("release/examples/decode_loop");
     let out_dir = target_dir().join("bench");
     std::fs::create_dir_all(&out_dir)?;
-    let mut rows = Vec::new();
-    for protocol in PROTOCOLS {
-        let Some(small) = measure(&binary, &out_dir, protocol, DATAGRAMS)? else {
-            println!("bench: decode_loop rejects --protocol {protocol}; skipped");
-            continue;
-        };
-        let Some(large) = measure(&binary, &out_dir, protocol, 2 * DATAGRAMS)? else {
-            continue;
-        };
-        let per_record = instructions_per_record(small, large)
-            .with_context(|| format!("{protocol}: the larger run decoded no more records"))?;
-        rows.push((protocol, per_record, large.1));
+    let mut tables = Vec::new();
+    for (example, key) in LOOPS {
+        run_status(cargo().args([
+            "build",
+            "--release",
+            "-p",
+            "collector-user",
+            "--example",
+            example,
+        ]))?;
+        let binary = target_dir().join("release/examples").join(example);
+        let mut rows = Vec::new();
+        for protocol in PROTOCOLS {
+            let Some(small) = measure(&binary, &out_dir, protocol, DATAGRAMS)? else {
+                println!("bench: {example} rejects --protocol {protocol}; skipped");
+                continue;
+            };
+            let Some(large) = measure(&binary, &out_dir, protocol, 2 * DATAGRAMS)? else {
+                continue;
+            };
+            let per_record = instructions_per_record(small, large).with_context(|| {
+                format!("{example} {protocol}: the larger run decoded no more records")
+            })?;
+            rows.push((protocol, per_record, large.1));
+        }
+        println!(
+            "{example}: {:<12} {:>22} {:>12}",
+            "protocol", "instructions/record", "records(2N)"
+        );
+        for (protocol, per_record, records) in &rows {
+            println!("{example}: {protocol:<12} {per_record:>22.1} {records:>12}");
+        }
+        tables.push((key, rows));
     }
     let json = format!(
-        "{{\"datagrams\":[{},{}],\"instructions_per_record\":{{{}}}}}\n",
+        "{{\"datagrams\":[{},{}],{}}}\n",
         DATAGRAMS,
         2 * DATAGRAMS,
-        rows.iter()
-            .map(|(p, ipr, _)| format!("\"{p}\":{ipr:.1}"))
+        tables
+            .iter()
+            .map(|(key, rows)| format!(
+                "\"{key}\":{{{}}}",
+                rows.iter()
+                    .map(|(p, ipr, _)| format!("\"{p}\":{ipr:.1}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ))
             .collect::<Vec<_>>()
             .join(",")
     );
     let json_path = out_dir.join("decode.json");
     std::fs::write(&json_path, json)?;
-    println!(
-        "{:<12} {:>22} {:>12}",
-        "protocol", "instructions/record", "records(2N)"
-    );
-    for (protocol, per_record, records) in &rows {
-        println!("{protocol:<12} {per_record:>22.1} {records:>12}");
-    }
     println!("bench: wrote {}", json_path.display());
     Ok(())
 }
 
-/// `(Ir, records)` of one callgrind run, or `None` when decode_loop rejects the protocol.
+/// `(Ir, records)` of one callgrind run, or `None` when the loop rejects the protocol.
 fn measure(
     binary: &Path,
     out_dir: &Path,
@@ -599,7 +618,7 @@ fn measure(
         return Ok(None);
     }
     let records = parse_records(&String::from_utf8_lossy(&out.stdout))
-        .context("decode_loop printed no records=R line")?;
+        .context("the loop printed no records=R line")?;
     let profile = std::fs::read_to_string(&callgrind_out)?;
     let ir =
         parse_callgrind_total(&profile).context("no summary/totals line in callgrind output")?;

@@ -525,7 +525,7 @@ impl Template {
     /// not a proof): a region past the end is `TruncatedRecord`, a variable-length prefix or value
     /// past the end is `BadVariableLength`. Fields are then read from a fixed-size view of the
     /// region at byte offsets, which needs no further checks.
-    #[inline]
+    #[inline(always)]
     pub fn decode_record(
         &self,
         data: &[u8],

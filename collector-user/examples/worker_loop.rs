@@ -1,0 +1,172 @@
+//! The worker loop over in-memory datagrams: `Worker::step` with a source that hands out batches
+//! of pre-built datagrams and a sink that counts. What a datagram costs a worker besides the
+//! kernel's receive path — decoding, the exporter table, counters, the batch commit — next to
+//! what `decode_loop` measures for the decoder alone.
+//!
+//! ```text
+//! cargo run --release -p collector-user --example worker_loop -- --protocol ipfix-single --callgrind [--exporters E]
+//! ```
+//! prints (Ir(2N) − Ir(N)) / (records(2N) − records(N)) for N and 2N datagrams (default N = 1000),
+//! as `decode_loop --callgrind` does; `--protocol` and `--exporters` are decode_loop's.
+
+mod callgrind;
+#[allow(dead_code)]
+#[path = "../benches/common/mod.rs"]
+mod common;
+
+use collector::decode::{DatagramMeta, RecordSink};
+use collector::pipeline::{BatchSink, Source, SourceLosses, Worker, WorkerCounters};
+use collector::record::{CounterRecord, FlowRecord};
+use common::{CountingSink, datagrams, exporter_meta, primed_decoder};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Distinct datagrams built; the source cycles through them.
+const POOL: usize = 64;
+/// Datagrams per `recv_batch`, as a UDP source's `recvmmsg` batch.
+const BATCH: usize = 64;
+
+/// Hands out `remaining` datagrams of `pool` in batches, exporter i mod E for datagram i.
+struct PoolSource {
+    pool: Vec<Vec<u8>>,
+    metas: Vec<DatagramMeta>,
+    next: usize,
+    remaining: usize,
+}
+
+impl Source for PoolSource {
+    fn recv_batch(
+        &mut self,
+        _timeout: Duration,
+        deliver: &mut dyn FnMut(&DatagramMeta, &[u8]),
+    ) -> std::io::Result<usize> {
+        let n = BATCH.min(self.remaining);
+        for _ in 0..n {
+            if let (Some(d), Some(meta)) = (
+                self.pool.get(self.next % self.pool.len()),
+                self.metas.get(self.next % self.metas.len()),
+            ) {
+                deliver(meta, d);
+            }
+            self.next += 1;
+        }
+        self.remaining -= n;
+        Ok(n)
+    }
+
+    fn losses(&self) -> SourceLosses {
+        SourceLosses::default()
+    }
+}
+
+/// The benchmark's counting sink as a worker's batch sink (commit publishes nothing).
+struct CountingBatchSink(CountingSink);
+
+impl RecordSink for CountingBatchSink {
+    fn flow(&mut self, record: &FlowRecord) {
+        self.0.flow(record);
+    }
+    fn counters(&mut self, record: &CounterRecord) {
+        self.0.counters(record);
+    }
+}
+
+impl BatchSink for CountingBatchSink {
+    fn commit(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let protocol = value("--protocol").unwrap_or_else(|| "ipfix-single".into());
+    let callgrind = args.iter().any(|a| a == "--callgrind");
+    let n: usize = value("--datagrams")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if callgrind { 1000 } else { 100_000 });
+    let exporters: u16 = value("--exporters")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    if callgrind {
+        measure(&protocol, n, exporters);
+        return;
+    }
+    let Some((prime, pool)) = datagrams(&protocol, POOL) else {
+        eprintln!("unsupported protocol {protocol:?} (v5, v9, ipfix, ipfix-single)");
+        std::process::exit(2);
+    };
+    let source = PoolSource {
+        pool,
+        metas: (0..exporters).map(exporter_meta).collect(),
+        next: 0,
+        remaining: n,
+    };
+    // Nobody reads the events: new-exporter announcements are counted as dropped.
+    let (events, _unread) = crossbeam_channel::bounded(1024);
+    let mut worker = Worker::new(
+        0,
+        source,
+        primed_decoder(&prime, exporters),
+        CountingBatchSink(CountingSink::default()),
+        Arc::new(WorkerCounters::new(0)),
+        events,
+    );
+    let mut received = 0;
+    loop {
+        match worker.step(Duration::ZERO) {
+            Ok(0) => break,
+            Ok(got) => received += got,
+            Err(e) => {
+                eprintln!("worker step: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    let records = worker.counters().records_total();
+    println!("datagrams={received} records={records}");
+}
+
+/// `--callgrind`: this binary under callgrind for `n` and `2n` datagrams; prints the difference
+/// per record.
+fn measure(protocol: &str, n: usize, exporters: u16) {
+    let run = |datagrams: usize| {
+        let args = [
+            "--protocol",
+            protocol,
+            "--datagrams",
+            &datagrams.to_string(),
+            "--exporters",
+            &exporters.to_string(),
+        ]
+        .map(String::from);
+        callgrind::run(&[], &args, "records")
+    };
+    match run(n).and_then(|small| Ok((small, run(2 * n)?))) {
+        Ok(((ir1, r1), (ir2, r2))) if r2 > r1 => {
+            println!("protocol={protocol} datagrams={n} records={r1} Ir={ir1}");
+            println!(
+                "protocol={protocol} datagrams={} records={r2} Ir={ir2}",
+                2 * n
+            );
+            println!(
+                "instructions/record={:.1}",
+                (ir2 - ir1) as f64 / (r2 - r1) as f64
+            );
+        }
+        Ok(_) => {
+            eprintln!("the larger run decoded no more records");
+            std::process::exit(1);
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    }
+}
