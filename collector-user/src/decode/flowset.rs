@@ -6,11 +6,11 @@
 use super::ie::Extras;
 use super::ipfix_ovs;
 use super::sampling::{SamplerKey, SamplingTable};
-use super::template::FastMap;
 use super::template::{
     EarlyData, Field, HeldContext, RecordImage, SetTail, Template, TemplateCache, TemplateKey,
     TemplateKind,
 };
+use super::template::{FastMap, SessionKey};
 use super::time::{ExportClock, TimeKind};
 use super::{DecodeStats, ErrorReason, RecordSink};
 use crate::record::{FlowRecord, FlowType, addr_to_bytes};
@@ -104,7 +104,7 @@ pub struct TemplatedState {
     /// systemInitTimeMilliseconds (160) learned from options records, per (exporter address and
     /// port, domain): the base of IPFIX flowStart/EndSysUpTime (21/22) in data records that do
     /// not carry 160.
-    init_times: FastMap<(SocketAddr, u32), u64>,
+    init_times: FastMap<(SessionKey, u32), u64>,
     /// The padded end of the data set being decoded (boxed: 544 bytes, used near set ends only).
     tail: Box<SetTail>,
 }
@@ -256,7 +256,7 @@ fn decode_records<S: RecordSink>(
     template: &Template,
     msg: &Message,
     body: &[u8],
-    (init_times, tail): (&mut FastMap<(SocketAddr, u32), u64>, &mut SetTail),
+    (init_times, tail): (&mut FastMap<(SessionKey, u32), u64>, &mut SetTail),
     env: &mut Env<'_, S>,
 ) -> (Decoded, Result<(), ErrorReason>) {
     let base = msg.base_record();
@@ -264,7 +264,7 @@ fn decode_records<S: RecordSink>(
     let uses_uptime = template.start == TimeKind::Uptime || template.end == TimeKind::Uptime;
     let learned_init_ms = match (uses_uptime, msg.clock.uptime_ms) {
         (true, None) => init_times
-            .get(&(msg.exporter, msg.domain))
+            .get(&(SessionKey(msg.exporter), msg.domain))
             .copied()
             .unwrap_or(0),
         _ => 0,
@@ -327,9 +327,9 @@ fn decode_records<S: RecordSink>(
                 env.stats.options_records += 1;
                 if extras.init_ms != 0
                     && (init_times.len() < MAX_INIT_TIMES
-                        || init_times.contains_key(&(msg.exporter, msg.domain)))
+                        || init_times.contains_key(&(SessionKey(msg.exporter), msg.domain)))
                 {
-                    init_times.insert((msg.exporter, msg.domain), extras.init_ms);
+                    init_times.insert((SessionKey(msg.exporter), msg.domain), extras.init_ms);
                 }
                 if let Some(rate) = extras.sampling_rate() {
                     let key = SamplerKey {

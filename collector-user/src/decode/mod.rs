@@ -43,6 +43,7 @@ use crate::record::{CounterRecord, FlowRecord};
 use flowset::{Env, Outcome, TemplatedState};
 use sampling::{ConfiguredRate, SamplerKey, SamplingTable};
 use sequence::{DomainSequence, ExporterCounter, SequenceCounts, SequenceTracker};
+use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use template::{CacheLimits, EarlyData, EarlyLimits, FastMap, TemplateCache};
 
@@ -205,11 +206,23 @@ pub struct DecoderConfig {
 
 /// One sequence space: an exporter, its protocol and its domain (v5 engine, v9 source id, IPFIX
 /// observation domain).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SequenceSpace {
     pub exporter: IpAddr,
     pub protocol: Protocol,
     pub domain: u32,
+}
+
+impl Hash for SequenceSpace {
+    #[inline(always)]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let protocol = self.protocol.index() as u64;
+        template::hash_addr(
+            self.exporter,
+            u64::from(self.domain) | protocol << 32,
+            state,
+        );
+    }
 }
 
 /// Most sequence spaces tracked per worker.
@@ -222,10 +235,22 @@ pub struct Decoder {
     sflow: sflow::SflowDecoder,
     templated: TemplatedState,
     sampling: SamplingTable,
-    sequences: FastMap<SequenceSpace, DomainSequence>,
+    /// Each space's tracker and, for IPFIX, the index of its exporter's counter in
+    /// `exporter_counters` (so a message costs one lookup).
+    sequences: FastMap<SequenceSpace, TrackedSpace>,
     /// Per IPFIX exporter, what ties its domains' sequence numbers together (one per IPFIX
-    /// address with a sequence space).
-    ipfix_exporters: FastMap<IpAddr, ExporterCounter>,
+    /// address with a sequence space; never removed, as sequence spaces are not).
+    exporter_counters: Vec<ExporterCounter>,
+    /// Index in `exporter_counters` of each IPFIX address (used when a space is created).
+    ipfix_exporters: FastMap<IpAddr, u32>,
+}
+
+/// One tracked sequence space.
+#[derive(Clone, Copy, Debug)]
+struct TrackedSpace {
+    sequence: DomainSequence,
+    /// Index of the exporter's [`ExporterCounter`] (IPFIX), `None` for the other protocols.
+    counter: Option<u32>,
 }
 
 impl Decoder {
@@ -246,7 +271,9 @@ impl Decoder {
 
     /// Loss, late and restart counts per sequence space seen so far.
     pub fn sequence_counts(&self) -> impl Iterator<Item = (SequenceSpace, SequenceCounts)> + '_ {
-        self.sequences.iter().map(|(k, s)| (*k, s.tracker.counts))
+        self.sequences
+            .iter()
+            .map(|(k, s)| (*k, s.sequence.tracker.counts))
     }
 
     /// The template cache (sizes for metrics; tests).
@@ -280,26 +307,31 @@ impl Decoder {
         datagram: &[u8],
         sink: &mut impl RecordSink,
     ) -> Result<(), ErrorReason> {
+        let protocol = match Protocol::detect(datagram) {
+            Ok(protocol) => protocol,
+            Err(reason) => {
+                self.stats.count_error(reason);
+                return Err(reason);
+            }
+        };
+        self.stats.datagrams[protocol.index()] += 1;
         let mut tally = Tally { sink, records: 0 };
-        let result = self.decode_uncounted(meta, datagram, &mut tally);
+        let result = self.decode_protocol(protocol, meta, datagram, &mut tally);
         // Every record handed to the sink is counted, also when the datagram failed partway.
-        if let Ok(protocol) = Protocol::detect(datagram) {
-            self.stats.records[protocol.index()] += tally.records;
-        }
+        self.stats.records[protocol.index()] += tally.records;
         if let Err(reason) = result {
             self.stats.count_error(reason);
         }
         result
     }
 
-    fn decode_uncounted<S: RecordSink>(
+    fn decode_protocol<S: RecordSink>(
         &mut self,
+        protocol: Protocol,
         meta: &DatagramMeta,
         datagram: &[u8],
         sink: &mut Tally<'_, S>,
     ) -> Result<(), ErrorReason> {
-        let protocol = Protocol::detect(datagram)?;
-        self.stats.datagrams[protocol.index()] += 1;
         match protocol {
             // v5 hands all of a datagram's records or none: counted once, not per record.
             Protocol::NetflowV5 => {
@@ -385,6 +417,8 @@ impl Decoder {
         Ok(outcome.records)
     }
 
+    /// Judge one datagram's sequence number in its space: one lookup when the space is known.
+    #[inline]
     fn observe_sequence(
         &mut self,
         exporter: IpAddr,
@@ -399,33 +433,60 @@ impl Decoder {
             protocol,
             domain,
         };
-        let full = self.sequences.len() >= MAX_SEQUENCE_SPACES;
-        let state = match self.sequences.get_mut(&space) {
-            Some(s) => s,
-            None if full => {
-                self.stats.sequence_spaces_refused += 1;
-                return;
-            }
-            None => self.sequences.entry(space).or_insert_with(|| {
-                // v5 counts flows (30 per datagram), IPFIX data records, v9 packets.
-                let (window, max_gap) = match protocol {
-                    Protocol::NetflowV9 => (100, 1_000_000),
-                    _ => (3_000, 10_000_000),
-                };
-                DomainSequence::new(SequenceTracker::new(window, max_gap))
-            }),
+        let Some(state) = self.sequences.get_mut(&space) else {
+            self.first_in_space(space, sequence, span, uptime_ms);
+            return;
         };
-        let exporter_records = match protocol {
-            Protocol::Ipfix => Some(self.ipfix_exporters.entry(exporter).or_default()),
+        let counter = state
+            .counter
+            .and_then(|i| self.exporter_counters.get_mut(i as usize));
+        state.sequence.observe(counter, sequence, span, uptime_ms);
+    }
+
+    /// [`Decoder::observe_sequence`] for a space not tracked yet: track it (unless the table is
+    /// full) with its first datagram.
+    #[cold]
+    #[inline(never)]
+    fn first_in_space(
+        &mut self,
+        space: SequenceSpace,
+        sequence: u32,
+        span: Option<u32>,
+        uptime_ms: Option<u32>,
+    ) {
+        if self.sequences.len() >= MAX_SEQUENCE_SPACES {
+            self.stats.sequence_spaces_refused += 1;
+            return;
+        }
+        // v5 counts flows (30 per datagram), IPFIX data records, v9 packets.
+        let (window, max_gap) = match space.protocol {
+            Protocol::NetflowV9 => (100, 1_000_000),
+            _ => (3_000, 10_000_000),
+        };
+        let counter = match space.protocol {
+            Protocol::Ipfix => {
+                let next = self.exporter_counters.len() as u32;
+                let index = *self.ipfix_exporters.entry(space.exporter).or_insert(next);
+                if index == next {
+                    self.exporter_counters.push(ExporterCounter::default());
+                }
+                Some(index)
+            }
             _ => None,
         };
-        state.observe(exporter_records, sequence, span, uptime_ms);
+        let state = self.sequences.entry(space).or_insert(TrackedSpace {
+            sequence: DomainSequence::new(SequenceTracker::new(window, max_gap)),
+            counter,
+        });
+        let counter = counter.and_then(|i| self.exporter_counters.get_mut(i as usize));
+        state.sequence.observe(counter, sequence, span, uptime_ms);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytemuck::Zeroable;
 
     #[test]
     fn records_before_a_failure_are_counted() {
@@ -438,6 +499,70 @@ mod tests {
         let produced = (sink.flows.len() + sink.counters.len()) as u64;
         assert!(produced > 0, "some samples precede the cut");
         assert_eq!(dec.stats.records[Protocol::SflowV5.index()], produced);
+    }
+
+    /// An IPFIX message from `exporter`: template 256 (two IPv4 addresses) and `n` records of it.
+    fn ipfix_message(seq: u32, domain: u32, n: usize) -> Vec<u8> {
+        use ipfix::{MessageWriter, TemplateSpec};
+        let t = TemplateSpec {
+            id: 256,
+            scope_fields: 0,
+            fields: vec![template::Field::iana(8, 4), template::Field::iana(12, 4)],
+        };
+        let mut w = MessageWriter::new(1_700_000_000, seq, domain);
+        w.templates(std::slice::from_ref(&t)).data(
+            &t,
+            &vec![FlowRecord::zeroed(); n],
+            &ie::EncodeContext::default(),
+        );
+        w.finish()
+    }
+
+    #[test]
+    fn each_ipfix_exporter_has_its_own_counter_over_its_domains() {
+        // Two exporters number their domains 5 and 0 with one counter each, interleaved; a third
+        // numbers its domains on its own. No loss anywhere: each space reaches its exporter's
+        // counter, never another's.
+        let mut dec = Decoder::new();
+        let (a, b, c) = ("192.0.2.1:4739", "192.0.2.2:4739", "192.0.2.3:4739");
+        for (seq, domain, n) in [(0, 5, 3), (3, 0, 1), (4, 5, 2), (6, 0, 1), (7, 5, 4)] {
+            for exporter in [a, b] {
+                let (_, result) =
+                    test_support::run(&mut dec, exporter, &ipfix_message(seq, domain, n));
+                assert_eq!(result, Ok(()));
+            }
+        }
+        for (seq, domain) in [(0, 5), (0, 0), (1, 5), (1, 0), (2, 5)] {
+            let (_, result) = test_support::run(&mut dec, c, &ipfix_message(seq, domain, 1));
+            assert_eq!(result, Ok(()));
+        }
+        let mut counts: Vec<_> = dec
+            .sequence_counts()
+            .map(|(space, n)| {
+                (
+                    space.exporter.to_string(),
+                    space.domain,
+                    n.lost + n.late + n.restarts,
+                )
+            })
+            .collect();
+        counts.sort();
+        let clean = |e: &str| [(e.to_string(), 0, 0), (e.to_string(), 5, 0)];
+        assert_eq!(
+            counts,
+            [clean("192.0.2.1"), clean("192.0.2.2"), clean("192.0.2.3")].concat()
+        );
+        // A message lost by exporter b alone (11..=12) is b's loss, counted once.
+        for (exporter, seq) in [(b, 13), (a, 11)] {
+            let (_, result) = test_support::run(&mut dec, exporter, &ipfix_message(seq, 5, 1));
+            assert_eq!(result, Ok(()));
+        }
+        let lost: Vec<_> = dec
+            .sequence_counts()
+            .filter(|(_, n)| n.lost != 0)
+            .map(|(space, n)| (space.exporter.to_string(), space.domain, n.lost))
+            .collect();
+        assert_eq!(lost, [("192.0.2.2".to_string(), 5, 2)]);
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! (OVS never exports a rate; OpenShift's default is 1:400) or, with `override_exported`, win over
 //! whatever the exporter says. Records carry the raw counters and the rate; nothing is renormalized.
 
-use super::template::FastMap;
+use super::template::{FastMap, hash_addr};
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
 /// A configured rate for every exporter inside `prefix/prefix_len`.
@@ -44,13 +45,24 @@ impl ConfiguredRate {
 }
 
 /// Scope of a learned rate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SamplerKey {
     pub exporter: IpAddr,
     /// Observation domain / source id / v5 engine (type<<8 | id).
     pub domain: u32,
     /// Sampler / selector id (0: the exporter-wide rate).
     pub sampler: u32,
+}
+
+impl Hash for SamplerKey {
+    #[inline(always)]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_addr(
+            self.exporter,
+            u64::from(self.domain) | u64::from(self.sampler) << 32,
+            state,
+        );
+    }
 }
 
 /// Most learned rates kept; beyond, new samplers are not learned (counted by the decoder).
