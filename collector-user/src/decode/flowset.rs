@@ -5,7 +5,7 @@
 
 use super::ie::Extras;
 use super::ipfix_ovs;
-use super::sampling::{SamplerKey, SamplingTable};
+use super::sampling::{DatagramRates, SamplerKey, SamplingTable};
 use super::template::{
     EarlyData, Field, HeldContext, RecordImage, SetTail, Template, TemplateCache, TemplateKey,
     TemplateKind,
@@ -13,7 +13,7 @@ use super::template::{
 use super::template::{FastMap, SessionKey};
 use super::time::{ExportClock, TimeKind};
 use super::{DecodeStats, ErrorReason, RecordSink};
-use crate::record::{FlowRecord, FlowType, addr_to_bytes};
+use crate::record::{FlowRecord, FlowType, ipv4_bytes};
 use bytemuck::Zeroable;
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -56,7 +56,10 @@ impl Message {
         let mut rec = FlowRecord::zeroed();
         rec.flow_type = self.flow_type as u8;
         rec.time_received_ns = self.received_ns;
-        rec.exporter_addr = addr_to_bytes(self.exporter.ip());
+        rec.exporter_addr = match self.exporter {
+            SocketAddr::V4(a) => ipv4_bytes(a.ip().octets()),
+            SocketAddr::V6(a) => a.ip().octets(),
+        };
         rec.exporter_port = self.exporter.port();
         rec.observation_domain_id = self.domain;
         rec.sequence_num = self.sequence;
@@ -259,6 +262,37 @@ fn decode_records<S: RecordSink>(
     (init_times, tail): (&mut FastMap<(SessionKey, u32), u64>, &mut SetTail),
     env: &mut Env<'_, S>,
 ) -> (Decoded, Result<(), ErrorReason>) {
+    let rates = env.sampling.rates_for(msg.exporter.ip(), msg.domain);
+    tail.reset();
+    // Records without sampling elements all resolve to the same rate.
+    let set_rate =
+        (template.kind == TemplateKind::Data && !template.carries_sampling()).then(|| {
+            env.sampling
+                .resolve(&rates, msg.exporter.ip(), msg.domain, 0, None)
+        });
+    if let (Some(layout), Some(rate)) = (template.ovs_layout(), set_rate) {
+        return decode_ovs_records(layout, template.min_len(), msg, body, tail, env, rate);
+    }
+    decode_general_records(
+        template,
+        msg,
+        body,
+        (init_times, tail),
+        env,
+        (rates, set_rate),
+    )
+}
+
+/// The records of a data set through the template's compiled steps (any template but Open
+/// vSwitch's): times made absolute, sampling rates resolved, options records learned from.
+fn decode_general_records<S: RecordSink>(
+    template: &Template,
+    msg: &Message,
+    body: &[u8],
+    (init_times, tail): (&mut FastMap<(SessionKey, u32), u64>, &mut SetTail),
+    env: &mut Env<'_, S>,
+    (mut rates, set_rate): (DatagramRates, Option<u32>),
+) -> (Decoded, Result<(), ErrorReason>) {
     let base = msg.base_record();
     let ip = msg.exporter.ip();
     let uses_uptime = template.start == TimeKind::Uptime || template.end == TimeKind::Uptime;
@@ -269,16 +303,8 @@ fn decode_records<S: RecordSink>(
             .unwrap_or(0),
         _ => 0,
     };
-    let mut rates = env.sampling.rates_for(ip, msg.domain);
     let mut out = Decoded::default();
     let mut rest = body;
-    tail.reset();
-    // Records without sampling elements all resolve to the same rate.
-    let set_rate = (template.kind == TemplateKind::Data && !template.carries_sampling())
-        .then(|| env.sampling.resolve(&rates, ip, msg.domain, 0, None));
-    if let (Some(layout), Some(rate)) = (template.ovs_layout(), set_rate) {
-        return decode_ovs_records(layout, template.min_len(), msg, body, tail, env, rate);
-    }
     let fresh = template.needs_fresh_record();
     let mut img = RecordImage::new(base);
     while !rest.is_empty() && rest.len() >= template.min_len() {

@@ -927,10 +927,17 @@ impl TemplateCache {
 
     /// Forget the sessions idle for longer than [`CacheLimits::session_idle_ns`] at receive time
     /// `now_ns` (looked for once a minute); returns the templates dropped.
+    #[inline]
     pub fn expire_idle(&mut self, now_ns: u64) -> u64 {
         if now_ns.saturating_sub(self.last_sweep_ns) < IDLE_SWEEP_NS {
             return 0;
         }
+        self.sweep_idle(now_ns)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn sweep_idle(&mut self, now_ns: u64) -> u64 {
         self.last_sweep_ns = now_ns;
         let idle = self.limits.session_idle_ns;
         let (mut templates, mut bytes) = (0, 0);
@@ -1167,10 +1174,16 @@ impl EarlyData {
 
     /// Drop what is older than the age cap at `now_ns` (every exporter at most once per age period,
     /// plus `exporter` now); returns the number of sets dropped.
+    #[inline]
     pub fn expire(&mut self, exporter: SocketAddr, now_ns: u64) -> u64 {
         if self.exporters.is_empty() {
             return 0;
         }
+        self.expire_held(exporter, now_ns)
+    }
+
+    #[inline(never)]
+    fn expire_held(&mut self, exporter: SocketAddr, now_ns: u64) -> u64 {
         let max_age = self.limits.max_age_ns;
         let old = |s: &HeldSet| now_ns.saturating_sub(s.ctx.received_ns) > max_age;
         let mut dropped = 0;
