@@ -219,6 +219,7 @@ impl TemplatedState {
 
     /// Decode data set `set_id`, or hold it as early data when its template is unknown
     /// (`Err(TemplateMissing)` either way; `EarlyDataDropped` counted when it cannot be held).
+    #[inline]
     pub fn data_set<S: RecordSink>(
         &mut self,
         msg: &Message,

@@ -109,6 +109,7 @@ impl HeaderRepr {
 }
 
 /// Decode one IPFIX message. A header problem is an `Err`; problems in sets are in the outcome.
+#[inline]
 pub fn decode<S: RecordSink>(
     state: &mut TemplatedState,
     meta: &DatagramMeta,
