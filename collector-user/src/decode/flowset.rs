@@ -110,6 +110,9 @@ pub struct TemplatedState {
     init_times: FastMap<(SessionKey, u32), u64>,
     /// The padded end of the data set being decoded (boxed: 544 bytes, used near set ends only).
     tail: Box<SetTail>,
+    /// The template session of the message being decoded and the sequence slot noted with it
+    /// ([`TemplateCache::get_noted`]), once one of its data sets found its template.
+    pub sequence_slot: Option<(SocketAddr, u32)>,
 }
 
 /// Most (exporter, domain) pairs whose systemInitTimeMilliseconds is remembered.
@@ -126,6 +129,7 @@ impl TemplatedState {
 
     /// Start a message: age out early data and idle sessions' templates by its receive time.
     pub fn begin<S>(&mut self, msg: &Message, env: &mut Env<'_, S>) {
+        self.sequence_slot = None;
         let dropped = self.early.expire(msg.template_session(), msg.received_ns);
         env.stats.errors[ErrorReason::EarlyDataDropped.index()] += dropped;
         env.stats.templates_expired += self.templates.expire_idle(msg.received_ns);
@@ -229,7 +233,8 @@ impl TemplatedState {
     ) -> (Decoded, Result<(), ErrorReason>) {
         let session = msg.template_session();
         let key = msg.key(set_id);
-        if let Some(template) = self.templates.get(session, key, msg.received_ns) {
+        if let Some((template, slot)) = self.templates.get_noted(session, key, msg.received_ns) {
+            self.sequence_slot = Some((session, slot));
             return decode_records(
                 template,
                 msg,

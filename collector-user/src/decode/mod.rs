@@ -235,9 +235,12 @@ pub struct Decoder {
     sflow: sflow::SflowDecoder,
     templated: TemplatedState,
     sampling: SamplingTable,
-    /// Each space's tracker and, for IPFIX, the index of its exporter's counter in
-    /// `exporter_counters` (so a message costs one lookup).
-    sequences: FastMap<SequenceSpace, TrackedSpace>,
+    /// Index in `spaces` of each sequence space.
+    sequences: FastMap<SequenceSpace, u32>,
+    /// Each space with its tracker and, for IPFIX, the index of its exporter's counter in
+    /// `exporter_counters` (so a message costs one lookup, or none when its template session
+    /// noted the index: [`template::TemplateCache::get_noted`]). Never removed.
+    spaces: Vec<(SequenceSpace, TrackedSpace)>,
     /// Per IPFIX exporter, what ties its domains' sequence numbers together (one per IPFIX
     /// address with a sequence space; never removed, as sequence spaces are not).
     exporter_counters: Vec<ExporterCounter>,
@@ -271,7 +274,7 @@ impl Decoder {
 
     /// Loss, late and restart counts per sequence space seen so far.
     pub fn sequence_counts(&self) -> impl Iterator<Item = (SequenceSpace, SequenceCounts)> + '_ {
-        self.sequences
+        self.spaces
             .iter()
             .map(|(k, s)| (*k, s.sequence.tracker.counts))
     }
@@ -357,10 +360,15 @@ impl Decoder {
                 self.stats.template_cache_bytes = self.templated.templates.bytes() as u64;
                 self.stats.early_data_bytes = self.templated.early.bytes() as u64;
                 let outcome: Outcome = outcome?;
-                self.observe_sequence(
-                    meta.exporter.ip(),
+                let noted = self.templated.sequence_slot;
+                let space = SequenceSpace {
+                    exporter: meta.exporter.ip(),
                     protocol,
-                    outcome.domain,
+                    domain: outcome.domain,
+                };
+                self.observe_sequence_noted(
+                    noted,
+                    space,
                     outcome.sequence,
                     outcome.span,
                     outcome.uptime_ms,
@@ -406,10 +414,13 @@ impl Decoder {
             },
             sink,
         )?;
-        self.observe_sequence(
+        let space = SequenceSpace {
             exporter,
-            Protocol::NetflowV5,
-            outcome.header.domain(),
+            protocol: Protocol::NetflowV5,
+            domain: outcome.header.domain(),
+        };
+        self.observe_sequence(
+            space,
             outcome.header.flow_sequence,
             Some(outcome.records),
             Some(outcome.header.sys_uptime_ms),
@@ -417,23 +428,51 @@ impl Decoder {
         Ok(outcome.records)
     }
 
-    /// Judge one datagram's sequence number in its space: one lookup when the space is known.
+    /// [`Decoder::observe_sequence`] for a v9 / IPFIX message whose template session `noted`
+    /// where its sequence space was (it may be stale: used only when that space is this one), or
+    /// is told where it is now.
     #[inline]
-    fn observe_sequence(
+    fn observe_sequence_noted(
         &mut self,
-        exporter: IpAddr,
-        protocol: Protocol,
-        domain: u32,
+        noted: Option<(SocketAddr, u32)>,
+        space: SequenceSpace,
         sequence: u32,
         span: Option<u32>,
         uptime_ms: Option<u32>,
     ) {
-        let space = SequenceSpace {
-            exporter,
-            protocol,
-            domain,
+        let Some((session, slot)) = noted else {
+            self.observe_sequence(space, sequence, span, uptime_ms);
+            return;
         };
-        let Some(state) = self.sequences.get_mut(&space) else {
+        if let Some((key, state)) = self.spaces.get_mut(slot as usize)
+            && *key == space
+        {
+            let counter = state
+                .counter
+                .and_then(|i| self.exporter_counters.get_mut(i as usize));
+            state.sequence.observe(counter, sequence, span, uptime_ms);
+            return;
+        }
+        self.observe_sequence(space, sequence, span, uptime_ms);
+        if let Some(&slot) = self.sequences.get(&space) {
+            self.templated.templates.note_sequence_slot(session, slot);
+        }
+    }
+
+    /// Judge one datagram's sequence number in its space: one lookup when the space is known.
+    #[inline]
+    fn observe_sequence(
+        &mut self,
+        space: SequenceSpace,
+        sequence: u32,
+        span: Option<u32>,
+        uptime_ms: Option<u32>,
+    ) {
+        let Some((_, state)) = self
+            .sequences
+            .get(&space)
+            .and_then(|&slot| self.spaces.get_mut(slot as usize))
+        else {
             self.first_in_space(space, sequence, span, uptime_ms);
             return;
         };
@@ -454,7 +493,7 @@ impl Decoder {
         span: Option<u32>,
         uptime_ms: Option<u32>,
     ) {
-        if self.sequences.len() >= MAX_SEQUENCE_SPACES {
+        if self.spaces.len() >= MAX_SEQUENCE_SPACES {
             self.stats.sequence_spaces_refused += 1;
             return;
         }
@@ -474,12 +513,14 @@ impl Decoder {
             }
             _ => None,
         };
-        let state = self.sequences.entry(space).or_insert(TrackedSpace {
+        let mut state = TrackedSpace {
             sequence: DomainSequence::new(SequenceTracker::new(window, max_gap)),
             counter,
-        });
+        };
         let counter = counter.and_then(|i| self.exporter_counters.get_mut(i as usize));
         state.sequence.observe(counter, sequence, span, uptime_ms);
+        self.sequences.insert(space, self.spaces.len() as u32);
+        self.spaces.push((space, state));
     }
 }
 
@@ -563,6 +604,60 @@ mod tests {
             .map(|(space, n)| (space.exporter.to_string(), space.domain, n.lost))
             .collect();
         assert_eq!(lost, [("192.0.2.2".to_string(), 5, 2)]);
+    }
+
+    #[test]
+    fn a_stale_sequence_slot_is_never_used_for_another_space() {
+        // Each template session notes where its sequence space is. A note that points at another
+        // space (another exporter's, another domain's, or past the end) is checked and replaced:
+        // every message is judged in its own space.
+        let mut dec = Decoder::new();
+        let (a, b) = ("192.0.2.1:4739", "192.0.2.2:4739");
+        let session = |e: &str| e.parse::<SocketAddr>().unwrap();
+        let send = |dec: &mut Decoder, exporter: &str, seq: u32, domain: u32| {
+            let (_, result) = test_support::run(dec, exporter, &ipfix_message(seq, domain, 1));
+            assert_eq!(result, Ok(()));
+        };
+        let noted = |dec: &mut Decoder, exporter: &str| {
+            let key = template::TemplateKey {
+                version: 10,
+                domain: 5,
+                id: 256,
+            };
+            dec.templated
+                .templates
+                .get_noted(session(exporter), key, 0)
+                .map(|(_, slot)| slot)
+        };
+        send(&mut dec, a, 0, 5);
+        send(&mut dec, b, 100, 5);
+        send(&mut dec, b, 101, 5);
+        let (slot_a, slot_b) = (noted(&mut dec, a).unwrap(), noted(&mut dec, b).unwrap());
+        assert_ne!(slot_a, slot_b);
+        for (wrong, seq) in [(slot_b, 1), (99, 2)] {
+            dec.templated
+                .templates
+                .note_sequence_slot(session(a), wrong);
+            send(&mut dec, a, seq, 5);
+            assert_eq!(noted(&mut dec, a), Some(slot_a), "corrected");
+        }
+        // Another domain of the same session: its own space, noted in turn.
+        send(&mut dec, a, 3, 7);
+        send(&mut dec, a, 3, 5);
+        send(&mut dec, b, 102, 5);
+        let judged: Vec<_> = dec
+            .sequence_counts()
+            .map(|(space, n)| (space.exporter.to_string(), space.domain, n))
+            .collect();
+        let clean = SequenceCounts::default();
+        assert_eq!(
+            judged,
+            [
+                ("192.0.2.1".to_string(), 5, clean),
+                ("192.0.2.2".to_string(), 5, clean),
+                ("192.0.2.1".to_string(), 7, clean)
+            ]
+        );
     }
 
     #[test]

@@ -845,6 +845,8 @@ struct ExporterTemplates {
     bytes: usize,
     /// Receive time of the last template learned or used.
     last_seen_ns: u64,
+    /// Kept for the decoder: where it last found this session's sequence space.
+    sequence_slot: u32,
 }
 
 impl ExporterTemplates {
@@ -917,12 +919,33 @@ impl TemplateCache {
         key: TemplateKey,
         now_ns: u64,
     ) -> Option<&Template> {
+        self.get_noted(exporter, key, now_ns).map(|(t, _)| t)
+    }
+
+    /// [`TemplateCache::get`], and the session's sequence slot: a number the decoder keeps with
+    /// the session ([`TemplateCache::note_sequence_slot`]; 0 until it does) to find the session's
+    /// sequence space without a lookup. The cache does not interpret it; the decoder checks it.
+    #[inline]
+    pub fn get_noted(
+        &mut self,
+        exporter: SocketAddr,
+        key: TemplateKey,
+        now_ns: u64,
+    ) -> Option<(&Template, u32)> {
         self.clock += 1;
         let e = self.exporters.get_mut(&SessionKey(exporter))?;
         let t = e.templates.get_mut(&key)?;
         e.last_seen_ns = now_ns;
         t.last_used = self.clock;
-        Some(t)
+        Some((t, e.sequence_slot))
+    }
+
+    /// Keep `slot` with the session of `exporter` (when it has templates) for
+    /// [`TemplateCache::get_noted`].
+    pub fn note_sequence_slot(&mut self, exporter: SocketAddr, slot: u32) {
+        if let Some(e) = self.exporters.get_mut(&SessionKey(exporter)) {
+            e.sequence_slot = slot;
+        }
     }
 
     /// Forget the sessions idle for longer than [`CacheLimits::session_idle_ns`] at receive time
