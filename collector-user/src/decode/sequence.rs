@@ -112,7 +112,7 @@ impl DomainSequence {
     /// in order when it follows the exporter's previous one, and a gap is counted once, in the
     /// domain of the message after it. After a message of unknown extent the exporter's next
     /// number is unknown, and the next message of any domain is not judged.
-    #[inline]
+    #[inline(always)]
     pub fn observe(
         &mut self,
         exporter: Option<&mut ExporterCounter>,
