@@ -724,7 +724,7 @@ pub fn hash_addr<H: Hasher>(ip: IpAddr, tail: u64, state: &mut H) {
         IpAddr::V6(a) => {
             let bits = a.to_bits();
             state.write_u64(bits as u64);
-            state.write_u64((bits >> 64) as u64 | 1 << 63);
+            state.write_u64((bits >> 64) as u64 ^ HASH_SEED);
         }
     }
     state.write_u64(tail);
@@ -1815,6 +1815,11 @@ mod tests {
         let v6: SocketAddr = "[2001:db8::1]:4739".parse().unwrap();
         let v6b: SocketAddr = "[2001:db8:0:1::1]:4739".parse().unwrap();
         assert_ne!(hash_of(&SessionKey(v6)), hash_of(&SessionKey(v6b)));
+        let (top, no_top): (SocketAddr, SocketAddr) = (
+            "[fc00::1]:1".parse().unwrap(),
+            "[7c00::1]:1".parse().unwrap(),
+        );
+        assert_ne!(hash_of(&SessionKey(top)), hash_of(&SessionKey(no_top)));
         // Byte slices (std keys such as IpAddr) of up to 16 bytes: each byte and the length count.
         let bytes = [7u8; 16];
         for len in 0..=16 {
