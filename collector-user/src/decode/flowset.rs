@@ -136,14 +136,13 @@ impl TemplatedState {
     }
 
     /// Compile and store the template `id` made of `self.fields`, then decode early data held for it.
-    /// Returns the flow records replayed.
     pub fn learn<S: RecordSink>(
         &mut self,
         msg: &Message,
         id: u16,
         kind: TemplateKind,
         env: &mut Env<'_, S>,
-    ) -> Result<u32, ErrorReason> {
+    ) -> Result<(), ErrorReason> {
         let template = Template::compile(kind, &self.fields)?;
         let key = msg.key(id);
         let session = msg.template_session();
@@ -159,7 +158,6 @@ impl TemplatedState {
         self.replay_sets.clear();
         self.early
             .take(session, key, &mut self.replay, &mut self.replay_sets);
-        let mut flows = 0;
         for (ctx, range) in &self.replay_sets {
             let (Some(template), Some(body)) = (
                 self.templates.get(session, key, msg.received_ns),
@@ -176,7 +174,7 @@ impl TemplatedState {
                 exporter: SocketAddr::new(msg.exporter.ip(), ctx.exporter_port),
                 ..*msg
             };
-            let (decoded, result) = decode_records(
+            let (_, result) = decode_records(
                 template,
                 &held,
                 body,
@@ -187,9 +185,8 @@ impl TemplatedState {
                 env.stats.count_error(reason);
             }
             env.stats.early_data_replayed += 1;
-            flows += decoded.flows;
         }
-        Ok(flows)
+        Ok(())
     }
 
     /// A template record with field count 0: withdraw `id`, or all templates of the set's kind when
@@ -420,8 +417,6 @@ fn decode_ovs_records<S: RecordSink>(
 /// What decoding one v9 / IPFIX message produced, for the decoder's counters and sequence tracking.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Outcome {
-    /// Flow records handed to the sink (early data replayed by this message's templates included).
-    pub flows: u32,
     pub domain: u32,
     pub sequence: u32,
     /// How far this message advances the sequence space (IPFIX: its data records; v9: 1), `None`
@@ -436,7 +431,6 @@ pub struct Outcome {
 impl Outcome {
     pub fn new(domain: u32, sequence: u32, uptime_ms: Option<u32>) -> Self {
         Outcome {
-            flows: 0,
             domain,
             sequence,
             span: None,
