@@ -252,10 +252,9 @@ impl SequenceTracker {
     /// Uptime runs for ~49.7 days before wrapping; a step back of more than a minute is a reboot.
     #[inline(always)]
     fn clock_went_back(&self, uptime_ms: Option<u32>) -> bool {
-        match (self.last_uptime_ms, uptime_ms) {
-            (Some(last), Some(now)) => now < last && last - now > 60_000,
-            _ => false,
-        }
+        uptime_ms
+            .zip(self.last_uptime_ms)
+            .is_some_and(|(now, last)| last.saturating_sub(now) > 60_000)
     }
 
     /// [`SequenceTracker::observe`] for every case but the common one.
