@@ -18,6 +18,14 @@
 //! Service, softflowd next to OVS on one host) all use domain 0 and template 256 and up, and keep
 //! their own templates. Sequence spaces, learned sampling rates and per-exporter metrics are per
 //! address.
+//!
+//! Open vSwitch sends one data record per IPFIX message, so the per-message path is its per-record
+//! cost. A data message costs two hash lookups: the template session (address and port) and the
+//! template in it. The session also notes where its sequence space is kept (an index the decoder
+//! checks against the space's key before use, so a stale note costs a lookup, never a wrong
+//! count). Map keys hash as a few 64-bit words ([`template::WordHasher`]). A message skips the
+//! sampling lookup when no rate is configured or learned, the early-data scan when none is held,
+//! and the idle-session sweep when none is due.
 
 pub mod error;
 pub mod flowset;
