@@ -113,6 +113,9 @@ pub struct TemplatedState {
     /// The template session of the message being decoded and the sequence slot noted with it
     /// ([`TemplateCache::get_noted`]), once one of its data sets found its template.
     pub sequence_slot: Option<(SocketAddr, u32)>,
+    /// Templates or early data changed since the decoder last copied their sizes into its
+    /// gauges ([`TemplatedState::take_gauges_changed`]).
+    gauges_changed: bool,
 }
 
 /// Most (exporter, domain) pairs whose systemInitTimeMilliseconds is remembered.
@@ -132,7 +135,17 @@ impl TemplatedState {
         self.sequence_slot = None;
         let dropped = self.early.expire(msg.template_session(), msg.received_ns);
         env.stats.errors[ErrorReason::EarlyDataDropped.index()] += dropped;
-        env.stats.templates_expired += self.templates.expire_idle(msg.received_ns);
+        let expired = self.templates.expire_idle(msg.received_ns);
+        env.stats.templates_expired += expired;
+        self.gauges_changed |= dropped != 0 || expired != 0;
+    }
+
+    /// Whether the template cache or the early data changed (learned, withdrawn, expired, evicted,
+    /// held, replayed, aged out) since the last call: their sizes are then worth copying into the
+    /// decoder's gauges. A message that only decodes data changes neither.
+    #[inline]
+    pub fn take_gauges_changed(&mut self) -> bool {
+        std::mem::take(&mut self.gauges_changed)
     }
 
     /// Compile and store the template `id` made of `self.fields`, then decode early data held for it.
@@ -143,6 +156,7 @@ impl TemplatedState {
         kind: TemplateKind,
         env: &mut Env<'_, S>,
     ) -> Result<(), ErrorReason> {
+        self.gauges_changed = true;
         let template = Template::compile(kind, &self.fields)?;
         let key = msg.key(id);
         let session = msg.template_session();
@@ -198,6 +212,7 @@ impl TemplatedState {
         kind: TemplateKind,
         env: &mut Env<'_, S>,
     ) -> Result<(), ErrorReason> {
+        self.gauges_changed = true;
         let session = msg.template_session();
         let all_id = match kind {
             TemplateKind::Data => 2,
@@ -247,6 +262,7 @@ impl TemplatedState {
             sequence: msg.sequence,
             exporter_port: msg.exporter.port(),
         };
+        self.gauges_changed = true;
         if self.early.hold(session, ctx, body) {
             env.stats.early_data_held += 1;
         } else {

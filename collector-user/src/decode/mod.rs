@@ -364,9 +364,11 @@ impl Decoder {
                 } else {
                     netflow_v9::decode(&mut self.templated, meta, datagram, &mut env)
                 };
-                self.stats.template_cache_templates = self.templated.templates.len() as u64;
-                self.stats.template_cache_bytes = self.templated.templates.bytes() as u64;
-                self.stats.early_data_bytes = self.templated.early.bytes() as u64;
+                if self.templated.take_gauges_changed() {
+                    self.stats.template_cache_templates = self.templated.templates.len() as u64;
+                    self.stats.template_cache_bytes = self.templated.templates.bytes() as u64;
+                    self.stats.early_data_bytes = self.templated.early.bytes() as u64;
+                }
                 let outcome: Outcome = outcome?;
                 let noted = self.templated.sequence_slot;
                 let space = SequenceSpace {
@@ -665,6 +667,70 @@ mod tests {
                 ("192.0.2.2".to_string(), 5, clean),
                 ("192.0.2.1".to_string(), 7, clean)
             ]
+        );
+    }
+
+    #[test]
+    fn gauges_follow_every_change_of_templates_and_early_data() {
+        // Gauges are copied only after a message that changed the cache or the early data; after
+        // every kind of change they equal the sizes.
+        use ipfix::{MessageWriter, TEMPLATE_SET, TemplateSpec};
+        let spec = |id| TemplateSpec {
+            id,
+            scope_fields: 0,
+            fields: vec![template::Field::iana(8, 4), template::Field::iana(12, 4)],
+        };
+        let message = |f: &dyn Fn(&mut MessageWriter)| {
+            let mut w = MessageWriter::new(1_700_000_000, 0, 0);
+            f(&mut w);
+            w.finish()
+        };
+        let ctx = ie::EncodeContext::default();
+        let rec = [FlowRecord::zeroed()];
+        let templates = message(&|w| {
+            w.templates(&[spec(256)]);
+        });
+        let data = |id| {
+            message(&|w| {
+                w.data(&spec(id), &rec, &ctx);
+            })
+        };
+        let withdrawal = message(&|w| {
+            w.withdrawal(TEMPLATE_SET, 256);
+        });
+        let mut dec = Decoder::new();
+        let at = |dec: &mut Decoder, s: u64, bytes: &[u8]| {
+            let meta =
+                test_support::meta_at("192.0.2.1:4739", test_support::T0 + s * 1_000_000_000);
+            let _ = dec.decode(&meta, bytes, &mut Collected::default());
+            let sizes = (
+                dec.templates().len() as u64,
+                dec.templates().bytes() as u64,
+                dec.templated.early.bytes() as u64,
+            );
+            let gauges = (
+                dec.stats.template_cache_templates,
+                dec.stats.template_cache_bytes,
+                dec.stats.early_data_bytes,
+            );
+            assert_eq!(gauges, sizes, "at {s} s");
+            sizes
+        };
+        assert_eq!(at(&mut dec, 0, &templates).0, 1, "learned");
+        assert!(at(&mut dec, 1, &data(257)).2 > 0, "held");
+        assert_eq!(at(&mut dec, 2, &data(256)).0, 1, "data only");
+        assert_eq!(at(&mut dec, 40, &data(256)).2, 0, "early data aged out");
+        assert!(at(&mut dec, 41, &data(257)).2 > 0, "held again");
+        let replayed = message(&|w| {
+            w.templates(&[spec(257)]);
+        });
+        let (templates, _, early) = at(&mut dec, 42, &replayed);
+        assert_eq!((templates, early), (2, 0), "learned, held data replayed");
+        assert_eq!(at(&mut dec, 43, &withdrawal).0, 1, "withdrawn");
+        assert_eq!(
+            at(&mut dec, 43 + 31 * 60, &data(256)).0,
+            0,
+            "idle session forgotten"
         );
     }
 
