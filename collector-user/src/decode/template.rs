@@ -54,7 +54,7 @@ use super::ipfix_ovs;
 use super::time::{ExportClock, TimeKind};
 use crate::record::FlowRecord;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 
 /// Most fields a template may have; more is `TemplateTooLarge`.
@@ -1175,6 +1175,18 @@ pub struct EarlyData {
     limits: EarlyLimits,
     total_bytes: usize,
     last_sweep_ns: u64,
+    /// Sessions that may hold data: one bit per session (by its hash), set when it holds a set,
+    /// cleared on the sweep that rebuilds it from the sessions left. A clear bit means nothing is
+    /// held, so the session's messages skip the lookup while other sessions hold data; a set bit
+    /// of another session only costs that lookup.
+    held_filter: [u64; 4],
+}
+
+/// Where `exporter`'s bit is in [`EarlyData`]'s filter.
+#[inline]
+fn filter_bit(exporter: SocketAddr) -> (usize, u64) {
+    let h = BuildHasherDefault::<WordHasher>::default().hash_one(SessionKey(exporter));
+    ((h >> 58) as usize & 3, 1 << (h & 63))
 }
 
 impl EarlyData {
@@ -1205,12 +1217,23 @@ impl EarlyData {
         self.expire_held(exporter, now_ns)
     }
 
+    /// False when `exporter` holds nothing (true may be wrong: see `held_filter`).
+    #[inline]
+    fn may_hold(&self, exporter: SocketAddr) -> bool {
+        let (word, bit) = filter_bit(exporter);
+        self.held_filter.get(word).is_some_and(|w| w & bit != 0)
+    }
+
     #[inline(never)]
     fn expire_held(&mut self, exporter: SocketAddr, now_ns: u64) -> u64 {
         let max_age = self.limits.max_age_ns;
+        let sweep_due = now_ns.saturating_sub(self.last_sweep_ns) > max_age;
+        if !sweep_due && !self.may_hold(exporter) {
+            return 0;
+        }
         let old = |s: &HeldSet| now_ns.saturating_sub(s.ctx.received_ns) > max_age;
         let mut dropped = 0;
-        if now_ns.saturating_sub(self.last_sweep_ns) > max_age {
+        if sweep_due {
             self.last_sweep_ns = now_ns;
             for e in self.exporters.values_mut() {
                 let (n, freed) = e.remove_where(old);
@@ -1218,6 +1241,13 @@ impl EarlyData {
                 self.total_bytes -= freed;
             }
             self.exporters.retain(|_, e| !e.sets.is_empty());
+            self.held_filter = [0; 4];
+            for session in self.exporters.keys() {
+                let (word, bit) = filter_bit(session.0);
+                if let Some(w) = self.held_filter.get_mut(word) {
+                    *w |= bit;
+                }
+            }
         } else if let Some(e) = self.exporters.get_mut(&SessionKey(exporter)) {
             let (n, freed) = e.remove_where(old);
             dropped += n;
@@ -1242,6 +1272,10 @@ impl EarlyData {
                 self.exporters.remove(&SessionKey(exporter));
             }
             return false;
+        }
+        let (word, bit) = filter_bit(exporter);
+        if let Some(w) = self.held_filter.get_mut(word) {
+            *w |= bit;
         }
         let start = e.bytes.len();
         e.bytes.extend_from_slice(set);
@@ -1778,6 +1812,52 @@ mod tests {
         );
         assert!(c.get(ip(2), key(256), 0).is_some());
         assert!(c.bytes() <= 4 * one);
+    }
+
+    #[test]
+    fn early_data_of_a_session_ages_on_its_own_messages_while_others_skip_the_lookup() {
+        // max_age 30: the sweep of every session runs at most every 30; in between a message
+        // ages out its own session's sets, and a session that holds nothing skips the lookup.
+        let mut e = EarlyData::new(EarlyLimits {
+            max_age_ns: 30,
+            ..EarlyLimits::default()
+        });
+        assert!(e.hold(ip(1), held(256, 0), &[1]));
+        assert_eq!(e.expire(ip(2), 10), 0, "sweep due (none yet): nothing old");
+        assert!(e.hold(ip(2), held(256, 20), &[2]));
+        assert_eq!(e.expire(ip(3), 31), 1, "the sweep: session 1's set");
+        assert!(!e.may_hold(ip(1)), "the sweep rebuilt the filter");
+        assert_eq!(e.expire(ip(3), 45), 0, "session 3 holds nothing");
+        assert_eq!(e.expire(ip(2), 45), 0, "session 2's set is 25 old");
+        assert_eq!(e.expire(ip(2), 52), 1, "32 old, on session 2's own message");
+        assert_eq!((e.sets(), e.bytes()), (0, 0));
+        // After a take the session's bit may stay set (a lookup that finds nothing); holding
+        // again sets it, and the session's own message ages its data.
+        assert!(e.hold(ip(2), held(256, 53), &[3]));
+        assert!(e.hold(ip(1), held(257, 53), &[4]));
+        let (mut out, mut ctx) = (Vec::new(), Vec::new());
+        e.take(ip(1), key(257), &mut out, &mut ctx);
+        assert_eq!(e.expire(ip(1), 54), 0);
+        assert!(e.hold(ip(1), held(257, 55), &[5]));
+        assert_eq!(
+            e.expire(ip(3), 80),
+            0,
+            "a sweep (49 after the last): nothing 31 old"
+        );
+        assert_eq!(e.expire(ip(1), 86), 1, "31 old, on session 1's own message");
+        assert_eq!(
+            e.sets(),
+            1,
+            "session 2's set waits for its message or the sweep"
+        );
+        // Every session's bit is set while it holds data, whatever its address.
+        let mut e = EarlyData::new(EarlyLimits::default());
+        for n in 0..=255u8 {
+            assert!(e.hold(SocketAddr::from(([10, 0, 0, n], 4739)), held(256, 0), &[]));
+        }
+        for n in 0..=255u8 {
+            assert!(e.may_hold(SocketAddr::from(([10, 0, 0, n], 4739))));
+        }
     }
 
     fn hash_of(key: &(impl Hash + ?Sized)) -> u64 {
