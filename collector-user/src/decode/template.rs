@@ -46,7 +46,9 @@
 //! Data sets whose template has not arrived are copied into a per-exporter buffer
 //! ([`EarlyLimits`]: bytes per exporter, total bytes, age) with what is needed to decode them later,
 //! and replayed when the template arrives. What ages out or does not fit is counted by the caller
-//! (`EarlyDataDropped`). Time comes from the datagrams' receive times (sans-IO).
+//! (`EarlyDataDropped`). Time comes from the datagrams' receive times (sans-IO). A message looks
+//! its session's held sets up only when some are held and the session's bit in a small filter is
+//! set, so exporters with nothing held pay nothing for the ones that do.
 
 use super::ErrorReason;
 use super::ie::{self, Action, Extras, Slot, Store};
