@@ -137,10 +137,7 @@ impl SamplingTable {
     }
 
     fn rates_looked_up(&self, exporter: IpAddr, domain: u32) -> DatagramRates {
-        let configured = match self.configured.is_empty() {
-            true => None,
-            false => self.configured(exporter),
-        };
+        let configured = self.configured(exporter);
         let forced = configured.filter(|c| c.override_exported).map(|c| c.rate);
         let configured = configured.map_or(0, |c| c.rate);
         let learned = self.learned(SamplerKey {
