@@ -668,6 +668,22 @@ mod tests {
                 ("192.0.2.1".to_string(), 7, clean)
             ]
         );
+        // b withdraws all its templates: its session is forgotten with its note. Learned again,
+        // the new session's note starts at 0 (a's space); b is still judged in its own.
+        let mut w = ipfix::MessageWriter::new(1_700_000_000, 103, 5);
+        w.withdrawal(ipfix::TEMPLATE_SET, ipfix::TEMPLATE_SET);
+        assert_eq!(test_support::run(&mut dec, b, &w.finish()).1, Ok(()));
+        assert_eq!(noted(&mut dec, b), None, "session forgotten");
+        send(&mut dec, b, 103, 5);
+        assert_eq!(noted(&mut dec, b), Some(slot_b), "noted again");
+        send(&mut dec, b, 104, 5);
+        send(&mut dec, a, 4, 5);
+        assert!(
+            dec.sequence_counts()
+                .all(|(_, n)| n == SequenceCounts::default()),
+            "{:?}",
+            dec.sequence_counts().collect::<Vec<_>>()
+        );
     }
 
     #[test]
