@@ -5,15 +5,15 @@
 
 use super::ie::Extras;
 use super::ipfix_ovs;
-use super::sampling::{SamplerKey, SamplingTable};
-use super::template::FastMap;
+use super::sampling::{DatagramRates, SamplerKey, SamplingTable};
 use super::template::{
     EarlyData, Field, HeldContext, RecordImage, SetTail, Template, TemplateCache, TemplateKey,
     TemplateKind,
 };
+use super::template::{FastMap, SessionKey};
 use super::time::{ExportClock, TimeKind};
 use super::{DecodeStats, ErrorReason, RecordSink};
-use crate::record::{FlowRecord, FlowType, addr_to_bytes};
+use crate::record::{FlowRecord, FlowType, ipv4_bytes};
 use bytemuck::Zeroable;
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -56,7 +56,10 @@ impl Message {
         let mut rec = FlowRecord::zeroed();
         rec.flow_type = self.flow_type as u8;
         rec.time_received_ns = self.received_ns;
-        rec.exporter_addr = addr_to_bytes(self.exporter.ip());
+        rec.exporter_addr = match self.exporter {
+            SocketAddr::V4(a) => ipv4_bytes(a.ip().octets()),
+            SocketAddr::V6(a) => a.ip().octets(),
+        };
         rec.exporter_port = self.exporter.port();
         rec.observation_domain_id = self.domain;
         rec.sequence_num = self.sequence;
@@ -104,9 +107,15 @@ pub struct TemplatedState {
     /// systemInitTimeMilliseconds (160) learned from options records, per (exporter address and
     /// port, domain): the base of IPFIX flowStart/EndSysUpTime (21/22) in data records that do
     /// not carry 160.
-    init_times: FastMap<(SocketAddr, u32), u64>,
+    init_times: FastMap<(SessionKey, u32), u64>,
     /// The padded end of the data set being decoded (boxed: 544 bytes, used near set ends only).
     tail: Box<SetTail>,
+    /// The template session of the message being decoded and the sequence slot noted with it
+    /// ([`TemplateCache::get_noted`]), once one of its data sets found its template.
+    pub sequence_slot: Option<(SocketAddr, u32)>,
+    /// Templates or early data changed since the decoder last copied their sizes into its
+    /// gauges ([`TemplatedState::take_gauges_changed`]).
+    gauges_changed: bool,
 }
 
 /// Most (exporter, domain) pairs whose systemInitTimeMilliseconds is remembered.
@@ -123,20 +132,31 @@ impl TemplatedState {
 
     /// Start a message: age out early data and idle sessions' templates by its receive time.
     pub fn begin<S>(&mut self, msg: &Message, env: &mut Env<'_, S>) {
+        self.sequence_slot = None;
         let dropped = self.early.expire(msg.template_session(), msg.received_ns);
         env.stats.errors[ErrorReason::EarlyDataDropped.index()] += dropped;
-        env.stats.templates_expired += self.templates.expire_idle(msg.received_ns);
+        let expired = self.templates.expire_idle(msg.received_ns);
+        env.stats.templates_expired += expired;
+        self.gauges_changed |= dropped != 0 || expired != 0;
+    }
+
+    /// Whether the template cache or the early data changed (learned, withdrawn, expired, evicted,
+    /// held, replayed, aged out) since the last call: their sizes are then worth copying into the
+    /// decoder's gauges. A message that only decodes data changes neither.
+    #[inline]
+    pub fn take_gauges_changed(&mut self) -> bool {
+        std::mem::take(&mut self.gauges_changed)
     }
 
     /// Compile and store the template `id` made of `self.fields`, then decode early data held for it.
-    /// Returns the flow records replayed.
     pub fn learn<S: RecordSink>(
         &mut self,
         msg: &Message,
         id: u16,
         kind: TemplateKind,
         env: &mut Env<'_, S>,
-    ) -> Result<u32, ErrorReason> {
+    ) -> Result<(), ErrorReason> {
+        self.gauges_changed = true;
         let template = Template::compile(kind, &self.fields)?;
         let key = msg.key(id);
         let session = msg.template_session();
@@ -152,7 +172,6 @@ impl TemplatedState {
         self.replay_sets.clear();
         self.early
             .take(session, key, &mut self.replay, &mut self.replay_sets);
-        let mut flows = 0;
         for (ctx, range) in &self.replay_sets {
             let (Some(template), Some(body)) = (
                 self.templates.get(session, key, msg.received_ns),
@@ -169,7 +188,7 @@ impl TemplatedState {
                 exporter: SocketAddr::new(msg.exporter.ip(), ctx.exporter_port),
                 ..*msg
             };
-            let (decoded, result) = decode_records(
+            let (_, result) = decode_records(
                 template,
                 &held,
                 body,
@@ -180,9 +199,8 @@ impl TemplatedState {
                 env.stats.count_error(reason);
             }
             env.stats.early_data_replayed += 1;
-            flows += decoded.flows;
         }
-        Ok(flows)
+        Ok(())
     }
 
     /// A template record with field count 0: withdraw `id`, or all templates of the set's kind when
@@ -194,6 +212,7 @@ impl TemplatedState {
         kind: TemplateKind,
         env: &mut Env<'_, S>,
     ) -> Result<(), ErrorReason> {
+        self.gauges_changed = true;
         let session = msg.template_session();
         let all_id = match kind {
             TemplateKind::Data => 2,
@@ -216,6 +235,7 @@ impl TemplatedState {
 
     /// Decode data set `set_id`, or hold it as early data when its template is unknown
     /// (`Err(TemplateMissing)` either way; `EarlyDataDropped` counted when it cannot be held).
+    #[inline]
     pub fn data_set<S: RecordSink>(
         &mut self,
         msg: &Message,
@@ -225,7 +245,8 @@ impl TemplatedState {
     ) -> (Decoded, Result<(), ErrorReason>) {
         let session = msg.template_session();
         let key = msg.key(set_id);
-        if let Some(template) = self.templates.get(session, key, msg.received_ns) {
+        if let Some((template, slot)) = self.templates.get_noted(session, key, msg.received_ns) {
+            self.sequence_slot = Some((session, slot));
             return decode_records(
                 template,
                 msg,
@@ -241,6 +262,7 @@ impl TemplatedState {
             sequence: msg.sequence,
             exporter_port: msg.exporter.port(),
         };
+        self.gauges_changed = true;
         if self.early.hold(session, ctx, body) {
             env.stats.early_data_held += 1;
         } else {
@@ -256,29 +278,52 @@ fn decode_records<S: RecordSink>(
     template: &Template,
     msg: &Message,
     body: &[u8],
-    (init_times, tail): (&mut FastMap<(SocketAddr, u32), u64>, &mut SetTail),
+    (init_times, tail): (&mut FastMap<(SessionKey, u32), u64>, &mut SetTail),
     env: &mut Env<'_, S>,
+) -> (Decoded, Result<(), ErrorReason>) {
+    let rates = env.sampling.rates_for(msg.exporter.ip(), msg.domain);
+    // Records without sampling elements all resolve to the same rate.
+    let set_rate =
+        (template.kind == TemplateKind::Data && !template.carries_sampling()).then(|| {
+            env.sampling
+                .resolve(&rates, msg.exporter.ip(), msg.domain, 0, None)
+        });
+    if let (Some(layout), Some(rate)) = (template.ovs_layout(), set_rate) {
+        return decode_ovs_records(layout, msg, body, env, rate);
+    }
+    tail.reset();
+    decode_general_records(
+        template,
+        msg,
+        body,
+        (init_times, tail),
+        env,
+        (rates, set_rate),
+    )
+}
+
+/// The records of a data set through the template's compiled steps (any template but Open
+/// vSwitch's): times made absolute, sampling rates resolved, options records learned from.
+fn decode_general_records<S: RecordSink>(
+    template: &Template,
+    msg: &Message,
+    body: &[u8],
+    (init_times, tail): (&mut FastMap<(SessionKey, u32), u64>, &mut SetTail),
+    env: &mut Env<'_, S>,
+    (mut rates, set_rate): (DatagramRates, Option<u32>),
 ) -> (Decoded, Result<(), ErrorReason>) {
     let base = msg.base_record();
     let ip = msg.exporter.ip();
     let uses_uptime = template.start == TimeKind::Uptime || template.end == TimeKind::Uptime;
     let learned_init_ms = match (uses_uptime, msg.clock.uptime_ms) {
         (true, None) => init_times
-            .get(&(msg.exporter, msg.domain))
+            .get(&(SessionKey(msg.exporter), msg.domain))
             .copied()
             .unwrap_or(0),
         _ => 0,
     };
-    let mut rates = env.sampling.rates_for(ip, msg.domain);
     let mut out = Decoded::default();
     let mut rest = body;
-    tail.reset();
-    // Records without sampling elements all resolve to the same rate.
-    let set_rate = (template.kind == TemplateKind::Data && !template.carries_sampling())
-        .then(|| env.sampling.resolve(&rates, ip, msg.domain, 0, None));
-    if let (Some(layout), Some(rate)) = (template.ovs_layout(), set_rate) {
-        return decode_ovs_records(layout, msg, body, env, rate);
-    }
     let fresh = template.needs_fresh_record();
     let mut img = RecordImage::new(base);
     while !rest.is_empty() && rest.len() >= template.min_len() {
@@ -327,9 +372,9 @@ fn decode_records<S: RecordSink>(
                 env.stats.options_records += 1;
                 if extras.init_ms != 0
                     && (init_times.len() < MAX_INIT_TIMES
-                        || init_times.contains_key(&(msg.exporter, msg.domain)))
+                        || init_times.contains_key(&(SessionKey(msg.exporter), msg.domain)))
                 {
-                    init_times.insert((msg.exporter, msg.domain), extras.init_ms);
+                    init_times.insert((SessionKey(msg.exporter), msg.domain), extras.init_ms);
                 }
                 if let Some(rate) = extras.sampling_rate() {
                     let key = SamplerKey {
@@ -373,8 +418,6 @@ fn decode_ovs_records<S: RecordSink>(
 /// What decoding one v9 / IPFIX message produced, for the decoder's counters and sequence tracking.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Outcome {
-    /// Flow records handed to the sink (early data replayed by this message's templates included).
-    pub flows: u32,
     pub domain: u32,
     pub sequence: u32,
     /// How far this message advances the sequence space (IPFIX: its data records; v9: 1), `None`
@@ -389,7 +432,6 @@ pub struct Outcome {
 impl Outcome {
     pub fn new(domain: u32, sequence: u32, uptime_ms: Option<u32>) -> Self {
         Outcome {
-            flows: 0,
             domain,
             sequence,
             span: None,

@@ -109,6 +109,7 @@ impl HeaderRepr {
 }
 
 /// Decode one IPFIX message. A header problem is an `Err`; problems in sets are in the outcome.
+#[inline]
 pub fn decode<S: RecordSink>(
     state: &mut TemplatedState,
     meta: &DatagramMeta,
@@ -157,7 +158,6 @@ pub fn decode<S: RecordSink>(
             }
             256.. => {
                 let (decoded, result) = state.data_set(&msg, set_id, body, env);
-                out.flows += decoded.flows;
                 span = span.map(|s| s + decoded.data_records);
                 if let Err(reason) = result {
                     env.note(&mut out.error, reason);
@@ -238,7 +238,7 @@ fn template_set<S: RecordSink>(
             continue;
         }
         match state.learn(msg, id, kind, env) {
-            Ok(flows) => out.flows += flows,
+            Ok(()) => {}
             Err(reason) => env.note(&mut out.error, reason),
         }
     }

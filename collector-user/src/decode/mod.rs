@@ -18,6 +18,14 @@
 //! Service, softflowd next to OVS on one host) all use domain 0 and template 256 and up, and keep
 //! their own templates. Sequence spaces, learned sampling rates and per-exporter metrics are per
 //! address.
+//!
+//! Open vSwitch sends one data record per IPFIX message, so the per-message path is its per-record
+//! cost. A data message costs two hash lookups: the template session (address and port) and the
+//! template in it. The session also notes where its sequence space is kept (an index the decoder
+//! checks against the space's key before use, so a stale note costs a lookup, never a wrong
+//! count). Map keys hash as a few 64-bit words ([`template::WordHasher`]). A message skips the
+//! sampling lookup when no rate is configured or learned, the early-data scan when none is held,
+//! and the idle-session sweep when none is due.
 
 pub mod error;
 pub mod flowset;
@@ -43,6 +51,7 @@ use crate::record::{CounterRecord, FlowRecord};
 use flowset::{Env, Outcome, TemplatedState};
 use sampling::{ConfiguredRate, SamplerKey, SamplingTable};
 use sequence::{DomainSequence, ExporterCounter, SequenceCounts, SequenceTracker};
+use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use template::{CacheLimits, EarlyData, EarlyLimits, FastMap, TemplateCache};
 
@@ -205,11 +214,23 @@ pub struct DecoderConfig {
 
 /// One sequence space: an exporter, its protocol and its domain (v5 engine, v9 source id, IPFIX
 /// observation domain).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SequenceSpace {
     pub exporter: IpAddr,
     pub protocol: Protocol,
     pub domain: u32,
+}
+
+impl Hash for SequenceSpace {
+    #[inline(always)]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let protocol = self.protocol.index() as u64;
+        template::hash_addr(
+            self.exporter,
+            u64::from(self.domain) | protocol << 32,
+            state,
+        );
+    }
 }
 
 /// Most sequence spaces tracked per worker.
@@ -222,10 +243,25 @@ pub struct Decoder {
     sflow: sflow::SflowDecoder,
     templated: TemplatedState,
     sampling: SamplingTable,
-    sequences: FastMap<SequenceSpace, DomainSequence>,
+    /// Index in `spaces` of each sequence space.
+    sequences: FastMap<SequenceSpace, u32>,
+    /// Each space with its tracker and, for IPFIX, the index of its exporter's counter in
+    /// `exporter_counters` (so a message costs one lookup, or none when its template session
+    /// noted the index: [`template::TemplateCache::get_noted`]). Never removed.
+    spaces: Vec<(SequenceSpace, TrackedSpace)>,
     /// Per IPFIX exporter, what ties its domains' sequence numbers together (one per IPFIX
-    /// address with a sequence space).
-    ipfix_exporters: FastMap<IpAddr, ExporterCounter>,
+    /// address with a sequence space; never removed, as sequence spaces are not).
+    exporter_counters: Vec<ExporterCounter>,
+    /// Index in `exporter_counters` of each IPFIX address (used when a space is created).
+    ipfix_exporters: FastMap<IpAddr, u32>,
+}
+
+/// One tracked sequence space.
+#[derive(Clone, Copy, Debug)]
+struct TrackedSpace {
+    sequence: DomainSequence,
+    /// Index of the exporter's [`ExporterCounter`] (IPFIX), `None` for the other protocols.
+    counter: Option<u32>,
 }
 
 impl Decoder {
@@ -246,7 +282,9 @@ impl Decoder {
 
     /// Loss, late and restart counts per sequence space seen so far.
     pub fn sequence_counts(&self) -> impl Iterator<Item = (SequenceSpace, SequenceCounts)> + '_ {
-        self.sequences.iter().map(|(k, s)| (*k, s.tracker.counts))
+        self.spaces
+            .iter()
+            .map(|(k, s)| (*k, s.sequence.tracker.counts))
     }
 
     /// The template cache (sizes for metrics; tests).
@@ -280,26 +318,31 @@ impl Decoder {
         datagram: &[u8],
         sink: &mut impl RecordSink,
     ) -> Result<(), ErrorReason> {
+        let protocol = match Protocol::detect(datagram) {
+            Ok(protocol) => protocol,
+            Err(reason) => {
+                self.stats.count_error(reason);
+                return Err(reason);
+            }
+        };
+        self.stats.datagrams[protocol.index()] += 1;
         let mut tally = Tally { sink, records: 0 };
-        let result = self.decode_uncounted(meta, datagram, &mut tally);
+        let result = self.decode_protocol(protocol, meta, datagram, &mut tally);
         // Every record handed to the sink is counted, also when the datagram failed partway.
-        if let Ok(protocol) = Protocol::detect(datagram) {
-            self.stats.records[protocol.index()] += tally.records;
-        }
+        self.stats.records[protocol.index()] += tally.records;
         if let Err(reason) = result {
             self.stats.count_error(reason);
         }
         result
     }
 
-    fn decode_uncounted<S: RecordSink>(
+    fn decode_protocol<S: RecordSink>(
         &mut self,
+        protocol: Protocol,
         meta: &DatagramMeta,
         datagram: &[u8],
         sink: &mut Tally<'_, S>,
     ) -> Result<(), ErrorReason> {
-        let protocol = Protocol::detect(datagram)?;
-        self.stats.datagrams[protocol.index()] += 1;
         match protocol {
             // v5 hands all of a datagram's records or none: counted once, not per record.
             Protocol::NetflowV5 => {
@@ -321,14 +364,21 @@ impl Decoder {
                 } else {
                     netflow_v9::decode(&mut self.templated, meta, datagram, &mut env)
                 };
-                self.stats.template_cache_templates = self.templated.templates.len() as u64;
-                self.stats.template_cache_bytes = self.templated.templates.bytes() as u64;
-                self.stats.early_data_bytes = self.templated.early.bytes() as u64;
+                if self.templated.take_gauges_changed() {
+                    self.stats.template_cache_templates = self.templated.templates.len() as u64;
+                    self.stats.template_cache_bytes = self.templated.templates.bytes() as u64;
+                    self.stats.early_data_bytes = self.templated.early.bytes() as u64;
+                }
                 let outcome: Outcome = outcome?;
-                self.observe_sequence(
-                    meta.exporter.ip(),
+                let noted = self.templated.sequence_slot;
+                let space = SequenceSpace {
+                    exporter: meta.exporter.ip(),
                     protocol,
-                    outcome.domain,
+                    domain: outcome.domain,
+                };
+                self.observe_sequence_noted(
+                    noted,
+                    space,
                     outcome.sequence,
                     outcome.span,
                     outcome.uptime_ms,
@@ -374,10 +424,13 @@ impl Decoder {
             },
             sink,
         )?;
-        self.observe_sequence(
+        let space = SequenceSpace {
             exporter,
-            Protocol::NetflowV5,
-            outcome.header.domain(),
+            protocol: Protocol::NetflowV5,
+            domain: outcome.header.domain(),
+        };
+        self.observe_sequence(
+            space,
             outcome.header.flow_sequence,
             Some(outcome.records),
             Some(outcome.header.sys_uptime_ms),
@@ -385,47 +438,106 @@ impl Decoder {
         Ok(outcome.records)
     }
 
-    fn observe_sequence(
+    /// [`Decoder::observe_sequence`] for a v9 / IPFIX message whose template session `noted`
+    /// where its sequence space was (it may be stale: used only when that space is this one), or
+    /// is told where it is now.
+    #[inline]
+    fn observe_sequence_noted(
         &mut self,
-        exporter: IpAddr,
-        protocol: Protocol,
-        domain: u32,
+        noted: Option<(SocketAddr, u32)>,
+        space: SequenceSpace,
         sequence: u32,
         span: Option<u32>,
         uptime_ms: Option<u32>,
     ) {
-        let space = SequenceSpace {
-            exporter,
-            protocol,
-            domain,
+        let Some((session, slot)) = noted else {
+            self.observe_sequence(space, sequence, span, uptime_ms);
+            return;
         };
-        let full = self.sequences.len() >= MAX_SEQUENCE_SPACES;
-        let state = match self.sequences.get_mut(&space) {
-            Some(s) => s,
-            None if full => {
-                self.stats.sequence_spaces_refused += 1;
-                return;
+        if let Some((key, state)) = self.spaces.get_mut(slot as usize)
+            && *key == space
+        {
+            let counter = state
+                .counter
+                .and_then(|i| self.exporter_counters.get_mut(i as usize));
+            state.sequence.observe(counter, sequence, span, uptime_ms);
+            return;
+        }
+        self.observe_sequence(space, sequence, span, uptime_ms);
+        if let Some(&slot) = self.sequences.get(&space) {
+            self.templated.templates.note_sequence_slot(session, slot);
+        }
+    }
+
+    /// Judge one datagram's sequence number in its space: one lookup when the space is known.
+    #[inline]
+    fn observe_sequence(
+        &mut self,
+        space: SequenceSpace,
+        sequence: u32,
+        span: Option<u32>,
+        uptime_ms: Option<u32>,
+    ) {
+        let Some((_, state)) = self
+            .sequences
+            .get(&space)
+            .and_then(|&slot| self.spaces.get_mut(slot as usize))
+        else {
+            self.first_in_space(space, sequence, span, uptime_ms);
+            return;
+        };
+        let counter = state
+            .counter
+            .and_then(|i| self.exporter_counters.get_mut(i as usize));
+        state.sequence.observe(counter, sequence, span, uptime_ms);
+    }
+
+    /// [`Decoder::observe_sequence`] for a space not tracked yet: track it (unless the table is
+    /// full) with its first datagram.
+    #[cold]
+    #[inline(never)]
+    fn first_in_space(
+        &mut self,
+        space: SequenceSpace,
+        sequence: u32,
+        span: Option<u32>,
+        uptime_ms: Option<u32>,
+    ) {
+        if self.spaces.len() >= MAX_SEQUENCE_SPACES {
+            self.stats.sequence_spaces_refused += 1;
+            return;
+        }
+        // v5 counts flows (30 per datagram), IPFIX data records, v9 packets.
+        let (window, max_gap) = match space.protocol {
+            Protocol::NetflowV9 => (100, 1_000_000),
+            _ => (3_000, 10_000_000),
+        };
+        let counter = match space.protocol {
+            Protocol::Ipfix => {
+                let next = self.exporter_counters.len() as u32;
+                let index = *self.ipfix_exporters.entry(space.exporter).or_insert(next);
+                if index == next {
+                    self.exporter_counters.push(ExporterCounter::default());
+                }
+                Some(index)
             }
-            None => self.sequences.entry(space).or_insert_with(|| {
-                // v5 counts flows (30 per datagram), IPFIX data records, v9 packets.
-                let (window, max_gap) = match protocol {
-                    Protocol::NetflowV9 => (100, 1_000_000),
-                    _ => (3_000, 10_000_000),
-                };
-                DomainSequence::new(SequenceTracker::new(window, max_gap))
-            }),
-        };
-        let exporter_records = match protocol {
-            Protocol::Ipfix => Some(self.ipfix_exporters.entry(exporter).or_default()),
             _ => None,
         };
-        state.observe(exporter_records, sequence, span, uptime_ms);
+        let mut state = TrackedSpace {
+            sequence: DomainSequence::new(SequenceTracker::new(window, max_gap)),
+            counter,
+        };
+        let counter = counter.and_then(|i| self.exporter_counters.get_mut(i as usize));
+        state.sequence.observe(counter, sequence, span, uptime_ms);
+        self.sequences.insert(space, self.spaces.len() as u32);
+        self.spaces.push((space, state));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytemuck::Zeroable;
 
     #[test]
     fn records_before_a_failure_are_counted() {
@@ -438,6 +550,204 @@ mod tests {
         let produced = (sink.flows.len() + sink.counters.len()) as u64;
         assert!(produced > 0, "some samples precede the cut");
         assert_eq!(dec.stats.records[Protocol::SflowV5.index()], produced);
+    }
+
+    /// An IPFIX message from `exporter`: template 256 (two IPv4 addresses) and `n` records of it.
+    fn ipfix_message(seq: u32, domain: u32, n: usize) -> Vec<u8> {
+        use ipfix::{MessageWriter, TemplateSpec};
+        let t = TemplateSpec {
+            id: 256,
+            scope_fields: 0,
+            fields: vec![template::Field::iana(8, 4), template::Field::iana(12, 4)],
+        };
+        let mut w = MessageWriter::new(1_700_000_000, seq, domain);
+        w.templates(std::slice::from_ref(&t)).data(
+            &t,
+            &vec![FlowRecord::zeroed(); n],
+            &ie::EncodeContext::default(),
+        );
+        w.finish()
+    }
+
+    #[test]
+    fn each_ipfix_exporter_has_its_own_counter_over_its_domains() {
+        // Two exporters number their domains 5 and 0 with one counter each, interleaved; a third
+        // numbers its domains on its own. No loss anywhere: each space reaches its exporter's
+        // counter, never another's.
+        let mut dec = Decoder::new();
+        let (a, b, c) = ("192.0.2.1:4739", "192.0.2.2:4739", "192.0.2.3:4739");
+        for (seq, domain, n) in [(0, 5, 3), (3, 0, 1), (4, 5, 2), (6, 0, 1), (7, 5, 4)] {
+            for exporter in [a, b] {
+                let (_, result) =
+                    test_support::run(&mut dec, exporter, &ipfix_message(seq, domain, n));
+                assert_eq!(result, Ok(()));
+            }
+        }
+        for (seq, domain) in [(0, 5), (0, 0), (1, 5), (1, 0), (2, 5)] {
+            let (_, result) = test_support::run(&mut dec, c, &ipfix_message(seq, domain, 1));
+            assert_eq!(result, Ok(()));
+        }
+        let mut counts: Vec<_> = dec
+            .sequence_counts()
+            .map(|(space, n)| {
+                (
+                    space.exporter.to_string(),
+                    space.domain,
+                    n.lost + n.late + n.restarts,
+                )
+            })
+            .collect();
+        counts.sort();
+        let clean = |e: &str| [(e.to_string(), 0, 0), (e.to_string(), 5, 0)];
+        assert_eq!(
+            counts,
+            [clean("192.0.2.1"), clean("192.0.2.2"), clean("192.0.2.3")].concat()
+        );
+        // A message lost by exporter b alone (11..=12) is b's loss, counted once.
+        for (exporter, seq) in [(b, 13), (a, 11)] {
+            let (_, result) = test_support::run(&mut dec, exporter, &ipfix_message(seq, 5, 1));
+            assert_eq!(result, Ok(()));
+        }
+        let lost: Vec<_> = dec
+            .sequence_counts()
+            .filter(|(_, n)| n.lost != 0)
+            .map(|(space, n)| (space.exporter.to_string(), space.domain, n.lost))
+            .collect();
+        assert_eq!(lost, [("192.0.2.2".to_string(), 5, 2)]);
+    }
+
+    #[test]
+    fn a_stale_sequence_slot_is_never_used_for_another_space() {
+        // Each template session notes where its sequence space is. A note that points at another
+        // space (another exporter's, another domain's, or past the end) is checked and replaced:
+        // every message is judged in its own space.
+        let mut dec = Decoder::new();
+        let (a, b) = ("192.0.2.1:4739", "192.0.2.2:4739");
+        let session = |e: &str| e.parse::<SocketAddr>().unwrap();
+        let send = |dec: &mut Decoder, exporter: &str, seq: u32, domain: u32| {
+            let (_, result) = test_support::run(dec, exporter, &ipfix_message(seq, domain, 1));
+            assert_eq!(result, Ok(()));
+        };
+        let noted = |dec: &mut Decoder, exporter: &str| {
+            let key = template::TemplateKey {
+                version: 10,
+                domain: 5,
+                id: 256,
+            };
+            dec.templated
+                .templates
+                .get_noted(session(exporter), key, 0)
+                .map(|(_, slot)| slot)
+        };
+        send(&mut dec, a, 0, 5);
+        send(&mut dec, b, 100, 5);
+        send(&mut dec, b, 101, 5);
+        let (slot_a, slot_b) = (noted(&mut dec, a).unwrap(), noted(&mut dec, b).unwrap());
+        assert_ne!(slot_a, slot_b);
+        for (wrong, seq) in [(slot_b, 1), (99, 2)] {
+            dec.templated
+                .templates
+                .note_sequence_slot(session(a), wrong);
+            send(&mut dec, a, seq, 5);
+            assert_eq!(noted(&mut dec, a), Some(slot_a), "corrected");
+        }
+        // Another domain of the same session: its own space, noted in turn.
+        send(&mut dec, a, 3, 7);
+        send(&mut dec, a, 3, 5);
+        send(&mut dec, b, 102, 5);
+        let judged: Vec<_> = dec
+            .sequence_counts()
+            .map(|(space, n)| (space.exporter.to_string(), space.domain, n))
+            .collect();
+        let clean = SequenceCounts::default();
+        assert_eq!(
+            judged,
+            [
+                ("192.0.2.1".to_string(), 5, clean),
+                ("192.0.2.2".to_string(), 5, clean),
+                ("192.0.2.1".to_string(), 7, clean)
+            ]
+        );
+        // b withdraws all its templates: its session is forgotten with its note. Learned again,
+        // the new session's note starts at 0 (a's space); b is still judged in its own.
+        let mut w = ipfix::MessageWriter::new(1_700_000_000, 103, 5);
+        w.withdrawal(ipfix::TEMPLATE_SET, ipfix::TEMPLATE_SET);
+        assert_eq!(test_support::run(&mut dec, b, &w.finish()).1, Ok(()));
+        assert_eq!(noted(&mut dec, b), None, "session forgotten");
+        send(&mut dec, b, 103, 5);
+        assert_eq!(noted(&mut dec, b), Some(slot_b), "noted again");
+        send(&mut dec, b, 104, 5);
+        send(&mut dec, a, 4, 5);
+        assert!(
+            dec.sequence_counts()
+                .all(|(_, n)| n == SequenceCounts::default()),
+            "{:?}",
+            dec.sequence_counts().collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn gauges_follow_every_change_of_templates_and_early_data() {
+        // Gauges are copied only after a message that changed the cache or the early data; after
+        // every kind of change they equal the sizes.
+        use ipfix::{MessageWriter, TEMPLATE_SET, TemplateSpec};
+        let spec = |id| TemplateSpec {
+            id,
+            scope_fields: 0,
+            fields: vec![template::Field::iana(8, 4), template::Field::iana(12, 4)],
+        };
+        let message = |f: &dyn Fn(&mut MessageWriter)| {
+            let mut w = MessageWriter::new(1_700_000_000, 0, 0);
+            f(&mut w);
+            w.finish()
+        };
+        let ctx = ie::EncodeContext::default();
+        let rec = [FlowRecord::zeroed()];
+        let templates = message(&|w| {
+            w.templates(&[spec(256)]);
+        });
+        let data = |id| {
+            message(&|w| {
+                w.data(&spec(id), &rec, &ctx);
+            })
+        };
+        let withdrawal = message(&|w| {
+            w.withdrawal(TEMPLATE_SET, 256);
+        });
+        let mut dec = Decoder::new();
+        let at = |dec: &mut Decoder, s: u64, bytes: &[u8]| {
+            let meta =
+                test_support::meta_at("192.0.2.1:4739", test_support::T0 + s * 1_000_000_000);
+            let _ = dec.decode(&meta, bytes, &mut Collected::default());
+            let sizes = (
+                dec.templates().len() as u64,
+                dec.templates().bytes() as u64,
+                dec.templated.early.bytes() as u64,
+            );
+            let gauges = (
+                dec.stats.template_cache_templates,
+                dec.stats.template_cache_bytes,
+                dec.stats.early_data_bytes,
+            );
+            assert_eq!(gauges, sizes, "at {s} s");
+            sizes
+        };
+        assert_eq!(at(&mut dec, 0, &templates).0, 1, "learned");
+        assert!(at(&mut dec, 1, &data(257)).2 > 0, "held");
+        assert_eq!(at(&mut dec, 2, &data(256)).0, 1, "data only");
+        assert_eq!(at(&mut dec, 40, &data(256)).2, 0, "early data aged out");
+        assert!(at(&mut dec, 41, &data(257)).2 > 0, "held again");
+        let replayed = message(&|w| {
+            w.templates(&[spec(257)]);
+        });
+        let (templates, _, early) = at(&mut dec, 42, &replayed);
+        assert_eq!((templates, early), (2, 0), "learned, held data replayed");
+        assert_eq!(at(&mut dec, 43, &withdrawal).0, 1, "withdrawn");
+        assert_eq!(
+            at(&mut dec, 43 + 31 * 60, &data(256)).0,
+            0,
+            "idle session forgotten"
+        );
     }
 
     #[test]

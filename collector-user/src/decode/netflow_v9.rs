@@ -157,8 +157,7 @@ pub fn decode<S: RecordSink>(
             TEMPLATE_FLOWSET => template_flowset(state, &msg, body, env, &mut out),
             OPTIONS_TEMPLATE_FLOWSET => options_template_flowset(state, &msg, body, env, &mut out),
             256.. => {
-                let (decoded, result) = state.data_set(&msg, set_id, body, env);
-                out.flows += decoded.flows;
+                let (_, result) = state.data_set(&msg, set_id, body, env);
                 if let Err(reason) = result {
                     env.note(&mut out.error, reason);
                 }
@@ -197,7 +196,7 @@ fn learn_parsed<S: RecordSink>(
         return;
     }
     match state.learn(msg, id, kind, env) {
-        Ok(flows) => out.flows += flows,
+        Ok(()) => {}
         Err(reason) => env.note(&mut out.error, reason),
     }
 }

@@ -7,7 +7,8 @@
 //! (OVS never exports a rate; OpenShift's default is 1:400) or, with `override_exported`, win over
 //! whatever the exporter says. Records carry the raw counters and the rate; nothing is renormalized.
 
-use super::template::FastMap;
+use super::template::{FastMap, hash_addr};
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
 /// A configured rate for every exporter inside `prefix/prefix_len`.
@@ -44,13 +45,24 @@ impl ConfiguredRate {
 }
 
 /// Scope of a learned rate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SamplerKey {
     pub exporter: IpAddr,
     /// Observation domain / source id / v5 engine (type<<8 | id).
     pub domain: u32,
     /// Sampler / selector id (0: the exporter-wide rate).
     pub sampler: u32,
+}
+
+impl Hash for SamplerKey {
+    #[inline(always)]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_addr(
+            self.exporter,
+            u64::from(self.domain) | u64::from(self.sampler) << 32,
+            state,
+        );
+    }
 }
 
 /// Most learned rates kept; beyond, new samplers are not learned (counted by the decoder).
@@ -114,8 +126,17 @@ impl SamplingTable {
             .max_by_key(|c| c.prefix_len)
     }
 
-    /// Resolve the per-datagram rates for (`exporter`, `domain`).
+    /// Resolve the per-datagram rates for (`exporter`, `domain`). Nothing configured and nothing
+    /// learned (Open vSwitch exports no rate): all unknown, without a prefix walk or lookup.
+    #[inline]
     pub fn rates_for(&self, exporter: IpAddr, domain: u32) -> DatagramRates {
+        if self.configured.is_empty() && self.learned.is_empty() {
+            return DatagramRates::default();
+        }
+        self.rates_looked_up(exporter, domain)
+    }
+
+    fn rates_looked_up(&self, exporter: IpAddr, domain: u32) -> DatagramRates {
         let configured = self.configured(exporter);
         let forced = configured.filter(|c| c.override_exported).map(|c| c.rate);
         let configured = configured.map_or(0, |c| c.rate);
@@ -227,5 +248,34 @@ mod tests {
         assert_eq!(t.resolve(&r, exp, 0, 9, Some(50)), 400, "override");
         let none = SamplingTable::default();
         assert_eq!(none.resolve(&none.rates_for(exp, 0), exp, 0, 0, None), 0);
+    }
+
+    #[test]
+    fn an_empty_table_answers_unknown_until_something_is_learned_or_configured() {
+        let exp: IpAddr = "10.0.0.1".parse().unwrap();
+        let mut t = SamplingTable::default();
+        assert_eq!(t.rates_for(exp, 3), DatagramRates::default());
+        let key = SamplerKey {
+            exporter: exp,
+            domain: 3,
+            sampler: 0,
+        };
+        assert!(t.learn(key, 64));
+        assert_eq!(
+            t.rates_for(exp, 3).default,
+            64,
+            "learned, nothing configured"
+        );
+        assert_eq!(t.rates_for(exp, 4).default, 0);
+        let mut t = SamplingTable::default();
+        t.set_configured(vec![cfg("10.0.0.0", 8, 400, true)]);
+        let r = t.rates_for(exp, 3);
+        assert_eq!((r.forced, r.default, r.configured), (Some(400), 400, 400));
+        t.set_configured(Vec::new());
+        assert_eq!(
+            t.rates_for(exp, 3),
+            DatagramRates::default(),
+            "reloaded empty"
+        );
     }
 }

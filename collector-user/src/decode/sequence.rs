@@ -112,6 +112,7 @@ impl DomainSequence {
     /// in order when it follows the exporter's previous one, and a gap is counted once, in the
     /// domain of the message after it. After a message of unknown extent the exporter's next
     /// number is unknown, and the next message of any domain is not judged.
+    #[inline(always)]
     pub fn observe(
         &mut self,
         exporter: Option<&mut ExporterCounter>,
@@ -221,17 +222,45 @@ impl SequenceTracker {
     /// `span` is `None` when the datagram's extent is unknown (an IPFIX message whose data sets could
     /// not all be decoded): the next datagram is then taken as a fresh start, not judged.
     /// `uptime_ms` is the exporter's uptime when the protocol sends it (v5, v9, sFlow).
+    #[inline]
     pub fn observe(
         &mut self,
         seq: u32,
         span: Option<u32>,
         uptime_ms: Option<u32>,
     ) -> SequenceEvent {
-        let restarted_clock = match (self.last_uptime_ms, uptime_ms) {
-            // Uptime runs for ~49.7 days before wrapping; a step back of more than a minute is a reboot.
-            (Some(last), Some(now)) => now < last && last - now > 60_000,
-            _ => false,
-        };
+        // The common case, as the general path below judges it: exactly the protocol's expected
+        // number, with a numbering that judges by it (an undecided one may learn `Standard` here).
+        if self.expected == Some(seq)
+            && matches!(self.numbering, Numbering::Standard | Numbering::Undecided)
+            && !self.clock_went_back(uptime_ms)
+        {
+            if self.numbering == Numbering::Undecided {
+                self.expectation(seq, seq, span);
+            }
+            if uptime_ms.is_some() {
+                self.last_uptime_ms = uptime_ms;
+            }
+            self.late_run = 0;
+            self.expected = span.map(|s| seq.wrapping_add(s));
+            self.last_seq = seq;
+            return SequenceEvent::InOrder;
+        }
+        self.judge(seq, span, uptime_ms)
+    }
+
+    /// Uptime runs for ~49.7 days before wrapping; a step back of more than a minute is a reboot.
+    #[inline(always)]
+    fn clock_went_back(&self, uptime_ms: Option<u32>) -> bool {
+        uptime_ms
+            .zip(self.last_uptime_ms)
+            .is_some_and(|(now, last)| last.saturating_sub(now) > 60_000)
+    }
+
+    /// [`SequenceTracker::observe`] for every case but the common one.
+    #[inline(never)]
+    fn judge(&mut self, seq: u32, span: Option<u32>, uptime_ms: Option<u32>) -> SequenceEvent {
+        let restarted_clock = self.clock_went_back(uptime_ms);
         if uptime_ms.is_some() {
             self.last_uptime_ms = uptime_ms;
         }
@@ -349,6 +378,68 @@ mod tests {
             .map(|&(seq, span)| t.observe(seq, Some(span), None))
             .collect();
         events[1..].to_vec()
+    }
+
+    #[test]
+    fn the_in_order_shortcut_judges_as_the_general_path() {
+        // Streams of every kind (in order, gaps, late, duplicates, restarts, uptime going back,
+        // unknown spans, each numbering convention): `observe` (with its shortcut) and `judge`
+        // (the general path alone) give the same events and leave the same state.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut shortcuts = 0;
+        for stream in 0..200 {
+            let (mut fast, mut general) = (tracker(), tracker());
+            let (mut seq, mut uptime) = (next(1 << 32) as u32, 1_000_000u32);
+            let with_uptime = stream % 2 == 0;
+            for _ in 0..200 {
+                let span = match next(10) {
+                    0 => None,
+                    1..=4 => Some(1),
+                    _ => Some(1 + next(30) as u32),
+                };
+                let step = match next(20) {
+                    0 => seq.wrapping_sub(next(50) as u32),
+                    1 => seq.wrapping_add(next(50) as u32),
+                    2 => next(1 << 32) as u32,
+                    _ => seq,
+                };
+                uptime = match next(30) {
+                    0 => uptime.wrapping_sub(120_000),
+                    1 => uptime.wrapping_sub(10),
+                    _ => uptime.wrapping_add(1_000),
+                };
+                let uptime_ms = with_uptime.then_some(uptime);
+                if fast.expected == Some(step) {
+                    shortcuts += 1;
+                }
+                assert_eq!(
+                    fast.observe(step, span, uptime_ms),
+                    general.judge(step, span, uptime_ms),
+                    "stream {stream}"
+                );
+                assert_eq!(
+                    format!("{fast:?}"),
+                    format!("{general:?}"),
+                    "stream {stream}"
+                );
+                // Next number by the convention of the stream: standard, inclusive or per datagram.
+                seq = match stream % 3 {
+                    0 => step.wrapping_add(span.unwrap_or(1)),
+                    1 => step.wrapping_add(1 + next(3) as u32),
+                    _ => step.wrapping_add(1),
+                };
+            }
+        }
+        assert!(
+            shortcuts > 10_000,
+            "the shortcut was taken {shortcuts} times"
+        );
     }
 
     #[test]

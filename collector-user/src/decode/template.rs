@@ -46,7 +46,9 @@
 //! Data sets whose template has not arrived are copied into a per-exporter buffer
 //! ([`EarlyLimits`]: bytes per exporter, total bytes, age) with what is needed to decode them later,
 //! and replayed when the template arrives. What ages out or does not fit is counted by the caller
-//! (`EarlyDataDropped`). Time comes from the datagrams' receive times (sans-IO).
+//! (`EarlyDataDropped`). Time comes from the datagrams' receive times (sans-IO). A message looks
+//! its session's held sets up only when some are held and the session's bit in a small filter is
+//! set, so exporters with nothing held pay nothing for the ones that do.
 
 use super::ErrorReason;
 use super::ie::{self, Action, Extras, Slot, Store};
@@ -54,8 +56,8 @@ use super::ipfix_ovs;
 use super::time::{ExportClock, TimeKind};
 use crate::record::FlowRecord;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-use std::net::SocketAddr;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+use std::net::{IpAddr, SocketAddr};
 
 /// Most fields a template may have; more is `TemplateTooLarge`.
 pub const MAX_FIELDS: usize = 512;
@@ -685,7 +687,7 @@ fn usable(f: &Field) -> Option<ie::ElementSpec> {
 }
 
 /// Template scope within one exporter: protocol version, observation domain / source id, id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TemplateKey {
     /// 9 (NetFlow v9) or 10 (IPFIX).
     pub version: u8,
@@ -693,34 +695,109 @@ pub struct TemplateKey {
     pub id: u16,
 }
 
+impl Hash for TemplateKey {
+    /// One word: the derived hash would take three.
+    #[inline(always)]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(
+            u64::from(self.domain) | u64::from(self.id) << 32 | u64::from(self.version) << 48,
+        );
+    }
+}
+
+/// An exporter's address as map-key words: `std`'s hash of an `IpAddr` feeds its variant, a length
+/// and then the address bytes through [`Hasher::write`]; this is one word (IPv4) or two (IPv6),
+/// followed by `tail` (what else the key holds: port, domain, ...). Equal addresses give equal
+/// words, as a `Hash` consistent with `Eq` needs.
+#[inline(always)]
+pub fn hash_addr<H: Hasher>(ip: IpAddr, tail: u64, state: &mut H) {
+    match ip {
+        IpAddr::V4(a) => state.write_u64(u64::from(a.to_bits())),
+        IpAddr::V6(a) => {
+            let bits = a.to_bits();
+            state.write_u64(bits as u64);
+            state.write_u64((bits >> 64) as u64 ^ HASH_SEED);
+        }
+    }
+    state.write_u64(tail);
+}
+
+/// A transport session (exporter address and port) as a map key, hashed by [`hash_addr`]. IPv6
+/// flow info and scope id are part of equality but not of the hash (equal keys still hash alike).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionKey(pub SocketAddr);
+
+impl Hash for SessionKey {
+    #[inline(always)]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_addr(self.0.ip(), u64::from(self.0.port()), state);
+    }
+}
+
 /// A small, fast hasher for keys that are not attacker-chosen in bulk (addresses of exporters
-/// that passed the allow-list, template ids): multiply-rotate over 64-bit words.
-#[derive(Default, Clone, Copy)]
+/// that passed the allow-list, template ids): a folded multiply (the high and low halves of a
+/// 64×64-bit product, xored) per 64-bit word, so every input bit reaches the low bits that pick
+/// a bucket. Keys of this module hash as a few words ([`hash_addr`], [`SessionKey`],
+/// [`TemplateKey`]); byte slices of up to 16 bytes take two words without a copy loop.
+#[derive(Clone, Copy)]
 pub struct WordHasher(u64);
 
+/// Odd 64-bit constants (digits of π): the multiplier, and the state before the first word.
+const HASH_MUL: u64 = 0x243f_6a88_85a3_08d3;
+const HASH_SEED: u64 = 0x1319_8a2e_0370_7344;
+
+impl Default for WordHasher {
+    fn default() -> Self {
+        WordHasher(HASH_SEED)
+    }
+}
+
 impl Hasher for WordHasher {
+    #[inline(always)]
     fn finish(&self) -> u64 {
         self.0
     }
+    #[inline]
     fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
+        let word = |b: &[u8]| {
             let mut w = [0u8; 8];
-            w[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(w));
+            for (d, s) in w.iter_mut().zip(b) {
+                *d = *s;
+            }
+            u64::from_le_bytes(w)
+        };
+        match bytes.len() {
+            0..=8 => self.write_u64(word(bytes) ^ (bytes.len() as u64) << 59),
+            9..=16 => {
+                let (a, b) = bytes.split_at(8);
+                self.write_u64(word(a));
+                self.write_u64(word(b) ^ (bytes.len() as u64) << 59);
+            }
+            _ => {
+                for chunk in bytes.chunks(8) {
+                    self.write_u64(word(chunk));
+                }
+            }
         }
     }
+    #[inline(always)]
     fn write_u8(&mut self, i: u8) {
         self.write_u64(u64::from(i));
     }
+    #[inline(always)]
     fn write_u16(&mut self, i: u16) {
         self.write_u64(u64::from(i));
     }
+    #[inline(always)]
     fn write_u32(&mut self, i: u32) {
         self.write_u64(u64::from(i));
     }
+    #[inline(always)]
     fn write_u64(&mut self, i: u64) {
-        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        let product = u128::from(self.0 ^ i) * u128::from(HASH_MUL);
+        self.0 = (product as u64) ^ (product >> 64) as u64;
     }
+    #[inline(always)]
     fn write_usize(&mut self, i: usize) {
         self.write_u64(i as u64);
     }
@@ -760,6 +837,8 @@ struct ExporterTemplates {
     bytes: usize,
     /// Receive time of the last template learned or used.
     last_seen_ns: u64,
+    /// Kept for the decoder: where it last found this session's sequence space.
+    sequence_slot: u32,
 }
 
 impl ExporterTemplates {
@@ -794,7 +873,7 @@ pub struct Inserted {
 /// [`CacheLimits`]. The per-exporter cap is per session.
 #[derive(Debug, Default)]
 pub struct TemplateCache {
-    exporters: FastMap<SocketAddr, ExporterTemplates>,
+    exporters: FastMap<SessionKey, ExporterTemplates>,
     limits: CacheLimits,
     total_bytes: usize,
     count: usize,
@@ -832,20 +911,48 @@ impl TemplateCache {
         key: TemplateKey,
         now_ns: u64,
     ) -> Option<&Template> {
+        self.get_noted(exporter, key, now_ns).map(|(t, _)| t)
+    }
+
+    /// [`TemplateCache::get`], and the session's sequence slot: a number the decoder keeps with
+    /// the session ([`TemplateCache::note_sequence_slot`]; 0 until it does) to find the session's
+    /// sequence space without a lookup. The cache does not interpret it; the decoder checks it.
+    #[inline]
+    pub fn get_noted(
+        &mut self,
+        exporter: SocketAddr,
+        key: TemplateKey,
+        now_ns: u64,
+    ) -> Option<(&Template, u32)> {
         self.clock += 1;
-        let e = self.exporters.get_mut(&exporter)?;
+        let e = self.exporters.get_mut(&SessionKey(exporter))?;
         let t = e.templates.get_mut(&key)?;
         e.last_seen_ns = now_ns;
         t.last_used = self.clock;
-        Some(t)
+        Some((t, e.sequence_slot))
+    }
+
+    /// Keep `slot` with the session of `exporter` (when it has templates) for
+    /// [`TemplateCache::get_noted`].
+    pub fn note_sequence_slot(&mut self, exporter: SocketAddr, slot: u32) {
+        if let Some(e) = self.exporters.get_mut(&SessionKey(exporter)) {
+            e.sequence_slot = slot;
+        }
     }
 
     /// Forget the sessions idle for longer than [`CacheLimits::session_idle_ns`] at receive time
     /// `now_ns` (looked for once a minute); returns the templates dropped.
+    #[inline]
     pub fn expire_idle(&mut self, now_ns: u64) -> u64 {
         if now_ns.saturating_sub(self.last_sweep_ns) < IDLE_SWEEP_NS {
             return 0;
         }
+        self.sweep_idle(now_ns)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn sweep_idle(&mut self, now_ns: u64) -> u64 {
         self.last_sweep_ns = now_ns;
         let idle = self.limits.session_idle_ns;
         let (mut templates, mut bytes) = (0, 0);
@@ -873,7 +980,7 @@ impl TemplateCache {
         self.clock += 1;
         template.last_used = self.clock;
         let size = template.cached_bytes();
-        let entry = self.exporters.entry(exporter).or_default();
+        let entry = self.exporters.entry(SessionKey(exporter)).or_default();
         entry.last_seen_ns = now_ns;
         let mut out = Inserted::default();
         if let Some(old) = entry.templates.insert(key, template) {
@@ -900,7 +1007,7 @@ impl TemplateCache {
             out.evicted += 1;
         }
         if entry.templates.is_empty() {
-            self.exporters.remove(&exporter);
+            self.exporters.remove(&SessionKey(exporter));
         }
         while self.total_bytes > self.limits.total_bytes {
             // The session seen least recently (a restarted exporter's old one), the heaviest
@@ -915,7 +1022,7 @@ impl TemplateCache {
             let Some(e) = self.exporters.get_mut(&victim) else {
                 break;
             };
-            let keep = (victim == exporter && e.templates.len() > 1).then_some(key);
+            let keep = (victim == SessionKey(exporter) && e.templates.len() > 1).then_some(key);
             let Some(freed) = e.evict_lru(keep) else {
                 break;
             };
@@ -932,7 +1039,7 @@ impl TemplateCache {
 
     /// Withdraw one template; true when it existed.
     pub fn withdraw(&mut self, exporter: SocketAddr, key: TemplateKey) -> bool {
-        let Some(e) = self.exporters.get_mut(&exporter) else {
+        let Some(e) = self.exporters.get_mut(&SessionKey(exporter)) else {
             return false;
         };
         let Some(t) = e.templates.remove(&key) else {
@@ -943,7 +1050,7 @@ impl TemplateCache {
         self.total_bytes -= size;
         self.count -= 1;
         if e.templates.is_empty() {
-            self.exporters.remove(&exporter);
+            self.exporters.remove(&SessionKey(exporter));
         }
         true
     }
@@ -956,7 +1063,7 @@ impl TemplateCache {
         domain: u32,
         kind: TemplateKind,
     ) -> usize {
-        let Some(e) = self.exporters.get_mut(&exporter) else {
+        let Some(e) = self.exporters.get_mut(&SessionKey(exporter)) else {
             return 0;
         };
         let before = e.templates.len();
@@ -973,7 +1080,7 @@ impl TemplateCache {
         self.total_bytes -= freed;
         self.count -= removed;
         if e.templates.is_empty() {
-            self.exporters.remove(&exporter);
+            self.exporters.remove(&SessionKey(exporter));
         }
         removed
     }
@@ -1056,10 +1163,22 @@ impl ExporterEarly {
 /// Data sets held until their template arrives, per exporter (transport session).
 #[derive(Debug, Default)]
 pub struct EarlyData {
-    exporters: FastMap<SocketAddr, ExporterEarly>,
+    exporters: FastMap<SessionKey, ExporterEarly>,
     limits: EarlyLimits,
     total_bytes: usize,
     last_sweep_ns: u64,
+    /// Sessions that may hold data: one bit per session (by its hash), set when it holds a set,
+    /// cleared on the sweep that rebuilds it from the sessions left. A clear bit means nothing is
+    /// held, so the session's messages skip the lookup while other sessions hold data; a set bit
+    /// of another session only costs that lookup.
+    held_filter: [u64; 4],
+}
+
+/// Where `exporter`'s bit is in [`EarlyData`]'s filter.
+#[inline]
+fn filter_bit(exporter: SocketAddr) -> (usize, u64) {
+    let h = BuildHasherDefault::<WordHasher>::default().hash_one(SessionKey(exporter));
+    ((h >> 58) as usize & 3, 1 << (h & 63))
 }
 
 impl EarlyData {
@@ -1082,14 +1201,31 @@ impl EarlyData {
 
     /// Drop what is older than the age cap at `now_ns` (every exporter at most once per age period,
     /// plus `exporter` now); returns the number of sets dropped.
+    #[inline]
     pub fn expire(&mut self, exporter: SocketAddr, now_ns: u64) -> u64 {
         if self.exporters.is_empty() {
             return 0;
         }
+        self.expire_held(exporter, now_ns)
+    }
+
+    /// False when `exporter` holds nothing (true may be wrong: see `held_filter`).
+    #[inline]
+    fn may_hold(&self, exporter: SocketAddr) -> bool {
+        let (word, bit) = filter_bit(exporter);
+        self.held_filter.get(word).is_some_and(|w| w & bit != 0)
+    }
+
+    #[inline(never)]
+    fn expire_held(&mut self, exporter: SocketAddr, now_ns: u64) -> u64 {
         let max_age = self.limits.max_age_ns;
+        let sweep_due = now_ns.saturating_sub(self.last_sweep_ns) > max_age;
+        if !sweep_due && !self.may_hold(exporter) {
+            return 0;
+        }
         let old = |s: &HeldSet| now_ns.saturating_sub(s.ctx.received_ns) > max_age;
         let mut dropped = 0;
-        if now_ns.saturating_sub(self.last_sweep_ns) > max_age {
+        if sweep_due {
             self.last_sweep_ns = now_ns;
             for e in self.exporters.values_mut() {
                 let (n, freed) = e.remove_where(old);
@@ -1097,12 +1233,19 @@ impl EarlyData {
                 self.total_bytes -= freed;
             }
             self.exporters.retain(|_, e| !e.sets.is_empty());
-        } else if let Some(e) = self.exporters.get_mut(&exporter) {
+            self.held_filter = [0; 4];
+            for session in self.exporters.keys() {
+                let (word, bit) = filter_bit(session.0);
+                if let Some(w) = self.held_filter.get_mut(word) {
+                    *w |= bit;
+                }
+            }
+        } else if let Some(e) = self.exporters.get_mut(&SessionKey(exporter)) {
             let (n, freed) = e.remove_where(old);
             dropped += n;
             self.total_bytes -= freed;
             if e.sets.is_empty() {
-                self.exporters.remove(&exporter);
+                self.exporters.remove(&SessionKey(exporter));
             }
         }
         dropped
@@ -1115,12 +1258,16 @@ impl EarlyData {
             return false;
         }
         let per_exporter = self.limits.per_exporter_bytes;
-        let e = self.exporters.entry(exporter).or_default();
+        let e = self.exporters.entry(SessionKey(exporter)).or_default();
         if e.bytes.len() + e.sets.len() * HELD_SET_OVERHEAD + cost > per_exporter {
             if e.sets.is_empty() {
-                self.exporters.remove(&exporter);
+                self.exporters.remove(&SessionKey(exporter));
             }
             return false;
+        }
+        let (word, bit) = filter_bit(exporter);
+        if let Some(w) = self.held_filter.get_mut(word) {
+            *w |= bit;
         }
         let start = e.bytes.len();
         e.bytes.extend_from_slice(set);
@@ -1142,7 +1289,7 @@ impl EarlyData {
         out: &mut Vec<u8>,
         contexts: &mut Vec<(HeldContext, std::ops::Range<usize>)>,
     ) {
-        let Some(e) = self.exporters.get_mut(&exporter) else {
+        let Some(e) = self.exporters.get_mut(&SessionKey(exporter)) else {
             return;
         };
         for s in e.sets.iter().filter(|s| s.ctx.key == key) {
@@ -1155,7 +1302,7 @@ impl EarlyData {
         let (_, freed) = e.remove_where(|s| s.ctx.key == key);
         self.total_bytes -= freed;
         if e.sets.is_empty() {
-            self.exporters.remove(&exporter);
+            self.exporters.remove(&SessionKey(exporter));
         }
     }
 }
@@ -1657,6 +1804,104 @@ mod tests {
         );
         assert!(c.get(ip(2), key(256), 0).is_some());
         assert!(c.bytes() <= 4 * one);
+    }
+
+    #[test]
+    fn early_data_of_a_session_ages_on_its_own_messages_while_others_skip_the_lookup() {
+        // max_age 30: the sweep of every session runs at most every 30; in between a message
+        // ages out its own session's sets, and a session that holds nothing skips the lookup.
+        let mut e = EarlyData::new(EarlyLimits {
+            max_age_ns: 30,
+            ..EarlyLimits::default()
+        });
+        assert!(e.hold(ip(1), held(256, 0), &[1]));
+        assert_eq!(e.expire(ip(2), 10), 0, "sweep due (none yet): nothing old");
+        assert!(e.hold(ip(2), held(256, 20), &[2]));
+        assert_eq!(e.expire(ip(3), 31), 1, "the sweep: session 1's set");
+        assert!(!e.may_hold(ip(1)), "the sweep rebuilt the filter");
+        assert_eq!(e.expire(ip(3), 45), 0, "session 3 holds nothing");
+        assert_eq!(e.expire(ip(2), 45), 0, "session 2's set is 25 old");
+        assert_eq!(e.expire(ip(2), 52), 1, "32 old, on session 2's own message");
+        assert_eq!((e.sets(), e.bytes()), (0, 0));
+        // After a take the session's bit may stay set (a lookup that finds nothing); holding
+        // again sets it, and the session's own message ages its data.
+        assert!(e.hold(ip(2), held(256, 53), &[3]));
+        assert!(e.hold(ip(1), held(257, 53), &[4]));
+        let (mut out, mut ctx) = (Vec::new(), Vec::new());
+        e.take(ip(1), key(257), &mut out, &mut ctx);
+        assert_eq!(e.expire(ip(1), 54), 0);
+        assert!(e.hold(ip(1), held(257, 55), &[5]));
+        assert_eq!(
+            e.expire(ip(3), 80),
+            0,
+            "a sweep (49 after the last): nothing 31 old"
+        );
+        assert_eq!(e.expire(ip(1), 86), 1, "31 old, on session 1's own message");
+        assert_eq!(
+            e.sets(),
+            1,
+            "session 2's set waits for its message or the sweep"
+        );
+        // Every session's bit is set while it holds data, whatever its address.
+        let mut e = EarlyData::new(EarlyLimits::default());
+        for n in 0..=255u8 {
+            assert!(e.hold(SocketAddr::from(([10, 0, 0, n], 4739)), held(256, 0), &[]));
+        }
+        for n in 0..=255u8 {
+            assert!(e.may_hold(SocketAddr::from(([10, 0, 0, n], 4739))));
+        }
+    }
+
+    fn hash_of(key: &(impl Hash + ?Sized)) -> u64 {
+        use std::hash::BuildHasher;
+        BuildHasherDefault::<WordHasher>::default().hash_one(key)
+    }
+
+    #[test]
+    fn word_hash_spreads_exporters_over_the_low_bits() {
+        // 1000 exporters 10.a.b.1:4739 (as the decode benchmark numbers them): a table of 2048
+        // buckets picks by the low 11 bits, which must not repeat much (random: ~790 distinct).
+        let buckets = |hashes: Vec<u64>| {
+            let mut seen: Vec<u64> = hashes.into_iter().map(|h| h & 2047).collect();
+            seen.sort_unstable();
+            seen.dedup();
+            seen.len()
+        };
+        let sessions: Vec<u64> = (0u16..1000)
+            .map(|n| {
+                let [a, b] = n.to_be_bytes();
+                hash_of(&SessionKey(SocketAddr::from(([10, a, b, 1], 4739))))
+            })
+            .collect();
+        assert!(buckets(sessions) > 700);
+        let ports: Vec<u64> = (0u16..1000)
+            .map(|p| hash_of(&SessionKey(SocketAddr::from(([10, 0, 0, 1], 30000 + p)))))
+            .collect();
+        assert!(buckets(ports) > 700);
+        let ids: Vec<u64> = (256u16..1256).map(|id| hash_of(&key(id))).collect();
+        assert!(buckets(ids) > 700);
+        // Every part of a key reaches the hash.
+        let k = key(256);
+        assert_ne!(hash_of(&k), hash_of(&TemplateKey { domain: 1, ..k }));
+        assert_ne!(hash_of(&k), hash_of(&TemplateKey { version: 9, ..k }));
+        let v6: SocketAddr = "[2001:db8::1]:4739".parse().unwrap();
+        let v6b: SocketAddr = "[2001:db8:0:1::1]:4739".parse().unwrap();
+        assert_ne!(hash_of(&SessionKey(v6)), hash_of(&SessionKey(v6b)));
+        let (top, no_top): (SocketAddr, SocketAddr) = (
+            "[fc00::1]:1".parse().unwrap(),
+            "[7c00::1]:1".parse().unwrap(),
+        );
+        assert_ne!(hash_of(&SessionKey(top)), hash_of(&SessionKey(no_top)));
+        // Byte slices (std keys such as IpAddr) of up to 16 bytes: each byte and the length count.
+        let bytes = [7u8; 16];
+        for len in 0..=16 {
+            for i in 0..len {
+                let mut other = bytes;
+                other[i] ^= 1;
+                assert_ne!(hash_of(&bytes[..len]), hash_of(&other[..len]));
+            }
+        }
+        assert_ne!(hash_of(&[0u8; 3][..]), hash_of(&[0u8; 4][..]));
     }
 
     fn held(id: u16, t: u64) -> HeldContext {
