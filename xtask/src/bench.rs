@@ -79,11 +79,16 @@ const TEMPLATE_RATE: u64 = 1_000;
 
 /// Protocols `decode_loop` and `worker_loop` are asked about.
 const PROTOCOLS: [&str; 5] = ["v5", "v9", "ipfix", "ipfix-single", "sflow"];
-/// The callgrind loops and their key in `decode.json`: the decoder alone, and the whole worker
-/// step (decoder, exporter table, counters, commit) without the kernel's receive path.
-const LOOPS: [(&str, &str); 2] = [
-    ("decode_loop", "instructions_per_record"),
-    ("worker_loop", "worker_instructions_per_record"),
+/// The callgrind loops, the function whose instructions count (start-up is left out), and their
+/// key in `decode.json`: the decoder alone, and the whole worker step (decoder, exporter table,
+/// counters, commit) without the kernel's receive path.
+const LOOPS: [(&str, &str, &str); 2] = [
+    ("decode_loop", "*decode_all*", "instructions_per_record"),
+    (
+        "worker_loop",
+        "*step_all*",
+        "worker_instructions_per_record",
+    ),
 ];
 /// Datagrams in the smaller callgrind run (the larger has twice as many).
 const DATAGRAMS: u64 = 2000;
@@ -539,7 +544,7 @@ fn callgrind_decode() -> anyhow::Result<()> {
     let out_dir = target_dir().join("bench");
     std::fs::create_dir_all(&out_dir)?;
     let mut tables = Vec::new();
-    for (example, key) in LOOPS {
+    for (example, collect, key) in LOOPS {
         run_status(cargo().args([
             "build",
             "--release",
@@ -551,11 +556,11 @@ fn callgrind_decode() -> anyhow::Result<()> {
         let binary = target_dir().join("release/examples").join(example);
         let mut rows = Vec::new();
         for protocol in PROTOCOLS {
-            let Some(small) = measure(&binary, &out_dir, protocol, DATAGRAMS)? else {
+            let Some(small) = measure(&binary, collect, &out_dir, protocol, DATAGRAMS)? else {
                 println!("bench: {example} rejects --protocol {protocol}; skipped");
                 continue;
             };
-            let Some(large) = measure(&binary, &out_dir, protocol, 2 * DATAGRAMS)? else {
+            let Some(large) = measure(&binary, collect, &out_dir, protocol, 2 * DATAGRAMS)? else {
                 continue;
             };
             let per_record = instructions_per_record(small, large).with_context(|| {
@@ -597,6 +602,7 @@ fn callgrind_decode() -> anyhow::Result<()> {
 /// `(Ir, records)` of one callgrind run, or `None` when the loop rejects the protocol.
 fn measure(
     binary: &Path,
+    collect: &str,
     out_dir: &Path,
     protocol: &str,
     datagrams: u64,
@@ -604,6 +610,7 @@ fn measure(
     let callgrind_out = out_dir.join(format!("callgrind.{protocol}.{datagrams}.out"));
     let out = Command::new("valgrind")
         .arg("--tool=callgrind")
+        .arg(format!("--toggle-collect={collect}"))
         .arg(format!("--callgrind-out-file={}", callgrind_out.display()))
         .arg(binary)
         .args([
