@@ -56,8 +56,9 @@ use super::ipfix_ovs;
 use super::time::{ExportClock, TimeKind};
 use crate::record::FlowRecord;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::OnceLock;
 
 /// Most fields a template may have; more is `TemplateTooLarge`.
 pub const MAX_FIELDS: usize = 512;
@@ -716,7 +717,7 @@ pub fn hash_addr<H: Hasher>(ip: IpAddr, tail: u64, state: &mut H) {
         IpAddr::V6(a) => {
             let bits = a.to_bits();
             state.write_u64(bits as u64);
-            state.write_u64((bits >> 64) as u64 ^ HASH_SEED);
+            state.write_u64((bits >> 64) as u64 ^ V6_MARK);
         }
     }
     state.write_u64(tail);
@@ -734,28 +735,61 @@ impl Hash for SessionKey {
     }
 }
 
-/// A small, fast hasher for keys that are not attacker-chosen in bulk (addresses of exporters
-/// that passed the allow-list, template ids): a folded multiply (the high and low halves of a
-/// 64×64-bit product, xored) per 64-bit word, so every input bit reaches the low bits that pick
-/// a bucket. Keys of this module hash as a few words ([`hash_addr`], [`SessionKey`],
-/// [`TemplateKey`]); byte slices of up to 16 bytes take two words without a copy loop.
+/// A small, fast hasher for the decoder's and the worker's tables, whose keys (exporter
+/// addresses and ports, template ids) a sender chooses: a folded multiply (the high and low halves
+/// of a 64×64-bit product, xored) per 64-bit word, so every input bit reaches the low bits that
+/// pick a bucket, starting from a seed drawn once per process from the OS's randomness (std's
+/// `RandomState`), so which keys share a bucket cannot be worked out in advance. Keys of this
+/// module hash as a few words ([`hash_addr`], [`SessionKey`], [`TemplateKey`]); byte slices of up
+/// to 16 bytes take two words without a copy loop.
 #[derive(Clone, Copy)]
 pub struct WordHasher(u64);
 
-/// Odd 64-bit constants (digits of π): the multiplier, and the state before the first word.
+/// 64-bit constants (digits of π): the odd multiplier, and what an IPv6 address's high word is
+/// xored with (an IPv6 key is never an IPv4 one plus a word that happens to match).
 const HASH_MUL: u64 = 0x243f_6a88_85a3_08d3;
-const HASH_SEED: u64 = 0x1319_8a2e_0370_7344;
+const V6_MARK: u64 = 0x1319_8a2e_0370_7344;
+/// The multiplier of [`WordHasher::finish`] (more digits of π, made odd).
+const HASH_FINISH: u64 = 0xa409_3822_299f_31d1;
 
-impl Default for WordHasher {
+/// The high and low halves of the 128-bit product `a × b`, xored.
+#[inline(always)]
+fn folded_multiply(a: u64, b: u64) -> u64 {
+    let product = u128::from(a) * u128::from(b);
+    (product as u64) ^ (product >> 64) as u64
+}
+
+/// The state before the first word: random, the same for every table of the process.
+fn hash_seed() -> u64 {
+    static SEED: OnceLock<u64> = OnceLock::new();
+    *SEED.get_or_init(|| std::hash::RandomState::new().hash_one(HASH_MUL))
+}
+
+/// What a [`FastMap`] makes its [`WordHasher`]s with: the process's seed, read once when the
+/// table is made.
+#[derive(Clone, Copy, Debug)]
+pub struct WordState(u64);
+
+impl Default for WordState {
     fn default() -> Self {
-        WordHasher(HASH_SEED)
+        WordState(hash_seed())
+    }
+}
+
+impl BuildHasher for WordState {
+    type Hasher = WordHasher;
+    #[inline(always)]
+    fn build_hasher(&self) -> WordHasher {
+        WordHasher(self.0)
     }
 }
 
 impl Hasher for WordHasher {
+    /// One more folded multiply: a key's last word, or a one-word key's high bits, would
+    /// otherwise reach the low bits through a single product only.
     #[inline(always)]
     fn finish(&self) -> u64 {
-        self.0
+        folded_multiply(self.0, HASH_FINISH)
     }
     #[inline]
     fn write(&mut self, bytes: &[u8]) {
@@ -794,8 +828,7 @@ impl Hasher for WordHasher {
     }
     #[inline(always)]
     fn write_u64(&mut self, i: u64) {
-        let product = u128::from(self.0 ^ i) * u128::from(HASH_MUL);
-        self.0 = (product as u64) ^ (product >> 64) as u64;
+        self.0 = folded_multiply(self.0 ^ i, HASH_MUL);
     }
     #[inline(always)]
     fn write_usize(&mut self, i: usize) {
@@ -803,7 +836,7 @@ impl Hasher for WordHasher {
     }
 }
 
-pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<WordHasher>>;
+pub type FastMap<K, V> = HashMap<K, V, WordState>;
 
 /// Memory caps of a [`TemplateCache`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1174,10 +1207,10 @@ pub struct EarlyData {
     held_filter: [u64; 4],
 }
 
-/// Where `exporter`'s bit is in [`EarlyData`]'s filter.
+/// Where `exporter`'s bit is in [`EarlyData`]'s filter (hashed with its table's `state`).
 #[inline]
-fn filter_bit(exporter: SocketAddr) -> (usize, u64) {
-    let h = BuildHasherDefault::<WordHasher>::default().hash_one(SessionKey(exporter));
+fn filter_bit(state: &WordState, exporter: SocketAddr) -> (usize, u64) {
+    let h = state.hash_one(SessionKey(exporter));
     ((h >> 58) as usize & 3, 1 << (h & 63))
 }
 
@@ -1212,7 +1245,7 @@ impl EarlyData {
     /// False when `exporter` holds nothing (true may be wrong: see `held_filter`).
     #[inline]
     fn may_hold(&self, exporter: SocketAddr) -> bool {
-        let (word, bit) = filter_bit(exporter);
+        let (word, bit) = filter_bit(self.exporters.hasher(), exporter);
         self.held_filter.get(word).is_some_and(|w| w & bit != 0)
     }
 
@@ -1234,8 +1267,9 @@ impl EarlyData {
             }
             self.exporters.retain(|_, e| !e.sets.is_empty());
             self.held_filter = [0; 4];
+            let state = *self.exporters.hasher();
             for session in self.exporters.keys() {
-                let (word, bit) = filter_bit(session.0);
+                let (word, bit) = filter_bit(&state, session.0);
                 if let Some(w) = self.held_filter.get_mut(word) {
                     *w |= bit;
                 }
@@ -1258,6 +1292,7 @@ impl EarlyData {
             return false;
         }
         let per_exporter = self.limits.per_exporter_bytes;
+        let state = *self.exporters.hasher();
         let e = self.exporters.entry(SessionKey(exporter)).or_default();
         if e.bytes.len() + e.sets.len() * HELD_SET_OVERHEAD + cost > per_exporter {
             if e.sets.is_empty() {
@@ -1265,7 +1300,7 @@ impl EarlyData {
             }
             return false;
         }
-        let (word, bit) = filter_bit(exporter);
+        let (word, bit) = filter_bit(&state, exporter);
         if let Some(w) = self.held_filter.get_mut(word) {
             *w |= bit;
         }
@@ -1853,33 +1888,38 @@ mod tests {
     }
 
     fn hash_of(key: &(impl Hash + ?Sized)) -> u64 {
-        use std::hash::BuildHasher;
-        BuildHasherDefault::<WordHasher>::default().hash_one(key)
+        WordState::default().hash_one(key)
     }
 
     #[test]
     fn word_hash_spreads_exporters_over_the_low_bits() {
         // 1000 exporters 10.a.b.1:4739 (as the decode benchmark numbers them): a table of 2048
-        // buckets picks by the low 11 bits, which must not repeat much (random: ~790 distinct).
+        // buckets picks by the low 11 bits, which must not repeat much (random: ~790 distinct),
+        // whatever the process's seed: this one and 200 others.
         let buckets = |hashes: Vec<u64>| {
             let mut seen: Vec<u64> = hashes.into_iter().map(|h| h & 2047).collect();
             seen.sort_unstable();
             seen.dedup();
             seen.len()
         };
-        let sessions: Vec<u64> = (0u16..1000)
-            .map(|n| {
-                let [a, b] = n.to_be_bytes();
-                hash_of(&SessionKey(SocketAddr::from(([10, a, b, 1], 4739))))
-            })
-            .collect();
-        assert!(buckets(sessions) > 700);
-        let ports: Vec<u64> = (0u16..1000)
-            .map(|p| hash_of(&SessionKey(SocketAddr::from(([10, 0, 0, 1], 30000 + p)))))
-            .collect();
-        assert!(buckets(ports) > 700);
-        let ids: Vec<u64> = (256u16..1256).map(|id| hash_of(&key(id))).collect();
-        assert!(buckets(ids) > 700);
+        let mut seed = hash_seed();
+        for _ in 0..=200 {
+            let state = WordState(seed);
+            let sessions: Vec<u64> = (0u16..1000)
+                .map(|n| {
+                    let [a, b] = n.to_be_bytes();
+                    state.hash_one(SessionKey(SocketAddr::from(([10, a, b, 1], 4739))))
+                })
+                .collect();
+            assert!(buckets(sessions) > 700, "seed {seed:#x}");
+            let ports: Vec<u64> = (0u16..1000)
+                .map(|p| state.hash_one(SessionKey(SocketAddr::from(([10, 0, 0, 1], 30000 + p)))))
+                .collect();
+            assert!(buckets(ports) > 700, "seed {seed:#x}");
+            let ids: Vec<u64> = (256u16..1256).map(|id| state.hash_one(key(id))).collect();
+            assert!(buckets(ids) > 700, "seed {seed:#x}");
+            seed = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17) ^ 0x5555;
+        }
         // Every part of a key reaches the hash.
         let k = key(256);
         assert_ne!(hash_of(&k), hash_of(&TemplateKey { domain: 1, ..k }));
