@@ -22,56 +22,34 @@
 //! valgrind --tool=callgrind --toggle-collect='*decode_all*' target/release/examples/decode_loop --protocol ipfix --datagrams 2000
 //! ```
 
-// Shared with the benchmark, which also uses its template-memory helper.
 mod callgrind;
+// Shared with the benchmark, which also uses its template-memory helper.
 #[allow(dead_code)]
 #[path = "../benches/common/mod.rs"]
 mod common;
 
+use callgrind::LoopArgs;
 use collector::decode::{DatagramMeta, Decoder};
 use common::{CountingSink, datagrams, exporter_meta, primed_decoder};
 
 /// Distinct datagrams built; the loop cycles through them.
 const POOL: usize = 64;
 
-/// `(Ir, records)` of one run of this binary under callgrind (whole program).
-fn callgrind_run(protocol: &str, n: usize, exporters: u16) -> Result<(u64, u64), String> {
-    let args = [
-        "--protocol",
-        protocol,
-        "--datagrams",
-        &n.to_string(),
-        "--exporters",
-        &exporters.to_string(),
-    ]
-    .map(String::from);
-    callgrind::run(&["--toggle-collect=*decode_all*"], &args, "records")
-}
-
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let value = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let protocol = value("--protocol").unwrap_or_else(|| "ipfix".into());
-    let callgrind = args.iter().any(|a| a == "--callgrind");
-    let n: usize = value("--datagrams")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if callgrind { 1000 } else { 100_000 });
-    let exporters: u16 = value("--exporters")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1)
-        .max(1);
-    if callgrind {
-        measure(&protocol, n, exporters);
+    let args = LoopArgs::from_env("ipfix");
+    if args.callgrind {
+        callgrind::per_record("*decode_all*", &args);
         return;
     }
+    let LoopArgs {
+        protocol,
+        datagrams: n,
+        exporters,
+        ..
+    } = args;
     let Some((prime, pool)) = datagrams(&protocol, POOL) else {
         eprintln!(
-            "unsupported protocol {protocol:?} (v5, v9, ipfix; sflow: examples/sflow_loop.rs)"
+            "unsupported protocol {protocol:?} (v5, v9, ipfix, ipfix-single; sflow: examples/sflow_loop.rs)"
         );
         std::process::exit(2);
     };
@@ -93,33 +71,4 @@ fn decode_all(dec: &mut Decoder, pool: &[Vec<u8>], metas: &[DatagramMeta], n: us
         }
     }
     sink.flows
-}
-
-/// `--callgrind`: this binary under callgrind for `n` and `2n` datagrams; prints the difference
-/// per record.
-#[inline(never)]
-fn measure(protocol: &str, n: usize, exporters: u16) {
-    let runs = callgrind_run(protocol, n, exporters)
-        .and_then(|small| Ok((small, callgrind_run(protocol, 2 * n, exporters)?)));
-    match runs {
-        Ok(((ir1, r1), (ir2, r2))) if r2 > r1 => {
-            println!("protocol={protocol} datagrams={n} records={r1} Ir={ir1}");
-            println!(
-                "protocol={protocol} datagrams={} records={r2} Ir={ir2}",
-                2 * n
-            );
-            println!(
-                "instructions/record={:.1}",
-                (ir2 - ir1) as f64 / (r2 - r1) as f64
-            );
-        }
-        Ok(_) => {
-            eprintln!("the larger run decoded no more records");
-            std::process::exit(1);
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(1);
-        }
-    }
 }

@@ -18,6 +18,7 @@
 //! cargo run --release -p collector-user --example sflow_loop -- --time [--datagrams 2000] [--rounds 50]
 //! ```
 
+#[allow(dead_code)]
 mod callgrind;
 
 use collector::decode::sflow::SflowDecoder;

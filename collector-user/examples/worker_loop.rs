@@ -15,6 +15,7 @@ mod callgrind;
 #[path = "../benches/common/mod.rs"]
 mod common;
 
+use callgrind::LoopArgs;
 use collector::decode::{DatagramMeta, RecordSink};
 use collector::pipeline::{BatchSink, Source, SourceLosses, Worker, WorkerCounters};
 use collector::record::{CounterRecord, FlowRecord};
@@ -79,26 +80,17 @@ impl BatchSink for CountingBatchSink {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let value = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let protocol = value("--protocol").unwrap_or_else(|| "ipfix-single".into());
-    let callgrind = args.iter().any(|a| a == "--callgrind");
-    let n: usize = value("--datagrams")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if callgrind { 1000 } else { 100_000 });
-    let exporters: u16 = value("--exporters")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1)
-        .max(1);
-    if callgrind {
-        measure(&protocol, n, exporters);
+    let args = LoopArgs::from_env("ipfix-single");
+    if args.callgrind {
+        callgrind::per_record("*step_all*", &args);
         return;
     }
+    let LoopArgs {
+        protocol,
+        datagrams: n,
+        exporters,
+        ..
+    } = args;
     let Some((prime, pool)) = datagrams(&protocol, POOL) else {
         eprintln!("unsupported protocol {protocol:?} (v5, v9, ipfix, ipfix-single)");
         std::process::exit(2);
@@ -141,44 +133,6 @@ where
                 eprintln!("worker step: {e}");
                 std::process::exit(1);
             }
-        }
-    }
-}
-
-/// `--callgrind`: this binary under callgrind for `n` and `2n` datagrams; prints the difference
-/// per record.
-fn measure(protocol: &str, n: usize, exporters: u16) {
-    let run = |datagrams: usize| {
-        let args = [
-            "--protocol",
-            protocol,
-            "--datagrams",
-            &datagrams.to_string(),
-            "--exporters",
-            &exporters.to_string(),
-        ]
-        .map(String::from);
-        callgrind::run(&["--toggle-collect=*step_all*"], &args, "records")
-    };
-    match run(n).and_then(|small| Ok((small, run(2 * n)?))) {
-        Ok(((ir1, r1), (ir2, r2))) if r2 > r1 => {
-            println!("protocol={protocol} datagrams={n} records={r1} Ir={ir1}");
-            println!(
-                "protocol={protocol} datagrams={} records={r2} Ir={ir2}",
-                2 * n
-            );
-            println!(
-                "instructions/record={:.1}",
-                (ir2 - ir1) as f64 / (r2 - r1) as f64
-            );
-        }
-        Ok(_) => {
-            eprintln!("the larger run decoded no more records");
-            std::process::exit(1);
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(1);
         }
     }
 }

@@ -468,21 +468,26 @@ fn micro(group: Group) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Records in the smaller `ring_loop` callgrind run (the larger has twice as many).
-const RING_RECORDS: u64 = 200_000;
-
-/// Instructions per record the ring writer adds over a plain memcpy of the record
-/// (`examples/ring_loop.rs`, with and without `--memcpy`), written to `target/bench/ring.json`.
-fn callgrind_ring() -> anyhow::Result<()> {
+/// Build a release example of collector-user; its path.
+fn release_example(name: &str) -> anyhow::Result<PathBuf> {
     run_status(cargo().args([
         "build",
         "--release",
         "-p",
         "collector-user",
         "--example",
-        "ring_loop",
+        name,
     ]))?;
-    let binary = target_dir().join("release/examples/ring_loop");
+    Ok(target_dir().join("release/examples").join(name))
+}
+
+/// Records in the smaller `ring_loop` callgrind run (the larger has twice as many).
+const RING_RECORDS: u64 = 200_000;
+
+/// Instructions per record the ring writer adds over a plain memcpy of the record
+/// (`examples/ring_loop.rs`, with and without `--memcpy`), written to `target/bench/ring.json`.
+fn callgrind_ring() -> anyhow::Result<()> {
+    let binary = release_example("ring_loop")?;
     let out_dir = target_dir().join("bench");
     std::fs::create_dir_all(&out_dir)?;
     let mut per_record = Vec::new();
@@ -545,15 +550,7 @@ fn callgrind_decode() -> anyhow::Result<()> {
     std::fs::create_dir_all(&out_dir)?;
     let mut tables = Vec::new();
     for (example, collect, key) in LOOPS {
-        run_status(cargo().args([
-            "build",
-            "--release",
-            "-p",
-            "collector-user",
-            "--example",
-            example,
-        ]))?;
-        let binary = target_dir().join("release/examples").join(example);
+        let binary = release_example(example)?;
         let mut rows = Vec::new();
         for protocol in PROTOCOLS {
             let Some(small) = measure(&binary, collect, &out_dir, protocol, DATAGRAMS)? else {

@@ -44,3 +44,84 @@ pub fn run(valgrind_args: &[&str], args: &[String], unit: &str) -> Result<(u64, 
         .ok_or("no summary/totals line in the callgrind output")?;
     Ok((ir, units))
 }
+
+/// The command line of the record loops (`decode_loop`, `worker_loop`): `--protocol P`,
+/// `--datagrams N` (default 1000 with `--callgrind`, 100,000 without), `--exporters E` (default 1)
+/// and `--callgrind`.
+pub struct LoopArgs {
+    pub protocol: String,
+    pub callgrind: bool,
+    pub datagrams: usize,
+    pub exporters: u16,
+}
+
+impl LoopArgs {
+    /// This process's arguments; `protocol` when none is given.
+    pub fn from_env(protocol: &str) -> LoopArgs {
+        let args: Vec<String> = std::env::args().collect();
+        let value = |flag: &str| {
+            args.iter()
+                .position(|a| a == flag)
+                .and_then(|i| args.get(i + 1))
+                .cloned()
+        };
+        let callgrind = args.iter().any(|a| a == "--callgrind");
+        LoopArgs {
+            protocol: value("--protocol").unwrap_or_else(|| protocol.into()),
+            callgrind,
+            datagrams: value("--datagrams")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(if callgrind { 1000 } else { 100_000 }),
+            exporters: value("--exporters")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1)
+                .max(1),
+        }
+    }
+}
+
+/// `--callgrind` of a record loop: this binary under callgrind for N and 2N datagrams, counting
+/// the function `collect` names only, then (Ir(2N) − Ir(N)) / (records(2N) − records(N)) printed
+/// as `instructions/record=…`. Exits with 1 when that cannot be measured.
+pub fn per_record(collect: &str, loop_args: &LoopArgs) {
+    let LoopArgs {
+        protocol,
+        datagrams: n,
+        exporters,
+        ..
+    } = loop_args;
+    let toggle = format!("--toggle-collect={collect}");
+    let measure = |datagrams: usize| {
+        let args = [
+            "--protocol",
+            protocol,
+            "--datagrams",
+            &datagrams.to_string(),
+            "--exporters",
+            &exporters.to_string(),
+        ]
+        .map(String::from);
+        run(&[&toggle], &args, "records")
+    };
+    match measure(*n).and_then(|small| Ok((small, measure(2 * n)?))) {
+        Ok(((ir1, r1), (ir2, r2))) if r2 > r1 => {
+            println!("protocol={protocol} datagrams={n} records={r1} Ir={ir1}");
+            println!(
+                "protocol={protocol} datagrams={} records={r2} Ir={ir2}",
+                2 * n
+            );
+            println!(
+                "instructions/record={:.1}",
+                (ir2 - ir1) as f64 / (r2 - r1) as f64
+            );
+        }
+        Ok(_) => {
+            eprintln!("the larger run decoded no more records");
+            std::process::exit(1);
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    }
+}
