@@ -510,6 +510,7 @@ impl Template {
 
     /// The Open vSwitch layout this data template has, if any: its records then take the
     /// straight-line decoder of [`ipfix_ovs`] (times in delta-µs, no sampling elements).
+    #[inline]
     pub fn ovs_layout(&self) -> Option<ipfix_ovs::Layout> {
         self.ovs
             .filter(|_| self.start == TimeKind::DeltaMicros && self.end == TimeKind::DeltaMicros)
