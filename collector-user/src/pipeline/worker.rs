@@ -205,18 +205,15 @@ impl<S: Source, D: DatagramDecoder, K: BatchSink> Worker<S, D, K> {
         let mut bytes = 0u64;
         let received = source.recv_batch(timeout, &mut |meta, datagram| {
             bytes += datagram.len() as u64;
-            // The decoder counts records per protocol; a datagram of no known protocol has none.
-            let protocol = Protocol::detect(datagram).ok();
-            let records_of = |d: &D| protocol.map_or(0, |p| d.stats().records[p.index()]);
-            let before = records_of(decoder);
+            let before = records_total(decoder.stats());
             let result = decoder.decode_datagram(meta, datagram, sink);
-            let records = records_of(decoder).wrapping_sub(before);
+            let records = records_total(decoder.stats()).wrapping_sub(before);
             // Units the exporter's sequence number counts: flows (v5), data records (IPFIX),
             // packets (v9), datagrams (sFlow).
-            let units = match protocol {
-                Some(Protocol::NetflowV5 | Protocol::Ipfix) => records,
-                Some(Protocol::NetflowV9 | Protocol::SflowV5) => 1,
-                None => 0,
+            let units = match Protocol::detect(datagram) {
+                Ok(Protocol::NetflowV5 | Protocol::Ipfix) => records,
+                Ok(Protocol::NetflowV9 | Protocol::SflowV5) => 1,
+                Err(_) => 0,
             };
             exporters.observe(
                 meta.exporter,
@@ -264,6 +261,14 @@ impl<S: Source, D: DatagramDecoder, K: BatchSink> Worker<S, D, K> {
             .store(losses.truncated, Ordering::Relaxed);
         Ok(received)
     }
+}
+
+fn records_total(stats: &crate::decode::DecodeStats) -> u64 {
+    let mut total = 0u64;
+    for p in Protocol::ALL {
+        total = total.wrapping_add(stats.records[p.index()]);
+    }
+    total
 }
 
 #[cfg(test)]
