@@ -318,11 +318,22 @@ impl Decoder {
         datagram: &[u8],
         sink: &mut impl RecordSink,
     ) -> Result<(), ErrorReason> {
+        self.decode_counted(meta, datagram, sink).1
+    }
+
+    /// [`Decoder::decode`], also returning how many records (flow and counter) it handed to
+    /// `sink`, failed datagrams included.
+    pub fn decode_counted(
+        &mut self,
+        meta: &DatagramMeta,
+        datagram: &[u8],
+        sink: &mut impl RecordSink,
+    ) -> (u64, Result<(), ErrorReason>) {
         let protocol = match Protocol::detect(datagram) {
             Ok(protocol) => protocol,
             Err(reason) => {
                 self.stats.count_error(reason);
-                return Err(reason);
+                return (0, Err(reason));
             }
         };
         self.stats.datagrams[protocol.index()] += 1;
@@ -333,7 +344,7 @@ impl Decoder {
         if let Err(reason) = result {
             self.stats.count_error(reason);
         }
-        result
+        (tally.records, result)
     }
 
     fn decode_protocol<S: RecordSink>(

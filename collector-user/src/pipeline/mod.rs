@@ -61,13 +61,14 @@ pub trait Source: Send {
 
 /// The decoder state of one worker, as the worker loop sees it.
 pub trait DatagramDecoder: Send {
-    /// Decode one datagram into `sink`; errors are already counted in [`DatagramDecoder::stats`].
+    /// Decode one datagram into `sink`: the records handed to it (also when the datagram failed
+    /// partway), and the outcome; errors are already counted in [`DatagramDecoder::stats`].
     fn decode_datagram<S: RecordSink>(
         &mut self,
         meta: &DatagramMeta,
         datagram: &[u8],
         sink: &mut S,
-    ) -> Result<(), ErrorReason>;
+    ) -> (u64, Result<(), ErrorReason>);
 
     /// Cumulative decode counters.
     fn stats(&self) -> &DecodeStats;
@@ -86,8 +87,8 @@ impl DatagramDecoder for Decoder {
         meta: &DatagramMeta,
         datagram: &[u8],
         sink: &mut S,
-    ) -> Result<(), ErrorReason> {
-        self.decode(meta, datagram, sink)
+    ) -> (u64, Result<(), ErrorReason>) {
+        self.decode_counted(meta, datagram, sink)
     }
 
     fn stats(&self) -> &DecodeStats {

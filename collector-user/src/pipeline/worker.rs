@@ -205,9 +205,7 @@ impl<S: Source, D: DatagramDecoder, K: BatchSink> Worker<S, D, K> {
         let mut bytes = 0u64;
         let received = source.recv_batch(timeout, &mut |meta, datagram| {
             bytes += datagram.len() as u64;
-            let before = records_total(decoder.stats());
-            let result = decoder.decode_datagram(meta, datagram, sink);
-            let records = records_total(decoder.stats()).wrapping_sub(before);
+            let (records, result) = decoder.decode_datagram(meta, datagram, sink);
             // Units the exporter's sequence number counts: flows (v5), data records (IPFIX),
             // packets (v9), datagrams (sFlow).
             let units = match Protocol::detect(datagram) {
@@ -261,14 +259,6 @@ impl<S: Source, D: DatagramDecoder, K: BatchSink> Worker<S, D, K> {
             .store(losses.truncated, Ordering::Relaxed);
         Ok(received)
     }
-}
-
-fn records_total(stats: &crate::decode::DecodeStats) -> u64 {
-    let mut total = 0u64;
-    for p in Protocol::ALL {
-        total = total.wrapping_add(stats.records[p.index()]);
-    }
-    total
 }
 
 #[cfg(test)]
@@ -329,11 +319,13 @@ mod tests {
             meta: &DatagramMeta,
             datagram: &[u8],
             sink: &mut S,
-        ) -> Result<(), ErrorReason> {
-            let n = *datagram.first().ok_or(ErrorReason::TooShort)?;
+        ) -> (u64, Result<(), ErrorReason>) {
+            let Some(&n) = datagram.first() else {
+                return (0, Err(ErrorReason::TooShort));
+            };
             if n == 0xff {
                 self.stats.count_error(ErrorReason::UnknownVersion);
-                return Err(ErrorReason::UnknownVersion);
+                return (0, Err(ErrorReason::UnknownVersion));
             }
             for i in 0..n {
                 let mut r: FlowRecord = bytemuck::Zeroable::zeroed();
@@ -348,7 +340,7 @@ mod tests {
                 self.stats.templates_learned += 1;
                 self.stats.template_cache_templates += 1;
             }
-            Ok(())
+            (u64::from(n), Ok(()))
         }
         fn stats(&self) -> &DecodeStats {
             &self.stats
