@@ -7,7 +7,7 @@
 mod common;
 
 use collector::decode::{DatagramMeta, Decoder};
-use common::{CountingSink, datagrams, ovs_template_message, primed_decoder};
+use common::{CountingSink, ovs_template_message, primed_decoder};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
@@ -39,9 +39,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
 static ALLOC: CountingAlloc = CountingAlloc;
 
 fn throughput(protocol: &str, budget: Duration) {
-    let Some((prime, pool)) = datagrams(protocol, 64) else {
-        return;
-    };
+    let (prime, pool) = common::loop_datagrams(protocol);
     let mut dec = primed_decoder(&prime, 1);
     let meta = common::meta();
     let mut sink = CountingSink::default();

@@ -30,10 +30,7 @@ mod common;
 
 use callgrind::LoopArgs;
 use collector::decode::{DatagramMeta, Decoder};
-use common::{CountingSink, datagrams, exporter_meta, primed_decoder};
-
-/// Distinct datagrams built; the loop cycles through them.
-const POOL: usize = 64;
+use common::{CountingSink, exporter_meta, loop_datagrams, primed_decoder};
 
 fn main() {
     let args = LoopArgs::from_env("ipfix");
@@ -47,12 +44,7 @@ fn main() {
         exporters,
         ..
     } = args;
-    let Some((prime, pool)) = datagrams(&protocol, POOL) else {
-        eprintln!(
-            "unsupported protocol {protocol:?} (v5, v9, ipfix, ipfix-single; sflow: examples/sflow_loop.rs)"
-        );
-        std::process::exit(2);
-    };
+    let (prime, pool) = loop_datagrams(&protocol);
     let mut dec = primed_decoder(&prime, exporters);
     let metas: Vec<_> = (0..exporters).map(exporter_meta).collect();
     let records = decode_all(&mut dec, &pool, &metas, n);

@@ -19,12 +19,10 @@ use callgrind::LoopArgs;
 use collector::decode::{DatagramMeta, RecordSink};
 use collector::pipeline::{BatchSink, Source, SourceLosses, Worker, WorkerCounters};
 use collector::record::{CounterRecord, FlowRecord};
-use common::{CountingSink, datagrams, exporter_meta, primed_decoder};
+use common::{CountingSink, exporter_meta, loop_datagrams, primed_decoder};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Distinct datagrams built; the source cycles through them.
-const POOL: usize = 64;
 /// Datagrams per `recv_batch`, as a UDP source's `recvmmsg` batch.
 const BATCH: usize = 64;
 
@@ -91,10 +89,7 @@ fn main() {
         exporters,
         ..
     } = args;
-    let Some((prime, pool)) = datagrams(&protocol, POOL) else {
-        eprintln!("unsupported protocol {protocol:?} (v5, v9, ipfix, ipfix-single)");
-        std::process::exit(2);
-    };
+    let (prime, pool) = loop_datagrams(&protocol);
     let source = PoolSource {
         pool,
         metas: (0..exporters).map(exporter_meta).collect(),

@@ -192,6 +192,21 @@ pub fn datagrams(protocol: &str, count: usize) -> Option<(Vec<u8>, Vec<Vec<u8>>)
     }
 }
 
+/// Distinct datagrams the record loops (`examples/decode_loop.rs`, `worker_loop.rs`) and the
+/// throughput bench cycle through.
+const POOL: usize = 64;
+
+/// The [`datagrams`] of `protocol` for the record loops and the throughput bench ([`POOL`] of
+/// them), or exit 2 naming the protocols there are.
+pub fn loop_datagrams(protocol: &str) -> (Vec<u8>, Vec<Vec<u8>>) {
+    datagrams(protocol, POOL).unwrap_or_else(|| {
+        eprintln!(
+            "unsupported protocol {protocol:?} (v5, v9, ipfix, ipfix-single; sflow: examples/sflow_loop.rs)"
+        );
+        std::process::exit(2)
+    })
+}
+
 /// A decoder that has seen `prime` from each of `exporters` exporters ([`exporter_meta`]).
 pub fn primed_decoder(prime: &[u8], exporters: u16) -> Decoder {
     let mut dec = Decoder::new();
