@@ -120,6 +120,11 @@ fn ovs_profiles_look_like_ovs() {
         121,
         "120 data templates + the options template"
     );
+    assert_eq!(
+        sink.flows.len(),
+        200,
+        "one record per data message, as OVS's ipfix_send_data_msg sends them"
+    );
     assert!(
         sink.flows
             .iter()
