@@ -4,17 +4,20 @@
 //! templates ([`ovs::template`]): one per combination of VLAN, L3 (none, IPv4, IPv6), L4 (none,
 //! ports, ICMP), tunnel and direction, always with the same fields in the same order. When a
 //! template's field list is exactly one of them (whatever its id), [`Layout::recognise`] names it,
-//! and its data sets decode through a loop compiled for that layout ([`Layout::decode_set`]):
-//! every offset is a constant, each run of fixed-length fields costs one length check, fields are
-//! plain loads and stores, times become absolute as they are read, and what the layout fixes for
-//! every record (the IPv4-mapped prefix of its addresses) is written once per set. Any other
-//! template, and any OVS template that differs by one field, takes the step decoder
-//! ([`super::template`]).
+//! and its data sets decode through a loop compiled for that layout ([`Layout::decode_set`]).
+//! A record is decoded by [`record_fast`] when it is the common case (one-byte lengths, a tunnel
+//! key of at most 8 bytes, whole): it reads the variable-length fields' length bytes, checks
+//! once that the record they describe is all there, and then needs no other check, since every
+//! offset is a sum of those lengths and the layout's constants. Fields are plain loads and
+//! stores, times become absolute as they are read, and what the layout fixes for every record
+//! (the IPv4-mapped prefix of its addresses) is written once per set. Any other record is
+//! decoded again by [`record`], with the step decoder's checks in its order. Any other template,
+//! and any OVS template that differs by one field, takes the step decoder ([`super::template`]).
 //!
 //! The contract is exact equivalence with the step decoder on the same template: the same records,
-//! and the same error for the same damage after the same records (length checks happen in the
-//! same order). `tests::same_as_step_decoder` holds the two to it over every layout with random
-//! values, random variable-length fields, truncation and corrupted bytes.
+//! and the same error for the same damage after the same records. `tests::same_as_step_decoder`
+//! holds the two to it over every layout with random values, random variable-length fields
+//! (three-byte lengths and long tunnel keys included), truncation and corrupted bytes.
 
 use super::ie::{PEN_OVS, be_uint};
 use super::ipfix::ovs;
@@ -224,10 +227,14 @@ impl<S: RecordSink> Set<'_, S> {
         let mut flows = 0;
         let mut rest = body;
         while rest.len() >= min_len {
-            match record::<EGRESS, VLAN, L3, L4, TUNNEL>(rest, rec, clock) {
-                Ok(used) => rest = rest.get(used..).unwrap_or_default(),
-                Err(reason) => return (flows, Err(reason)),
-            }
+            let used = match record_fast::<EGRESS, VLAN, L3, L4, TUNNEL>(rest, rec, clock) {
+                Some(used) => used,
+                None => match record::<EGRESS, VLAN, L3, L4, TUNNEL>(rest, rec, clock) {
+                    Ok(used) => used,
+                    Err(reason) => return (flows, Err(reason)),
+                },
+            };
+            rest = rest.get(used..).unwrap_or_default();
             sink.flow(rec);
             flows += 1;
         }
@@ -343,38 +350,30 @@ fn tunnel_key(data: &[u8], end: usize, len: usize) -> u64 {
     }
 }
 
-/// One record of the OVS layout given by the parameters (see [`ovs::template`] for the field
-/// order this follows) from the front of `data`, which holds at least the layout's smallest
-/// record. Returns the bytes it used.
+/// Where `src_mac` starts in a record, `dst_mac` right after it.
+const MACS: usize = std::mem::offset_of!(FlowRecord, src_mac);
+const _: () = assert!(std::mem::offset_of!(FlowRecord, dst_mac) == MACS + 6);
+
+/// The fields of a record's front region ([`FRONT_LEN`] bytes) the record keeps;
+/// ingressInterfaceType is skipped.
 #[inline(always)]
-fn record<const EGRESS: bool, const VLAN: bool, const L3: u8, const L4: u8, const TUNNEL: bool>(
-    data: &[u8],
-    rec: &mut FlowRecord,
-    clock: ExportClock,
-) -> Result<usize, ErrorReason> {
-    // The fields before interfaceName and interfaceDescription (ingressInterfaceType is skipped).
-    let w = region(data, 0, FRONT_LEN)?;
+fn front(w: &[u8], rec: &mut FlowRecord) {
     rec.observation_point_id = u32_at(w, 0);
     rec.flow_direction = u8_at(w, 4);
-    rec.src_mac = at(w, 5);
-    rec.dst_mac = at(w, 11);
+    // Source and destination MAC follow each other in both: one 12-byte copy.
+    let macs: [u8; 12] = at(w, 5);
+    if let Some(to) = bytemuck::bytes_of_mut(rec).get_mut(MACS..MACS + 12) {
+        to.copy_from_slice(&macs);
+    }
     rec.etype = u16_at(w, 17);
     rec.in_if = u32_at(w, 20);
-    let (_, name_end) = varlen(data, FRONT_LEN)?;
-    let (_, mut base) = varlen(data, name_end)?;
-    if EGRESS {
-        // egressInterface (egressInterfaceType is skipped: the region ends at the last field
-        // read), then the egress port's name and description.
-        let w = region(data, base, 4)?;
-        rec.out_if = u32_at(w, 0);
-        let (_, name_end) = varlen(data, base + EGRESS_LEN)?;
-        (_, base) = varlen(data, name_end)?;
-    }
-    // VLAN, L3, L4 and the tunnel type; without a tunnel, the tail follows directly.
+}
+
+/// The VLAN, L3 and L4 fields of a record, from the start of `w`.
+#[inline(always)]
+fn middle<const VLAN: bool, const L3: u8, const L4: u8>(w: &[u8], rec: &mut FlowRecord) {
     let l3 = vlan_len(VLAN);
     let l4 = l3 + l3_len(L3);
-    let middle = l4 + l4_len(L4);
-    let w = region(data, base, middle + if TUNNEL { 1 } else { TAIL_LEN })?;
     if VLAN {
         // vlanId; dot1qVlanId and dot1qPriority are skipped.
         rec.vlan_id = u16_at(w, 0) & 0x0fff;
@@ -396,8 +395,8 @@ fn record<const EGRESS: bool, const VLAN: bool, const L3: u8, const L4: u8, cons
     }
     match L4 {
         L4_PORTS => {
-            rec.src_port = u16_at(w, l4);
-            rec.dst_port = u16_at(w, l4 + 2);
+            let ports = u32_at(w, l4);
+            (rec.src_port, rec.dst_port) = ((ports >> 16) as u16, ports as u16);
         }
         L4_ICMP => {
             rec.icmp_type = u8_at(w, l4);
@@ -405,31 +404,136 @@ fn record<const EGRESS: bool, const VLAN: bool, const L3: u8, const L4: u8, cons
         }
         _ => {}
     }
-    let (w, tail_at, base) = if TUNNEL {
+}
+
+/// Tunnel source/destination IPv4, protocol and ports, from the start of `w`.
+#[inline(always)]
+fn tunnel(w: &[u8], rec: &mut FlowRecord) {
+    set_v4(&mut rec.tunnel_src_addr, at(w, 0));
+    set_v4(&mut rec.tunnel_dst_addr, at(w, 4));
+    rec.tunnel_proto = u8_at(w, 8);
+    let ports = u32_at(w, 9);
+    (rec.tunnel_src_port, rec.tunnel_dst_port) = ((ports >> 16) as u16, ports as u16);
+}
+
+/// The counters every record ends with ([`TAIL_LEN`] bytes from `at` in `w`): delta-µs start
+/// and end, packetDeltaCount, layer2OctetDeltaCount (OVS sends no octetDeltaCount) and
+/// flowEndReason; the other counters are skipped.
+#[inline(always)]
+fn tail(w: &[u8], at: usize, rec: &mut FlowRecord, clock: ExportClock) {
+    let micros = |at| u64::from(u32_at(w, at));
+    rec.time_flow_start_ns = clock.absolute_ns(TimeKind::DeltaMicros, micros(at), 0);
+    rec.time_flow_end_ns = clock.absolute_ns(TimeKind::DeltaMicros, micros(at + 4), 0);
+    rec.packets = u64_at(w, at + 24);
+    rec.bytes = u64_at(w, at + 96);
+    rec.flow_end_reason = u8_at(w, at + 112);
+}
+
+/// The length of a variable-length field whose length byte is `len`, when it is the one-byte
+/// form (255 announces the three-byte form).
+#[inline(always)]
+fn short_varlen(len: u8) -> Option<usize> {
+    (len != 255).then_some(usize::from(len))
+}
+
+/// The common case of [`record`] in fewer checks: the record at the front of `data` when every
+/// variable-length field uses the one-byte length form and the tunnel key is at most 8 bytes;
+/// `None` otherwise, or when the record is not whole. It reads the length bytes first (one
+/// check each), then checks once that the record they describe is all there: every offset
+/// after that is a sum of those lengths and constants, so the compiler proves each read inside
+/// the record and drops its check. Returns the bytes used; after `None`, some fields may have
+/// been written and [`record`] decodes the record again, exactly.
+#[inline(always)]
+fn record_fast<
+    const EGRESS: bool,
+    const VLAN: bool,
+    const L3: u8,
+    const L4: u8,
+    const TUNNEL: bool,
+>(
+    data: &[u8],
+    rec: &mut FlowRecord,
+    clock: ExportClock,
+) -> Option<usize> {
+    // Where each region starts: the front, then past interfaceName and interfaceDescription
+    // (and the egress pair) the middle; with a tunnel, the tunnel fields after the key.
+    let name = short_varlen(*data.get(FRONT_LEN)?)?;
+    let description_at = FRONT_LEN + 1 + name;
+    let mut middle_at = description_at + 1 + short_varlen(*data.get(description_at)?)?;
+    let egress_at = middle_at;
+    if EGRESS {
+        let name_at = egress_at + EGRESS_LEN;
+        let description_at = name_at + 1 + short_varlen(*data.get(name_at)?)?;
+        middle_at = description_at + 1 + short_varlen(*data.get(description_at)?)?;
+    }
+    let middle_len = vlan_len(VLAN) + l3_len(L3) + l4_len(L4);
+    let (key_len, tail_at) = if TUNNEL {
+        let key_len = *data.get(middle_at + middle_len + 1)?;
+        // A key of up to 8 bytes (longer ones, and the three-byte form, take `record`).
+        if key_len > 8 {
+            return None;
+        }
+        let key_len = usize::from(key_len);
+        (key_len, middle_at + middle_len + 2 + key_len + TUNNEL_LEN)
+    } else {
+        (0, middle_at + middle_len)
+    };
+    let record = data.get(..tail_at + TAIL_LEN)?;
+    front(record.get(..FRONT_LEN)?, rec);
+    if EGRESS {
+        rec.out_if = u32_at(record.get(egress_at..)?, 0);
+    }
+    let middle = record.get(middle_at..)?;
+    self::middle::<VLAN, L3, L4>(middle, rec);
+    if TUNNEL {
+        rec.tunnel_type = u8_at(middle, middle_len);
+        // The 8 bytes that end with the key (the front is before it), masked to its length.
+        let key_word = record.get(tail_at - TUNNEL_LEN - 8..)?;
+        rec.tunnel_key = u64_at(key_word, 0) & LOW_BYTES.get(key_len)?;
+        tunnel(record.get(tail_at - TUNNEL_LEN..)?, rec);
+    }
+    tail(record.get(tail_at..)?, 0, rec, clock);
+    Some(tail_at + TAIL_LEN)
+}
+
+/// One record of the OVS layout given by the parameters (see [`ovs::template`] for the field
+/// order this follows) from the front of `data`, which holds at least the layout's smallest
+/// record, with the step decoder's checks in its order. Returns the bytes it used.
+#[inline(always)]
+fn record<const EGRESS: bool, const VLAN: bool, const L3: u8, const L4: u8, const TUNNEL: bool>(
+    data: &[u8],
+    rec: &mut FlowRecord,
+    clock: ExportClock,
+) -> Result<usize, ErrorReason> {
+    front(region(data, 0, FRONT_LEN)?, rec);
+    let (_, name_end) = varlen(data, FRONT_LEN)?;
+    let (_, mut base) = varlen(data, name_end)?;
+    if EGRESS {
+        // egressInterface (egressInterfaceType is skipped: the region ends at the last field
+        // read), then the egress port's name and description.
+        let w = region(data, base, 4)?;
+        rec.out_if = u32_at(w, 0);
+        let (_, name_end) = varlen(data, base + EGRESS_LEN)?;
+        (_, base) = varlen(data, name_end)?;
+    }
+    // VLAN, L3, L4 and the tunnel type; without a tunnel, the tail follows directly.
+    let middle_len = vlan_len(VLAN) + l3_len(L3) + l4_len(L4);
+    let w = region(data, base, middle_len + if TUNNEL { 1 } else { TAIL_LEN })?;
+    middle::<VLAN, L3, L4>(w, rec);
+    if TUNNEL {
         // tunnelType, tunnelKey (variable length), then tunnel source/destination IPv4,
         // protocol and ports.
-        rec.tunnel_type = u8_at(w, middle);
-        let (start, end) = varlen(data, base + middle + 1)?;
+        rec.tunnel_type = u8_at(w, middle_len);
+        let (start, end) = varlen(data, base + middle_len + 1)?;
         rec.tunnel_key = tunnel_key(data, end, end - start);
         let w = region(data, end, TUNNEL_LEN + TAIL_LEN)?;
-        set_v4(&mut rec.tunnel_src_addr, at(w, 0));
-        set_v4(&mut rec.tunnel_dst_addr, at(w, 4));
-        rec.tunnel_proto = u8_at(w, 8);
-        rec.tunnel_src_port = u16_at(w, 9);
-        rec.tunnel_dst_port = u16_at(w, 11);
-        (w, TUNNEL_LEN, end)
+        tunnel(w, rec);
+        tail(w, TUNNEL_LEN, rec, clock);
+        Ok(end + TUNNEL_LEN + TAIL_LEN)
     } else {
-        (w, middle, base)
-    };
-    // Delta-µs start and end, packetDeltaCount, layer2OctetDeltaCount (OVS sends no
-    // octetDeltaCount) and flowEndReason; the other counters are skipped.
-    let micros = |at| u64::from(u32_at(w, at));
-    rec.time_flow_start_ns = clock.absolute_ns(TimeKind::DeltaMicros, micros(tail_at), 0);
-    rec.time_flow_end_ns = clock.absolute_ns(TimeKind::DeltaMicros, micros(tail_at + 4), 0);
-    rec.packets = u64_at(w, tail_at + 24);
-    rec.bytes = u64_at(w, tail_at + 96);
-    rec.flow_end_reason = u8_at(w, tail_at + 112);
-    Ok(base + tail_at + TAIL_LEN)
+        tail(w, middle_len, rec, clock);
+        Ok(base + middle_len + TAIL_LEN)
+    }
 }
 
 #[cfg(test)]
