@@ -227,14 +227,13 @@ impl<S: RecordSink> Set<'_, S> {
         let mut flows = 0;
         let mut rest = body;
         while rest.len() >= min_len {
-            let used = match record_fast::<EGRESS, VLAN, L3, L4, TUNNEL>(rest, rec, clock) {
-                Some(used) => used,
+            rest = match record_fast::<EGRESS, VLAN, L3, L4, TUNNEL>(rest, rec, clock) {
+                Some(after) => after,
                 None => match record::<EGRESS, VLAN, L3, L4, TUNNEL>(rest, rec, clock) {
-                    Ok(used) => used,
+                    Ok(used) => rest.get(used..).unwrap_or_default(),
                     Err(reason) => return (flows, Err(reason)),
                 },
             };
-            rest = rest.get(used..).unwrap_or_default();
             sink.flow(rec);
             flows += 1;
         }
@@ -441,20 +440,21 @@ fn short_varlen(len: u8) -> Option<usize> {
 /// `None` otherwise, or when the record is not whole. It reads the length bytes first (one
 /// check each), then checks once that the record they describe is all there: every offset
 /// after that is a sum of those lengths and constants, so the compiler proves each read inside
-/// the record and drops its check. Returns the bytes used; after `None`, some fields may have
-/// been written and [`record`] decodes the record again, exactly.
+/// the record and drops its check. Returns the bytes after the record; after `None`, some
+/// fields may have been written and [`record`] decodes the record again, exactly.
 #[inline(always)]
 fn record_fast<
+    'a,
     const EGRESS: bool,
     const VLAN: bool,
     const L3: u8,
     const L4: u8,
     const TUNNEL: bool,
 >(
-    data: &[u8],
+    data: &'a [u8],
     rec: &mut FlowRecord,
     clock: ExportClock,
-) -> Option<usize> {
+) -> Option<&'a [u8]> {
     // Where each region starts: the front, then past interfaceName and interfaceDescription
     // (and the egress pair) the middle; with a tunnel, the tunnel fields after the key.
     let name = short_varlen(*data.get(FRONT_LEN)?)?;
@@ -478,7 +478,7 @@ fn record_fast<
     } else {
         (0, middle_at + middle_len)
     };
-    let record = data.get(..tail_at + TAIL_LEN)?;
+    let (record, after) = data.split_at_checked(tail_at + TAIL_LEN)?;
     front(record.get(..FRONT_LEN)?, rec);
     if EGRESS {
         rec.out_if = u32_at(record.get(egress_at..)?, 0);
@@ -493,7 +493,7 @@ fn record_fast<
         tunnel(record.get(tail_at - TUNNEL_LEN..)?, rec);
     }
     tail(record.get(tail_at..)?, 0, rec, clock);
-    Some(tail_at + TAIL_LEN)
+    Some(after)
 }
 
 /// One record of the OVS layout given by the parameters (see [`ovs::template`] for the field
