@@ -16,6 +16,10 @@ use collector::record::{CounterRecord, FlowRecord, ipv4_bytes};
 
 pub const EXPORT_SECS: u32 = 1_700_000_000;
 
+/// Records per datagram of the "v5" and "ipfix" pools.
+const V5_RECORDS: usize = 30;
+const IPFIX_RECORDS: usize = 12;
+
 /// Counts records; the whole record escapes through `black_box`, as it would into a ring file, so
 /// no field the decoder writes can be optimised away (a sink that read only two fields let LLVM drop
 /// every other store of the v5 decoder) and the sink adds no work of its own beyond the count.
@@ -96,12 +100,12 @@ pub fn datagrams(protocol: &str, count: usize) -> Option<(Vec<u8>, Vec<Vec<u8>>)
                 let header = HeaderRepr {
                     sys_uptime_ms: 3_600_000,
                     unix_secs: EXPORT_SECS,
-                    flow_sequence: (d * 30) as u32,
+                    flow_sequence: (d * V5_RECORDS) as u32,
                     ..Default::default()
                 };
-                let records: Vec<RecordRepr> = (0..30)
+                let records: Vec<RecordRepr> = (0..V5_RECORDS)
                     .map(|i| {
-                        let mut r = record((d * 30 + i) as u64);
+                        let mut r = record((d * V5_RECORDS + i) as u64);
                         r.etype = 0x0800;
                         r.src_addr = ipv4_bytes([10, 0, (i >> 8) as u8, i as u8]);
                         RecordRepr::from_flow(&r, &header)
@@ -154,7 +158,11 @@ pub fn datagrams(protocol: &str, count: usize) -> Option<(Vec<u8>, Vec<Vec<u8>>)
             Some((prime, out))
         }
         "ipfix" | "ipfix-single" => {
-            let per_message = if protocol == "ipfix" { 12 } else { 1 };
+            let per_message = if protocol == "ipfix" {
+                IPFIX_RECORDS
+            } else {
+                1
+            };
             let ctx = EncodeContext {
                 clock: ExportClock {
                     export_ns: u64::from(EXPORT_SECS) * 1_000_000_000,
@@ -205,6 +213,54 @@ pub fn loop_datagrams(protocol: &str) -> (Vec<u8>, Vec<Vec<u8>>) {
         );
         std::process::exit(2)
     })
+}
+
+/// Gives each exporter's datagrams consecutive sequence numbers, as a live exporter's are. The
+/// record loops share one pool among all exporters and cycle through it, so the numbers it was
+/// built with would jump (exporter e sees every E-th datagram) or run backwards (when the pool
+/// wraps), and the decoder would take its loss or reorder path for every such datagram.
+/// [`Sequencer::renumber`] is kept out of the instruction counts (`RENUMBER_SYMBOL`).
+pub struct Sequencer {
+    /// Where the header keeps the sequence number.
+    field: std::ops::Range<usize>,
+    /// How far one datagram advances it: v5 counts flows, v9 export packets, IPFIX data records.
+    step: u32,
+    next: Vec<u32>,
+}
+
+/// A callgrind `--toggle-collect` pattern for [`Sequencer::renumber`]: inside a counted loop it
+/// stops the count while renumbering.
+pub const RENUMBER_SYMBOL: &str = "*Sequencer*renumber*";
+
+impl Sequencer {
+    /// Sequence numbers for `exporters` exporters of `protocol`'s [`loop_datagrams`], each
+    /// starting where its priming datagram left it.
+    pub fn new(protocol: &str, exporters: u16) -> Sequencer {
+        let (field, step, first) = match protocol {
+            "v5" => (16..20, V5_RECORDS as u32, 0),
+            // The template packet was packet 0.
+            "v9" => (12..16, 1, 1),
+            "ipfix" => (8..12, IPFIX_RECORDS as u32, 0),
+            _ => (8..12, 1, 0),
+        };
+        Sequencer {
+            field,
+            step,
+            next: vec![first; usize::from(exporters.max(1))],
+        }
+    }
+
+    /// Write exporter `exporter`'s next sequence number into `datagram`.
+    #[inline(never)]
+    pub fn renumber(&mut self, exporter: usize, datagram: &mut [u8]) {
+        if let (Some(next), Some(field)) = (
+            self.next.get_mut(exporter),
+            datagram.get_mut(self.field.clone()),
+        ) {
+            field.copy_from_slice(&next.to_be_bytes());
+            *next = next.wrapping_add(self.step);
+        }
+    }
 }
 
 /// A decoder that has seen `prime` from each of `exporters` exporters ([`exporter_meta`]).

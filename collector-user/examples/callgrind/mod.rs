@@ -81,16 +81,22 @@ impl LoopArgs {
 }
 
 /// `--callgrind` of a record loop: this binary under callgrind for N and 2N datagrams, counting
-/// the function `collect` names only, then (Ir(2N) − Ir(N)) / (records(2N) − records(N)) printed
-/// as `instructions/record=…`. Exits with 1 when that cannot be measured.
-pub fn per_record(collect: &str, loop_args: &LoopArgs) {
+/// only inside the function `toggles[0]` names (each further pattern names a function inside it
+/// whose instructions are left out: entering it toggles the count), then
+/// (Ir(2N) − Ir(N)) / (records(2N) − records(N)) printed as `instructions/record=…`. Exits with 1
+/// when that cannot be measured.
+pub fn per_record(toggles: &[&str], loop_args: &LoopArgs) {
     let LoopArgs {
         protocol,
         datagrams: n,
         exporters,
         ..
     } = loop_args;
-    let toggle = format!("--toggle-collect={collect}");
+    let toggles: Vec<String> = toggles
+        .iter()
+        .map(|t| format!("--toggle-collect={t}"))
+        .collect();
+    let toggles: Vec<&str> = toggles.iter().map(String::as_str).collect();
     let measure = |datagrams: usize| {
         let args = [
             "--protocol",
@@ -101,7 +107,7 @@ pub fn per_record(collect: &str, loop_args: &LoopArgs) {
             &exporters.to_string(),
         ]
         .map(String::from);
-        run(&[&toggle], &args, "records")
+        run(&toggles, &args, "records")
     };
     match measure(*n).and_then(|small| Ok((small, measure(2 * n)?))) {
         Ok(((ir1, r1), (ir2, r2))) if r2 > r1 => {
