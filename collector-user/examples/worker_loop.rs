@@ -33,7 +33,10 @@ struct PoolSource {
     pool: Vec<Vec<u8>>,
     metas: Vec<DatagramMeta>,
     sequencer: Sequencer,
-    next: usize,
+    /// The next datagram of the pool and the exporter it comes from (wrapping counters: a
+    /// division per datagram would be counted as the worker's).
+    next_datagram: usize,
+    next_exporter: usize,
     remaining: usize,
 }
 
@@ -45,15 +48,18 @@ impl Source for PoolSource {
     ) -> std::io::Result<usize> {
         let n = BATCH.min(self.remaining);
         let (datagrams, exporters) = (self.pool.len(), self.metas.len());
+        let wrap = |i: usize, len: usize| if i + 1 >= len { 0 } else { i + 1 };
         for _ in 0..n {
+            let exporter = self.next_exporter;
             if let (Some(d), Some(meta)) = (
-                self.pool.get_mut(self.next % datagrams),
-                self.metas.get(self.next % exporters),
+                self.pool.get_mut(self.next_datagram),
+                self.metas.get(exporter),
             ) {
-                self.sequencer.renumber(self.next % exporters, d);
+                self.sequencer.renumber(exporter, d);
                 deliver(meta, d);
             }
-            self.next += 1;
+            self.next_datagram = wrap(self.next_datagram, datagrams);
+            self.next_exporter = wrap(exporter, exporters);
         }
         self.remaining -= n;
         Ok(n)
@@ -99,7 +105,8 @@ fn main() {
         pool,
         metas: (0..exporters).map(exporter_meta).collect(),
         sequencer: Sequencer::new(&protocol, exporters),
-        next: 0,
+        next_datagram: 0,
+        next_exporter: 0,
         remaining: n,
     };
     // Nobody reads the events: new-exporter announcements are counted as dropped.
