@@ -79,14 +79,17 @@ const TEMPLATE_RATE: u64 = 1_000;
 
 /// Protocols `decode_loop` and `worker_loop` are asked about.
 const PROTOCOLS: [&str; 5] = ["v5", "v9", "ipfix", "ipfix-single", "sflow"];
-/// The callgrind loops, the function whose instructions count (start-up is left out), and their
-/// key in `decode.json`: the decoder alone, and the whole worker step (decoder, exporter table,
+/// The callgrind loops, their `--toggle-collect` patterns (the first names the function whose
+/// instructions count, so start-up is left out; a further one names a function inside it to leave
+/// out), and their key in `decode.json`: the decoder alone, and the whole worker step (decoder, exporter table,
 /// counters, commit) without the kernel's receive path.
-const LOOPS: [(&str, &str, &str); 2] = [
-    ("decode_loop", "*decode_one*", "instructions_per_record"),
+const LOOPS: [(&str, &[&str], &str); 2] = [
+    ("decode_loop", &["*decode_one*"], "instructions_per_record"),
+    // The source renumbers datagrams inside the counted step; entering the renumbering stops
+    // the count until it returns.
     (
         "worker_loop",
-        "*step_all*",
+        &["*step_all*", "*Sequencer*renumber*"],
         "worker_instructions_per_record",
     ),
 ];
@@ -599,7 +602,7 @@ fn callgrind_decode() -> anyhow::Result<()> {
 /// `(Ir, records)` of one callgrind run, or `None` when the loop rejects the protocol.
 fn measure(
     binary: &Path,
-    collect: &str,
+    collect: &[&str],
     out_dir: &Path,
     protocol: &str,
     datagrams: u64,
@@ -607,9 +610,11 @@ fn measure(
     let callgrind_out = out_dir.join(format!("callgrind.{protocol}.{datagrams}.out"));
     let out = Command::new("valgrind")
         .arg("--tool=callgrind")
-        .arg(format!("--toggle-collect={collect}"))
-        // The loops' renumbering (benches/common `Sequencer`) is left out of the count.
-        .arg("--toggle-collect=*Sequencer*renumber*")
+        .args(
+            collect
+                .iter()
+                .map(|pattern| format!("--toggle-collect={pattern}")),
+        )
         .arg(format!("--callgrind-out-file={}", callgrind_out.display()))
         .arg(binary)
         .args([
