@@ -219,7 +219,9 @@ pub fn loop_datagrams(protocol: &str) -> (Vec<u8>, Vec<Vec<u8>>) {
 /// record loops share one pool among all exporters and cycle through it, so the numbers it was
 /// built with would jump (exporter e sees every E-th datagram) or run backwards (when the pool
 /// wraps), and the decoder would take its loss or reorder path for every such datagram.
-/// [`Sequencer::renumber`] is kept out of the instruction counts (`RENUMBER_SYMBOL`).
+/// [`Sequencer::renumber`] is kept out of the instruction counts: `decode_loop` calls it outside
+/// the function it counts, `worker_loop`'s source inside, with the count toggled off while it runs
+/// (`RENUMBER_SYMBOL`).
 pub struct Sequencer {
     /// Where the header keeps the sequence number.
     field: std::ops::Range<usize>,
@@ -241,6 +243,7 @@ impl Sequencer {
             // The template packet was packet 0.
             "v9" => (12..16, 1, 1),
             "ipfix" => (8..12, IPFIX_RECORDS as u32, 0),
+            // "ipfix-single": one record per message.
             _ => (8..12, 1, 0),
         };
         Sequencer {
