@@ -6,7 +6,7 @@
 //!
 //! ## Flow records
 //! Keys and value forms follow goflow2's JSON format where goflow2 has the field, in the order
-//! of [`FLOW_COLUMNS`]:
+//! of `FLOW_COLUMNS`:
 //! - `type`: `NETFLOW_V5`, `NETFLOW_V9`, `IPFIX`, `SFLOW_5`.
 //! - Addresses (`sampler_address`, `src_addr`, `dst_addr`, `next_hop`, `tunnel_*_addr`) as text, IPv4
 //!   (stored IPv4-mapped) as a dotted quad. A field the exporter did not report (all-zero bytes) is

@@ -5,13 +5,13 @@
 //! ports, ICMP), tunnel and direction, always with the same fields in the same order. When a
 //! template's field list is exactly one of them (whatever its id), [`Layout::recognise`] names it,
 //! and its data sets decode through a loop compiled for that layout ([`Layout::decode_set`]).
-//! A record is decoded by [`record_fast`] when it is the common case (one-byte lengths, a tunnel
+//! A record is decoded by `record_fast` when it is the common case (one-byte lengths, a tunnel
 //! key of at most 8 bytes, whole): it reads the variable-length fields' length bytes, checks
 //! once that the record they describe is all there, and then needs no other check, since every
 //! offset is a sum of those lengths and the layout's constants. Fields are plain loads and
 //! stores, times become absolute as they are read, and what the layout fixes for every record
 //! (the IPv4-mapped prefix of its addresses) is written once per set. Any other record is
-//! decoded again by [`record`], with the step decoder's checks in its order. Any other template,
+//! decoded again by `record`, with the step decoder's checks in its order. Any other template,
 //! and any OVS template that differs by one field, takes the step decoder ([`super::template`]).
 //!
 //! The contract is exact equivalence with the step decoder on the same template: the same records,

@@ -43,7 +43,7 @@ pub struct PerfStats {
     /// Samples the kernel dropped because the buffer was full (perf LOST records). The program
     /// also counts them as `perf_failed` and passed those frames to the kernel socket.
     pub lost_samples: u64,
-    /// Samples shorter than their header says, or larger than [`MAX_SAMPLE`]: dropped here.
+    /// Samples shorter than their header says, or larger than `MAX_SAMPLE`: dropped here.
     pub bad_sample: u64,
     /// Frames that are not UDP to a listen port: dropped here.
     pub not_matched: u64,

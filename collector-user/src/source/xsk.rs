@@ -399,7 +399,7 @@ impl XskSource {
     }
 
     /// This source's counters with the kernel's statistics as of the last read (every
-    /// [`KERNEL_STATS_EVERY`] batches or empty zero-timeout calls, on every idle wait, and by
+    /// `KERNEL_STATS_EVERY` batches or empty zero-timeout calls, on every idle wait, and by
     /// [`XskSource::refresh_kernel_stats`]).
     pub fn stats(&self) -> XskStats {
         self.counts
