@@ -34,17 +34,15 @@ use collector::decode::{DatagramMeta, Decoder};
 use common::{CountingSink, Sequencer, exporter_meta, loop_datagrams, primed_decoder};
 
 fn main() {
-    let args = LoopArgs::from_env("ipfix");
-    if args.callgrind {
-        callgrind::per_record(&["*decode_one*"], &args);
-        return;
-    }
-    let LoopArgs {
+    let Some(LoopArgs {
         protocol,
         datagrams: n,
         exporters,
         ..
-    } = args;
+    }) = LoopArgs::or_measure("ipfix", &["*decode_one*"])
+    else {
+        return;
+    };
     let (prime, mut pool) = loop_datagrams(&protocol);
     let mut dec = primed_decoder(&prime, exporters);
     let metas: Vec<_> = (0..exporters).map(exporter_meta).collect();

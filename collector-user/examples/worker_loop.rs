@@ -89,17 +89,15 @@ impl BatchSink for CountingBatchSink {
 }
 
 fn main() {
-    let args = LoopArgs::from_env("ipfix-single");
-    if args.callgrind {
-        callgrind::per_record(&["*step_all*", common::RENUMBER_SYMBOL], &args);
-        return;
-    }
-    let LoopArgs {
+    let Some(LoopArgs {
         protocol,
         datagrams: n,
         exporters,
         ..
-    } = args;
+    }) = LoopArgs::or_measure("ipfix-single", &["*step_all*", common::RENUMBER_SYMBOL])
+    else {
+        return;
+    };
     let (prime, pool) = loop_datagrams(&protocol);
     let source = PoolSource {
         pool,

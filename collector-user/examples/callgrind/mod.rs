@@ -56,8 +56,20 @@ pub struct LoopArgs {
 }
 
 impl LoopArgs {
+    /// This process's arguments (`protocol` when none is given), unless it was asked for
+    /// `--callgrind`: then the figure is measured and printed ([`per_record`], counting as
+    /// `toggles` say) and there is nothing left to run.
+    pub fn or_measure(protocol: &str, toggles: &[&str]) -> Option<LoopArgs> {
+        let args = LoopArgs::from_env(protocol);
+        if args.callgrind {
+            per_record(toggles, &args);
+            return None;
+        }
+        Some(args)
+    }
+
     /// This process's arguments; `protocol` when none is given.
-    pub fn from_env(protocol: &str) -> LoopArgs {
+    fn from_env(protocol: &str) -> LoopArgs {
         let args: Vec<String> = std::env::args().collect();
         let value = |flag: &str| {
             args.iter()
