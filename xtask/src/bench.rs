@@ -86,7 +86,8 @@ const PROTOCOLS: [&str; 5] = ["v5", "v9", "ipfix", "ipfix-single", "sflow"];
 const LOOPS: [(&str, &[&str], &str); 2] = [
     ("decode_loop", &["*decode_one*"], "instructions_per_record"),
     // The source renumbers datagrams inside the counted step; entering the renumbering stops
-    // the count until it returns.
+    // the count until it returns (the pattern is collector-user/benches/common's
+    // `RENUMBER_SYMBOL`, which the loop's own `--callgrind` uses).
     (
         "worker_loop",
         &["*step_all*", "*Sequencer*renumber*"],
