@@ -10,7 +10,7 @@ use super::template::{
     EarlyData, Field, HeldContext, RecordImage, SetTail, Template, TemplateCache, TemplateKey,
     TemplateKind,
 };
-use super::template::{FastMap, SessionKey};
+use super::template::{FastMap, Noted, SessionKey};
 use super::time::{ExportClock, TimeKind};
 use super::{DecodeStats, ErrorReason, RecordSink};
 use crate::record::{FlowRecord, FlowType, ipv4_bytes};
@@ -112,7 +112,7 @@ pub struct TemplatedState {
     tail: Box<SetTail>,
     /// The template session of the message being decoded and the sequence slot noted with it
     /// ([`TemplateCache::get_noted`]), once one of its data sets found its template.
-    pub sequence_slot: Option<(SocketAddr, u32)>,
+    pub sequence_slot: Option<Noted>,
     /// Templates or early data changed since the decoder last copied their sizes into its
     /// gauges ([`TemplatedState::take_gauges_changed`]).
     gauges_changed: bool,
@@ -245,8 +245,8 @@ impl TemplatedState {
     ) -> (Decoded, Result<(), ErrorReason>) {
         let session = msg.template_session();
         let key = msg.key(set_id);
-        if let Some((template, slot)) = self.templates.get_noted(session, key, msg.received_ns) {
-            self.sequence_slot = Some((session, slot));
+        if let Some((template, noted)) = self.templates.get_noted(session, key, msg.received_ns) {
+            self.sequence_slot = Some(noted);
             return decode_records(
                 template,
                 msg,

@@ -53,7 +53,7 @@ use sampling::{ConfiguredRate, SamplerKey, SamplingTable};
 use sequence::{DomainSequence, ExporterCounter, SequenceCounts, SequenceTracker};
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
-use template::{CacheLimits, EarlyData, EarlyLimits, FastMap, TemplateCache};
+use template::{CacheLimits, EarlyData, EarlyLimits, FastMap, Noted, TemplateCache};
 
 /// The export protocols, told apart by the version field at the start of a datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -455,17 +455,17 @@ impl Decoder {
     #[inline]
     fn observe_sequence_noted(
         &mut self,
-        noted: Option<(SocketAddr, u32)>,
+        noted: Option<Noted>,
         space: SequenceSpace,
         sequence: u32,
         span: Option<u32>,
         uptime_ms: Option<u32>,
     ) {
-        let Some((session, slot)) = noted else {
+        let Some(noted) = noted else {
             self.observe_sequence(space, sequence, span, uptime_ms);
             return;
         };
-        if let Some((key, state)) = self.spaces.get_mut(slot as usize)
+        if let Some((key, state)) = self.spaces.get_mut(noted.sequence_slot as usize)
             && *key == space
         {
             let counter = state
@@ -476,7 +476,9 @@ impl Decoder {
         }
         self.observe_sequence(space, sequence, span, uptime_ms);
         if let Some(&slot) = self.sequences.get(&space) {
-            self.templated.templates.note_sequence_slot(session, slot);
+            self.templated
+                .templates
+                .note_sequence_slot(noted.session, slot);
         }
     }
 
@@ -648,19 +650,19 @@ mod tests {
             dec.templated
                 .templates
                 .get_noted(session(exporter), key, 0)
-                .map(|(_, slot)| slot)
+                .map(|(_, noted)| noted)
         };
         send(&mut dec, a, 0, 5);
         send(&mut dec, b, 100, 5);
         send(&mut dec, b, 101, 5);
-        let (slot_a, slot_b) = (noted(&mut dec, a).unwrap(), noted(&mut dec, b).unwrap());
-        assert_ne!(slot_a, slot_b);
-        for (wrong, seq) in [(slot_b, 1), (99, 2)] {
+        let (noted_a, noted_b) = (noted(&mut dec, a).unwrap(), noted(&mut dec, b).unwrap());
+        assert_ne!(noted_a.sequence_slot, noted_b.sequence_slot);
+        for (wrong, seq) in [(noted_b.sequence_slot, 1), (99, 2)] {
             dec.templated
                 .templates
-                .note_sequence_slot(session(a), wrong);
+                .note_sequence_slot(noted_a.session, wrong);
             send(&mut dec, a, seq, 5);
-            assert_eq!(noted(&mut dec, a), Some(slot_a), "corrected");
+            assert_eq!(noted(&mut dec, a), Some(noted_a), "corrected");
         }
         // Another domain of the same session: its own space, noted in turn.
         send(&mut dec, a, 3, 7);
@@ -686,7 +688,11 @@ mod tests {
         assert_eq!(test_support::run(&mut dec, b, &w.finish()).1, Ok(()));
         assert_eq!(noted(&mut dec, b), None, "session forgotten");
         send(&mut dec, b, 103, 5);
-        assert_eq!(noted(&mut dec, b), Some(slot_b), "noted again");
+        assert_eq!(
+            noted(&mut dec, b).map(|n| n.sequence_slot),
+            Some(noted_b.sequence_slot),
+            "noted again"
+        );
         send(&mut dec, b, 104, 5);
         send(&mut dec, a, 4, 5);
         assert!(

@@ -24,8 +24,9 @@
 //!
 //! # Memory per cached template
 //! A step is 4 bytes; the largest OVS data template (51 fields) compiles to 27 steps, 210 cached
-//! bytes by the measure below. A cached template costs its [`TemplateKey`] + [`Template`] in a hash table
-//! that is between 44 % and 88 % full, its boxed steps and the allocator's header.
+//! bytes by the measure below. A cached template costs its session index, [`TemplateKey`] and
+//! [`Template`] in a hash table that is between 44 % and 88 % full, its key in its session's key
+//! list, its boxed steps and the allocator's header.
 //! [`Template::cached_bytes`] charges the table entry twice (worst-case load) and the caps are
 //! enforced with that figure; `ipfix::tests::ovs_family_round_trips` checks that every OVS template
 //! stays ≤ 256 B by that measure. Measured with a counting allocator (`benches/decode_netflow.rs`,
@@ -55,6 +56,7 @@ use super::ie::{self, Action, Extras, Slot, Store};
 use super::ipfix_ovs;
 use super::time::{ExportClock, TimeKind};
 use crate::record::FlowRecord;
+use hashbrown::HashTable;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
@@ -294,6 +296,9 @@ pub struct Template {
     pub end: TimeKind,
     /// Cache clock value of the last use (LRU eviction).
     last_used: u64,
+    /// The cache's index of the session that sent it ([`TemplateCache`]; here rather than next
+    /// to the template in the cache's table, where it would cost 8 bytes of padding).
+    session: u32,
 }
 
 impl Template {
@@ -470,6 +475,7 @@ impl Template {
             start,
             end,
             last_used: 0,
+            session: 0,
         })
     }
 
@@ -492,11 +498,12 @@ impl Template {
         usize::from(self.min_len)
     }
 
-    /// Bytes this template costs in the cache: its hash-table entry (key, template, control byte)
-    /// twice, for a table at its lowest load, and the boxed steps rounded to the allocator's
-    /// 16-byte granule plus its 8-byte header.
+    /// Bytes this template costs in the cache: its hash-table entry (session, key, template,
+    /// control byte) twice, for a table at its lowest load; its key in its session's list, twice
+    /// (a vector grows by doubling); and the boxed steps rounded to the allocator's 16-byte granule
+    /// plus its 8-byte header.
     pub fn cached_bytes(&self) -> usize {
-        let entry = 2 * (size_of::<TemplateKey>() + size_of::<Template>() + 1);
+        let entry = 2 * (size_of::<Cached>() + 1) + 2 * size_of::<TemplateKey>();
         let steps = (self.steps.len() * size_of::<Step>() + 8).div_ceil(16) * 16;
         entry + steps
     }
@@ -865,9 +872,21 @@ impl Default for CacheLimits {
     }
 }
 
-#[derive(Debug, Default)]
-struct ExporterTemplates {
-    templates: FastMap<TemplateKey, Template>,
+/// A cached template; `template.session` is the index of its session in
+/// [`TemplateCache::sessions`].
+#[derive(Debug)]
+struct Cached {
+    key: TemplateKey,
+    template: Template,
+}
+
+/// A transport session's share of the cache. A session exists while it has templates.
+#[derive(Debug)]
+struct Session {
+    addr: SessionKey,
+    /// Keys of its templates: eviction, withdrawal and expiry find them without a scan of the
+    /// whole table.
+    keys: Vec<TemplateKey>,
     bytes: usize,
     /// Receive time of the last template learned or used.
     last_seen_ns: u64,
@@ -875,20 +894,13 @@ struct ExporterTemplates {
     sequence_slot: u32,
 }
 
-impl ExporterTemplates {
-    /// Remove the least recently used template other than `keep`; returns its size.
-    fn evict_lru(&mut self, keep: Option<TemplateKey>) -> Option<usize> {
-        let victim = self
-            .templates
-            .iter()
-            .filter(|(k, _)| Some(**k) != keep)
-            .min_by_key(|(_, t)| t.last_used)
-            .map(|(k, _)| *k)?;
-        let t = self.templates.remove(&victim)?;
-        let size = t.cached_bytes();
-        self.bytes -= size;
-        Some(size)
-    }
+/// Where [`TemplateCache::get_noted`] found a template's session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Noted {
+    /// The session's index in the cache, for [`TemplateCache::note_sequence_slot`].
+    pub session: u32,
+    /// The sequence slot last noted with the session.
+    pub sequence_slot: u32,
 }
 
 /// What inserting a template did.
@@ -905,14 +917,34 @@ pub struct Inserted {
 /// The templates of one worker, keyed (session, [`TemplateKey`]) — a session is an IPFIX
 /// exporter's address and port, a v9 exporter's address with port 0 — and bounded by
 /// [`CacheLimits`]. The per-exporter cap is per session.
+///
+/// A data set finds its template with one hash lookup: every template of every session is in one
+/// table, hashed by its session's address and port and its key, and names its session by index.
+/// The sessions (their byte counts, last use and key lists) are reached by that index; the map from
+/// address to session is used only when templates are learned or withdrawn.
 #[derive(Debug, Default)]
 pub struct TemplateCache {
-    exporters: FastMap<SessionKey, ExporterTemplates>,
+    templates: HashTable<Cached>,
+    /// Indexed by [`Cached::session`]; a slot whose session ended (no keys) waits in
+    /// `free_sessions` to be reused.
+    sessions: Vec<Session>,
+    free_sessions: Vec<u32>,
+    session_slots: FastMap<SessionKey, u32>,
+    hasher: WordState,
     limits: CacheLimits,
     total_bytes: usize,
-    count: usize,
     clock: u64,
     last_sweep_ns: u64,
+}
+
+/// The hash of a template in the [`TemplateCache`] table: its session's address words, port and
+/// key word.
+#[inline(always)]
+fn cached_hash(hasher: &WordState, session: SocketAddr, key: TemplateKey) -> u64 {
+    let mut h = hasher.build_hasher();
+    hash_addr(session.ip(), u64::from(session.port()), &mut h);
+    key.hash(&mut h);
+    h.finish()
 }
 
 impl TemplateCache {
@@ -925,11 +957,11 @@ impl TemplateCache {
 
     /// Number of cached templates.
     pub fn len(&self) -> usize {
-        self.count
+        self.templates.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.templates.is_empty()
     }
 
     /// Bytes accounted to cached templates ([`Template::cached_bytes`]).
@@ -948,29 +980,42 @@ impl TemplateCache {
         self.get_noted(exporter, key, now_ns).map(|(t, _)| t)
     }
 
-    /// [`TemplateCache::get`], and the session's sequence slot: a number the decoder keeps with
-    /// the session ([`TemplateCache::note_sequence_slot`]; 0 until it does) to find the session's
-    /// sequence space without a lookup. The cache does not interpret it; the decoder checks it.
+    /// [`TemplateCache::get`], and where its session is noted: its index, and the sequence slot
+    /// the decoder keeps with it ([`TemplateCache::note_sequence_slot`]; 0 until it does) to find
+    /// the session's sequence space without a lookup. The cache does not interpret the slot; the
+    /// decoder checks it.
     #[inline]
     pub fn get_noted(
         &mut self,
         exporter: SocketAddr,
         key: TemplateKey,
         now_ns: u64,
-    ) -> Option<(&Template, u32)> {
+    ) -> Option<(&Template, Noted)> {
         self.clock += 1;
-        let e = self.exporters.get_mut(&SessionKey(exporter))?;
-        let t = e.templates.get_mut(&key)?;
-        e.last_seen_ns = now_ns;
-        t.last_used = self.clock;
-        Some((t, e.sequence_slot))
+        let hash = cached_hash(&self.hasher, exporter, key);
+        let sessions = &mut self.sessions;
+        let c = self.templates.find_mut(hash, |c| {
+            c.key == key
+                && sessions
+                    .get(c.template.session as usize)
+                    .is_some_and(|s| s.addr.0 == exporter)
+        })?;
+        let session = sessions.get_mut(c.template.session as usize)?;
+        session.last_seen_ns = now_ns;
+        c.template.last_used = self.clock;
+        let noted = Noted {
+            session: c.template.session,
+            sequence_slot: session.sequence_slot,
+        };
+        Some((&c.template, noted))
     }
 
-    /// Keep `slot` with the session of `exporter` (when it has templates) for
-    /// [`TemplateCache::get_noted`].
-    pub fn note_sequence_slot(&mut self, exporter: SocketAddr, slot: u32) {
-        if let Some(e) = self.exporters.get_mut(&SessionKey(exporter)) {
-            e.sequence_slot = slot;
+    /// Keep sequence slot `slot` with session `session` ([`Noted::session`]) for
+    /// [`TemplateCache::get_noted`]. A session that ended since is not harmed: its index is
+    /// reused with slot 0.
+    pub fn note_sequence_slot(&mut self, session: u32, slot: u32) {
+        if let Some(s) = self.sessions.get_mut(session as usize) {
+            s.sequence_slot = slot;
         }
     }
 
@@ -989,18 +1034,22 @@ impl TemplateCache {
     fn sweep_idle(&mut self, now_ns: u64) -> u64 {
         self.last_sweep_ns = now_ns;
         let idle = self.limits.session_idle_ns;
-        let (mut templates, mut bytes) = (0, 0);
-        self.exporters.retain(|_, e| {
-            let keep = now_ns.saturating_sub(e.last_seen_ns) <= idle;
-            if !keep {
-                templates += e.templates.len();
-                bytes += e.bytes;
+        let mut dropped = 0;
+        for slot in 0..self.sessions.len() {
+            let Some(s) = self.sessions.get(slot) else {
+                break;
+            };
+            if s.keys.is_empty() || now_ns.saturating_sub(s.last_seen_ns) <= idle {
+                continue;
             }
-            keep
-        });
-        self.count -= templates;
-        self.total_bytes -= bytes;
-        templates as u64
+            let keys = std::mem::take(&mut self.sessions[slot].keys);
+            dropped += keys.len() as u64;
+            for key in keys {
+                self.remove(slot as u32, key);
+            }
+            self.end_session(slot as u32);
+        }
+        dropped
     }
 
     /// Insert or replace a template, evicting others to respect the caps.
@@ -1014,78 +1063,177 @@ impl TemplateCache {
         self.clock += 1;
         template.last_used = self.clock;
         let size = template.cached_bytes();
-        let entry = self.exporters.entry(SessionKey(exporter)).or_default();
-        entry.last_seen_ns = now_ns;
+        let slot = self.session_for(exporter);
+        template.session = slot;
         let mut out = Inserted::default();
-        if let Some(old) = entry.templates.insert(key, template) {
-            out.changed = entry
-                .templates
-                .get(&key)
-                .is_some_and(|new| !new.same_layout(&old));
-            let old_size = old.cached_bytes();
-            entry.bytes -= old_size;
-            self.total_bytes -= old_size;
+        let hash = cached_hash(&self.hasher, exporter, key);
+        let Self {
+            templates,
+            sessions,
+            hasher,
+            ..
+        } = self;
+        let eq = |c: &Cached| c.template.session == slot && c.key == key;
+        if let Some(c) = templates.find_mut(hash, eq) {
+            let old = std::mem::replace(&mut c.template, template);
+            out.changed = !c.template.same_layout(&old);
             out.replaced = true;
+            let old_size = old.cached_bytes();
+            if let Some(s) = sessions.get_mut(slot as usize) {
+                s.bytes -= old_size;
+            }
+            self.total_bytes -= old_size;
         } else {
-            self.count += 1;
+            let rehash = |c: &Cached| {
+                let addr = sessions.get(c.template.session as usize).map(|s| s.addr.0);
+                addr.map_or(0, |a| cached_hash(hasher, a, c.key))
+            };
+            templates.insert_unique(hash, Cached { key, template }, rehash);
+            if let Some(s) = sessions.get_mut(slot as usize) {
+                s.keys.push(key);
+            }
         }
-        entry.bytes += size;
+        let Some(s) = sessions.get_mut(slot as usize) else {
+            return out;
+        };
+        s.last_seen_ns = now_ns;
+        s.bytes += size;
         self.total_bytes += size;
-        while entry.bytes > self.limits.per_exporter_bytes {
-            let keep = (entry.templates.len() > 1).then_some(key);
-            let Some(freed) = entry.evict_lru(keep) else {
+        while self
+            .sessions
+            .get(slot as usize)
+            .is_some_and(|s| s.bytes > self.limits.per_exporter_bytes)
+        {
+            let Some(()) = self.evict_lru(slot, Some(key)) else {
                 break;
             };
-            self.total_bytes -= freed;
-            self.count -= 1;
             out.evicted += 1;
-        }
-        if entry.templates.is_empty() {
-            self.exporters.remove(&SessionKey(exporter));
         }
         while self.total_bytes > self.limits.total_bytes {
             // The session seen least recently (a restarted exporter's old one), the heaviest
             // among equals.
-            let victim = self
-                .exporters
-                .iter()
-                .min_by_key(|(_, e)| (e.last_seen_ns, std::cmp::Reverse(e.bytes)));
-            let Some((&victim, _)) = victim else {
+            let victim = (0..self.sessions.len() as u32)
+                .filter_map(|i| Some((i, self.sessions.get(i as usize)?)))
+                .filter(|(_, s)| !s.keys.is_empty())
+                .min_by_key(|(_, s)| (s.last_seen_ns, std::cmp::Reverse(s.bytes)))
+                .map(|(i, _)| i);
+            let Some(victim) = victim else {
                 break;
             };
-            let Some(e) = self.exporters.get_mut(&victim) else {
+            let Some(()) = self.evict_lru(victim, (victim == slot).then_some(key)) else {
                 break;
             };
-            let keep = (victim == SessionKey(exporter) && e.templates.len() > 1).then_some(key);
-            let Some(freed) = e.evict_lru(keep) else {
-                break;
-            };
-            let emptied = e.templates.is_empty();
-            self.total_bytes -= freed;
-            self.count -= 1;
             out.evicted += 1;
-            if emptied {
-                self.exporters.remove(&victim);
-            }
         }
         out
     }
 
+    /// The session slot of `exporter`, made when it has none.
+    fn session_for(&mut self, exporter: SocketAddr) -> u32 {
+        if let Some(&slot) = self.session_slots.get(&SessionKey(exporter)) {
+            return slot;
+        }
+        let session = Session {
+            addr: SessionKey(exporter),
+            keys: Vec::new(),
+            bytes: 0,
+            last_seen_ns: 0,
+            sequence_slot: 0,
+        };
+        let slot = match self.free_sessions.pop() {
+            Some(slot) => {
+                if let Some(s) = self.sessions.get_mut(slot as usize) {
+                    *s = session;
+                }
+                slot
+            }
+            None => {
+                self.sessions.push(session);
+                (self.sessions.len() - 1) as u32
+            }
+        };
+        self.session_slots.insert(SessionKey(exporter), slot);
+        slot
+    }
+
+    /// Forget session `slot` (its templates are gone) and free its slot.
+    fn end_session(&mut self, slot: u32) {
+        if let Some(s) = self.sessions.get_mut(slot as usize) {
+            s.keys = Vec::new();
+            s.bytes = 0;
+            self.session_slots.remove(&s.addr);
+            self.free_sessions.push(slot);
+        }
+    }
+
+    /// Remove template `key` of session `slot` from the table and the byte counts (not from the
+    /// session's key list); its kind, when it was there.
+    fn remove(&mut self, slot: u32, key: TemplateKey) -> Option<TemplateKind> {
+        let addr = self.sessions.get(slot as usize)?.addr.0;
+        let hash = cached_hash(&self.hasher, addr, key);
+        let entry = self
+            .templates
+            .find_entry(hash, |c| c.template.session == slot && c.key == key)
+            .ok()?;
+        let (c, _) = entry.remove();
+        let size = c.template.cached_bytes();
+        if let Some(s) = self.sessions.get_mut(slot as usize) {
+            s.bytes -= size;
+        }
+        self.total_bytes -= size;
+        Some(c.template.kind)
+    }
+
+    /// Remove the least recently used template of session `slot` other than `keep` (unless it is
+    /// the only one); ends the session when it was its last.
+    fn evict_lru(&mut self, slot: u32, keep: Option<TemplateKey>) -> Option<()> {
+        let s = self.sessions.get(slot as usize)?;
+        let keep = keep.filter(|_| s.keys.len() > 1);
+        let addr = s.addr.0;
+        let (at, victim) = s
+            .keys
+            .iter()
+            .enumerate()
+            .filter(|&(_, k)| Some(*k) != keep)
+            .min_by_key(|&(_, &k)| {
+                let hash = cached_hash(&self.hasher, addr, k);
+                self.templates
+                    .find(hash, |c| c.template.session == slot && c.key == k)
+                    .map_or(0, |c| c.template.last_used)
+            })
+            .map(|(at, &k)| (at, k))?;
+        self.remove(slot, victim);
+        self.forget_key(slot, at);
+        Some(())
+    }
+
+    /// Take the key at `at` off session `slot`'s list; ends the session when it was its last.
+    fn forget_key(&mut self, slot: u32, at: usize) {
+        let Some(s) = self.sessions.get_mut(slot as usize) else {
+            return;
+        };
+        if at < s.keys.len() {
+            s.keys.swap_remove(at);
+        }
+        if s.keys.is_empty() {
+            self.end_session(slot);
+        }
+    }
+
     /// Withdraw one template; true when it existed.
     pub fn withdraw(&mut self, exporter: SocketAddr, key: TemplateKey) -> bool {
-        let Some(e) = self.exporters.get_mut(&SessionKey(exporter)) else {
+        let Some(&slot) = self.session_slots.get(&SessionKey(exporter)) else {
             return false;
         };
-        let Some(t) = e.templates.remove(&key) else {
+        let Some(at) = self
+            .sessions
+            .get(slot as usize)
+            .and_then(|s| s.keys.iter().position(|&k| k == key))
+        else {
             return false;
         };
-        let size = t.cached_bytes();
-        e.bytes -= size;
-        self.total_bytes -= size;
-        self.count -= 1;
-        if e.templates.is_empty() {
-            self.exporters.remove(&SessionKey(exporter));
-        }
+        self.remove(slot, key);
+        self.forget_key(slot, at);
         true
     }
 
@@ -1097,24 +1245,32 @@ impl TemplateCache {
         domain: u32,
         kind: TemplateKind,
     ) -> usize {
-        let Some(e) = self.exporters.get_mut(&SessionKey(exporter)) else {
+        let Some(&slot) = self.session_slots.get(&SessionKey(exporter)) else {
             return 0;
         };
-        let before = e.templates.len();
-        let mut freed = 0;
-        e.templates.retain(|k, t| {
-            let gone = k.version == version && k.domain == domain && t.kind == kind;
-            if gone {
-                freed += t.cached_bytes();
+        let Some(s) = self.sessions.get_mut(slot as usize) else {
+            return 0;
+        };
+        let mut keys = std::mem::take(&mut s.keys);
+        let before = keys.len();
+        keys.retain(|&k| {
+            if k.version != version || k.domain != domain {
+                return true;
             }
-            !gone
+            let hash = cached_hash(&self.hasher, exporter, k);
+            let same_kind = self
+                .templates
+                .find(hash, |c| c.template.session == slot && c.key == k)
+                .is_some_and(|c| c.template.kind == kind);
+            !(same_kind && self.remove(slot, k).is_some())
         });
-        let removed = before - e.templates.len();
-        e.bytes -= freed;
-        self.total_bytes -= freed;
-        self.count -= removed;
-        if e.templates.is_empty() {
-            self.exporters.remove(&SessionKey(exporter));
+        let removed = before - keys.len();
+        let emptied = keys.is_empty();
+        if let Some(s) = self.sessions.get_mut(slot as usize) {
+            s.keys = keys;
+        }
+        if emptied {
+            self.end_session(slot);
         }
         removed
     }
