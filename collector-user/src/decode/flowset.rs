@@ -274,6 +274,7 @@ impl TemplatedState {
 
 /// Decode every record of a data set body; trailing bytes shorter than the template's smallest
 /// record are padding. Records before an error are kept.
+#[inline(always)]
 fn decode_records<S: RecordSink>(
     template: &Template,
     msg: &Message,
@@ -304,6 +305,7 @@ fn decode_records<S: RecordSink>(
 
 /// The records of a data set through the template's compiled steps (any template but Open
 /// vSwitch's): times made absolute, sampling rates resolved, options records learned from.
+#[inline(never)]
 fn decode_general_records<S: RecordSink>(
     template: &Template,
     msg: &Message,

@@ -428,13 +428,6 @@ fn tail(w: &[u8], at: usize, rec: &mut FlowRecord, clock: ExportClock) {
     rec.flow_end_reason = u8_at(w, at + 112);
 }
 
-/// The length of a variable-length field whose length byte is `len`, when it is the one-byte
-/// form (255 announces the three-byte form).
-#[inline(always)]
-fn short_varlen(len: u8) -> Option<usize> {
-    (len != 255).then_some(usize::from(len))
-}
-
 /// The common case of [`record`] in fewer checks: the record at the front of `data` when every
 /// variable-length field uses the one-byte length form and the tunnel key is at most 8 bytes;
 /// `None` otherwise, or when the record is not whole. It reads the length bytes first (one
@@ -457,14 +450,25 @@ fn record_fast<
 ) -> Option<&'a [u8]> {
     // Where each region starts: the front, then past interfaceName and interfaceDescription
     // (and the egress pair) the middle; with a tunnel, the tunnel fields after the key.
-    let name = short_varlen(*data.get(FRONT_LEN)?)?;
-    let description_at = FRONT_LEN + 1 + name;
-    let mut middle_at = description_at + 1 + short_varlen(*data.get(description_at)?)?;
+    // A variable-length field's length byte and value take `1 + len` bytes; the three-byte form
+    // (length byte 255) is the only one whose step is 256, so one test of the steps or-ed
+    // together finds it.
+    let step = |at: usize| data.get(at).map(|&len| 1 + usize::from(len));
+    let name = step(FRONT_LEN)?;
+    let description_at = FRONT_LEN + name;
+    let description = step(description_at)?;
+    let mut middle_at = description_at + description;
+    let mut steps = name | description;
     let egress_at = middle_at;
     if EGRESS {
         let name_at = egress_at + EGRESS_LEN;
-        let description_at = name_at + 1 + short_varlen(*data.get(name_at)?)?;
-        middle_at = description_at + 1 + short_varlen(*data.get(description_at)?)?;
+        let name = step(name_at)?;
+        let description = step(name_at + name)?;
+        middle_at = name_at + name + description;
+        steps |= name | description;
+    }
+    if steps & 256 != 0 {
+        return None;
     }
     let middle_len = vlan_len(VLAN) + l3_len(L3) + l4_len(L4);
     let (key_len, tail_at) = if TUNNEL {
