@@ -400,6 +400,7 @@ fn decode_general_records<S: RecordSink>(
 /// The records of a data set whose template is one of Open vSwitch's ([`ipfix_ovs`]): its times
 /// are delta-µs and it carries no sampling elements, so every record starts from the same base
 /// with the set's rate, and the layout's own loop does the rest.
+#[inline(always)]
 fn decode_ovs_records<S: RecordSink>(
     layout: ipfix_ovs::Layout,
     msg: &Message,
