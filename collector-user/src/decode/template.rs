@@ -937,12 +937,15 @@ pub struct TemplateCache {
     last_sweep_ns: u64,
 }
 
-/// The hash of a template in the [`TemplateCache`] table: its session's address words, port and
-/// key word.
+/// The hash of a template in the [`TemplateCache`] table: its session's address and port words
+/// (an IPv4 address and its port share one), then its key word.
 #[inline(always)]
 fn cached_hash(hasher: &WordState, session: SocketAddr, key: TemplateKey) -> u64 {
     let mut h = hasher.build_hasher();
-    hash_addr(session.ip(), u64::from(session.port()), &mut h);
+    match session {
+        SocketAddr::V4(a) => h.write_u64(u64::from(a.ip().to_bits()) | u64::from(a.port()) << 32),
+        SocketAddr::V6(a) => hash_addr(IpAddr::V6(*a.ip()), u64::from(a.port()), &mut h),
+    }
     key.hash(&mut h);
     h.finish()
 }
