@@ -731,15 +731,21 @@ pub fn hash_addr<H: Hasher>(ip: IpAddr, tail: u64, state: &mut H) {
     state.write_u64(tail);
 }
 
-/// A transport session (exporter address and port) as a map key, hashed by [`hash_addr`]. IPv6
-/// flow info and scope id are part of equality but not of the hash (equal keys still hash alike).
+/// A transport session (exporter address and port) as a map key. IPv6 flow info and scope id are
+/// part of equality but not of the hash (equal keys still hash alike).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SessionKey(pub SocketAddr);
 
 impl Hash for SessionKey {
+    /// An IPv4 address and its port as one word; an IPv6 address's words and then the port.
     #[inline(always)]
     fn hash<H: Hasher>(&self, state: &mut H) {
-        hash_addr(self.0.ip(), u64::from(self.0.port()), state);
+        match self.0 {
+            SocketAddr::V4(a) => {
+                state.write_u64(u64::from(a.ip().to_bits()) | u64::from(a.port()) << 32)
+            }
+            SocketAddr::V6(a) => hash_addr(IpAddr::V6(*a.ip()), u64::from(a.port()), state),
+        }
     }
 }
 
@@ -937,15 +943,12 @@ pub struct TemplateCache {
     last_sweep_ns: u64,
 }
 
-/// The hash of a template in the [`TemplateCache`] table: its session's address and port words
-/// (an IPv4 address and its port share one), then its key word.
+/// The hash of a template in the [`TemplateCache`] table: its session's words ([`SessionKey`]),
+/// then its key word.
 #[inline(always)]
 fn cached_hash(hasher: &WordState, session: SocketAddr, key: TemplateKey) -> u64 {
     let mut h = hasher.build_hasher();
-    match session {
-        SocketAddr::V4(a) => h.write_u64(u64::from(a.ip().to_bits()) | u64::from(a.port()) << 32),
-        SocketAddr::V6(a) => hash_addr(IpAddr::V6(*a.ip()), u64::from(a.port()), &mut h),
-    }
+    SessionKey(session).hash(&mut h);
     key.hash(&mut h);
     h.finish()
 }

@@ -10,7 +10,7 @@
 
 use super::Event;
 use super::counters::{ExporterCounters, WorkerCounters, bump};
-use crate::decode::template::FastMap;
+use crate::decode::template::{FastMap, SessionKey};
 use crossbeam_channel::Sender;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,8 +27,8 @@ pub struct ExporterTable {
     worker: usize,
     capacity: usize,
     /// Hashed like the decoder's per-exporter tables (std's SipHash cost a datagram ~230
-    /// instructions here).
-    exporters: FastMap<SocketAddr, Arc<ExporterCounters>>,
+    /// instructions here), an IPv4 address as one word ([`SessionKey`]).
+    exporters: FastMap<SessionKey, Arc<ExporterCounters>>,
     counters: Arc<WorkerCounters>,
     events: Sender<Event>,
 }
@@ -56,7 +56,7 @@ impl ExporterTable {
         failed: bool,
         received_ns: u64,
     ) {
-        if let Some(counters) = self.exporters.get(&exporter) {
+        if let Some(counters) = self.exporters.get(&SessionKey(exporter)) {
             counters.observe(records, units, failed, received_ns);
             return;
         }
@@ -66,7 +66,8 @@ impl ExporterTable {
         }
         let counters = Arc::new(ExporterCounters::default());
         counters.observe(records, units, failed, received_ns);
-        self.exporters.insert(exporter, Arc::clone(&counters));
+        self.exporters
+            .insert(SessionKey(exporter), Arc::clone(&counters));
         let event = Event::NewExporter {
             worker: self.worker,
             exporter,
