@@ -1243,6 +1243,45 @@ impl TemplateCache {
         true
     }
 
+    /// Panics unless the table, the sessions, their key lists, the address map and the byte
+    /// counts agree with each other and with the caps.
+    #[cfg(test)]
+    fn check_consistency(&self) {
+        let mut bytes_by_session = vec![0; self.sessions.len()];
+        for c in &self.templates {
+            let slot = c.template.session as usize;
+            let s = &self.sessions[slot];
+            assert!(
+                s.keys.contains(&c.key),
+                "{:?} not in its session's keys",
+                c.key
+            );
+            bytes_by_session[slot] += c.template.cached_bytes();
+        }
+        let mut keys = 0;
+        for (slot, s) in self.sessions.iter().enumerate() {
+            keys += s.keys.len();
+            assert_eq!(s.bytes, bytes_by_session[slot], "bytes of session {slot}");
+            let free = self.free_sessions.contains(&(slot as u32));
+            assert_eq!(
+                free,
+                s.keys.is_empty(),
+                "session {slot}: free iff it has no keys"
+            );
+            if !free {
+                assert_eq!(self.session_slots.get(&s.addr), Some(&(slot as u32)));
+                assert!(s.bytes <= self.limits.per_exporter_bytes);
+            }
+        }
+        assert_eq!(keys, self.templates.len(), "every key is in the table once");
+        assert_eq!(
+            self.session_slots.len() + self.free_sessions.len(),
+            self.sessions.len()
+        );
+        assert_eq!(self.total_bytes, bytes_by_session.iter().sum::<usize>());
+        assert!(self.total_bytes <= self.limits.total_bytes);
+    }
+
     /// Withdraw every template of `kind` in (`exporter`, `version`, `domain`); returns how many.
     pub fn withdraw_all(
         &mut self,
@@ -1510,6 +1549,7 @@ mod tests {
     use super::*;
     use crate::decode::ie::VARLEN;
     use bytemuck::Zeroable;
+    use proptest::prelude::*;
 
     fn rec() -> RecordImage {
         RecordImage::new(FlowRecord::zeroed())
@@ -1891,6 +1931,100 @@ mod tests {
 
     fn small() -> Template {
         Template::compile(TemplateKind::Data, &[Field::iana(1, 4), Field::iana(2, 4)]).unwrap()
+    }
+
+    /// One operation on a [`TemplateCache`]: which exporter (of 3), domain (of 2) and template id
+    /// (of 4) it names, and the template's size class.
+    #[derive(Clone, Debug)]
+    enum CacheOp {
+        Insert(u8, u32, u16, usize),
+        Get(u8, u32, u16),
+        Withdraw(u8, u32, u16),
+        WithdrawAll(u8, u32, bool),
+        Expire(u64),
+    }
+
+    fn cache_op() -> impl Strategy<Value = CacheOp> {
+        let (e, d, id) = (0u8..3, 0u32..2, 256u16..260);
+        prop_oneof![
+            3 => (e.clone(), d.clone(), id.clone(), 1usize..4)
+                .prop_map(|(e, d, id, n)| CacheOp::Insert(e, d, id, n)),
+            1 => (e.clone(), d.clone(), id.clone()).prop_map(|(e, d, id)| CacheOp::Get(e, d, id)),
+            1 => (e.clone(), d.clone(), id).prop_map(|(e, d, id)| CacheOp::Withdraw(e, d, id)),
+            1 => (e, d, any::<bool>()).prop_map(|(e, d, options)| CacheOp::WithdrawAll(e, d, options)),
+            1 => (0u64..40).prop_map(CacheOp::Expire),
+        ]
+    }
+
+    /// A template of `n` fields (options templates for even ids, so withdraw-all has both kinds).
+    fn sized(id: u16, n: usize) -> Template {
+        let kind = if id % 2 == 0 {
+            TemplateKind::Options
+        } else {
+            TemplateKind::Data
+        };
+        // Each variable-length field is a step of its own: sizes differ by whole granules.
+        let fields: Vec<_> = (0..n * n * 4).map(|_| Field::iana(82, VARLEN)).collect();
+        Template::compile(kind, &fields).unwrap()
+    }
+
+    proptest! {
+        /// Whatever the operations, the cache's table, sessions, key lists and byte counts agree
+        /// and respect the caps; with caps too large to evict, it holds exactly what a plain map
+        /// of the same operations holds.
+        #[test]
+        fn cache_bookkeeping_holds(ops in proptest::collection::vec(cache_op(), 1..80), tight: bool) {
+            const MINUTE: u64 = 60_000_000_000;
+            let one = sized(257, 3).cached_bytes();
+            let limits = if tight {
+                CacheLimits { total_bytes: 4 * one, per_exporter_bytes: 2 * one, session_idle_ns: 10 * MINUTE }
+            } else {
+                CacheLimits { total_bytes: 1 << 30, per_exporter_bytes: 1 << 30, session_idle_ns: 1 << 62 }
+            };
+            let mut c = TemplateCache::new(limits);
+            let mut model: HashMap<(SocketAddr, TemplateKey), TemplateKind> = HashMap::new();
+            let key = |d: u32, id: u16| TemplateKey { version: 10, domain: d, id };
+            let mut now = 0;
+            for op in ops {
+                match op {
+                    CacheOp::Insert(e, d, id, n) => {
+                        let t = sized(id, n);
+                        model.insert((ip(e), key(d, id)), t.kind);
+                        c.insert(ip(e), key(d, id), t, now);
+                    }
+                    CacheOp::Get(e, d, id) => {
+                        let got = c.get(ip(e), key(d, id), now).map(|t| t.kind);
+                        if !tight {
+                            prop_assert_eq!(got, model.get(&(ip(e), key(d, id))).copied());
+                        }
+                    }
+                    CacheOp::Withdraw(e, d, id) => {
+                        let was = model.remove(&(ip(e), key(d, id))).is_some();
+                        let withdrawn = c.withdraw(ip(e), key(d, id));
+                        if !tight {
+                            prop_assert_eq!(withdrawn, was);
+                        }
+                    }
+                    CacheOp::WithdrawAll(e, d, options) => {
+                        let kind = if options { TemplateKind::Options } else { TemplateKind::Data };
+                        let before = model.len();
+                        model.retain(|(a, k), t| !(*a == ip(e) && k.domain == d && *t == kind));
+                        let n = c.withdraw_all(ip(e), 10, d, kind);
+                        if !tight {
+                            prop_assert_eq!(n, before - model.len());
+                        }
+                    }
+                    CacheOp::Expire(minutes) => {
+                        now += minutes * MINUTE;
+                        c.expire_idle(now);
+                    }
+                }
+                c.check_consistency();
+                if !tight {
+                    prop_assert_eq!(c.len(), model.len());
+                }
+            }
+        }
     }
 
     #[test]
