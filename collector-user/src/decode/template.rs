@@ -1958,7 +1958,7 @@ mod tests {
 
     /// A template of `n` fields (options templates for even ids, so withdraw-all has both kinds).
     fn sized(id: u16, n: usize) -> Template {
-        let kind = if id % 2 == 0 {
+        let kind = if id.is_multiple_of(2) {
             TemplateKind::Options
         } else {
             TemplateKind::Data
