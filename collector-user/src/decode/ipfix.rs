@@ -108,14 +108,16 @@ impl HeaderRepr {
     }
 }
 
-/// Decode one IPFIX message. A header problem is an `Err`; problems in sets are in the outcome.
+/// Decode one IPFIX message. A header problem is an `Err` (and `out` is left as it was); what the
+/// sets gave, and their problems, are in `out`.
 #[inline]
 pub fn decode<S: RecordSink>(
     state: &mut TemplatedState,
     meta: &DatagramMeta,
     datagram: &[u8],
     env: &mut Env<'_, S>,
-) -> Result<Outcome, ErrorReason> {
+    out: &mut Outcome,
+) -> Result<(), ErrorReason> {
     let header = Header::new_checked(datagram)?;
     let repr = HeaderRepr::parse(&header);
     let length = usize::from(repr.length);
@@ -135,7 +137,7 @@ pub fn decode<S: RecordSink>(
         sequence: repr.sequence,
     };
     state.begin(&msg, env);
-    let mut out = Outcome::new(repr.domain, repr.sequence, None);
+    *out = Outcome::new(repr.domain, repr.sequence, None);
     let mut span = Some(0u32);
     let mut rest = datagram.get(field::HEADER_LEN..length).unwrap_or_default();
     while !rest.is_empty() {
@@ -152,9 +154,9 @@ pub fn decode<S: RecordSink>(
         let body = rest.get(field::SET_HEADER_LEN..set_len).unwrap_or_default();
         rest = rest.get(set_len..).unwrap_or_default();
         match set_id {
-            TEMPLATE_SET => template_set(state, &msg, TemplateKind::Data, body, env, &mut out),
+            TEMPLATE_SET => template_set(state, &msg, TemplateKind::Data, body, env, out),
             OPTIONS_TEMPLATE_SET => {
-                template_set(state, &msg, TemplateKind::Options, body, env, &mut out)
+                template_set(state, &msg, TemplateKind::Options, body, env, out)
             }
             256.. => {
                 let (decoded, result) = state.data_set(&msg, set_id, body, env);
@@ -168,7 +170,7 @@ pub fn decode<S: RecordSink>(
         }
     }
     out.span = span;
-    Ok(out)
+    Ok(())
 }
 
 /// Parse a template or options template set, learning, redefining and withdrawing templates.

@@ -370,17 +370,18 @@ impl Decoder {
                     stats: &mut self.stats,
                     sink,
                 };
-                let outcome = if protocol == Protocol::Ipfix {
-                    ipfix::decode(&mut self.templated, meta, datagram, &mut env)
+                let mut outcome = Outcome::new(0, 0, None);
+                let decoded = if protocol == Protocol::Ipfix {
+                    ipfix::decode(&mut self.templated, meta, datagram, &mut env, &mut outcome)
                 } else {
-                    netflow_v9::decode(&mut self.templated, meta, datagram, &mut env)
+                    netflow_v9::decode(&mut self.templated, meta, datagram, &mut env, &mut outcome)
                 };
                 if self.templated.take_gauges_changed() {
                     self.stats.template_cache_templates = self.templated.templates.len() as u64;
                     self.stats.template_cache_bytes = self.templated.templates.bytes() as u64;
                     self.stats.early_data_bytes = self.templated.early.bytes() as u64;
                 }
-                let outcome: Outcome = outcome?;
+                decoded?;
                 let noted = self.templated.sequence_slot;
                 let space = SequenceSpace {
                     exporter: meta.exporter.ip(),

@@ -116,14 +116,15 @@ impl HeaderRepr {
     }
 }
 
-/// Decode one NetFlow v9 packet. A header problem is an `Err`; problems in flowsets are in the
-/// outcome.
+/// Decode one NetFlow v9 packet. A header problem is an `Err` (and `out` is left as it was); what
+/// the flowsets gave, and their problems, are in `out`.
 pub fn decode<S: RecordSink>(
     state: &mut TemplatedState,
     meta: &DatagramMeta,
     datagram: &[u8],
     env: &mut Env<'_, S>,
-) -> Result<Outcome, ErrorReason> {
+    out: &mut Outcome,
+) -> Result<(), ErrorReason> {
     let header = Header::new_checked(datagram)?;
     let repr = HeaderRepr::parse(&header);
     let msg = Message {
@@ -136,7 +137,7 @@ pub fn decode<S: RecordSink>(
         sequence: repr.sequence,
     };
     state.begin(&msg, env);
-    let mut out = Outcome::new(repr.source_id, repr.sequence, Some(repr.sys_uptime_ms));
+    *out = Outcome::new(repr.source_id, repr.sequence, Some(repr.sys_uptime_ms));
     out.span = Some(1);
     let mut rest = datagram.get(field::HEADER_LEN..).unwrap_or_default();
     while !rest.is_empty() {
@@ -154,8 +155,8 @@ pub fn decode<S: RecordSink>(
             .unwrap_or_default();
         rest = rest.get(set_len..).unwrap_or_default();
         match set_id {
-            TEMPLATE_FLOWSET => template_flowset(state, &msg, body, env, &mut out),
-            OPTIONS_TEMPLATE_FLOWSET => options_template_flowset(state, &msg, body, env, &mut out),
+            TEMPLATE_FLOWSET => template_flowset(state, &msg, body, env, out),
+            OPTIONS_TEMPLATE_FLOWSET => options_template_flowset(state, &msg, body, env, out),
             256.. => {
                 let (_, result) = state.data_set(&msg, set_id, body, env);
                 if let Err(reason) = result {
@@ -165,7 +166,7 @@ pub fn decode<S: RecordSink>(
             _ => env.note(&mut out.error, ErrorReason::BadSetId),
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Read `n` (type, length) pairs from `bytes` into `fields`; false when `bytes` is too short.
