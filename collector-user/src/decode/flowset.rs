@@ -426,6 +426,8 @@ pub struct Outcome {
     /// How far this message advances the sequence space (IPFIX: its data records; v9: 1), `None`
     /// when unknown because a set could not be decoded.
     pub span: Option<u32>,
+    /// Data records read, options records included (those before any problem in their set).
+    pub data_records: u32,
     /// Exporter uptime from the header (v9).
     pub uptime_ms: Option<u32>,
     /// The first problem met in a set (counted by the caller); later ones are already counted.
@@ -438,6 +440,7 @@ impl Outcome {
             domain,
             sequence,
             span: None,
+            data_records: 0,
             uptime_ms,
             error: None,
         }

@@ -160,6 +160,7 @@ pub fn decode<S: RecordSink>(
             }
             256.. => {
                 let (decoded, result) = state.data_set(&msg, set_id, body, env);
+                out.data_records += decoded.data_records;
                 span = span.map(|s| s + decoded.data_records);
                 if let Err(reason) = result {
                     env.note(&mut out.error, reason);
@@ -535,7 +536,9 @@ mod tests {
     use crate::decode::ie::{PEN_OVS, VARLEN};
     use crate::decode::template::{CacheLimits, EarlyLimits};
     use crate::decode::test_support::{T0, errors, meta_at, run};
-    use crate::decode::{Decoder, DecoderConfig, Protocol, sampling::ConfiguredRate};
+    use crate::decode::{
+        Collected, Counted, Decoder, DecoderConfig, Protocol, sampling::ConfiguredRate,
+    };
     use crate::record::{FlowRecord, ipv4_bytes};
     use bytemuck::Zeroable;
 
@@ -896,8 +899,15 @@ mod tests {
         w.templates(std::slice::from_ref(&t))
             .data(&t, &[rec], &EncodeContext::default());
         let mut dec = Decoder::new();
-        let (sink, result) = run(&mut dec, EXPORTER, &w.finish());
+        let mut sink = Collected::default();
+        let (counted, result) = dec.decode_counted(&meta_at(EXPORTER, T0), &w.finish(), &mut sink);
         assert_eq!(result, Ok(()));
+        // IPFIX sequence numbers count data records, the options record too.
+        let units = Counted {
+            records: 1,
+            sequence_units: 2,
+        };
+        assert_eq!(counted, units);
         assert_eq!(dec.stats.options_records, 1);
         assert_eq!(dec.stats.sampling_rates_learned, 1);
         assert_eq!(
@@ -1035,8 +1045,6 @@ mod tests {
         assert_eq!(errors(&dec, ErrorReason::EarlyDataDropped), 2);
         assert_eq!(errors(&dec, ErrorReason::TemplateMissing), 2);
     }
-
-    use crate::decode::Collected;
 
     #[test]
     fn varlen_enterprise_and_repeated_elements() {

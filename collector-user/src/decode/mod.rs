@@ -138,7 +138,9 @@ impl RecordSink for Collected {
 /// Counts the records (flow and counter) passed on to the sink it wraps.
 struct Tally<'a, S> {
     sink: &'a mut S,
-    records: u64,
+    records: u32,
+    /// Units of the exporter's sequence numbers the datagram carried ([`Counted::sequence_units`]).
+    sequence_units: u32,
 }
 
 impl<S: RecordSink> RecordSink for Tally<'_, S> {
@@ -152,6 +154,19 @@ impl<S: RecordSink> RecordSink for Tally<'_, S> {
         self.records += 1;
         self.sink.counters(record);
     }
+}
+
+/// What one datagram counts for besides its errors ([`Decoder::decode_counted`]). 32 bits
+/// each (a datagram holds at most 64 KiB): with the result it fits two registers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counted {
+    /// Flow and counter records handed to the sink.
+    pub records: u32,
+    /// Units of the exporter's sequence numbers the datagram carried: its flows (v5), 1 (a v9
+    /// export packet, an sFlow datagram), its data records, options records included (IPFIX:
+    /// those read before any problem; a set held until its template arrives counts none). 0 when
+    /// the header could not be read.
+    pub sequence_units: u32,
 }
 
 /// Decode counters of one worker.
@@ -321,30 +336,39 @@ impl Decoder {
         self.decode_counted(meta, datagram, sink).1
     }
 
-    /// [`Decoder::decode`], also returning how many records (flow and counter) it handed to
-    /// `sink`, failed datagrams included.
+    /// [`Decoder::decode`], also returning what the datagram counts for: the records (flow and
+    /// counter) it handed to `sink`, failed datagrams included, and the units of its exporter's
+    /// sequence numbers it carried.
     pub fn decode_counted(
         &mut self,
         meta: &DatagramMeta,
         datagram: &[u8],
         sink: &mut impl RecordSink,
-    ) -> (u64, Result<(), ErrorReason>) {
+    ) -> (Counted, Result<(), ErrorReason>) {
         let protocol = match Protocol::detect(datagram) {
             Ok(protocol) => protocol,
             Err(reason) => {
                 self.stats.count_error(reason);
-                return (0, Err(reason));
+                return (Counted::default(), Err(reason));
             }
         };
         self.stats.datagrams[protocol.index()] += 1;
-        let mut tally = Tally { sink, records: 0 };
+        let mut tally = Tally {
+            sink,
+            records: 0,
+            sequence_units: 0,
+        };
         let result = self.decode_protocol(protocol, meta, datagram, &mut tally);
         // Every record handed to the sink is counted, also when the datagram failed partway.
-        self.stats.records[protocol.index()] += tally.records;
+        self.stats.records[protocol.index()] += u64::from(tally.records);
         if let Err(reason) = result {
             self.stats.count_error(reason);
         }
-        (tally.records, result)
+        let counted = Counted {
+            records: tally.records,
+            sequence_units: tally.sequence_units,
+        };
+        (counted, result)
     }
 
     fn decode_protocol<S: RecordSink>(
@@ -357,10 +381,13 @@ impl Decoder {
         match protocol {
             // v5 hands all of a datagram's records or none: counted once, not per record.
             Protocol::NetflowV5 => {
-                sink.records += u64::from(self.decode_v5(meta, datagram, sink.sink)?);
+                let flows = self.decode_v5(meta, datagram, sink.sink)?;
+                sink.records += flows;
+                sink.sequence_units = flows;
                 Ok(())
             }
             Protocol::SflowV5 => {
+                sink.sequence_units = 1;
                 self.sflow.decode(meta, datagram, sink)?;
                 Ok(())
             }
@@ -382,6 +409,10 @@ impl Decoder {
                     self.stats.early_data_bytes = self.templated.early.bytes() as u64;
                 }
                 decoded?;
+                sink.sequence_units = match protocol {
+                    Protocol::Ipfix => outcome.data_records,
+                    _ => 1,
+                };
                 let noted = self.templated.sequence_slot;
                 let space = SequenceSpace {
                     exporter: meta.exporter.ip(),
@@ -564,6 +595,38 @@ mod tests {
         let produced = (sink.flows.len() + sink.counters.len()) as u64;
         assert!(produced > 0, "some samples precede the cut");
         assert_eq!(dec.stats.records[Protocol::SflowV5.index()], produced);
+    }
+
+    #[test]
+    fn sequence_units_follow_each_protocols_numbering() {
+        // What a datagram adds to its exporter's sequence units: v5 its flows, v9 one export
+        // packet, IPFIX its data records, sFlow one datagram.
+        let counted = |datagram: &[u8]| {
+            let mut dec = Decoder::new();
+            let meta = test_support::meta("192.0.2.1:2055");
+            let (counted, result) = dec.decode_counted(&meta, datagram, &mut Collected::default());
+            assert_eq!(result, Ok(()));
+            (counted.records, counted.sequence_units)
+        };
+        let header = netflow_v5::HeaderRepr::default();
+        let records = [netflow_v5::RecordRepr::default(); 3];
+        let mut v5 = Vec::new();
+        netflow_v5::emit(&header, &records, &mut v5);
+        assert_eq!(counted(&v5), (3, 3));
+        let t = ipfix::TemplateSpec {
+            id: 256,
+            scope_fields: 0,
+            fields: vec![template::Field::iana(8, 4), template::Field::iana(12, 4)],
+        };
+        let mut w = netflow_v9::PacketWriter::new(0, 1_700_000_000, 0, 0);
+        w.templates(std::slice::from_ref(&t))
+            .data(&t, &[FlowRecord::zeroed(); 2], 0);
+        assert_eq!(counted(&w.finish()), (2, 1));
+        assert_eq!(counted(&ipfix_message(0, 0, 4)), (4, 4));
+        let sflow = sflow::emit::ovs_sample_datagrams().swap_remove(0);
+        let (records, units) = counted(&sflow);
+        assert!(records > 1);
+        assert_eq!(units, 1);
     }
 
     /// An IPFIX message from `exporter`: template 256 (two IPv4 addresses) and `n` records of it.

@@ -24,7 +24,9 @@ pub use worker::{Worker, WorkerCommand};
 
 use crate::decode::sampling::ConfiguredRate;
 use crate::decode::sequence::SequenceCounts;
-use crate::decode::{Collected, DatagramMeta, DecodeStats, Decoder, ErrorReason, RecordSink};
+use crate::decode::{
+    Collected, Counted, DatagramMeta, DecodeStats, Decoder, ErrorReason, RecordSink,
+};
 use crate::record::addr_from_bytes;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -62,13 +64,14 @@ pub trait Source: Send {
 /// The decoder state of one worker, as the worker loop sees it.
 pub trait DatagramDecoder: Send {
     /// Decode one datagram into `sink`: the records handed to it (also when the datagram failed
-    /// partway), and the outcome; errors are already counted in [`DatagramDecoder::stats`].
+    /// partway) and the sequence units it carried, and the outcome; errors are already counted in
+    /// [`DatagramDecoder::stats`].
     fn decode_datagram<S: RecordSink>(
         &mut self,
         meta: &DatagramMeta,
         datagram: &[u8],
         sink: &mut S,
-    ) -> (u64, Result<(), ErrorReason>);
+    ) -> (Counted, Result<(), ErrorReason>);
 
     /// Cumulative decode counters.
     fn stats(&self) -> &DecodeStats;
@@ -87,7 +90,7 @@ impl DatagramDecoder for Decoder {
         meta: &DatagramMeta,
         datagram: &[u8],
         sink: &mut S,
-    ) -> (u64, Result<(), ErrorReason>) {
+    ) -> (Counted, Result<(), ErrorReason>) {
         self.decode_counted(meta, datagram, sink)
     }
 

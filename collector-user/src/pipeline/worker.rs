@@ -11,7 +11,6 @@
 use super::counters::{WorkerCounters, bump};
 use super::exporters::{DEFAULT_CAPACITY, ExporterTable};
 use super::{BatchSink, DatagramDecoder, Event, Source};
-use crate::decode::Protocol;
 use crate::decode::sampling::ConfiguredRate;
 use crossbeam_channel::{Receiver, Sender};
 use std::sync::Arc;
@@ -205,18 +204,11 @@ impl<S: Source, D: DatagramDecoder, K: BatchSink> Worker<S, D, K> {
         let mut bytes = 0u64;
         let received = source.recv_batch(timeout, &mut |meta, datagram| {
             bytes += datagram.len() as u64;
-            let (records, result) = decoder.decode_datagram(meta, datagram, sink);
-            // Units the exporter's sequence number counts: flows (v5), data records (IPFIX),
-            // packets (v9), datagrams (sFlow).
-            let units = match Protocol::detect(datagram) {
-                Ok(Protocol::NetflowV5 | Protocol::Ipfix) => records,
-                Ok(Protocol::NetflowV9 | Protocol::SflowV5) => 1,
-                Err(_) => 0,
-            };
+            let (counted, result) = decoder.decode_datagram(meta, datagram, sink);
             exporters.observe(
                 meta.exporter,
-                records,
-                units,
+                u64::from(counted.records),
+                u64::from(counted.sequence_units),
                 result.is_err(),
                 meta.received_ns,
             );
@@ -265,7 +257,7 @@ impl<S: Source, D: DatagramDecoder, K: BatchSink> Worker<S, D, K> {
 mod tests {
     use super::*;
     use crate::decode::sequence::SequenceCounts;
-    use crate::decode::{Collected, DatagramMeta, DecodeStats, ErrorReason, RecordSink};
+    use crate::decode::{Collected, Counted, DatagramMeta, DecodeStats, ErrorReason, RecordSink};
     use crate::pipeline::SourceLosses;
     use crate::pipeline::counters::get;
     use crate::record::FlowRecord;
@@ -319,13 +311,13 @@ mod tests {
             meta: &DatagramMeta,
             datagram: &[u8],
             sink: &mut S,
-        ) -> (u64, Result<(), ErrorReason>) {
+        ) -> (Counted, Result<(), ErrorReason>) {
             let Some(&n) = datagram.first() else {
-                return (0, Err(ErrorReason::TooShort));
+                return (Counted::default(), Err(ErrorReason::TooShort));
             };
             if n == 0xff {
                 self.stats.count_error(ErrorReason::UnknownVersion);
-                return (0, Err(ErrorReason::UnknownVersion));
+                return (Counted::default(), Err(ErrorReason::UnknownVersion));
             }
             for i in 0..n {
                 let mut r: FlowRecord = bytemuck::Zeroable::zeroed();
@@ -340,7 +332,12 @@ mod tests {
                 self.stats.templates_learned += 1;
                 self.stats.template_cache_templates += 1;
             }
-            (u64::from(n), Ok(()))
+            // Each record stands for two sequence units (the worker passes on what it is told).
+            let counted = Counted {
+                records: u32::from(n),
+                sequence_units: 2 * u32::from(n),
+            };
+            (counted, Ok(()))
         }
         fn stats(&self) -> &DecodeStats {
             &self.stats
@@ -488,6 +485,7 @@ mod tests {
                     exporter.port(),
                     get(&counters.datagrams),
                     get(&counters.records),
+                    get(&counters.sequence_units),
                     get(&counters.errors),
                 )),
                 Event::DecodeError { reason, .. } => {
@@ -511,7 +509,10 @@ mod tests {
             }
         }
         per_exporter.sort();
-        assert_eq!(per_exporter, vec![(1, 3, 4, 1), (2, 1, 2, 0), (3, 1, 4, 0)]);
+        assert_eq!(
+            per_exporter,
+            vec![(1, 3, 4, 8, 1), (2, 1, 2, 4, 0), (3, 1, 4, 8, 0)]
+        );
         let _ = &decoder.sampling;
         assert_eq!(error_samples, 1);
         assert_eq!(sequence_reports, 1);
