@@ -24,7 +24,7 @@ pub struct RunArgs {
     pub xdp: Option<String>,
 
     /// Address and UDP port to collect on; repeat the flag or give several values. Default:
-    /// 0.0.0.0:2055, 0.0.0.0:2056, 0.0.0.0:4739, 0.0.0.0:6343 and the same ports on [::]. The
+    /// 0.0.0.0:2055, 0.0.0.0:2056, 0.0.0.0:4739, 0.0.0.0:6343 and the same ports on IPv6 (::). The
     /// XDP program matches on the destination port only.
     #[arg(long, value_name = "ADDR:PORT", num_args = 1.., action = ArgAction::Append)]
     pub listen: Vec<String>,

@@ -23,10 +23,10 @@
 //! that decoder must produce, and tests compare the two).
 //!
 //! # Memory per cached template
-//! A step is 4 bytes; the largest OVS data template (51 fields) compiles to 27 steps, 210 cached
-//! bytes by the measure below. A cached template costs its session index, [`TemplateKey`] and
-//! [`Template`] in a hash table that is between 44 % and 88 % full, its key in its session's key
-//! list, its boxed steps and the allocator's header.
+//! A step is 4 bytes; the largest OVS data template (51 fields) compiles to 27 steps, 242 cached
+//! bytes by the measure below. A cached template costs its [`TemplateKey`] and [`Template`] (which
+//! holds its session's index) in a hash table that is between 44 % and 88 % full, its key in its
+//! session's key list, its boxed steps and the allocator's header.
 //! [`Template::cached_bytes`] charges the table entry twice (worst-case load) and the caps are
 //! enforced with that figure; `ipfix::tests::ovs_family_round_trips` checks that every OVS template
 //! stays ≤ 256 B by that measure. Measured with a counting allocator (`benches/decode_netflow.rs`,
@@ -42,6 +42,12 @@
 //! learned and used none for [`CacheLimits::session_idle_ns`] (30 minutes) is forgotten with its
 //! templates: an exporter that restarts comes back from a new port, and its old session would
 //! otherwise stay until the caps pushed it out.
+//!
+//! # Lookup
+//! Every session's templates share one hash table keyed (session, [`TemplateKey`]), so a data set
+//! finds its template, and through the session index stored in it its session, with one lookup;
+//! each session keeps the keys of its templates, so eviction, withdrawal and expiry touch only
+//! that session's templates.
 //!
 //! # Early data
 //! Data sets whose template has not arrived are copied into a per-exporter buffer
