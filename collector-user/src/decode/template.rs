@@ -931,12 +931,12 @@ pub struct Inserted {
 /// [`CacheLimits`]. The per-exporter cap is per session.
 ///
 /// A data set finds its template with one hash lookup: every template of every session is in one
-/// table, hashed by its session's address and port and its key, and names its session by index.
-/// The sessions (their byte counts, last use and key lists) are reached by that index; the map from
-/// address to session is used only when templates are learned or withdrawn.
+/// table ([`Shards`]), hashed by its session's address and port and its key, and names its session
+/// by index. The sessions (their byte counts, last use and key lists) are reached by that index;
+/// the map from address to session is used only when templates are learned or withdrawn.
 #[derive(Debug, Default)]
 pub struct TemplateCache {
-    templates: HashTable<Cached>,
+    templates: Shards,
     /// Indexed by [`Cached::session`]; a slot whose session ended (no keys) waits in
     /// `free_sessions` to be reused.
     sessions: Vec<Session>,
@@ -947,6 +947,52 @@ pub struct TemplateCache {
     total_bytes: usize,
     clock: u64,
     last_sweep_ns: u64,
+}
+
+/// Shards of the template table.
+const SHARDS: usize = 32;
+
+/// The template table of a [`TemplateCache`], cut into [`SHARDS`] hash tables by bits of the hash
+/// that the tables themselves do not use (they pick buckets by the low bits and tag them with the
+/// top seven). A table that outgrows its buckets moves every entry at once: one table of 600,000
+/// templates stalled its worker for ~20 ms; a shard moves a 32nd of that.
+#[derive(Debug)]
+struct Shards(Box<[HashTable<Cached>; SHARDS]>);
+
+impl Default for Shards {
+    fn default() -> Self {
+        Shards(Box::new(std::array::from_fn(|_| HashTable::new())))
+    }
+}
+
+impl Shards {
+    #[inline(always)]
+    fn index(hash: u64) -> usize {
+        (hash >> 32) as usize % SHARDS
+    }
+
+    #[inline(always)]
+    fn of(&self, hash: u64) -> &HashTable<Cached> {
+        &self.0[Self::index(hash)]
+    }
+
+    #[inline(always)]
+    fn of_mut(&mut self, hash: u64) -> &mut HashTable<Cached> {
+        &mut self.0[Self::index(hash)]
+    }
+
+    fn len(&self) -> usize {
+        self.0.iter().map(HashTable::len).sum()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.iter().all(HashTable::is_empty)
+    }
+
+    #[cfg(test)]
+    fn iter(&self) -> impl Iterator<Item = &Cached> {
+        self.0.iter().flat_map(HashTable::iter)
+    }
 }
 
 /// The hash of a template in the [`TemplateCache`] table: its session's words ([`SessionKey`]),
@@ -1006,7 +1052,7 @@ impl TemplateCache {
         self.clock += 1;
         let hash = cached_hash(&self.hasher, exporter, key);
         let sessions = &mut self.sessions;
-        let c = self.templates.find_mut(hash, |c| {
+        let c = self.templates.of_mut(hash).find_mut(hash, |c| {
             c.key == key
                 && sessions
                     .get(c.template.session as usize)
@@ -1086,7 +1132,8 @@ impl TemplateCache {
             ..
         } = self;
         let eq = |c: &Cached| c.template.session == slot && c.key == key;
-        if let Some(c) = templates.find_mut(hash, eq) {
+        let shard = templates.of_mut(hash);
+        if let Some(c) = shard.find_mut(hash, eq) {
             let old = std::mem::replace(&mut c.template, template);
             out.changed = !c.template.same_layout(&old);
             out.replaced = true;
@@ -1100,7 +1147,7 @@ impl TemplateCache {
                 let addr = sessions.get(c.template.session as usize).map(|s| s.addr.0);
                 addr.map_or(0, |a| cached_hash(hasher, a, c.key))
             };
-            templates.insert_unique(hash, Cached { key, template }, rehash);
+            shard.insert_unique(hash, Cached { key, template }, rehash);
             if let Some(s) = sessions.get_mut(slot as usize) {
                 s.keys.push(key);
             }
@@ -1185,6 +1232,7 @@ impl TemplateCache {
         let hash = cached_hash(&self.hasher, addr, key);
         let entry = self
             .templates
+            .of_mut(hash)
             .find_entry(hash, |c| c.template.session == slot && c.key == key)
             .ok()?;
         let (c, _) = entry.remove();
@@ -1210,6 +1258,7 @@ impl TemplateCache {
             .min_by_key(|&(_, &k)| {
                 let hash = cached_hash(&self.hasher, addr, k);
                 self.templates
+                    .of(hash)
                     .find(hash, |c| c.template.session == slot && c.key == k)
                     .map_or(0, |c| c.template.last_used)
             })
@@ -1254,7 +1303,7 @@ impl TemplateCache {
     #[cfg(test)]
     fn check_consistency(&self) {
         let mut bytes_by_session = vec![0; self.sessions.len()];
-        for c in &self.templates {
+        for c in self.templates.iter() {
             let slot = c.template.session as usize;
             let s = &self.sessions[slot];
             assert!(
@@ -1311,6 +1360,7 @@ impl TemplateCache {
             let hash = cached_hash(&self.hasher, exporter, k);
             let same_kind = self
                 .templates
+                .of(hash)
                 .find(hash, |c| c.template.session == slot && c.key == k)
                 .is_some_and(|c| c.template.kind == kind);
             !(same_kind && self.remove(slot, k).is_some())
