@@ -559,6 +559,8 @@ mod tests {
             let t = compiled(&spec.fields);
             let layout = t.ovs_layout();
             assert!(layout.is_some(), "template {} not recognised", spec.id);
+            // One sampling rate serves a whole set (`flowset::decode_records`).
+            assert!(!t.carries_sampling(), "template {}", spec.id);
             assert_eq!(
                 layout.map(Layout::min_len),
                 Some(t.min_len()),
