@@ -101,13 +101,25 @@ fn template_memory() {
     );
 }
 
-/// The slowest datagram while 5,000 OVS nodes' templates (605,000) arrive at one decoder: a
-/// growing template table moves its entries when it outgrows its buckets, and the worker waits.
+/// The process's resident set (VmRSS), in bytes.
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// 5,000 OVS nodes' templates (605,000) arriving at one decoder: the slowest datagram (a growing
+/// template table moves its entries when it outgrows its buckets, and the worker waits), and the
+/// memory they take at that scale, live heap and resident set.
 fn template_learning_stall() {
     let message = ovs_template_message();
     let mut dec = Decoder::new();
     let mut sink = CountingSink::default();
     let mut times = Vec::with_capacity(5_000);
+    let (live_before, rss_before) = (LIVE.load(Ordering::Relaxed), rss_bytes());
     for i in 0..5_000u32 {
         let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i);
         let meta = DatagramMeta {
@@ -118,13 +130,18 @@ fn template_learning_stall() {
         dec.decode(&meta, &message, &mut sink).expect("decodes");
         times.push(start.elapsed());
     }
+    let live = (LIVE.load(Ordering::Relaxed) - live_before) as f64;
+    let rss = rss_bytes().saturating_sub(rss_before) as f64;
     times.sort();
     let median = times.get(times.len() / 2).copied().unwrap_or_default();
     let worst = times.last().copied().unwrap_or_default();
+    let templates = dec.stats.template_cache_templates;
     println!(
-        "template learning: {} templates from 5,000 exporters, one 121-template datagram each: \
-         median {median:.1?}, slowest {worst:.1?}",
-        dec.stats.template_cache_templates
+        "template learning: {templates} templates from 5,000 exporters, one 121-template datagram \
+         each: median {median:.1?}, slowest {worst:.1?}; live heap {:.1} B/template, resident \
+         set {:.1} B/template",
+        live / templates as f64,
+        rss / templates as f64,
     );
 }
 

@@ -64,9 +64,10 @@ use super::time::{ExportClock, TimeKind};
 use crate::record::FlowRecord;
 use hashbrown::HashTable;
 use std::collections::HashMap;
+use std::collections::HashSet;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// Most fields a template may have; more is `TemplateTooLarge`.
 pub const MAX_FIELDS: usize = 512;
@@ -92,7 +93,7 @@ impl Field {
 }
 
 /// What one compiled [`Step`] does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Op {
     /// The big-endian unsigned field at `src` (from the region's base) into the native-endian
@@ -156,7 +157,7 @@ impl Op {
 
 /// One compiled step, 4 bytes (see [`Op`] for what `src`, `dst` and `arg` mean). Unmapped
 /// fixed-length fields have no step: offsets step over them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Step {
     pub op: Op,
     pub src: u8,
@@ -285,7 +286,9 @@ pub enum TemplateKind {
 /// A template compiled for decoding.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Template {
-    steps: Box<[Step]>,
+    /// Shared by the identical templates of every session in a [`TemplateCache`] (a cluster's
+    /// nodes send the same ones).
+    steps: Arc<[Step]>,
     /// Smallest record: fixed lengths plus one length byte per variable-length field.
     min_len: u16,
     /// Bytes from the last base (the end of the last variable-length field, or the record's start)
@@ -472,7 +475,7 @@ impl Template {
         };
         Ok(Template {
             ovs,
-            steps: steps.into_boxed_slice(),
+            steps: Arc::from(steps),
             min_len: min_len as u16,
             tail: off as u16,
             fresh,
@@ -504,13 +507,14 @@ impl Template {
         usize::from(self.min_len)
     }
 
-    /// Bytes this template costs in the cache: its hash-table entry (session, key, template,
-    /// control byte) twice, for a table at its lowest load; its key in its session's list, twice
-    /// (a vector grows by doubling); and the boxed steps rounded to the allocator's 16-byte granule
-    /// plus its 8-byte header.
+    /// Bytes this template costs in the cache at most: its hash-table entry (session, key,
+    /// template, control byte) twice, for a table at its lowest load; its key in its session's
+    /// list (grown exactly); and its steps with their reference counts, rounded to the
+    /// allocator's 16-byte granule plus its 8-byte header. The steps are charged to every template
+    /// that shares them, so the caps hold for templates that share nothing.
     pub fn cached_bytes(&self) -> usize {
-        let entry = 2 * (size_of::<Cached>() + 1) + 2 * size_of::<TemplateKey>();
-        let steps = (self.steps.len() * size_of::<Step>() + 8).div_ceil(16) * 16;
+        let entry = 2 * (size_of::<Cached>() + 1) + size_of::<TemplateKey>();
+        let steps = (self.steps.len() * size_of::<Step>() + 16 + 8).div_ceil(16) * 16;
         entry + steps
     }
 
@@ -942,6 +946,8 @@ pub struct TemplateCache {
     sessions: Vec<Session>,
     free_sessions: Vec<u32>,
     session_slots: FastMap<SessionKey, u32>,
+    /// One copy of each distinct list of steps the cached templates use.
+    interned: HashSet<Arc<[Step]>, WordState>,
     hasher: WordState,
     limits: CacheLimits,
     total_bytes: usize,
@@ -992,6 +998,23 @@ impl Shards {
     #[cfg(test)]
     fn iter(&self) -> impl Iterator<Item = &Cached> {
         self.0.iter().flat_map(HashTable::iter)
+    }
+}
+
+/// The interned copy of `steps` (which become it when they are new).
+fn intern(interned: &mut HashSet<Arc<[Step]>, WordState>, steps: Arc<[Step]>) -> Arc<[Step]> {
+    if let Some(shared) = interned.get(&steps) {
+        return Arc::clone(shared);
+    }
+    interned.insert(Arc::clone(&steps));
+    steps
+}
+
+/// Drop a removed template's `steps`, and their interned copy when no other template uses them.
+fn release(interned: &mut HashSet<Arc<[Step]>, WordState>, steps: Arc<[Step]>) {
+    // This one and the interned copy: no cached template has them any more.
+    if Arc::strong_count(&steps) == 2 {
+        interned.remove(&steps);
     }
 }
 
@@ -1123,12 +1146,14 @@ impl TemplateCache {
         let size = template.cached_bytes();
         let slot = self.session_for(exporter);
         template.session = slot;
+        template.steps = intern(&mut self.interned, template.steps);
         let mut out = Inserted::default();
         let hash = cached_hash(&self.hasher, exporter, key);
         let Self {
             templates,
             sessions,
             hasher,
+            interned,
             ..
         } = self;
         let eq = |c: &Cached| c.template.session == slot && c.key == key;
@@ -1138,6 +1163,7 @@ impl TemplateCache {
             out.changed = !c.template.same_layout(&old);
             out.replaced = true;
             let old_size = old.cached_bytes();
+            release(interned, old.steps);
             if let Some(s) = sessions.get_mut(slot as usize) {
                 s.bytes -= old_size;
             }
@@ -1149,6 +1175,8 @@ impl TemplateCache {
             };
             shard.insert_unique(hash, Cached { key, template }, rehash);
             if let Some(s) = sessions.get_mut(slot as usize) {
+                // Grown one key at a time: its capacity is its length (the bytes charged).
+                s.keys.reserve_exact(1);
                 s.keys.push(key);
             }
         }
@@ -1241,7 +1269,9 @@ impl TemplateCache {
             s.bytes -= size;
         }
         self.total_bytes -= size;
-        Some(c.template.kind)
+        let kind = c.template.kind;
+        release(&mut self.interned, c.template.steps);
+        Some(kind)
     }
 
     /// Remove the least recently used template of session `slot` other than `keep` (unless it is
@@ -1329,6 +1359,20 @@ impl TemplateCache {
             }
         }
         assert_eq!(keys, self.templates.len(), "every key is in the table once");
+        for c in self.templates.iter() {
+            let shared = self.interned.get(&c.template.steps);
+            assert!(
+                shared.is_some_and(|s| Arc::ptr_eq(s, &c.template.steps)),
+                "steps interned"
+            );
+        }
+        // Each interned list is used by a template besides the interner: nothing kept for none.
+        let users: usize = self.interned.iter().map(|s| Arc::strong_count(s) - 1).sum();
+        assert_eq!(
+            users,
+            self.templates.len(),
+            "interned steps and their users"
+        );
         assert_eq!(
             self.session_slots.len() + self.free_sessions.len(),
             self.sessions.len()
@@ -2081,6 +2125,31 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn identical_templates_of_different_sessions_share_their_steps() {
+        let mut c = TemplateCache::new(CacheLimits::default());
+        c.insert(ip(1), key(256), small(), 0);
+        c.insert(ip(2), key(300), small(), 0);
+        let steps = |c: &mut TemplateCache, e: u8, id: u16| {
+            let t = c.get(ip(e), key(id), 0).expect("cached");
+            Arc::clone(&t.steps)
+        };
+        let (a, b) = (steps(&mut c, 1, 256), steps(&mut c, 2, 300));
+        assert!(Arc::ptr_eq(&a, &b), "one copy of the steps");
+        drop((a, b));
+        // Each template is still charged its steps (the caps hold for templates that share none).
+        assert_eq!(c.bytes(), 2 * small().cached_bytes());
+        assert_eq!(c.interned.len(), 1);
+        assert!(c.withdraw(ip(1), key(256)));
+        assert_eq!(c.interned.len(), 1, "still used by session 2");
+        assert!(c.withdraw(ip(2), key(300)));
+        assert!(
+            c.interned.is_empty(),
+            "released with the last template that used them"
+        );
+        c.check_consistency();
     }
 
     #[test]
