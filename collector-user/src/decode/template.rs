@@ -23,14 +23,16 @@
 //! that decoder must produce, and tests compare the two).
 //!
 //! # Memory per cached template
-//! A step is 4 bytes; the largest OVS data template (51 fields) compiles to 27 steps, 242 cached
+//! A step is 4 bytes; the largest OVS data template (51 fields) compiles to 27 steps, 250 cached
 //! bytes by the measure below. A cached template costs its [`TemplateKey`] and [`Template`] (which
 //! holds its session's index) in a hash table that is between 44 % and 88 % full, its key in its
-//! session's key list, its boxed steps and the allocator's header.
-//! [`Template::cached_bytes`] charges the table entry twice (worst-case load) and the caps are
-//! enforced with that figure; `ipfix::tests::ovs_family_round_trips` checks that every OVS template
-//! stays ≤ 256 B by that measure. Measured with a counting allocator (`benches/decode_netflow.rs`,
-//! 600 exporters × 121 OVS templates): see BENCHMARKS.md.
+//! session's key list, and its steps with their reference counts and the allocator's header.
+//! Identical templates of different sessions (a cluster's nodes send the same ones) share one copy
+//! of their steps. [`Template::cached_bytes`] charges the table entry twice (worst-case load) and
+//! every template its steps, shared or not, and the caps are enforced with that figure;
+//! `ipfix::tests::ovs_family_round_trips` checks that every OVS template stays ≤ 256 B by that
+//! measure. Measured with a counting allocator and the resident set (`benches/decode_netflow.rs`,
+//! 600 and 5,000 exporters × 121 OVS templates): see BENCHMARKS.md.
 
 //! # Bounds
 //! [`CacheLimits`]: a total byte cap and a per-exporter byte cap (an exporter is a transport
