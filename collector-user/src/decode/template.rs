@@ -937,14 +937,14 @@ pub struct Inserted {
 /// [`CacheLimits`]. The per-exporter cap is per session.
 ///
 /// A data set finds its template with one hash lookup: every template of every session is in one
-/// table ([`Shards`]), hashed by its session's address and port and its key, and names its session
+/// table (cut into shards), hashed by its session's address and port and its key, and names its session
 /// by index. The sessions (their byte counts, last use and key lists) are reached by that index;
 /// the map from address to session is used only when templates are learned or withdrawn.
 #[derive(Debug, Default)]
 pub struct TemplateCache {
     templates: Shards,
-    /// Indexed by [`Cached::session`]; a slot whose session ended (no keys) waits in
-    /// `free_sessions` to be reused.
+    /// Indexed by the session index each template holds; a slot whose session ended (no keys)
+    /// waits in `free_sessions` to be reused.
     sessions: Vec<Session>,
     free_sessions: Vec<u32>,
     session_slots: FastMap<SessionKey, u32>,
