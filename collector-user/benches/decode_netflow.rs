@@ -114,7 +114,7 @@ fn rss_bytes() -> u64 {
 /// 5,000 OVS nodes' templates (605,000) arriving at one decoder: the slowest datagram (a growing
 /// template table moves its entries when it outgrows its buckets, and the worker waits), and the
 /// memory they take at that scale, live heap and resident set.
-fn template_learning_stall() {
+fn template_learning() {
     let message = ovs_template_message();
     let mut dec = Decoder::new();
     let mut sink = CountingSink::default();
@@ -155,5 +155,5 @@ fn main() {
         throughput(protocol, budget);
     }
     template_memory();
-    template_learning_stall();
+    template_learning();
 }

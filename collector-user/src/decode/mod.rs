@@ -157,7 +157,7 @@ impl<S: RecordSink> RecordSink for Tally<'_, S> {
 }
 
 /// What one datagram counts for besides its errors ([`Decoder::decode_counted`]). 32 bits
-/// each (a datagram holds at most 64 KiB): with the result it fits two registers.
+/// each: a datagram holds at most 64 KiB.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counted {
     /// Flow and counter records handed to the sink.
@@ -165,7 +165,7 @@ pub struct Counted {
     /// Units of the exporter's sequence numbers the datagram carried: its flows (v5), 1 (a v9
     /// export packet, an sFlow datagram), its data records, options records included (IPFIX:
     /// those read before any problem; a set held until its template arrives counts none). 0 when
-    /// the header could not be read.
+    /// a v5, v9 or IPFIX header could not be read; every sFlow datagram counts 1.
     pub sequence_units: u32,
 }
 
