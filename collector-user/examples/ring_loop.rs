@@ -1,9 +1,17 @@
-//! Instruction-count harness for the ring writer (run under `valgrind --tool=callgrind`).
+//! Instruction-count harness for the ring writer.
 //!
 //! `ring_loop --records N` pushes N flow records into a 2^16-slot ring file (committing every 32),
 //! `ring_loop --records N --memcpy` copies the same records into a plain in-memory array of the same
-//! size and indexing. Run each for N and 2N: (I(2N) − I(N)) / N is the cost per record, and the
-//! difference between the modes is what the ring adds over a memcpy. Prints `records=R`.
+//! size and indexing. Prints `records=R`. With `--callgrind` it runs itself under
+//! `valgrind --tool=callgrind` for N and 2N records (default N = 200,000) and prints
+//! (I(2N) − I(N)) / N, the cost per record, as `instructions/record=…`; the difference between
+//! the modes is what the ring adds over a memcpy:
+//! ```text
+//! cargo run --release -p collector-user --example ring_loop -- --callgrind [--memcpy] [--records N]
+//! ```
+
+#[allow(dead_code)]
+mod callgrind;
 
 use collector::record::FlowRecord;
 use collector::ring::{RingConfig, RingSize, RingWriter};
@@ -13,16 +21,36 @@ const CAPACITY: usize = 1 << 16;
 const BATCH: u64 = 32;
 
 fn main() -> anyhow::Result<()> {
-    let mut records: u64 = 1_000_000;
+    let mut records: Option<u64> = None;
     let mut memcpy = false;
+    let mut measure = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--records" => records = args.next().unwrap_or_default().parse()?,
+            "--records" => records = Some(args.next().unwrap_or_default().parse()?),
             "--memcpy" => memcpy = true,
-            other => anyhow::bail!("unknown argument {other:?} (use --records N [--memcpy])"),
+            "--callgrind" => measure = true,
+            other => anyhow::bail!(
+                "unknown argument {other:?} (use --records N [--memcpy] [--callgrind])"
+            ),
         }
     }
+    if measure {
+        let args = |n: usize| {
+            let mut args = vec!["--records".to_string(), n.to_string()];
+            if memcpy {
+                args.push("--memcpy".into());
+            }
+            args
+        };
+        let units = callgrind::Units {
+            size: "records",
+            unit: "records",
+        };
+        callgrind::differential(&[], args, &units, records.unwrap_or(200_000) as usize);
+        return Ok(());
+    }
+    let records = records.unwrap_or(1_000_000);
     let mut record: FlowRecord = bytemuck::Zeroable::zeroed();
     record.packets = 1;
     if memcpy {

@@ -87,12 +87,6 @@ fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-/// `(Ir, samples)` of one run of this binary under callgrind, collecting `decode_all` only.
-fn callgrind_run(n: usize) -> Result<(u64, u64), String> {
-    let args = ["--datagrams".to_string(), n.to_string()];
-    callgrind::run(&["--toggle-collect=*decode_all*"], &args, "samples")
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let n: usize = arg(
@@ -104,22 +98,12 @@ fn main() {
         },
     );
     if args.iter().any(|a| a == "--callgrind") {
-        let runs = callgrind_run(n).and_then(|small| Ok((small, callgrind_run(2 * n)?)));
-        match runs {
-            Ok(((ir1, s1), (ir2, s2))) if s2 > s1 => {
-                println!("datagrams={n} samples={s1} Ir={ir1}");
-                println!("datagrams={} samples={s2} Ir={ir2}", 2 * n);
-                println!(
-                    "instructions/sample={:.1}",
-                    (ir2 - ir1) as f64 / (s2 - s1) as f64
-                );
-            }
-            Ok(_) => eprintln!("the larger run decoded no more samples"),
-            Err(e) => {
-                eprintln!("{e}");
-                std::process::exit(1);
-            }
-        }
+        let units = callgrind::Units {
+            size: "datagrams",
+            unit: "samples",
+        };
+        let args = |n: usize| vec!["--datagrams".to_string(), n.to_string()];
+        callgrind::differential(&["--toggle-collect=*decode_all*"], args, &units, n);
         return;
     }
     let (datagrams, samples) = datagrams(n);

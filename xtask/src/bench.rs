@@ -10,9 +10,12 @@
 //! a seconds-long run of the e2e harness (tiny rate, one bisection step, no peers) into
 //! `target/bench/smoke/` that checks the report it writes.
 //!
-//! The callgrind figure is differential: `decode_loop` (and `worker_loop`, the whole worker step
-//! over in-memory datagrams) runs for N and 2N datagrams and
-//! `(Ir(2N) - Ir(N)) / (records(2N) - records(N))` removes start-up cost.
+//! The callgrind figures are differential, and the examples measure them themselves (`--callgrind`,
+//! collector-user's `examples/callgrind`): `decode_loop` (and `worker_loop`, the whole worker step
+//! over in-memory datagrams; `sflow_loop` for sFlow samples; `ring_loop` for the ring) runs for N
+//! and 2N datagrams and `(Ir(2N) - Ir(N)) / (records(2N) - records(N))` removes start-up cost.
+//! IPFIX is measured at 12 records per message and at one; the line through both splits its cost
+//! into a part per message and a part per record.
 
 mod e2e;
 mod plot;
@@ -77,25 +80,23 @@ impl Group {
 const TEMPLATE_NODES: u64 = 5_000;
 const TEMPLATE_RATE: u64 = 1_000;
 
-/// Protocols `decode_loop` and `worker_loop` are asked about.
-const PROTOCOLS: [&str; 5] = ["v5", "v9", "ipfix", "ipfix-single", "sflow"];
-/// The callgrind loops, their `--toggle-collect` patterns (the first names the function whose
-/// instructions count, so start-up is left out; a further one names a function inside it to leave
-/// out), and their key in `decode.json`: the decoder alone, and the whole worker step (decoder, exporter table,
-/// counters, commit) without the kernel's receive path.
+/// The callgrind loops (collector-user examples measured with their own `--callgrind`, see
+/// `examples/callgrind`): the example, the protocols it is asked about, and its key in
+/// `decode.json`: the decoder alone, and the whole worker step (decoder, exporter table, counters,
+/// commit) without the kernel's receive path. `sflow_loop` (one protocol, counted in samples) joins
+/// the decoder's row.
 const LOOPS: [(&str, &[&str], &str); 2] = [
-    ("decode_loop", &["*decode_one*"], "instructions_per_record"),
-    // The source renumbers datagrams inside the counted step; entering the renumbering stops
-    // the count until it returns (the pattern is collector-user/benches/common's
-    // `RENUMBER_SYMBOL`, which the loop's own `--callgrind` uses).
+    (
+        "decode_loop",
+        &["v5", "v9", "ipfix", "ipfix-single"],
+        "instructions_per_record",
+    ),
     (
         "worker_loop",
-        &["*step_all*", "*Sequencer*renumber*"],
+        &["v5", "v9", "ipfix", "ipfix-single"],
         "worker_instructions_per_record",
     ),
 ];
-/// Datagrams in the smaller callgrind run (the larger has twice as many).
-const DATAGRAMS: u64 = 2000;
 
 pub fn bench(group: Group, options: Options) -> anyhow::Result<()> {
     if options.smoke {
@@ -489,40 +490,22 @@ fn release_example(name: &str) -> anyhow::Result<PathBuf> {
 const RING_RECORDS: u64 = 200_000;
 
 /// Instructions per record the ring writer adds over a plain memcpy of the record
-/// (`examples/ring_loop.rs`, with and without `--memcpy`), written to `target/bench/ring.json`.
+/// (`examples/ring_loop.rs --callgrind`, with and without `--memcpy`), written to
+/// `target/bench/ring.json`.
 fn callgrind_ring() -> anyhow::Result<()> {
     let binary = release_example("ring_loop")?;
     let out_dir = target_dir().join("bench");
     std::fs::create_dir_all(&out_dir)?;
     let mut per_record = Vec::new();
-    for mode in ["ring", "memcpy"] {
-        let mut runs = Vec::new();
-        for records in [RING_RECORDS, 2 * RING_RECORDS] {
-            let callgrind_out = out_dir.join(format!("callgrind.ring_loop.{mode}.{records}.out"));
-            let mut command = Command::new("valgrind");
-            command
-                .arg("--tool=callgrind")
-                .arg(format!("--callgrind-out-file={}", callgrind_out.display()))
-                .arg(&binary)
-                .args(["--records", &records.to_string()]);
-            if mode == "memcpy" {
-                command.arg("--memcpy");
-            }
-            let out = command
-                .output()
-                .context("running valgrind (apt-get install valgrind)")?;
-            anyhow::ensure!(out.status.success(), "ring_loop {mode} {records} failed");
-            let done = parse_records(&String::from_utf8_lossy(&out.stdout))
-                .context("ring_loop printed no records=R line")?;
-            let profile = std::fs::read_to_string(&callgrind_out)?;
-            let ir = parse_callgrind_total(&profile)
-                .context("no summary/totals line in callgrind output")?;
-            runs.push((ir, done));
-        }
-        let ipr = instructions_per_record(runs[0], runs[1])
-            .context("the larger ring_loop run wrote no more records")?;
-        println!("ring_loop {mode:<7} {ipr:>8.1} instructions/record");
+    let mut sizes = [0; 2];
+    let records = RING_RECORDS.to_string();
+    for (name, memcpy) in [("ring", None), ("memcpy", Some("--memcpy"))] {
+        let args: Vec<&str> = ["--records", &records].into_iter().chain(memcpy).collect();
+        let runs = loop_runs(&binary, &args, "records")?;
+        let ipr = per_unit(runs).context("the larger ring_loop run wrote no more records")?;
+        println!("ring_loop {name:<7} {ipr:>8.1} instructions/record");
         per_record.push(ipr);
+        sizes = runs.map(|r| r.units);
     }
     let added = per_record[0] - per_record[1];
     println!("ring write adds {added:.1} instructions/record over a memcpy (goal <= 20)");
@@ -531,68 +514,71 @@ fn callgrind_ring() -> anyhow::Result<()> {
         &json_path,
         format!(
             "{{\"records\":[{},{}],\"instructions_per_record\":{{\"ring\":{:.1},\"memcpy\":{:.1},\"added\":{added:.1}}}}}\n",
-            RING_RECORDS,
-            2 * RING_RECORDS,
-            per_record[0],
-            per_record[1]
+            sizes[0], sizes[1], per_record[0], per_record[1]
         ),
     )?;
     println!("bench: wrote {}", json_path.display());
     Ok(())
 }
 
+/// The callgrind figures of the decode loops ([`LOOPS`], and `sflow_loop`), written to
+/// `target/bench/decode.json`, with IPFIX's cost split into a part per message and a part per
+/// record.
 fn callgrind_decode() -> anyhow::Result<()> {
-    let example = workspace_root().join("collector-user/examples/decode_loop.rs");
-    if !example.exists() {
-        println!(
-            "bench: {} does not exist yet; no callgrind figures",
-            example.display()
-        );
-        return Ok(());
-    }
     let out_dir = target_dir().join("bench");
     std::fs::create_dir_all(&out_dir)?;
     let mut tables = Vec::new();
-    for (example, collect, key) in LOOPS {
+    let mut splits = Vec::new();
+    let datagrams = DATAGRAMS.to_string();
+    for (example, protocols, key) in LOOPS {
         let binary = release_example(example)?;
         let mut rows = Vec::new();
-        for protocol in PROTOCOLS {
-            let Some(small) = measure(&binary, collect, &out_dir, protocol, DATAGRAMS)? else {
-                println!("bench: {example} rejects --protocol {protocol}; skipped");
-                continue;
-            };
-            let Some(large) = measure(&binary, collect, &out_dir, protocol, 2 * DATAGRAMS)? else {
-                continue;
-            };
-            let per_record = instructions_per_record(small, large).with_context(|| {
-                format!("{example} {protocol}: the larger run decoded no more records")
-            })?;
-            rows.push((protocol, per_record, large.1));
+        for protocol in protocols {
+            let args = ["--protocol", protocol, "--datagrams", &datagrams];
+            let runs = loop_runs(&binary, &args, "records")?;
+            rows.push((*protocol, runs));
+        }
+        if example == "decode_loop" {
+            let binary = release_example("sflow_loop")?;
+            let runs = loop_runs(&binary, &["--datagrams", &datagrams], "samples")?;
+            rows.push(("sflow", runs));
         }
         println!(
             "{example}: {:<12} {:>22} {:>12}",
             "protocol", "instructions/record", "records(2N)"
         );
-        for (protocol, per_record, records) in &rows {
-            println!("{example}: {protocol:<12} {per_record:>22.1} {records:>12}");
+        let mut figures = Vec::new();
+        for (protocol, runs) in &rows {
+            let per_record = per_unit(*runs).with_context(|| {
+                format!("{example} {protocol}: the larger run decoded no more records")
+            })?;
+            println!(
+                "{example}: {protocol:<12} {per_record:>22.1} {:>12}",
+                runs[1].units
+            );
+            figures.push(format!("\"{protocol}\":{per_record:.1}"));
         }
-        tables.push((key, rows));
+        let runs_of = |p: &str| rows.iter().find(|(q, _)| *q == p).map(|(_, runs)| *runs);
+        if let (Some(batched), Some(single)) = (runs_of("ipfix"), runs_of("ipfix-single"))
+            && let Some(split) = Split::fit(batched, single)
+        {
+            println!(
+                "{example}: ipfix = {:.1} per message + {:.1} per record (fitted to ipfix and ipfix-single)",
+                split.per_message, split.per_record
+            );
+            splits.push(format!(
+                "\"{key}\":{{\"per_message\":{:.1},\"per_record\":{:.1}}}",
+                split.per_message, split.per_record
+            ));
+        }
+        tables.push(format!("\"{key}\":{{{}}}", figures.join(",")));
     }
     let json = format!(
-        "{{\"datagrams\":[{},{}],{}}}\n",
+        "{{\"datagrams\":[{},{}],{},\"ipfix_split\":{{{}}}}}\n",
         DATAGRAMS,
         2 * DATAGRAMS,
-        tables
-            .iter()
-            .map(|(key, rows)| format!(
-                "\"{key}\":{{{}}}",
-                rows.iter()
-                    .map(|(p, ipr, _)| format!("\"{p}\":{ipr:.1}"))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ))
-            .collect::<Vec<_>>()
-            .join(",")
+        tables.join(","),
+        splits.join(",")
     );
     let json_path = out_dir.join("decode.json");
     std::fs::write(&json_path, json)?;
@@ -600,73 +586,98 @@ fn callgrind_decode() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `(Ir, records)` of one callgrind run, or `None` when the loop rejects the protocol.
-fn measure(
-    binary: &Path,
-    collect: &[&str],
-    out_dir: &Path,
-    protocol: &str,
-    datagrams: u64,
-) -> anyhow::Result<Option<(u64, u64)>> {
-    let callgrind_out = out_dir.join(format!("callgrind.{protocol}.{datagrams}.out"));
-    let out = Command::new("valgrind")
-        .arg("--tool=callgrind")
-        .args(
-            collect
-                .iter()
-                .map(|pattern| format!("--toggle-collect={pattern}")),
-        )
-        .arg(format!("--callgrind-out-file={}", callgrind_out.display()))
-        .arg(binary)
-        .args([
-            "--protocol",
-            protocol,
-            "--datagrams",
-            &datagrams.to_string(),
-        ])
+/// Datagrams in the smaller callgrind run of the decode loops (the larger has twice as many).
+const DATAGRAMS: u64 = 2000;
+
+/// One callgrind run of a measurement example: its size (datagrams, or the units when it is sized
+/// by them), the units it counted (records, samples) and the instructions.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Run {
+    pub size: u64,
+    pub units: u64,
+    pub ir: u64,
+}
+
+/// `binary --callgrind` with `args`: its two runs, counted in `unit`.
+fn loop_runs(binary: &Path, args: &[&str], unit: &str) -> anyhow::Result<[Run; 2]> {
+    let out = Command::new(binary)
+        .arg("--callgrind")
+        .args(args)
         .output()
         .context("running valgrind (apt-get install valgrind)")?;
-    // Exit status 2: the loop has no datagrams of this protocol.
-    if out.status.code() == Some(2) {
-        return Ok(None);
-    }
     anyhow::ensure!(
         out.status.success(),
-        "{} --protocol {protocol} failed: {}",
+        "{} --callgrind {}: {}",
         binary.display(),
+        args.join(" "),
         String::from_utf8_lossy(&out.stderr).trim()
     );
-    let records = parse_records(&String::from_utf8_lossy(&out.stdout))
-        .context("the loop printed no records=R line")?;
-    let profile = std::fs::read_to_string(&callgrind_out)?;
-    let ir =
-        parse_callgrind_total(&profile).context("no summary/totals line in callgrind output")?;
-    Ok(Some((ir, records)))
-}
-
-/// `R` from a `records=R` line.
-pub fn parse_records(stdout: &str) -> Option<u64> {
-    stdout
-        .split_whitespace()
-        .find_map(|word| word.strip_prefix("records="))
-        .and_then(|n| n.parse().ok())
-}
-
-/// Total instructions (`summary:` or `totals:` line) of a callgrind output file.
-pub fn parse_callgrind_total(profile: &str) -> Option<u64> {
-    profile.lines().find_map(|line| {
-        let rest = line
-            .strip_prefix("summary:")
-            .or_else(|| line.strip_prefix("totals:"))?;
-        rest.split_whitespace().next()?.parse().ok()
+    parse_runs(&String::from_utf8_lossy(&out.stdout), unit).with_context(|| {
+        format!(
+            "{} --callgrind {} printed no two runs",
+            binary.display(),
+            args.join(" ")
+        )
     })
 }
 
-/// Differential instructions per record between two `(Ir, records)` runs.
-pub fn instructions_per_record(small: (u64, u64), large: (u64, u64)) -> Option<f64> {
-    let records = large.1.checked_sub(small.1).filter(|r| *r > 0)?;
-    let ir = large.0.checked_sub(small.0)?;
-    Some(ir as f64 / records as f64)
+/// The two runs a `--callgrind` example prints, one line each: `datagrams=N UNIT=U Ir=I`, or
+/// `UNIT=U Ir=I` when it is sized in its units.
+pub fn parse_runs(stdout: &str, unit: &str) -> Option<[Run; 2]> {
+    let runs: Vec<Run> = stdout
+        .lines()
+        .filter_map(|line| {
+            let value = |key: &str| {
+                line.split_whitespace().find_map(|word| {
+                    word.strip_prefix(key)?
+                        .strip_prefix('=')?
+                        .parse::<u64>()
+                        .ok()
+                })
+            };
+            let units = value(unit)?;
+            Some(Run {
+                size: value("datagrams").unwrap_or(units),
+                units,
+                ir: value("Ir")?,
+            })
+        })
+        .collect();
+    runs.try_into().ok()
+}
+
+/// Differential instructions per unit between two runs: what start-up costs cancels out.
+pub fn per_unit([small, large]: [Run; 2]) -> Option<f64> {
+    let units = large.units.checked_sub(small.units).filter(|u| *u > 0)?;
+    let ir = large.ir.checked_sub(small.ir)?;
+    Some(ir as f64 / units as f64)
+}
+
+/// IPFIX's cost as a part per message and a part per record: a line through the loop with
+/// many records per message and the one with a single record.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Split {
+    pub per_message: f64,
+    pub per_record: f64,
+}
+
+impl Split {
+    /// From the runs of two loops of different records per message: per message and records
+    /// per message of each (differential, as [`per_unit`]), then the line through both.
+    pub fn fit(a: [Run; 2], b: [Run; 2]) -> Option<Split> {
+        let per_datagram = |[small, large]: [Run; 2]| {
+            let datagrams = large.size.checked_sub(small.size).filter(|d| *d > 0)? as f64;
+            let ir = large.ir.checked_sub(small.ir)? as f64;
+            let records = large.units.checked_sub(small.units)? as f64;
+            Some((ir / datagrams, records / datagrams))
+        };
+        let ((ir_a, records_a), (ir_b, records_b)) = (per_datagram(a)?, per_datagram(b)?);
+        let per_record = (ir_a - ir_b) / (records_a - records_b);
+        per_record.is_finite().then_some(Split {
+            per_message: ir_b - per_record * records_b,
+            per_record,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -752,19 +763,47 @@ mod tests {
     }
 
     #[test]
-    fn callgrind_and_decode_loop_output_are_read() {
+    fn measurement_examples_output_is_read() {
+        let decode = "datagrams=1000 records=12000 Ir=1866536\n\
+                      datagrams=2000 records=24000 Ir=3732712\n\
+                      instructions/record=155.5\n";
+        let runs = parse_runs(decode, "records").expect("two runs");
         assert_eq!(
-            parse_records("protocol=v9 records=30000 errors=0\n"),
-            Some(30000)
+            runs[1],
+            Run {
+                size: 2000,
+                units: 24000,
+                ir: 3_732_712
+            }
         );
-        assert_eq!(parse_records("nothing\n"), None);
-        let profile = "version: 1\ncmd: decode_loop\nevents: Ir\nsummary: 123456789\n";
-        assert_eq!(parse_callgrind_total(profile), Some(123_456_789));
-        assert_eq!(parse_callgrind_total("totals: 42\n"), Some(42));
-        assert_eq!(
-            instructions_per_record((1_000_000, 1000), (1_500_000, 2000)),
-            Some(500.0)
-        );
-        assert_eq!(instructions_per_record((1, 10), (2, 10)), None);
+        assert_eq!(per_unit(runs).map(|x| (x * 10.0).round()), Some(1555.0));
+        // Sized in its units (ring_loop); samples (sflow_loop).
+        let ring = parse_runs("records=10 Ir=100\nrecords=20 Ir=150\n", "records").expect("runs");
+        assert_eq!((ring[0].size, per_unit(ring)), (10, Some(5.0)));
+        assert!(parse_runs("datagrams=2 samples=9 Ir=1\n", "samples").is_none());
+        assert!(parse_runs("nothing\n", "records").is_none());
+        let same = Run {
+            size: 1,
+            units: 1,
+            ir: 1,
+        };
+        assert_eq!(per_unit([same, same]), None);
+    }
+
+    #[test]
+    fn ipfix_cost_splits_into_message_and_record() {
+        // 500 per message and 100 per record: 12 records cost 1,700, one costs 600.
+        let runs = |records: u64| {
+            [1000, 2000].map(|datagrams| Run {
+                size: datagrams,
+                units: datagrams * records,
+                ir: 7 + datagrams * (500 + 100 * records),
+            })
+        };
+        let split = Split::fit(runs(12), runs(1)).expect("two loops");
+        assert!((split.per_message - 500.0).abs() < 1e-9, "{split:?}");
+        assert!((split.per_record - 100.0).abs() < 1e-9, "{split:?}");
+        // The same number of records per message says nothing about the split.
+        assert_eq!(Split::fit(runs(3), runs(3)), None);
     }
 }

@@ -1,12 +1,14 @@
-//! Instruction counting for the decode examples: run this example again under
-//! `valgrind --tool=callgrind` and read back the total instructions (Ir) and the units it decoded.
+//! Instruction counting for the measurement examples (`decode_loop`, `worker_loop`, `sflow_loop`,
+//! `ring_loop`): with `--callgrind` an example runs itself again under `valgrind --tool=callgrind`
+//! for N and 2N units of work and prints the differential figure, so start-up cost cancels out.
+//! `cargo xtask bench` reads the lines [`differential`] prints.
 
 use std::process::Command;
 
 /// `(Ir, units)` of one run of this binary under callgrind with `args`, the units read from the
 /// `UNIT=N` word it prints (`records`, `samples`); `valgrind_args` go to valgrind (e.g. a
 /// `--toggle-collect` that limits the count to the decode loop).
-pub fn run(valgrind_args: &[&str], args: &[String], unit: &str) -> Result<(u64, u64), String> {
+fn run(valgrind_args: &[&str], args: &[String], unit: &str) -> Result<(u64, u64), String> {
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
     let name = me
         .file_name()
@@ -24,6 +26,12 @@ pub fn run(valgrind_args: &[&str], args: &[String], unit: &str) -> Result<(u64, 
         .args(args)
         .output()
         .map_err(|e| format!("running valgrind: {e}"))?;
+    if !out.status.success() {
+        // What the program said, without valgrind's own lines.
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let said: Vec<&str> = stderr.lines().filter(|l| !l.starts_with("==")).collect();
+        return Err(format!("{name} {}: {}", args.join(" "), said.join("\n")));
+    }
     let stdout = String::from_utf8_lossy(&out.stdout);
     let prefix = format!("{unit}=");
     let units = stdout
@@ -43,6 +51,52 @@ pub fn run(valgrind_args: &[&str], args: &[String], unit: &str) -> Result<(u64, 
         })
         .ok_or("no summary/totals line in the callgrind output")?;
     Ok((ir, units))
+}
+
+/// What one run is sized by and what it counts: the flag taking N (`datagrams`, `records`) and
+/// the unit it prints as `UNIT=N` (`records`, `samples`).
+pub struct Units {
+    pub size: &'static str,
+    pub unit: &'static str,
+}
+
+/// `--callgrind`: this binary under callgrind with `args(n)` and `args(2n)` (`valgrind_args`, e.g.
+/// `--toggle-collect` patterns, go to valgrind). Prints one line per run, `SIZE=N UNIT=U Ir=I`
+/// (the size left out when it is the unit), then `instructions/UNIT=…`, that is
+/// (Ir(2n) − Ir(n)) / (U(2n) − U(n)) with the unit in the singular. Exits with 1 when that
+/// cannot be measured.
+pub fn differential(
+    valgrind_args: &[&str],
+    args: impl Fn(usize) -> Vec<String>,
+    units: &Units,
+    n: usize,
+) {
+    let Units { size, unit } = units;
+    let measure = |n: usize| run(valgrind_args, &args(n), unit);
+    match measure(n).and_then(|small| Ok((small, measure(2 * n)?))) {
+        Ok(((ir1, u1), (ir2, u2))) if u2 > u1 => {
+            for (n, u, ir) in [(n, u1, ir1), (2 * n, u2, ir2)] {
+                if size == unit {
+                    println!("{unit}={u} Ir={ir}");
+                } else {
+                    println!("{size}={n} {unit}={u} Ir={ir}");
+                }
+            }
+            let singular = unit.strip_suffix('s').unwrap_or(unit);
+            println!(
+                "instructions/{singular}={:.1}",
+                (ir2 - ir1) as f64 / (u2 - u1) as f64
+            );
+        }
+        Ok(_) => {
+            eprintln!("the larger run counted no more {unit}");
+            std::process::exit(1);
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    }
 }
 
 /// The command line of the record loops (`decode_loop`, `worker_loop`): `--protocol P`,
@@ -92,11 +146,9 @@ impl LoopArgs {
     }
 }
 
-/// `--callgrind` of a record loop: this binary under callgrind for N and 2N datagrams, counting
-/// only inside the function `toggles[0]` names (each further pattern names a function inside it
-/// whose instructions are left out: entering it toggles the count), then
-/// (Ir(2N) − Ir(N)) / (records(2N) − records(N)) printed as `instructions/record=…`. Exits with 1
-/// when that cannot be measured.
+/// `--callgrind` of a record loop ([`differential`] in datagrams and records), counting only
+/// inside the function `toggles[0]` names (each further pattern names a function inside it whose
+/// instructions are left out: entering it toggles the count).
 pub fn per_record(toggles: &[&str], loop_args: &LoopArgs) {
     let LoopArgs {
         protocol,
@@ -109,8 +161,8 @@ pub fn per_record(toggles: &[&str], loop_args: &LoopArgs) {
         .map(|t| format!("--toggle-collect={t}"))
         .collect();
     let toggles: Vec<&str> = toggles.iter().map(String::as_str).collect();
-    let measure = |datagrams: usize| {
-        let args = [
+    let args = |datagrams: usize| {
+        [
             "--protocol",
             protocol,
             "--datagrams",
@@ -118,28 +170,12 @@ pub fn per_record(toggles: &[&str], loop_args: &LoopArgs) {
             "--exporters",
             &exporters.to_string(),
         ]
-        .map(String::from);
-        run(&toggles, &args, "records")
+        .map(String::from)
+        .to_vec()
     };
-    match measure(*n).and_then(|small| Ok((small, measure(2 * n)?))) {
-        Ok(((ir1, r1), (ir2, r2))) if r2 > r1 => {
-            println!("protocol={protocol} datagrams={n} records={r1} Ir={ir1}");
-            println!(
-                "protocol={protocol} datagrams={} records={r2} Ir={ir2}",
-                2 * n
-            );
-            println!(
-                "instructions/record={:.1}",
-                (ir2 - ir1) as f64 / (r2 - r1) as f64
-            );
-        }
-        Ok(_) => {
-            eprintln!("the larger run decoded no more records");
-            std::process::exit(1);
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(1);
-        }
-    }
+    let units = Units {
+        size: "datagrams",
+        unit: "records",
+    };
+    differential(&toggles, args, &units, *n);
 }
