@@ -525,6 +525,24 @@ impl Collector for CollectorMetrics {
             "Bytes of early data held now.",
             per_worker_gauge(&|w| get(&w.early_data_bytes)),
         )?;
+        counter(
+            &mut encoder,
+            "collector_sequence_spaces_refused",
+            "Sequence spaces (exporter, domain) not tracked because the worker's table was full.",
+            per_worker(&|w| get(&w.sequence_spaces_refused)),
+        )?;
+        counter(
+            &mut encoder,
+            "collector_sequence_spaces_forgotten",
+            "Sequence spaces forgotten after 30 minutes without a datagram (their counts stay in the exporter's).",
+            per_worker(&|w| get(&w.sequence_spaces_forgotten)),
+        )?;
+        counter(
+            &mut encoder,
+            "collector_sampling_rates_refused",
+            "Sampling rates from options data or v5 headers not learned because the worker's table was full.",
+            per_worker(&|w| get(&w.sampling_rates_refused)),
+        )?;
         let snapshot = self
             .exporters
             .lock()

@@ -698,3 +698,34 @@ fn ovs_sflow_flows_and_counters() {
         r.summary
     );
 }
+
+#[test]
+fn the_summary_keeps_the_loss_of_sequence_spaces_forgotten_on_the_way() {
+    // Exporter A loses 5 flows (sequence 0 + 5 records, then 10), then falls silent; 31 minutes
+    // of capture time later exporter B's first datagram makes the decoder forget A's idle space.
+    // The summary still counts both spaces and A's loss.
+    let dir = tempfile::tempdir().unwrap();
+    let from = |source: [u8; 4], payload: &[u8]| {
+        let builder = PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv4(source, COLLECTOR_V4, 64)
+            .udp(40_000, 2055);
+        let mut frame = Vec::with_capacity(builder.size(payload.len()));
+        builder.write(&mut frame, payload).unwrap();
+        frame
+    };
+    let path = dir.path().join("idle.pcap");
+    let mut w = PcapWriter::new(std::fs::File::create(&path).unwrap(), linktype::ETHERNET).unwrap();
+    w.write_frame(TS_NS, &from(EXPORTER_V4, &v5_datagram(5, 0)))
+        .unwrap();
+    w.write_frame(TS_NS + 1_000_000, &from(EXPORTER_V4, &v5_datagram(1, 10)))
+        .unwrap();
+    let later = TS_NS + 31 * 60 * 1_000_000_000;
+    w.write_frame(later, &from([192, 0, 2, 11], &v5_datagram(1, 0)))
+        .unwrap();
+    w.finish().unwrap();
+    let r = replay(&path, &[]);
+    assert!(r.success);
+    assert_accounted(&r, 3);
+    assert_eq!(count(&r.summary, "sequence", "spaces"), 2, "{}", r.summary);
+    assert_eq!(count(&r.summary, "sequence", "lost"), 5, "{}", r.summary);
+}

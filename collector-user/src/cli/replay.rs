@@ -136,13 +136,15 @@ pub fn replay<R: Read>(
     }
     dissector.finish();
     let mut sequence = SequenceCounts::default();
-    let mut sequence_spaces = 0;
-    for (_, counts) in decoder.sequence_counts() {
+    // Spaces forgotten while the capture went on (idle for 30 minutes of capture time) count too.
+    let mut sequence_spaces = decoder.stats.sequence_spaces_forgotten;
+    let live = decoder.sequence_counts().map(|(_, counts)| counts);
+    for counts in live.chain(decoder.retired_sequence_counts().map(|(_, counts)| counts)) {
         sequence.lost += counts.lost;
         sequence.late += counts.late;
         sequence.restarts += counts.restarts;
-        sequence_spaces += 1;
     }
+    sequence_spaces += decoder.sequence_counts().count() as u64;
     let mut sflow = SflowSequenceTotals::default();
     for agent in decoder.sflow().agents() {
         sflow.agents += 1;

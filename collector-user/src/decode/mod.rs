@@ -16,14 +16,16 @@
 //! address *and port*, RFC 7011 §8), observation domain and id; NetFlow v9 by exporter address,
 //! source id and id (RFC 3954 §5.1). IPFIX exporters that share an address (nodes behind a SNAT'ing
 //! Service, softflowd next to OVS on one host) all use domain 0 and template 256 and up, and keep
-//! their own templates. Sequence spaces, learned sampling rates and per-exporter metrics are per
-//! address.
+//! their own templates. Sequence spaces follow the same scopes: IPFIX numbers per transport
+//! session and domain, NetFlow per address and engine or source id ([`SequenceSpace`]); a space
+//! silent for the sessions' idle time is forgotten when new ones come, its counts kept. Learned
+//! sampling rates and per-exporter metrics are per address.
 //!
 //! Open vSwitch sends one data record per IPFIX message, so the per-message path is its per-record
-//! cost. A data message costs two hash lookups: the template session (address and port) and the
-//! template in it. The session also notes where its sequence space is kept (an index the decoder
-//! checks against the space's key before use, so a stale note costs a lookup, never a wrong
-//! count). Map keys hash as a few 64-bit words ([`template::WordHasher`]). A message skips the
+//! cost. A data message costs one hash lookup: its template, keyed by transport session and
+//! template key. The template's session also notes where its sequence space is kept (an index the
+//! decoder checks against the space's key before use, so a stale note costs a lookup, never a
+//! wrong count). Map keys hash as a few 64-bit words ([`template::WordHasher`]). A message skips the
 //! sampling lookup when no rate is configured or learned, the early-data scan when none is held,
 //! and the idle-session sweep when none is due.
 
@@ -53,7 +55,7 @@ use sampling::{ConfiguredRate, SamplerKey, SamplingTable};
 use sequence::{DomainSequence, ExporterCounter, SequenceCounts, SequenceTracker};
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
-use template::{CacheLimits, EarlyData, EarlyLimits, FastMap, Noted, TemplateCache};
+use template::{CacheLimits, EarlyData, EarlyLimits, FastMap, SessionKey, TemplateCache};
 
 /// The export protocols, told apart by the version field at the start of a datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -210,6 +212,9 @@ pub struct DecodeStats {
     pub sampling_rates_refused: u64,
     /// Sequence spaces not tracked because the tracker table was full.
     pub sequence_spaces_refused: u64,
+    /// Sequence spaces forgotten after going idle (their counts are kept,
+    /// [`Decoder::retired_sequence_counts`]).
+    pub sequence_spaces_forgotten: u64,
 }
 
 impl DecodeStats {
@@ -228,10 +233,15 @@ pub struct DecoderConfig {
 }
 
 /// One sequence space: an exporter, its protocol and its domain (v5 engine, v9 source id, IPFIX
-/// observation domain).
+/// observation domain). IPFIX numbers per transport session (RFC 7011 §3.1: the records sent in
+/// one stream from one observation domain), so its spaces are also told apart by the exporter's
+/// source port: nodes behind one SNAT'ing address, each with its own port, keep their own counts.
+/// NetFlow numbers per device (address and engine or source id, RFC 3954 §5.1): port 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SequenceSpace {
     pub exporter: IpAddr,
+    /// The exporter's source port for IPFIX, 0 for NetFlow.
+    pub port: u16,
     pub protocol: Protocol,
     pub domain: u32,
 }
@@ -242,7 +252,7 @@ impl Hash for SequenceSpace {
         let protocol = self.protocol.index() as u64;
         template::hash_addr(
             self.exporter,
-            u64::from(self.domain) | protocol << 32,
+            u64::from(self.domain) | protocol << 32 | u64::from(self.port) << 40,
             state,
         );
     }
@@ -250,6 +260,11 @@ impl Hash for SequenceSpace {
 
 /// Most sequence spaces tracked per worker.
 pub const MAX_SEQUENCE_SPACES: usize = 1 << 16;
+
+/// Most exporter addresses whose forgotten spaces' counts are kept apart
+/// ([`Decoder::retired_sequence_counts`]); the counts of further ones are kept together, under
+/// the unspecified address.
+pub const MAX_RETIRED_EXPORTERS: usize = 1 << 16;
 
 /// All decoder state of one worker. Not shared between threads.
 #[derive(Debug, Default)]
@@ -262,13 +277,21 @@ pub struct Decoder {
     sequences: FastMap<SequenceSpace, u32>,
     /// Each space with its tracker and, for IPFIX, the index of its exporter's counter in
     /// `exporter_counters` (so a message costs one lookup, or none when its template session
-    /// noted the index: [`template::TemplateCache::get_noted`]). Never removed.
+    /// noted the index: [`template::TemplateCache::get_noted`]). A space idle for the template
+    /// sessions' idle time is forgotten when new spaces come ([`Decoder::forget_idle_spaces`]),
+    /// its counts kept in `retired`.
     spaces: Vec<(SequenceSpace, TrackedSpace)>,
-    /// Per IPFIX exporter, what ties its domains' sequence numbers together (one per IPFIX
-    /// address with a sequence space; never removed, as sequence spaces are not).
+    /// Per IPFIX transport session, what ties its domains' sequence numbers together (one per
+    /// session with a sequence space).
     exporter_counters: Vec<ExporterCounter>,
-    /// Index in `exporter_counters` of each IPFIX address (used when a space is created).
-    ipfix_exporters: FastMap<IpAddr, u32>,
+    /// Index in `exporter_counters` of each IPFIX transport session (used when a space is created).
+    ipfix_exporters: FastMap<SessionKey, u32>,
+    /// Counts of forgotten spaces, by exporter address.
+    retired: FastMap<IpAddr, SequenceCounts>,
+    /// How long a space may be idle (by receive time) before it may be forgotten.
+    space_idle_ns: u64,
+    /// Receive time of the last look for idle spaces.
+    spaces_swept_ns: u64,
 }
 
 /// One tracked sequence space.
@@ -277,6 +300,8 @@ struct TrackedSpace {
     sequence: DomainSequence,
     /// Index of the exporter's [`ExporterCounter`] (IPFIX), `None` for the other protocols.
     counter: Option<u32>,
+    /// Receive time of its last datagram.
+    last_seen_ns: u64,
 }
 
 impl Decoder {
@@ -291,15 +316,23 @@ impl Decoder {
                 EarlyData::new(config.early_limits),
             ),
             sampling: SamplingTable::new(config.sampling),
+            space_idle_ns: config.template_limits.session_idle_ns,
             ..Default::default()
         }
     }
 
-    /// Loss, late and restart counts per sequence space seen so far.
+    /// Loss, late and restart counts per sequence space tracked now.
     pub fn sequence_counts(&self) -> impl Iterator<Item = (SequenceSpace, SequenceCounts)> + '_ {
         self.spaces
             .iter()
             .map(|(k, s)| (*k, s.sequence.tracker.counts))
+    }
+
+    /// The counts of the sequence spaces forgotten after going idle, by exporter address (those
+    /// of addresses past [`MAX_RETIRED_EXPORTERS`] under the unspecified address): with
+    /// [`Decoder::sequence_counts`], every count there ever was.
+    pub fn retired_sequence_counts(&self) -> impl Iterator<Item = (IpAddr, SequenceCounts)> + '_ {
+        self.retired.iter().map(|(a, c)| (*a, *c))
     }
 
     /// The template cache (sizes for metrics; tests).
@@ -413,19 +446,7 @@ impl Decoder {
                     Protocol::Ipfix => outcome.data_records,
                     _ => 1,
                 };
-                let noted = self.templated.sequence_slot;
-                let space = SequenceSpace {
-                    exporter: meta.exporter.ip(),
-                    protocol,
-                    domain: outcome.domain,
-                };
-                self.observe_sequence_noted(
-                    noted,
-                    space,
-                    outcome.sequence,
-                    outcome.span,
-                    outcome.uptime_ms,
-                );
+                self.observe_message_sequence(protocol, meta, &outcome);
                 match outcome.error {
                     Some(reason) => Err(reason),
                     None => Ok(()),
@@ -469,45 +490,72 @@ impl Decoder {
         )?;
         let space = SequenceSpace {
             exporter,
+            port: 0,
             protocol: Protocol::NetflowV5,
             domain: outcome.header.domain(),
         };
-        self.observe_sequence(
-            space,
-            outcome.header.flow_sequence,
-            Some(outcome.records),
-            Some(outcome.header.sys_uptime_ms),
-        );
+        let seen = Seen {
+            sequence: outcome.header.flow_sequence,
+            span: Some(outcome.records),
+            uptime_ms: Some(outcome.header.sys_uptime_ms),
+            now_ns: meta.received_ns,
+        };
+        self.observe_sequence(space, seen);
         Ok(outcome.records)
     }
 
-    /// [`Decoder::observe_sequence`] for a v9 / IPFIX message whose template session `noted`
-    /// where its sequence space was (it may be stale: used only when that space is this one), or
-    /// is told where it is now.
-    #[inline]
-    fn observe_sequence_noted(
+    /// Judge a v9 / IPFIX message's sequence number. Its template session noted where its
+    /// sequence space was, when one of its data sets found a template: the note may be stale
+    /// and is used only when that space is this message's; otherwise the space is looked up and
+    /// noted again.
+    #[inline(always)]
+    fn observe_message_sequence(
         &mut self,
-        noted: Option<Noted>,
-        space: SequenceSpace,
-        sequence: u32,
-        span: Option<u32>,
-        uptime_ms: Option<u32>,
+        protocol: Protocol,
+        meta: &DatagramMeta,
+        outcome: &Outcome,
     ) {
-        let Some(noted) = noted else {
-            self.observe_sequence(space, sequence, span, uptime_ms);
-            return;
+        let port = match protocol {
+            Protocol::Ipfix => meta.exporter.port(),
+            _ => 0,
         };
-        if let Some((key, state)) = self.spaces.get_mut(noted.sequence_slot as usize)
-            && *key == space
+        if let Some(noted) = self.templated.sequence_slot
+            && let Some((key, state)) = self.spaces.get_mut(noted.sequence_slot as usize)
+            && key.domain == outcome.domain
+            && key.port == port
+            && key.protocol == protocol
+            && key.exporter == meta.exporter.ip()
         {
             let counter = state
                 .counter
                 .and_then(|i| self.exporter_counters.get_mut(i as usize));
-            state.sequence.observe(counter, sequence, span, uptime_ms);
+            state.observe(counter, Seen::of_message(meta, outcome));
             return;
         }
-        self.observe_sequence(space, sequence, span, uptime_ms);
-        if let Some(&slot) = self.sequences.get(&space) {
+        self.observe_message_sequence_unnoted(protocol, port, meta, outcome);
+    }
+
+    /// [`Decoder::observe_message_sequence`] without a usable note: look the space up, and note
+    /// where it is with the message's template session.
+    #[cold]
+    #[inline(never)]
+    fn observe_message_sequence_unnoted(
+        &mut self,
+        protocol: Protocol,
+        port: u16,
+        meta: &DatagramMeta,
+        outcome: &Outcome,
+    ) {
+        let space = SequenceSpace {
+            exporter: meta.exporter.ip(),
+            port,
+            protocol,
+            domain: outcome.domain,
+        };
+        self.observe_sequence(space, Seen::of_message(meta, outcome));
+        if let Some(noted) = self.templated.sequence_slot
+            && let Some(&slot) = self.sequences.get(&space)
+        {
             self.templated
                 .templates
                 .note_sequence_slot(noted.session, slot);
@@ -516,38 +564,33 @@ impl Decoder {
 
     /// Judge one datagram's sequence number in its space: one lookup when the space is known.
     #[inline]
-    fn observe_sequence(
-        &mut self,
-        space: SequenceSpace,
-        sequence: u32,
-        span: Option<u32>,
-        uptime_ms: Option<u32>,
-    ) {
+    fn observe_sequence(&mut self, space: SequenceSpace, seen: Seen) {
         let Some((_, state)) = self
             .sequences
             .get(&space)
             .and_then(|&slot| self.spaces.get_mut(slot as usize))
         else {
-            self.first_in_space(space, sequence, span, uptime_ms);
+            self.first_in_space(space, seen);
             return;
         };
         let counter = state
             .counter
             .and_then(|i| self.exporter_counters.get_mut(i as usize));
-        state.sequence.observe(counter, sequence, span, uptime_ms);
+        state.observe(counter, seen);
     }
 
-    /// [`Decoder::observe_sequence`] for a space not tracked yet: track it (unless the table is
-    /// full) with its first datagram.
+    /// [`Decoder::observe_sequence`] for a space not tracked yet: track it with its first
+    /// datagram, unless the table is full even after idle spaces are forgotten. New spaces are
+    /// when the table grows, so that is when idle ones are looked for (at most once a minute
+    /// unless the table is full).
     #[cold]
     #[inline(never)]
-    fn first_in_space(
-        &mut self,
-        space: SequenceSpace,
-        sequence: u32,
-        span: Option<u32>,
-        uptime_ms: Option<u32>,
-    ) {
+    fn first_in_space(&mut self, space: SequenceSpace, seen: Seen) {
+        let now_ns = seen.now_ns;
+        let full = self.spaces.len() >= MAX_SEQUENCE_SPACES;
+        if full || now_ns.saturating_sub(self.spaces_swept_ns) >= template::IDLE_SWEEP_NS {
+            self.forget_idle_spaces(now_ns);
+        }
         if self.spaces.len() >= MAX_SEQUENCE_SPACES {
             self.stats.sequence_spaces_refused += 1;
             return;
@@ -560,7 +603,8 @@ impl Decoder {
         let counter = match space.protocol {
             Protocol::Ipfix => {
                 let next = self.exporter_counters.len() as u32;
-                let index = *self.ipfix_exporters.entry(space.exporter).or_insert(next);
+                let session = SessionKey(SocketAddr::new(space.exporter, space.port));
+                let index = *self.ipfix_exporters.entry(session).or_insert(next);
                 if index == next {
                     self.exporter_counters.push(ExporterCounter::default());
                 }
@@ -571,11 +615,99 @@ impl Decoder {
         let mut state = TrackedSpace {
             sequence: DomainSequence::new(SequenceTracker::new(window, max_gap)),
             counter,
+            last_seen_ns: now_ns,
         };
         let counter = counter.and_then(|i| self.exporter_counters.get_mut(i as usize));
-        state.sequence.observe(counter, sequence, span, uptime_ms);
+        state.observe(counter, seen);
         self.sequences.insert(space, self.spaces.len() as u32);
         self.spaces.push((space, state));
+    }
+
+    /// Forget the sequence spaces that saw no datagram for the idle time, keeping their counts by
+    /// exporter address, and the IPFIX sessions' counters no space uses any more. The spaces left
+    /// move to new slots; notes of the old ones are checked before use and replaced.
+    fn forget_idle_spaces(&mut self, now_ns: u64) {
+        self.spaces_swept_ns = now_ns;
+        let idle = |s: &TrackedSpace| now_ns.saturating_sub(s.last_seen_ns) > self.space_idle_ns;
+        if !self.spaces.iter().any(|(_, s)| idle(s)) {
+            return;
+        }
+        let spaces = std::mem::take(&mut self.spaces);
+        let counters = std::mem::take(&mut self.exporter_counters);
+        // Old counter index → new one.
+        let mut moved: Vec<Option<u32>> = vec![None; counters.len()];
+        self.sequences.clear();
+        self.ipfix_exporters.clear();
+        for (space, mut state) in spaces {
+            if idle(&state) {
+                let at = if self.retired.len() < MAX_RETIRED_EXPORTERS
+                    || self.retired.contains_key(&space.exporter)
+                {
+                    space.exporter
+                } else {
+                    IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+                };
+                let retired = self.retired.entry(at).or_default();
+                let counts = state.sequence.tracker.counts;
+                retired.lost += counts.lost;
+                retired.late += counts.late;
+                retired.restarts += counts.restarts;
+                self.stats.sequence_spaces_forgotten += 1;
+                continue;
+            }
+            state.counter = state.counter.and_then(|old| {
+                let slot = moved.get_mut(old as usize)?;
+                if slot.is_none() {
+                    let index = self.exporter_counters.len() as u32;
+                    self.exporter_counters
+                        .push(counters.get(old as usize).copied().unwrap_or_default());
+                    let session = SessionKey(SocketAddr::new(space.exporter, space.port));
+                    self.ipfix_exporters.insert(session, index);
+                    *slot = Some(index);
+                }
+                *slot
+            });
+            self.sequences.insert(space, self.spaces.len() as u32);
+            self.spaces.push((space, state));
+        }
+    }
+}
+
+/// What a datagram says of its sequence space, and when it came.
+#[derive(Clone, Copy)]
+struct Seen {
+    sequence: u32,
+    /// How far it advances the space (`None`: unknown).
+    span: Option<u32>,
+    /// The exporter's uptime, when the protocol sends one.
+    uptime_ms: Option<u32>,
+    /// Its receive time.
+    now_ns: u64,
+}
+
+impl Seen {
+    #[inline(always)]
+    fn of_message(meta: &DatagramMeta, outcome: &Outcome) -> Seen {
+        Seen {
+            sequence: outcome.sequence,
+            span: outcome.span,
+            uptime_ms: outcome.uptime_ms,
+            now_ns: meta.received_ns,
+        }
+    }
+}
+
+impl TrackedSpace {
+    #[inline(always)]
+    fn observe(&mut self, counter: Option<&mut ExporterCounter>, seen: Seen) {
+        self.last_seen_ns = seen.now_ns;
+        let Seen {
+            sequence,
+            span,
+            uptime_ms,
+            ..
+        } = seen;
+        self.sequence.observe(counter, sequence, span, uptime_ms);
     }
 }
 
@@ -629,7 +761,7 @@ mod tests {
         assert_eq!(units, 1);
     }
 
-    /// An IPFIX message from `exporter`: template 256 (two IPv4 addresses) and `n` records of it.
+    /// An IPFIX message: template 256 (two IPv4 addresses) and `n` records of it.
     fn ipfix_message(seq: u32, domain: u32, n: usize) -> Vec<u8> {
         use ipfix::{MessageWriter, TemplateSpec};
         let t = TemplateSpec {
@@ -691,6 +823,133 @@ mod tests {
             .map(|(space, n)| (space.exporter.to_string(), space.domain, n.lost))
             .collect();
         assert_eq!(lost, [("192.0.2.2".to_string(), 5, 2)]);
+    }
+
+    #[test]
+    fn ipfix_exporters_behind_one_address_keep_their_own_sequences() {
+        // Three OVS nodes behind one SNAT'ing address: each sends from its own port, all in domain
+        // 0, each numbering its own records, their messages interleaved. IPFIX numbers per
+        // transport session: each is judged on its own, nothing lost, late or restarted.
+        let mut dec = Decoder::new();
+        let nodes = ["192.0.2.1:50001", "192.0.2.1:50002", "192.0.2.1:50003"];
+        for round in 0..5 {
+            for (i, node) in (0..).zip(nodes) {
+                let message = ipfix_message(1000 * i + 2 * round, 0, 2);
+                assert_eq!(test_support::run(&mut dec, node, &message).1, Ok(()));
+            }
+        }
+        let spaces: Vec<_> = dec.sequence_counts().map(|(s, n)| (s.port, n)).collect();
+        let clean = SequenceCounts::default();
+        assert_eq!(spaces, [(50001, clean), (50002, clean), (50003, clean)]);
+        // NetFlow v9 numbers per device (address and source id): two ports, one space.
+        let t = ipfix::TemplateSpec {
+            id: 256,
+            scope_fields: 0,
+            fields: vec![template::Field::iana(8, 4)],
+        };
+        for (port, seq) in [(2055, 0), (2056, 1), (2055, 2)] {
+            let mut w = netflow_v9::PacketWriter::new(1000, 1_700_000_000, seq, 7);
+            w.templates(std::slice::from_ref(&t))
+                .data(&t, &[FlowRecord::zeroed()], 0);
+            let exporter = format!("192.0.2.1:{port}");
+            assert_eq!(
+                test_support::run(&mut dec, &exporter, &w.finish()).1,
+                Ok(())
+            );
+        }
+        let v9: Vec<_> = dec
+            .sequence_counts()
+            .filter(|(s, _)| s.protocol == Protocol::NetflowV9)
+            .map(|(s, n)| (s.port, s.domain, n))
+            .collect();
+        assert_eq!(v9, [(0, 7, clean)]);
+    }
+
+    #[test]
+    fn idle_sequence_spaces_are_forgotten_and_their_counts_kept() {
+        // A node restarts and sends from a new port: its old space goes idle. When a new space
+        // comes after it has been idle for the sessions' idle time, the old one is forgotten; its
+        // counts (3 records lost) stay with its address. Another exporter's two domains, which
+        // share its one counter, move to new slots and go on being judged as before.
+        let mut dec = Decoder::new();
+        let idle = CacheLimits::default().session_idle_ns;
+        let t0 = test_support::T0;
+        let (old, new, other) = ("192.0.2.1:50001", "192.0.2.1:50002", "192.0.2.9:4739");
+        let send = |dec: &mut Decoder, exporter: &str, (seq, domain, n), at: u64| {
+            let meta = test_support::meta_at(exporter, at);
+            let message = ipfix_message(seq, domain, n);
+            assert_eq!(
+                dec.decode(&meta, &message, &mut Collected::default()),
+                Ok(())
+            );
+        };
+        send(&mut dec, old, (0, 0, 1), t0);
+        send(&mut dec, old, (4, 0, 1), t0);
+        let t1 = t0 + idle / 2;
+        send(&mut dec, other, (0, 5, 3), t1);
+        send(&mut dec, other, (3, 0, 1), t1);
+        let t2 = t0 + idle + 1;
+        send(&mut dec, new, (0, 0, 1), t2);
+        assert_eq!(dec.stats.sequence_spaces_forgotten, 1);
+        let lost = SequenceCounts {
+            lost: 3,
+            ..Default::default()
+        };
+        let retired: Vec<_> = dec.retired_sequence_counts().collect();
+        assert_eq!(retired, [("192.0.2.1".parse().unwrap(), lost)]);
+        // `other` numbers both its domains with one counter (learned from (4, 5)): no loss.
+        send(&mut dec, other, (4, 5, 2), t2);
+        send(&mut dec, other, (6, 0, 1), t2);
+        send(&mut dec, new, (1, 0, 1), t2);
+        let mut spaces: Vec<_> = dec
+            .sequence_counts()
+            .map(|(s, n)| (s.exporter.to_string(), s.port, s.domain, n))
+            .collect();
+        spaces.sort_by_key(|s| (s.0.clone(), s.1, s.2));
+        let clean = SequenceCounts::default();
+        assert_eq!(
+            spaces,
+            [
+                ("192.0.2.1".to_string(), 50002, 0, clean),
+                ("192.0.2.9".to_string(), 4739, 0, clean),
+                ("192.0.2.9".to_string(), 4739, 5, clean),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_full_space_table_makes_room_from_idle_spaces() {
+        // The table is full of spaces that are not idle yet: a new one is refused (counted).
+        // Moments later they are idle, before the next timed look for idle spaces is due: a new
+        // space still gets room, because a full table looks at once.
+        let mut dec = Decoder::new();
+        let idle = CacheLimits::default().session_idle_ns;
+        let t0 = test_support::T0;
+        let mut v5 = Vec::new();
+        netflow_v5::emit(
+            &netflow_v5::HeaderRepr::default(),
+            &[netflow_v5::RecordRepr::default()],
+            &mut v5,
+        );
+        let send = |dec: &mut Decoder, n: u32, at: u64| {
+            let exporter = SocketAddr::new(std::net::Ipv4Addr::from(0x0a00_0000 + n).into(), 2055);
+            let meta = DatagramMeta {
+                exporter,
+                received_ns: at,
+            };
+            assert_eq!(dec.decode(&meta, &v5, &mut Collected::default()), Ok(()));
+        };
+        let full = MAX_SEQUENCE_SPACES as u32;
+        for n in 0..full {
+            send(&mut dec, n, t0);
+        }
+        send(&mut dec, full, t0 + idle - 30_000_000_000);
+        assert_eq!(dec.stats.sequence_spaces_refused, 1);
+        send(&mut dec, full, t0 + idle + 1);
+        assert_eq!(dec.stats.sequence_spaces_refused, 1);
+        assert_eq!(dec.stats.sequence_spaces_forgotten, u64::from(full));
+        assert_eq!(dec.sequence_counts().count(), 1);
+        assert_eq!(dec.retired_sequence_counts().count(), MAX_RETIRED_EXPORTERS);
     }
 
     #[test]

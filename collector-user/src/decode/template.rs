@@ -875,8 +875,9 @@ pub struct CacheLimits {
     pub session_idle_ns: u64,
 }
 
-/// How often [`TemplateCache::expire_idle`] looks for idle sessions (by receive time).
-const IDLE_SWEEP_NS: u64 = 60_000_000_000;
+/// How often [`TemplateCache::expire_idle`] looks for idle sessions (by receive time; the
+/// decoder's sequence spaces too).
+pub(crate) const IDLE_SWEEP_NS: u64 = 60_000_000_000;
 
 impl Default for CacheLimits {
     /// 150 MiB in all (600,000 OVS templates), 256 KiB per exporter (over 1,000 OVS templates),

@@ -56,6 +56,11 @@ pub struct WorkerCounters {
     pub early_data_held: AtomicU64,
     pub early_data_bytes: AtomicU64,
     pub early_data_replayed: AtomicU64,
+    /// Sequence spaces not tracked because the worker's table was full, and spaces forgotten
+    /// after going idle; sampling rates not learned because the table was full.
+    pub sequence_spaces_refused: AtomicU64,
+    pub sequence_spaces_forgotten: AtomicU64,
+    pub sampling_rates_refused: AtomicU64,
     /// Batches committed to the sink.
     pub batches: AtomicU64,
     /// Sink commits that failed (records of such a batch may be lost; logged once per failure burst).
@@ -87,6 +92,9 @@ impl WorkerCounters {
             early_data_held: AtomicU64::new(0),
             early_data_bytes: AtomicU64::new(0),
             early_data_replayed: AtomicU64::new(0),
+            sequence_spaces_refused: AtomicU64::new(0),
+            sequence_spaces_forgotten: AtomicU64::new(0),
+            sampling_rates_refused: AtomicU64::new(0),
             events_dropped: AtomicU64::new(0),
             batches: AtomicU64::new(0),
             sink_errors: AtomicU64::new(0),
@@ -121,6 +129,12 @@ impl WorkerCounters {
         self.early_data_bytes.store(stats.early_data_bytes, Relaxed);
         self.early_data_replayed
             .store(stats.early_data_replayed, Relaxed);
+        self.sequence_spaces_refused
+            .store(stats.sequence_spaces_refused, Relaxed);
+        self.sequence_spaces_forgotten
+            .store(stats.sequence_spaces_forgotten, Relaxed);
+        self.sampling_rates_refused
+            .store(stats.sampling_rates_refused, Relaxed);
     }
 
     /// Records produced so far, all protocols.
@@ -217,9 +231,20 @@ mod tests {
         s.count_error(ErrorReason::TemplateMissing);
         s.template_cache_templates = 120;
         s.early_data_replayed = 4;
+        (s.sequence_spaces_refused, s.sequence_spaces_forgotten) = (2, 9);
+        s.sampling_rates_refused = 6;
         c.publish_decode_stats(&s);
         assert_eq!(get(&c.templates), 120);
         assert_eq!(get(&c.early_data_replayed), 4);
+        assert_eq!(
+            [
+                &c.sequence_spaces_refused,
+                &c.sequence_spaces_forgotten,
+                &c.sampling_rates_refused
+            ]
+            .map(get),
+            [2, 9, 6]
+        );
         assert_eq!(c.records_total(), 12);
         assert_eq!(get(&c.errors[ErrorReason::TemplateMissing.index()]), 1);
         assert_eq!(c.errors_total(), 1);

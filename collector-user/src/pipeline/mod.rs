@@ -100,6 +100,7 @@ impl DatagramDecoder for Decoder {
 
     fn sequence_counts(&self, out: &mut Vec<(IpAddr, SequenceCounts)>) {
         out.extend(Decoder::sequence_counts(self).map(|(space, counts)| (space.exporter, counts)));
+        out.extend(self.retired_sequence_counts());
         out.extend(
             self.sflow()
                 .agents()
@@ -168,4 +169,54 @@ pub enum Event {
         /// Errors of the worker not sampled since the previous sample.
         suppressed: u64,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{Collected, DatagramMeta, netflow_v5};
+
+    #[test]
+    fn a_worker_reports_the_counts_of_forgotten_sequence_spaces() {
+        // Exporter A loses 5 flows, then falls silent; 31 minutes later exporter B's first
+        // datagram makes the decoder forget A's space. The worker's report (what the exporter
+        // metrics sum) still holds A's loss.
+        let mut dec = Decoder::new();
+        let v5 = |sequence, records| {
+            let header = netflow_v5::HeaderRepr {
+                flow_sequence: sequence,
+                ..Default::default()
+            };
+            let mut out = Vec::new();
+            netflow_v5::emit(
+                &header,
+                &vec![netflow_v5::RecordRepr::default(); records],
+                &mut out,
+            );
+            out
+        };
+        let t0 = 1_700_000_000_000_000_000;
+        let sends = [
+            ("192.0.2.1:2055", 0, 5, t0),
+            ("192.0.2.1:2055", 10, 1, t0),
+            ("192.0.2.2:2055", 0, 1, t0 + 31 * 60 * 1_000_000_000),
+        ];
+        for (exporter, sequence, records, received_ns) in sends {
+            let meta = DatagramMeta {
+                exporter: exporter.parse().unwrap(),
+                received_ns,
+            };
+            let datagram = v5(sequence, records);
+            let (_, result) = dec.decode_datagram(&meta, &datagram, &mut Collected::default());
+            assert_eq!(result, Ok(()));
+        }
+        assert_eq!(dec.stats.sequence_spaces_forgotten, 1);
+        let mut reported = Vec::new();
+        DatagramDecoder::sequence_counts(&dec, &mut reported);
+        let lost: Vec<_> = reported
+            .iter()
+            .map(|(a, c)| (a.to_string(), c.lost))
+            .collect();
+        assert!(lost.contains(&("192.0.2.1".to_string(), 5)), "{lost:?}");
+    }
 }
