@@ -537,6 +537,52 @@ impl Collector for CollectorMetrics {
             "Sequence spaces forgotten after 30 minutes without a datagram (their counts stay in the exporter's).",
             per_worker(&|w| get(&w.sequence_spaces_forgotten)),
         )?;
+        let by_label = |label: &'static str,
+                        names: [&'static str; 4],
+                        f: &dyn Fn(&WorkerCounters) -> &[AtomicU64; 4]| {
+            self.workers
+                .iter()
+                .flat_map(|w| {
+                    names.iter().zip(f(w)).map(|(name, value)| {
+                        let labels =
+                            vec![("worker", w.worker.to_string()), (label, (*name).into())];
+                        (labels, get(value))
+                    })
+                })
+                .collect::<Vec<_>>()
+        };
+        counter(
+            &mut encoder,
+            "collector_sflow_samples",
+            "sFlow samples decoded, by sample format.",
+            by_label(
+                "format",
+                ["flow", "counter", "expanded_flow", "expanded_counter"],
+                &|w| &w.sflow_samples,
+            ),
+        )?;
+        counter(
+            &mut encoder,
+            "collector_sflow_skipped",
+            "sFlow samples, flow records and counter records of formats not decoded, and raw packet headers of protocols other than Ethernet, IPv4 and IPv6 (only their length used).",
+            by_label(
+                "what",
+                ["sample", "flow_record", "counter_record", "header"],
+                &|w| &w.sflow_skipped,
+            ),
+        )?;
+        counter(
+            &mut encoder,
+            "collector_sflow_agent_drops",
+            "Samples the sFlow agents report they dropped before export (their samples' drops counters).",
+            per_worker(&|w| get(&w.sflow_agent_drops)),
+        )?;
+        counter(
+            &mut encoder,
+            "collector_sflow_untracked",
+            "sFlow datagrams and samples whose sequence numbers were not tracked (agent or source tables full).",
+            per_worker(&|w| get(&w.sflow_untracked)),
+        )?;
         counter(
             &mut encoder,
             "collector_sampling_rates_refused",
@@ -873,6 +919,42 @@ mod tests {
             "collector_exporter_datagrams_total{exporter=\"192.0.2.4\"} 3",
             "collector_exporter_datagrams_total{exporter=\"other\"} 0",
             "collector_exporters 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn decoder_losses_and_sflow_counts_are_exported() {
+        let w = Arc::new(WorkerCounters::new(0));
+        let stats = crate::decode::DecodeStats {
+            sequence_spaces_refused: 1,
+            sequence_spaces_forgotten: 2,
+            sampling_rates_refused: 3,
+            ..Default::default()
+        };
+        w.publish_decode_stats(&stats);
+        w.publish_sflow_stats(&crate::decode::sflow::SflowStats {
+            samples_by_type: [5, 4, 0, 0],
+            unparsed_headers: 7,
+            agent_drops: 8,
+            untracked: 9,
+            ..Default::default()
+        });
+        let m = Arc::new(CollectorMetrics::new(vec![w], 5));
+        let text = render(&m.registry());
+        for line in [
+            "collector_sequence_spaces_refused_total{worker=\"0\"} 1",
+            "collector_sequence_spaces_forgotten_total{worker=\"0\"} 2",
+            "collector_sampling_rates_refused_total{worker=\"0\"} 3",
+            "collector_sflow_samples_total{worker=\"0\",format=\"flow\"} 5",
+            "collector_sflow_samples_total{worker=\"0\",format=\"counter\"} 4",
+            "collector_sflow_skipped_total{worker=\"0\",what=\"header\"} 7",
+            "collector_sflow_agent_drops_total{worker=\"0\"} 8",
+            "collector_sflow_untracked_total{worker=\"0\"} 9",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

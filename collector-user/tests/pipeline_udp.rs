@@ -164,3 +164,66 @@ fn metrics_agree_with_what_was_sent_while_running() {
     let outcome = collector.join().unwrap().unwrap();
     assert_eq!(outcome.totals.datagrams, expected);
 }
+
+#[test]
+fn sflow_counts_reach_the_metrics() {
+    // Open vSwitch sFlow datagrams: the worker's sFlow counts (samples by format) are what a
+    // decoder of its own makes of the same datagrams.
+    let datagrams = collector::decode::sflow::emit::ovs_sample_datagrams();
+    let mut own = collector::decode::sflow::SflowDecoder::new();
+    let meta = collector::decode::DatagramMeta {
+        exporter: "127.0.0.1:6343".parse().unwrap(),
+        received_ns: 0,
+    };
+    for d in &datagrams {
+        own.decode(&meta, d, &mut Collected::default()).unwrap();
+    }
+    let [flow, counter, ..] = own.stats().samples_by_type;
+    assert!(flow > 0 && counter > 0);
+    let port = free_udp_port();
+    let metrics = free_tcp_addr();
+    let (settings, flags) = settings(&[port], 1, metrics);
+    let stop = Arc::new(AtomicBool::new(false));
+    let run_stop = Arc::clone(&stop);
+    let collector = std::thread::spawn(move || {
+        run_with_sinks(&settings, &flags, run_stop, |_| Ok(Collected::default()))
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while scrape(metrics).is_none() {
+        assert!(Instant::now() < deadline, "metrics endpoint never came up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for d in &datagrams {
+        sender.send_to(d, ("127.0.0.1", port)).unwrap();
+    }
+    let series = [
+        (
+            "collector_sflow_samples_total{worker=\"0\",format=\"flow\"}",
+            flow,
+        ),
+        (
+            "collector_sflow_samples_total{worker=\"0\",format=\"counter\"}",
+            counter,
+        ),
+        (
+            "collector_sflow_skipped_total{worker=\"0\",what=\"sample\"}",
+            0,
+        ),
+        ("collector_sflow_agent_drops_total{worker=\"0\"}", 0),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = scrape(metrics).unwrap();
+        if series.iter().all(|(s, n)| value(&text, s) == Some(*n)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sFlow metrics never reached {series:?}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, Ordering::Relaxed);
+    collector.join().unwrap().unwrap();
+}

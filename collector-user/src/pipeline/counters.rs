@@ -4,6 +4,7 @@
 //! Because each counter has a single writer, an increment is a relaxed load + store (no locked
 //! read-modify-write on the hot path); readers see a recent, never torn, value.
 
+use crate::decode::sflow::SflowStats;
 use crate::decode::{DecodeStats, ErrorReason, Protocol};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -61,6 +62,15 @@ pub struct WorkerCounters {
     pub sequence_spaces_refused: AtomicU64,
     pub sequence_spaces_forgotten: AtomicU64,
     pub sampling_rates_refused: AtomicU64,
+    /// sFlow's own counts (copied from the decoder's sFlow stats): samples by format (flow,
+    /// counter, expanded flow, expanded counter); what was skipped (samples, flow records and
+    /// counter records of formats not decoded, raw headers of protocols other than Ethernet, IPv4
+    /// and IPv6); samples the agents report they dropped; datagrams and samples whose sequence was
+    /// not tracked (agent or source tables full).
+    pub sflow_samples: [AtomicU64; 4],
+    pub sflow_skipped: [AtomicU64; 4],
+    pub sflow_agent_drops: AtomicU64,
+    pub sflow_untracked: AtomicU64,
     /// Batches committed to the sink.
     pub batches: AtomicU64,
     /// Sink commits that failed (records of such a batch may be lost; logged once per failure burst).
@@ -95,6 +105,10 @@ impl WorkerCounters {
             sequence_spaces_refused: AtomicU64::new(0),
             sequence_spaces_forgotten: AtomicU64::new(0),
             sampling_rates_refused: AtomicU64::new(0),
+            sflow_samples: Default::default(),
+            sflow_skipped: Default::default(),
+            sflow_agent_drops: AtomicU64::new(0),
+            sflow_untracked: AtomicU64::new(0),
             events_dropped: AtomicU64::new(0),
             batches: AtomicU64::new(0),
             sink_errors: AtomicU64::new(0),
@@ -135,6 +149,24 @@ impl WorkerCounters {
             .store(stats.sequence_spaces_forgotten, Relaxed);
         self.sampling_rates_refused
             .store(stats.sampling_rates_refused, Relaxed);
+    }
+
+    /// Copy the decoder's sFlow counters (with [`WorkerCounters::publish_decode_stats`]).
+    pub fn publish_sflow_stats(&self, stats: &SflowStats) {
+        for (slot, &v) in self.sflow_samples.iter().zip(&stats.samples_by_type) {
+            slot.store(v, Relaxed);
+        }
+        let skipped = [
+            stats.unknown_sample_types.total(),
+            stats.unknown_flow_records.total(),
+            stats.unknown_counter_records.total(),
+            stats.unparsed_headers,
+        ];
+        for (slot, v) in self.sflow_skipped.iter().zip(skipped) {
+            slot.store(v, Relaxed);
+        }
+        self.sflow_agent_drops.store(stats.agent_drops, Relaxed);
+        self.sflow_untracked.store(stats.untracked, Relaxed);
     }
 
     /// Records produced so far, all protocols.
@@ -221,6 +253,26 @@ impl ExporterCounters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn publish_copies_sflow_stats() {
+        let c = WorkerCounters::new(0);
+        let mut s = SflowStats {
+            samples_by_type: [5, 4, 3, 2],
+            unparsed_headers: 7,
+            agent_drops: 8,
+            untracked: 9,
+            ..Default::default()
+        };
+        s.unknown_sample_types.count(42);
+        s.unknown_flow_records.count(1001);
+        s.unknown_flow_records.count(1002);
+        s.unknown_counter_records.other = 3;
+        c.publish_sflow_stats(&s);
+        assert_eq!(c.sflow_samples.each_ref().map(get), [5, 4, 3, 2]);
+        assert_eq!(c.sflow_skipped.each_ref().map(get), [1, 2, 3, 7]);
+        assert_eq!((get(&c.sflow_agent_drops), get(&c.sflow_untracked)), (8, 9));
+    }
 
     #[test]
     fn publish_copies_decoder_stats() {

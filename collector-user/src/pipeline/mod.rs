@@ -24,6 +24,7 @@ pub use worker::{Worker, WorkerCommand};
 
 use crate::decode::sampling::ConfiguredRate;
 use crate::decode::sequence::SequenceCounts;
+use crate::decode::sflow::SflowStats;
 use crate::decode::{
     Collected, Counted, DatagramMeta, DecodeStats, Decoder, ErrorReason, RecordSink,
 };
@@ -76,6 +77,9 @@ pub trait DatagramDecoder: Send {
     /// Cumulative decode counters.
     fn stats(&self) -> &DecodeStats;
 
+    /// Cumulative sFlow counters, for decoders that decode sFlow.
+    fn sflow_stats(&self) -> Option<&SflowStats>;
+
     /// Append the sequence accounting of every sequence space, by exporter address (several
     /// entries may share an address: one per domain, protocol or sFlow sub-agent).
     fn sequence_counts(&self, out: &mut Vec<(IpAddr, SequenceCounts)>);
@@ -96,6 +100,10 @@ impl DatagramDecoder for Decoder {
 
     fn stats(&self) -> &DecodeStats {
         &self.stats
+    }
+
+    fn sflow_stats(&self) -> Option<&SflowStats> {
+        Some(self.sflow().stats())
     }
 
     fn sequence_counts(&self, out: &mut Vec<(IpAddr, SequenceCounts)>) {

@@ -241,6 +241,9 @@ impl<S: Source, D: DatagramDecoder, K: BatchSink> Worker<S, D, K> {
             bump(&counters.datagrams, received as u64);
             bump(&counters.bytes, bytes);
             counters.publish_decode_stats(decoder.stats());
+            if let Some(sflow) = decoder.sflow_stats() {
+                counters.publish_sflow_stats(sflow);
+            }
         }
         let losses = source.losses();
         counters
@@ -341,6 +344,9 @@ mod tests {
         }
         fn stats(&self) -> &DecodeStats {
             &self.stats
+        }
+        fn sflow_stats(&self) -> Option<&crate::decode::sflow::SflowStats> {
+            None
         }
         fn sequence_counts(&self, out: &mut Vec<(std::net::IpAddr, SequenceCounts)>) {
             out.push((
