@@ -715,6 +715,7 @@ impl TrackedSpace {
 mod tests {
     use super::*;
     use bytemuck::Zeroable;
+    use std::collections::BTreeMap;
 
     #[test]
     fn records_before_a_failure_are_counted() {
@@ -950,6 +951,114 @@ mod tests {
         assert_eq!(dec.stats.sequence_spaces_forgotten, u64::from(full));
         assert_eq!(dec.sequence_counts().count(), 1);
         assert_eq!(dec.retired_sequence_counts().count(), MAX_RETIRED_EXPORTERS);
+    }
+
+    impl Decoder {
+        /// The sequence tables agree with each other: each space is found at its slot; an IPFIX
+        /// space's counter is its transport session's, and every counter belongs to a session
+        /// with a space; other protocols' spaces have none.
+        fn check_sequence_tables(&self) {
+            assert_eq!(self.sequences.len(), self.spaces.len());
+            let mut used = vec![false; self.exporter_counters.len()];
+            for (slot, (space, state)) in (0..).zip(&self.spaces) {
+                assert_eq!(self.sequences.get(space), Some(&slot), "{space:?}");
+                match (space.protocol, state.counter) {
+                    (Protocol::Ipfix, Some(c)) => {
+                        let session = SessionKey(SocketAddr::new(space.exporter, space.port));
+                        assert_eq!(self.ipfix_exporters.get(&session), Some(&c), "{space:?}");
+                        used[c as usize] = true;
+                    }
+                    (Protocol::Ipfix, None) => panic!("IPFIX space without a counter: {space:?}"),
+                    (_, counter) => assert_eq!(counter, None, "{space:?}"),
+                }
+            }
+            assert!(used.iter().all(|&u| u), "a counter no space uses");
+            assert_eq!(self.ipfix_exporters.len(), self.exporter_counters.len());
+        }
+
+        /// Late datagrams and restarts so far, live and forgotten spaces together, by address.
+        fn late_and_restarts(&self) -> BTreeMap<IpAddr, (u64, u64)> {
+            let mut totals = BTreeMap::new();
+            let live = self.sequence_counts().map(|(s, c)| (s.exporter, c));
+            for (addr, c) in live.chain(self.retired_sequence_counts()) {
+                let t: &mut (u64, u64) = totals.entry(addr).or_default();
+                *t = (t.0 + c.late, t.1 + c.restarts);
+            }
+            totals
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+        /// Messages of v5, v9 and IPFIX from three addresses, two ports each, two domains, with
+        /// gaps, steps back and time jumps past the idle time: after every message the sequence
+        /// tables agree with each other, and no exporter's late or restart count ever goes down
+        /// (they are counters), whatever spaces were forgotten on the way.
+        #[test]
+        fn sequence_tables_hold_together_as_spaces_come_and_go(
+            messages in proptest::collection::vec(
+                (0u8..3, 0u16..2, 0u8..3, proptest::sample::select(vec![0u32, 5]), 0u8..4, 0u8..4),
+                1..120,
+            ),
+        ) {
+            let mut dec = Decoder::new();
+            let idle = CacheLimits::default().session_idle_ns;
+            let mut now = test_support::T0;
+            let mut next: BTreeMap<(u8, u16, u8, u32), u32> = BTreeMap::new();
+            let mut before = BTreeMap::new();
+            for (addr, port, protocol, domain, step, wait) in messages {
+                now += [0, 1_000_000_000, idle / 3, idle + 1][usize::from(wait)];
+                let seq = next.entry((addr, port, protocol, domain)).or_insert(1000);
+                *seq = match step {
+                    0 | 1 => *seq,
+                    2 => seq.wrapping_add(7),
+                    _ => seq.wrapping_sub(3),
+                };
+                let sent = *seq;
+                let datagram = match protocol {
+                    0 => {
+                        let header = netflow_v5::HeaderRepr {
+                            flow_sequence: sent,
+                            engine_id: domain as u8,
+                            ..Default::default()
+                        };
+                        let mut out = Vec::new();
+                        netflow_v5::emit(&header, &[netflow_v5::RecordRepr::default(); 2], &mut out);
+                        *seq = seq.wrapping_add(2);
+                        out
+                    }
+                    1 => {
+                        let t = ipfix::TemplateSpec {
+                            id: 256,
+                            scope_fields: 0,
+                            fields: vec![template::Field::iana(8, 4)],
+                        };
+                        let mut w = netflow_v9::PacketWriter::new(1000, 1_700_000_000, sent, domain);
+                        w.templates(std::slice::from_ref(&t))
+                            .data(&t, &[FlowRecord::zeroed()], 0);
+                        *seq = seq.wrapping_add(1);
+                        w.finish()
+                    }
+                    _ => {
+                        *seq = seq.wrapping_add(2);
+                        ipfix_message(sent, domain, 2)
+                    }
+                };
+                let meta = DatagramMeta {
+                    exporter: SocketAddr::new([192, 0, 2, addr].into(), 4739 + port),
+                    received_ns: now,
+                };
+                let (_, result) = dec.decode_counted(&meta, &datagram, &mut Collected::default());
+                proptest::prop_assert_eq!(result, Ok(()));
+                dec.check_sequence_tables();
+                let after = dec.late_and_restarts();
+                for (addr, (late, restarts)) in &before {
+                    let (l, r) = after.get(addr).copied().unwrap_or_default();
+                    proptest::prop_assert!(l >= *late && r >= *restarts, "{addr}: {before:?} → {after:?}");
+                }
+                before = after;
+            }
+        }
     }
 
     #[test]
