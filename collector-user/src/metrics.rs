@@ -39,6 +39,7 @@ pub struct ExporterTotals {
     pub lost: u64,
     pub late: u64,
     pub restarts: u64,
+    pub source_port_changes: u64,
 }
 
 impl ExporterTotals {
@@ -50,12 +51,14 @@ impl ExporterTotals {
         self.lost += other.lost;
         self.late += other.late;
         self.restarts += other.restarts;
+        self.source_port_changes += other.source_port_changes;
     }
 
     fn add_sequence(&mut self, counts: &SequenceCounts) {
         self.lost += counts.lost;
         self.late += counts.late;
         self.restarts += counts.restarts;
+        self.source_port_changes += counts.source_port_changes;
     }
 
     fn of(counters: &ExporterCounters) -> ExporterTotals {
@@ -177,10 +180,7 @@ impl ExporterRegistry {
         }
         let mut sequences: HashMap<IpAddr, SequenceCounts> = HashMap::new();
         for (addr, counts) in self.sequences.values().flatten() {
-            let s = sequences.entry(*addr).or_default();
-            s.lost += counts.lost;
-            s.late += counts.late;
-            s.restarts += counts.restarts;
+            sequences.entry(*addr).or_default().add(counts);
         }
         let mut out = Vec::new();
         for (addr, entry) in &self.by_addr {
@@ -653,6 +653,12 @@ impl Collector for CollectorMetrics {
             "Exporter restarts detected (sequence or uptime reset): never counted as loss.",
             exporter_rows(&|t| t.restarts),
         )?;
+        counter(
+            &mut encoder,
+            "collector_exporter_source_port_changes",
+            "NetFlow datagrams from another source port than the previous one of the same sequence space (address and engine / source id): steadily when exporters behind one SNAT'ing address share it, once per restart from a new port.",
+            exporter_rows(&|t| t.source_port_changes),
+        )?;
         let exporters = self
             .exporters
             .lock()
@@ -879,6 +885,7 @@ mod tests {
             lost: n,
             late: 1,
             restarts: 2,
+            source_port_changes: 3,
         };
         let one: IpAddr = "192.0.2.1".parse().unwrap();
         let two: IpAddr = "192.0.2.2".parse().unwrap();
@@ -890,8 +897,13 @@ mod tests {
         let snap = reg.snapshot();
         assert_eq!(snap[0].0, "192.0.2.1");
         assert_eq!(
-            (snap[0].1.lost, snap[0].1.late, snap[0].1.restarts),
-            (23, 2, 4)
+            (
+                snap[0].1.lost,
+                snap[0].1.late,
+                snap[0].1.restarts,
+                snap[0].1.source_port_changes
+            ),
+            (23, 2, 4, 6)
         );
         assert_eq!(snap[1].0, "other");
         assert_eq!(snap[1].1.lost, 104);
@@ -917,6 +929,7 @@ mod tests {
             "collector_records_decoded_total{worker=\"0\",protocol=\"IPFIX\"} 9",
             "collector_decode_errors_total{reason=\"template_missing\"} 2",
             "collector_exporter_datagrams_total{exporter=\"192.0.2.4\"} 3",
+            "collector_exporter_source_port_changes_total{exporter=\"192.0.2.4\"} 0",
             "collector_exporter_datagrams_total{exporter=\"other\"} 0",
             "collector_exporters 1",
         ] {

@@ -140,9 +140,7 @@ pub fn replay<R: Read>(
     let mut sequence_spaces = decoder.stats.sequence_spaces_forgotten;
     let live = decoder.sequence_counts().map(|(_, counts)| counts);
     for counts in live.chain(decoder.retired_sequence_counts().map(|(_, counts)| counts)) {
-        sequence.lost += counts.lost;
-        sequence.late += counts.late;
-        sequence.restarts += counts.restarts;
+        sequence.add(&counts);
     }
     sequence_spaces += decoder.sequence_counts().count() as u64;
     let mut sflow = SflowSequenceTotals::default();
@@ -266,6 +264,8 @@ pub fn summary_line(out: &mut Vec<u8>, totals: &ReplayTotals, failure: Option<&C
     write_u64(out, totals.sequence.late);
     out.extend_from_slice(b",\"restarts\":");
     write_u64(out, totals.sequence.restarts);
+    out.extend_from_slice(b",\"source_port_changes\":");
+    write_u64(out, totals.sequence.source_port_changes);
     out.push(b'}');
     let f = &totals.sflow;
     out.extend_from_slice(b",\"sflow_sequence\":");

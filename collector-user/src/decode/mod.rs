@@ -302,6 +302,8 @@ struct TrackedSpace {
     counter: Option<u32>,
     /// Receive time of its last datagram.
     last_seen_ns: u64,
+    /// The source port of its last datagram ([`SequenceCounts::source_port_changes`]).
+    source_port: u16,
 }
 
 impl Decoder {
@@ -499,6 +501,7 @@ impl Decoder {
             span: Some(outcome.records),
             uptime_ms: Some(outcome.header.sys_uptime_ms),
             now_ns: meta.received_ns,
+            source_port: meta.exporter.port(),
         };
         self.observe_sequence(space, seen);
         Ok(outcome.records)
@@ -616,6 +619,7 @@ impl Decoder {
             sequence: DomainSequence::new(SequenceTracker::new(window, max_gap)),
             counter,
             last_seen_ns: now_ns,
+            source_port: seen.source_port,
         };
         let counter = counter.and_then(|i| self.exporter_counters.get_mut(i as usize));
         state.observe(counter, seen);
@@ -648,10 +652,7 @@ impl Decoder {
                     IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
                 };
                 let retired = self.retired.entry(at).or_default();
-                let counts = state.sequence.tracker.counts;
-                retired.lost += counts.lost;
-                retired.late += counts.late;
-                retired.restarts += counts.restarts;
+                retired.add(&state.sequence.tracker.counts);
                 self.stats.sequence_spaces_forgotten += 1;
                 continue;
             }
@@ -683,6 +684,8 @@ struct Seen {
     uptime_ms: Option<u32>,
     /// Its receive time.
     now_ns: u64,
+    /// The exporter's source port.
+    source_port: u16,
 }
 
 impl Seen {
@@ -693,6 +696,7 @@ impl Seen {
             span: outcome.span,
             uptime_ms: outcome.uptime_ms,
             now_ns: meta.received_ns,
+            source_port: meta.exporter.port(),
         }
     }
 }
@@ -701,6 +705,10 @@ impl TrackedSpace {
     #[inline(always)]
     fn observe(&mut self, counter: Option<&mut ExporterCounter>, seen: Seen) {
         self.last_seen_ns = seen.now_ns;
+        if seen.source_port != self.source_port {
+            self.source_port = seen.source_port;
+            self.sequence.tracker.counts.source_port_changes += 1;
+        }
         let Seen {
             sequence,
             span,
@@ -842,7 +850,8 @@ mod tests {
         let spaces: Vec<_> = dec.sequence_counts().map(|(s, n)| (s.port, n)).collect();
         let clean = SequenceCounts::default();
         assert_eq!(spaces, [(50001, clean), (50002, clean), (50003, clean)]);
-        // NetFlow v9 numbers per device (address and source id): two ports, one space.
+        // NetFlow v9 numbers per device (address and source id): two ports, one space, whose
+        // datagrams switching ports are counted (the sign of a shared address).
         let t = ipfix::TemplateSpec {
             id: 256,
             scope_fields: 0,
@@ -863,7 +872,11 @@ mod tests {
             .filter(|(s, _)| s.protocol == Protocol::NetflowV9)
             .map(|(s, n)| (s.port, s.domain, n))
             .collect();
-        assert_eq!(v9, [(0, 7, clean)]);
+        let switched = SequenceCounts {
+            source_port_changes: 2,
+            ..Default::default()
+        };
+        assert_eq!(v9, [(0, 7, switched)]);
     }
 
     #[test]
@@ -976,13 +989,14 @@ mod tests {
             assert_eq!(self.ipfix_exporters.len(), self.exporter_counters.len());
         }
 
-        /// Late datagrams and restarts so far, live and forgotten spaces together, by address.
-        fn late_and_restarts(&self) -> BTreeMap<IpAddr, (u64, u64)> {
+        /// Late datagrams, restarts and source port changes so far, live and forgotten spaces
+        /// together, by address.
+        fn late_and_restarts(&self) -> BTreeMap<IpAddr, (u64, u64, u64)> {
             let mut totals = BTreeMap::new();
             let live = self.sequence_counts().map(|(s, c)| (s.exporter, c));
             for (addr, c) in live.chain(self.retired_sequence_counts()) {
-                let t: &mut (u64, u64) = totals.entry(addr).or_default();
-                *t = (t.0 + c.late, t.1 + c.restarts);
+                let t: &mut (u64, u64, u64) = totals.entry(addr).or_default();
+                *t = (t.0 + c.late, t.1 + c.restarts, t.2 + c.source_port_changes);
             }
             totals
         }
@@ -992,8 +1006,8 @@ mod tests {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
         /// Messages of v5, v9 and IPFIX from three addresses, two ports each, two domains, with
         /// gaps, steps back and time jumps past the idle time: after every message the sequence
-        /// tables agree with each other, and no exporter's late or restart count ever goes down
-        /// (they are counters), whatever spaces were forgotten on the way.
+        /// tables agree with each other, and no exporter's late, restart or source port change
+        /// count ever goes down (they are counters), whatever spaces were forgotten on the way.
         #[test]
         fn sequence_tables_hold_together_as_spaces_come_and_go(
             messages in proptest::collection::vec(
@@ -1052,9 +1066,12 @@ mod tests {
                 proptest::prop_assert_eq!(result, Ok(()));
                 dec.check_sequence_tables();
                 let after = dec.late_and_restarts();
-                for (addr, (late, restarts)) in &before {
-                    let (l, r) = after.get(addr).copied().unwrap_or_default();
-                    proptest::prop_assert!(l >= *late && r >= *restarts, "{addr}: {before:?} → {after:?}");
+                for (addr, (late, restarts, changes)) in &before {
+                    let (l, r, c) = after.get(addr).copied().unwrap_or_default();
+                    proptest::prop_assert!(
+                        l >= *late && r >= *restarts && c >= *changes,
+                        "{addr}: {before:?} → {after:?}"
+                    );
                 }
                 before = after;
             }

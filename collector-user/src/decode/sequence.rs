@@ -61,6 +61,21 @@ pub struct SequenceCounts {
     pub late: u64,
     /// Exporter restarts detected.
     pub restarts: u64,
+    /// Datagrams of a NetFlow space (address and engine or source id) that came from another
+    /// source port than the datagram before: steadily, when exporters behind one SNAT'ing address
+    /// share the space; once, when an exporter restarted from a new port. (IPFIX spaces are per
+    /// port, sFlow agents name themselves: 0 for both.)
+    pub source_port_changes: u64,
+}
+
+impl SequenceCounts {
+    /// Add `other`'s counts to these (totals over several spaces).
+    pub fn add(&mut self, other: &SequenceCounts) {
+        self.lost += other.lost;
+        self.late += other.late;
+        self.restarts += other.restarts;
+        self.source_port_changes += other.source_port_changes;
+    }
 }
 
 /// Late datagrams in a row, each following the previous one in order, that make a restart.
@@ -181,6 +196,7 @@ impl SequenceTracker {
                 lost: 0,
                 late: 0,
                 restarts: 0,
+                source_port_changes: 0,
             },
         }
     }
@@ -466,7 +482,8 @@ mod tests {
             SequenceCounts {
                 lost: 6,
                 late: 0,
-                restarts: 1
+                restarts: 1,
+                source_port_changes: 0,
             }
         );
         assert_eq!(t.observe(24, Some(6), None), SequenceEvent::InOrder);
@@ -700,6 +717,7 @@ mod domain_tests {
         lost: 0,
         late: 0,
         restarts: 0,
+        source_port_changes: 0,
     };
 
     #[test]

@@ -353,8 +353,7 @@ mod tests {
                 "192.0.2.9".parse().unwrap(),
                 SequenceCounts {
                     lost: self.stats.records[0],
-                    late: 0,
-                    restarts: 0,
+                    ..Default::default()
                 },
             ));
         }

@@ -391,9 +391,7 @@ impl SflowDecoder {
         self.agents.iter().map(|a| {
             let mut samples = SequenceCounts::default();
             for s in &a.sources {
-                samples.lost += s.samples.counts.lost;
-                samples.late += s.samples.counts.late;
-                samples.restarts += s.samples.counts.restarts;
+                samples.add(&s.samples.counts);
             }
             AgentSequences {
                 agent_addr: a.agent_addr,
