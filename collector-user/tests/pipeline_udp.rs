@@ -6,6 +6,8 @@ mod loopback;
 
 use collector::config::{FlagConfig, Settings};
 use collector::decode::Collected;
+use collector::decode::Decoder;
+use collector::pipeline::lanes::LanesOutcome;
 use collector::pipeline::udp::run_with_sinks;
 use loopback::{free_tcp_addr, free_udp_port, get_metrics as scrape};
 use std::collections::BTreeMap;
@@ -30,21 +32,45 @@ fn settings(ports: &[u16], workers: usize, metrics: SocketAddr) -> (Settings, Fl
     (Settings::resolve(&flags).unwrap(), flags)
 }
 
+/// The UDP collector running in a thread, with in-memory sinks, its metrics endpoint up.
+struct Running {
+    metrics: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<anyhow::Result<LanesOutcome<Decoder, Collected>>>,
+}
+
+impl Running {
+    fn start(ports: &[u16], workers: usize) -> Running {
+        let metrics = free_tcp_addr();
+        let (settings, flags) = settings(ports, workers, metrics);
+        let stop = Arc::new(AtomicBool::new(false));
+        let run_stop = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            run_with_sinks(&settings, &flags, run_stop, |_| Ok(Collected::default()))
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while scrape(metrics).is_none() {
+            assert!(Instant::now() < deadline, "metrics endpoint never came up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Running {
+            metrics,
+            stop,
+            thread,
+        }
+    }
+
+    /// Stop it (the sockets are drained first) and return what it did.
+    fn stop(self) -> LanesOutcome<Decoder, Collected> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap().unwrap()
+    }
+}
+
 #[test]
 fn every_datagram_is_accounted_per_worker_exporter_and_reason_and_drained_on_stop() {
     let ports = [free_udp_port(), free_udp_port()];
-    let metrics = free_tcp_addr();
-    let (settings, flags) = settings(&ports, 2, metrics);
-    let stop = Arc::new(AtomicBool::new(false));
-    let run_stop = Arc::clone(&stop);
-    let collector = std::thread::spawn(move || {
-        run_with_sinks(&settings, &flags, run_stop, |_| Ok(Collected::default()))
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while scrape(metrics).is_none() {
-        assert!(Instant::now() < deadline, "metrics endpoint never came up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let collector = Running::start(&ports, 2);
     // Six exporter sockets; datagrams no decoder accepts (version 7) and too-short ones.
     let exporters: Vec<UdpSocket> = (0..6)
         .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
@@ -70,8 +96,7 @@ fn every_datagram_is_accounted_per_worker_exporter_and_reason_and_drained_on_sto
     }
     let total = unknown + short;
     // Stop right away: the workers must drain what the sockets hold before returning.
-    stop.store(true, Ordering::Relaxed);
-    let outcome = collector.join().unwrap().unwrap();
+    let outcome = collector.stop();
     assert_eq!(outcome.totals.datagrams, total);
     assert_eq!(outcome.totals.errors, total);
     assert_eq!(outcome.totals.kernel_drops, 0);
@@ -96,18 +121,8 @@ fn every_datagram_is_accounted_per_worker_exporter_and_reason_and_drained_on_sto
 #[test]
 fn metrics_agree_with_what_was_sent_while_running() {
     let port = free_udp_port();
-    let metrics = free_tcp_addr();
-    let (settings, flags) = settings(&[port], 1, metrics);
-    let stop = Arc::new(AtomicBool::new(false));
-    let run_stop = Arc::clone(&stop);
-    let collector = std::thread::spawn(move || {
-        run_with_sinks(&settings, &flags, run_stop, |_| Ok(Collected::default()))
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while scrape(metrics).is_none() {
-        assert!(Instant::now() < deadline, "metrics endpoint never came up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let collector = Running::start(&[port], 1);
+    let metrics = collector.metrics;
     let a = UdpSocket::bind("127.0.0.1:0").unwrap();
     for _ in 0..40 {
         a.send_to(&[0, 7, 0, 0], ("127.0.0.1", port)).unwrap();
@@ -160,8 +175,7 @@ fn metrics_agree_with_what_was_sent_while_running() {
         value(&text, "collector_socket_drops_total{worker=\"0\"}"),
         Some(0)
     );
-    stop.store(true, Ordering::Relaxed);
-    let outcome = collector.join().unwrap().unwrap();
+    let outcome = collector.stop();
     assert_eq!(outcome.totals.datagrams, expected);
 }
 
@@ -181,18 +195,8 @@ fn sflow_counts_reach_the_metrics() {
     let [flow, counter, ..] = own.stats().samples_by_type;
     assert!(flow > 0 && counter > 0);
     let port = free_udp_port();
-    let metrics = free_tcp_addr();
-    let (settings, flags) = settings(&[port], 1, metrics);
-    let stop = Arc::new(AtomicBool::new(false));
-    let run_stop = Arc::clone(&stop);
-    let collector = std::thread::spawn(move || {
-        run_with_sinks(&settings, &flags, run_stop, |_| Ok(Collected::default()))
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while scrape(metrics).is_none() {
-        assert!(Instant::now() < deadline, "metrics endpoint never came up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let collector = Running::start(&[port], 1);
+    let metrics = collector.metrics;
     let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
     for d in &datagrams {
         sender.send_to(d, ("127.0.0.1", port)).unwrap();
@@ -224,6 +228,5 @@ fn sflow_counts_reach_the_metrics() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    stop.store(true, Ordering::Relaxed);
-    collector.join().unwrap().unwrap();
+    collector.stop();
 }
