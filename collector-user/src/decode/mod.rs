@@ -323,7 +323,7 @@ impl Decoder {
         }
     }
 
-    /// Loss, late and restart counts per sequence space tracked now.
+    /// The counts (loss, late, restarts, source port changes) of each sequence space tracked now.
     pub fn sequence_counts(&self) -> impl Iterator<Item = (SequenceSpace, SequenceCounts)> + '_ {
         self.spaces
             .iter()
