@@ -36,10 +36,7 @@ pub struct ExporterTotals {
     /// Sequence units received (see [`ExporterCounters::sequence_units`]).
     pub sequence_units: u64,
     /// Sequence accounting summed over the exporter's sequence spaces.
-    pub lost: u64,
-    pub late: u64,
-    pub restarts: u64,
-    pub source_port_changes: u64,
+    pub sequence: SequenceCounts,
 }
 
 impl ExporterTotals {
@@ -48,17 +45,7 @@ impl ExporterTotals {
         self.records += other.records;
         self.errors += other.errors;
         self.sequence_units += other.sequence_units;
-        self.lost += other.lost;
-        self.late += other.late;
-        self.restarts += other.restarts;
-        self.source_port_changes += other.source_port_changes;
-    }
-
-    fn add_sequence(&mut self, counts: &SequenceCounts) {
-        self.lost += counts.lost;
-        self.late += counts.late;
-        self.restarts += counts.restarts;
-        self.source_port_changes += counts.source_port_changes;
+        self.sequence.add(&other.sequence);
     }
 
     fn of(counters: &ExporterCounters) -> ExporterTotals {
@@ -186,7 +173,7 @@ impl ExporterRegistry {
         for (addr, entry) in &self.by_addr {
             let mut totals = entry.totals();
             if let Some(counts) = sequences.remove(addr) {
-                totals.add_sequence(&counts);
+                totals.sequence.add(&counts);
             }
             if entry.labelled {
                 out.push((addr.to_string(), totals));
@@ -197,7 +184,7 @@ impl ExporterRegistry {
         // Sequence spaces of exporters no worker tracks any more (or never did, e.g. an sFlow
         // agent address that differs from the datagrams' source address).
         for counts in sequences.values() {
-            other.add_sequence(counts);
+            other.sequence.add(counts);
         }
         out.sort_by(|a, b| b.1.datagrams.cmp(&a.1.datagrams).then(a.0.cmp(&b.0)));
         out.push(("other".to_string(), other));
@@ -639,25 +626,25 @@ impl Collector for CollectorMetrics {
             &mut encoder,
             "collector_exporter_sequence_lost",
             "Units missing from the exporter's sequence numbers, net of late arrivals (so it may go down).",
-            exporter_gauge(&|t| t.lost),
+            exporter_gauge(&|t| t.sequence.lost),
         )?;
         counter(
             &mut encoder,
             "collector_exporter_sequence_late",
             "Datagrams that arrived behind the expected sequence number (reordered or duplicated).",
-            exporter_rows(&|t| t.late),
+            exporter_rows(&|t| t.sequence.late),
         )?;
         counter(
             &mut encoder,
             "collector_exporter_restarts",
             "Exporter restarts detected (sequence or uptime reset): never counted as loss.",
-            exporter_rows(&|t| t.restarts),
+            exporter_rows(&|t| t.sequence.restarts),
         )?;
         counter(
             &mut encoder,
             "collector_exporter_source_port_changes",
             "NetFlow datagrams from another source port than the previous one of the same sequence space (address and engine / source id): steadily when exporters behind one SNAT'ing address share it, once per restart from a new port.",
-            exporter_rows(&|t| t.source_port_changes),
+            exporter_rows(&|t| t.sequence.source_port_changes),
         )?;
         let exporters = self
             .exporters
@@ -897,16 +884,16 @@ mod tests {
         let snap = reg.snapshot();
         assert_eq!(snap[0].0, "192.0.2.1");
         assert_eq!(
-            (
-                snap[0].1.lost,
-                snap[0].1.late,
-                snap[0].1.restarts,
-                snap[0].1.source_port_changes
-            ),
-            (23, 2, 4, 6)
+            snap[0].1.sequence,
+            SequenceCounts {
+                lost: 23,
+                late: 2,
+                restarts: 4,
+                source_port_changes: 6
+            }
         );
         assert_eq!(snap[1].0, "other");
-        assert_eq!(snap[1].1.lost, 104);
+        assert_eq!(snap[1].1.sequence.lost, 104);
     }
 
     #[test]

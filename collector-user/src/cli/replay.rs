@@ -138,11 +138,13 @@ pub fn replay<R: Read>(
     let mut sequence = SequenceCounts::default();
     // Spaces forgotten while the capture went on (idle for 30 minutes of capture time) count too.
     let mut sequence_spaces = decoder.stats.sequence_spaces_forgotten;
-    let live = decoder.sequence_counts().map(|(_, counts)| counts);
-    for counts in live.chain(decoder.retired_sequence_counts().map(|(_, counts)| counts)) {
+    for (_, counts) in decoder.sequence_counts() {
+        sequence.add(&counts);
+        sequence_spaces += 1;
+    }
+    for (_, counts) in decoder.retired_sequence_counts() {
         sequence.add(&counts);
     }
-    sequence_spaces += decoder.sequence_counts().count() as u64;
     let mut sflow = SflowSequenceTotals::default();
     for agent in decoder.sflow().agents() {
         sflow.agents += 1;
