@@ -142,3 +142,28 @@ fn damaged_slot_is_skipped_and_counted() {
     assert!(drain(&mut r, 7).is_empty());
     assert_eq!(r.stats().corrupt, 64);
 }
+
+#[test]
+fn commit_damaged_past_claim_reads_no_further_than_the_ring() {
+    // A writer keeps its claim cursor at or ahead of its commit cursor; a damaged (or foreign)
+    // file need not. Read from a cursor with a buffer larger than the ring, as `collector read
+    // --follow` does when a ring appears: the reader must stay inside the ring's slots.
+    let dir = Scratch::new("lap-commit-ahead");
+    let mut w = writer(&dir, 16);
+    write(&mut w, 16);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(w.path())
+        .unwrap();
+    f.write_all_at(&100_000u64.to_ne_bytes(), field::COMMIT as u64)
+        .unwrap();
+    f.write_all_at(&0u64.to_ne_bytes(), field::CLAIM as u64)
+        .unwrap();
+    let mut r = RingReader::<FlowRecord>::open(w.path(), Start::Cursor(0)).unwrap();
+    assert!(drain(&mut r, 4096).is_empty());
+    let stats = r.stats();
+    // Everything below the last ring's worth is gone; the last ring's worth holds other sequence
+    // numbers (0..16), so it is corrupt.
+    assert_eq!((stats.lost, stats.corrupt), (100_000 - 16, 16));
+    assert_eq!(r.position(), 100_000);
+}

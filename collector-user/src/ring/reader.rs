@@ -180,7 +180,13 @@ impl<R: RingRecord> RingReader<R> {
 
     /// Sequence number of the oldest record that can still be read.
     pub fn oldest(&self) -> u64 {
-        let commit = self.committed();
+        self.oldest_below(self.committed())
+    }
+
+    /// The oldest record still in the ring, given `commit` (loaded before): no further back than
+    /// one ring's worth from the claim cursor, or from `commit` itself when the file says claim is
+    /// behind it (a writer never leaves it so; a damaged file can), and never past `commit`.
+    fn oldest_below(&self, commit: u64) -> u64 {
         let claim = self.cursor(field::CLAIM).load(Ordering::Acquire);
         claim
             .max(commit)
@@ -205,23 +211,25 @@ impl<R: RingRecord> RingReader<R> {
         let commit = self.committed();
         let limit = self.end.map_or(commit, |end| end.min(commit));
         // Skip what is already gone (claim loaded after commit: the window is conservative).
-        let oldest = self
-            .cursor(field::CLAIM)
-            .load(Ordering::Acquire)
-            .saturating_sub(self.info.capacity)
-            .min(limit);
+        let oldest = self.oldest_below(commit).min(limit);
         if self.pos < oldest {
             self.stats.lost += oldest - self.pos;
             self.pos = oldest;
         }
-        let n = limit.saturating_sub(self.pos).min(buf.len() as u64) as usize;
+        // At most one ring's worth: `oldest` already bounds it, whatever the cursors say; the
+        // copy below relies on it.
+        let n = limit
+            .saturating_sub(self.pos)
+            .min(buf.len() as u64)
+            .min(self.info.capacity) as usize;
         if n == 0 {
             return (0, 0);
         }
         let first = (self.pos & self.mask) as usize;
         let before_wrap = n.min(self.info.capacity as usize - first);
-        // SAFETY: slot indices first..first+before_wrap and 0..n-before_wrap are below capacity, so
-        // inside the mapped record area; `buf` holds n records; R is Pod, any bytes are a valid R.
+        // SAFETY: n <= capacity, so slot indices first..first+before_wrap and 0..n-before_wrap are
+        // below capacity, inside the mapped record area; `buf` holds n records; R is Pod, any
+        // bytes are a valid R.
         unsafe {
             std::ptr::copy_nonoverlapping(self.slots.add(first), buf.as_mut_ptr(), before_wrap);
             std::ptr::copy_nonoverlapping(
