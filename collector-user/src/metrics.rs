@@ -708,12 +708,12 @@ fn encode_xdp(xdp: &XdpMetrics, encoder: &mut DescriptorEncoder) -> Result<(), s
             ),
             (
                 "collector_xsk_rx_dropped",
-                "Frames the kernel dropped for the AF_XDP socket (loss: counted in collector_socket_drops).",
+                "Frames the kernel dropped for the AF_XDP socket other than for a full RX ring (loss: counted in collector_socket_drops).",
                 &|q| get(&q.rx_dropped),
             ),
             (
                 "collector_xsk_rx_ring_full",
-                "Times the AF_XDP RX ring was full (the worker fell behind).",
+                "Frames the kernel dropped because the AF_XDP RX ring was full: the worker fell behind (loss: counted in collector_socket_drops).",
                 &|q| get(&q.rx_ring_full),
             ),
             (

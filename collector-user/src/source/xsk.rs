@@ -74,10 +74,12 @@ impl Default for XskConfig {
 /// Counters of one socket: the kernel's XDP_STATISTICS and this source's own.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct XskStats {
-    /// Frames the kernel dropped for this socket (e.g. no room in the RX ring, or a frame larger
-    /// than a UMEM chunk).
+    /// Frames the kernel dropped for this socket other than for a full RX ring (e.g. no free
+    /// UMEM frame in copy mode, or a frame larger than a UMEM chunk).
     pub rx_dropped: u64,
-    /// Times the RX ring was full when a frame arrived (Linux ≥ 5.9).
+    /// Frames the kernel dropped because the RX ring was full (the worker fell behind). Read with
+    /// the extended statistics (Linux ≥ 5.9), the kernel counts these here and not in
+    /// `rx_dropped`.
     pub rx_ring_full: u64,
     /// Times the kernel found the fill ring empty (Linux ≥ 5.9).
     pub fill_ring_empty: u64,
@@ -99,7 +101,11 @@ pub struct XskStats {
 impl XskStats {
     /// Frames this source or the kernel discarded.
     pub fn losses(&self) -> u64 {
-        self.rx_dropped + self.not_matched + self.bad_udp_length + self.bad_descriptor
+        self.rx_dropped
+            + self.rx_ring_full
+            + self.not_matched
+            + self.bad_udp_length
+            + self.bad_descriptor
     }
 }
 
@@ -509,13 +515,16 @@ mod tests {
     fn losses_sum_kernel_and_own_drops() {
         let stats = XskStats {
             rx_dropped: 1,
+            rx_ring_full: 16,
             not_matched: 2,
             bad_udp_length: 4,
             bad_descriptor: 8,
             frames: 100,
             delivered: 85,
-            ..XskStats::default()
+            // Not losses: the kernel counts the times it looked, not frames.
+            fill_ring_empty: 32,
+            rx_invalid_descs: 64,
         };
-        assert_eq!(stats.losses(), 15);
+        assert_eq!(stats.losses(), 31);
     }
 }
