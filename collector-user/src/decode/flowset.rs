@@ -10,7 +10,7 @@ use super::template::{
     EarlyData, Field, HeldContext, RecordImage, SetTail, Template, TemplateCache, TemplateKey,
     TemplateKind,
 };
-use super::template::{FastMap, Noted, SessionKey};
+use super::template::{FastMap, Noted, SessionKey, Step};
 use super::time::{ExportClock, TimeKind};
 use super::{DecodeStats, ErrorReason, RecordSink};
 use crate::record::{FlowRecord, FlowType, ipv4_bytes};
@@ -102,6 +102,8 @@ pub struct TemplatedState {
     pub early: EarlyData,
     /// Template fields being parsed (reused; never shrinks below the largest template seen).
     pub fields: Vec<Field>,
+    /// Steps being compiled (reused, as `fields`).
+    steps: Vec<Step>,
     replay: Vec<u8>,
     replay_sets: Vec<(HeldContext, Range<usize>)>,
     /// systemInitTimeMilliseconds (160) learned from options records, per (exporter address and
@@ -157,7 +159,10 @@ impl TemplatedState {
         env: &mut Env<'_, S>,
     ) -> Result<(), ErrorReason> {
         self.gauges_changed = true;
-        let template = Template::compile(kind, &self.fields)?;
+        let templates = &self.templates;
+        let template = Template::compile_with(kind, &self.fields, &mut self.steps, |steps| {
+            templates.shared_steps(steps)
+        })?;
         let key = msg.key(id);
         let session = msg.template_session();
         let inserted = self

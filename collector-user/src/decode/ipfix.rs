@@ -366,6 +366,7 @@ pub mod ovs {
     use crate::decode::ie::{EncodeContext, PEN_OVS, VARLEN};
     use crate::decode::template::Field;
     use crate::record::FlowRecord;
+    use std::sync::OnceLock;
 
     pub const FIRST_ID: u16 = 256;
     pub const COUNT: u16 = 120;
@@ -395,6 +396,16 @@ pub mod ovs {
             _ => 0,
         };
         template_id(l2, l3, l4, rec.tunnel_type != 0, rec.flow_direction == 1)
+    }
+
+    /// The fields of data template `id` (256..=375), built once per process: the decoder
+    /// compares the data templates it learns with them, and must not allocate to do so.
+    pub fn template_fields(id: u16) -> Option<&'static [Field]> {
+        static FAMILY: OnceLock<Vec<TemplateSpec>> = OnceLock::new();
+        let family =
+            FAMILY.get_or_init(|| (FIRST_ID..FIRST_ID + COUNT).filter_map(template).collect());
+        let spec = family.get(usize::from(id.checked_sub(FIRST_ID)?))?;
+        Some(&spec.fields)
     }
 
     /// The data template `id` (256..=375), field order as OVS sends it.

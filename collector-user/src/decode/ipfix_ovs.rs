@@ -78,13 +78,14 @@ impl Layout {
             (L4_NONE, 0)
         };
         let tunnel = has(Field::enterprise(PEN_OVS, 891, 1));
-        let expected = ovs::template(ovs::template_id(u16::from(vlan), l3, l4_id, tunnel, egress))?;
+        let expected =
+            ovs::template_fields(ovs::template_id(u16::from(vlan), l3, l4_id, tunnel, egress))?;
         let packed = u8::from(egress)
             | u8::from(tunnel) << 1
             | l4 << 2
             | (l3 as u8) << 4
             | u8::from(vlan) << 6;
-        (expected.fields == fields).then_some(Layout(packed))
+        (expected == fields).then_some(Layout(packed))
     }
 
     /// Decode the records of a data set `body` of this layout, handing each to `sink`. `rec` is

@@ -315,6 +315,19 @@ pub struct Template {
 impl Template {
     /// Compile `fields` (of which the first `scope` are options scope fields; decoded like any other).
     pub fn compile(kind: TemplateKind, fields: &[Field]) -> Result<Template, ErrorReason> {
+        Self::compile_with(kind, fields, &mut Vec::new(), |steps| Arc::from(steps))
+    }
+
+    /// [`Template::compile`], building the steps in `scratch` (reused, so that compiling needs no
+    /// allocation of its own) and making them the template's shared list with `share`. With
+    /// [`TemplateCache::shared_steps`] as `share`, a template resent unchanged, as exporters do
+    /// to refresh it, allocates nothing.
+    pub fn compile_with(
+        kind: TemplateKind,
+        fields: &[Field],
+        scratch: &mut Vec<Step>,
+        share: impl FnOnce(&[Step]) -> Arc<[Step]>,
+    ) -> Result<Template, ErrorReason> {
         if fields.len() > MAX_FIELDS {
             return Err(ErrorReason::TemplateTooLarge);
         }
@@ -352,7 +365,8 @@ impl Template {
             (Slot::NextHop, Slot::NextHop6, Action::NextHopEither),
         ]
         .map(|(v4, v6, action)| (v4, v6, action, both(v4, v6)));
-        let mut steps: Vec<Step> = Vec::with_capacity(fields.len() + 4);
+        let steps = scratch;
+        steps.clear();
         let (mut start, mut end) = (TimeKind::Absent, TimeKind::Absent);
         // Offset from the current base (every fixed length sums to ≤ min_len ≤ MAX_RECORD_LEN),
         // and the index of the current region's step, if one is open.
@@ -404,7 +418,7 @@ impl Template {
                 // comes first when that is more than a byte can say). The region after it is
                 // opened by the same step.
                 if off > usize::from(u8::MAX) {
-                    open_region(&mut steps, off);
+                    open_region(&mut *steps, off);
                     off = 0;
                 }
                 let op = match action {
@@ -426,7 +440,7 @@ impl Template {
                 let r = match region {
                     Some(r) if off + len <= REGION_SPAN => r,
                     _ => {
-                        let r = open_region(&mut steps, off);
+                        let r = open_region(&mut *steps, off);
                         (off, region) = (0, Some(r));
                         r
                     }
@@ -477,7 +491,7 @@ impl Template {
         };
         Ok(Template {
             ovs,
-            steps: Arc::from(steps),
+            steps: share(steps),
             min_len: min_len as u16,
             tail: off as u16,
             fresh,
@@ -1053,6 +1067,14 @@ impl TemplateCache {
         self.total_bytes
     }
 
+    /// `steps` as a shared list: the one a cached template already has, else a new one (the
+    /// `share` of [`Template::compile_with`]).
+    pub fn shared_steps(&self, steps: &[Step]) -> Arc<[Step]> {
+        self.interned
+            .get(steps)
+            .map_or_else(|| Arc::from(steps), Arc::clone)
+    }
+
     /// The template for `key` from `exporter`, marked as used (at receive time `now_ns`).
     #[inline]
     pub fn get(
@@ -1474,26 +1496,27 @@ struct ExporterEarly {
 }
 
 impl ExporterEarly {
-    /// Remove the held sets for which `gone` is true; returns (sets, bytes) removed.
+    /// Remove the held sets for which `gone` is true, in place (the kept sets' bytes move down,
+    /// in order); returns (sets, bytes) removed.
     fn remove_where(&mut self, mut gone: impl FnMut(&HeldSet) -> bool) -> (u64, usize) {
         if !self.sets.iter().any(&mut gone) {
             return (0, 0);
         }
         let (mut sets, mut freed) = (0u64, 0usize);
         let mut write = 0usize;
-        let mut kept = Vec::with_capacity(self.sets.len());
-        for s in &self.sets {
+        let bytes = &mut self.bytes;
+        self.sets.retain_mut(|s| {
             if gone(s) {
                 sets += 1;
                 freed += s.len + HELD_SET_OVERHEAD;
-            } else {
-                self.bytes.copy_within(s.start..s.start + s.len, write);
-                kept.push(HeldSet { start: write, ..*s });
-                write += s.len;
+                return false;
             }
-        }
+            bytes.copy_within(s.start..s.start + s.len, write);
+            s.start = write;
+            write += s.len;
+            true
+        });
         self.bytes.truncate(write);
-        self.sets = kept;
         (sets, freed)
     }
 }
