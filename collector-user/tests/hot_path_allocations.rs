@@ -145,8 +145,14 @@ fn templates_resent_unchanged_allocate_nothing() {
                 pass(&mut dec, &mut pool, None, start, 1_000);
             }
         });
-        assert!(dec.stats.templates_learned > learned, "{protocol}: no template decoded");
-        assert_eq!(n, 0, "{protocol}: {n} allocations for templates resent unchanged");
+        assert!(
+            dec.stats.templates_learned > learned,
+            "{protocol}: no template decoded"
+        );
+        assert_eq!(
+            n, 0,
+            "{protocol}: {n} allocations for templates resent unchanged"
+        );
     }
 }
 
@@ -162,7 +168,10 @@ fn datagrams_out_of_order_decode_without_allocating() {
         let n = allocations(|| {
             pass(&mut dec, &mut pool, None, start, 1_000);
         });
-        assert_eq!(n, 0, "{protocol}: {n} allocations for datagrams out of order");
+        assert_eq!(
+            n, 0,
+            "{protocol}: {n} allocations for datagrams out of order"
+        );
     }
 }
 

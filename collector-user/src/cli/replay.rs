@@ -135,6 +135,8 @@ pub fn replay<R: Read>(
         }
     }
     dissector.finish();
+    // Data sets still waiting for templates the capture did not have: counted as dropped.
+    decoder.finish();
     let mut sequence = SequenceCounts::default();
     // Spaces forgotten while the capture went on (idle for 30 minutes of capture time) count too.
     let mut sequence_spaces = decoder.stats.sequence_spaces_forgotten;

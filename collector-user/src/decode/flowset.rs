@@ -142,6 +142,24 @@ impl TemplatedState {
         self.gauges_changed |= dropped != 0 || expired != 0;
     }
 
+    /// Age out early data and idle sessions' templates by the clock (`now_ns`), when no message
+    /// came to do it ([`TemplatedState::begin`]).
+    pub fn housekeeping(&mut self, now_ns: u64, stats: &mut DecodeStats) {
+        let dropped = self.early.sweep(now_ns);
+        stats.errors[ErrorReason::EarlyDataDropped.index()] += dropped;
+        let expired = self.templates.expire_idle(now_ns);
+        stats.templates_expired += expired;
+        self.gauges_changed |= dropped != 0 || expired != 0;
+    }
+
+    /// Drop the data sets still waiting for their templates, counted as
+    /// [`ErrorReason::EarlyDataDropped`]: the decoder is done.
+    pub fn finish(&mut self, stats: &mut DecodeStats) {
+        let dropped = self.early.drop_all();
+        stats.errors[ErrorReason::EarlyDataDropped.index()] += dropped;
+        self.gauges_changed |= dropped != 0;
+    }
+
     /// Whether the template cache or the early data changed (learned, withdrawn, expired, evicted,
     /// held, replayed, aged out) since the last call: their sizes are then worth copying into the
     /// decoder's gauges. A message that only decodes data changes neither.

@@ -1058,6 +1058,43 @@ mod tests {
     }
 
     #[test]
+    fn early_data_of_a_quiet_exporter_ages_out_by_the_clock_and_is_counted_at_the_end() {
+        let cfg = DecoderConfig {
+            early_limits: EarlyLimits {
+                max_age_ns: 1_000_000_000,
+                ..EarlyLimits::default()
+            },
+            ..Default::default()
+        };
+        let mut dec = Decoder::with_config(cfg);
+        let mut data = MessageWriter::new(1_700_000_000, 0, 7);
+        data.data(&template_256(), &[flow()], &EncodeContext::default());
+        let data = data.finish();
+        let mut sink = Collected::default();
+        let other = "192.0.2.200:4739";
+        for (exporter, at) in [(EXPORTER, T0), (other, T0 + 900_000_000)] {
+            assert_eq!(
+                dec.decode(&meta_at(exporter, at), &data, &mut sink),
+                Err(ErrorReason::TemplateMissing)
+            );
+        }
+        assert_eq!(dec.stats.early_data_held, 2);
+        let held = dec.stats.early_data_bytes;
+        // Neither exporter sends again. Before the age cap nothing goes; past it for the first
+        // set only, that one, and the sizes follow.
+        dec.housekeeping(T0 + 1_000_000_000);
+        assert_eq!(errors(&dec, ErrorReason::EarlyDataDropped), 0);
+        dec.housekeeping(T0 + 1_500_000_000);
+        assert_eq!(errors(&dec, ErrorReason::EarlyDataDropped), 1);
+        assert!(dec.stats.early_data_bytes > 0 && dec.stats.early_data_bytes < held);
+        // Stopping drops and counts the rest: every set held is accounted for.
+        dec.finish();
+        assert_eq!(errors(&dec, ErrorReason::EarlyDataDropped), 2);
+        assert_eq!(dec.stats.early_data_bytes, 0);
+        assert!(sink.flows.is_empty());
+    }
+
+    #[test]
     fn varlen_enterprise_and_repeated_elements() {
         // interfaceName (var, 300 bytes: 3-byte length), OVS tunnelKey (var), an unknown enterprise
         // element (PEN 9, 2 bytes) skipped, sourceIPv4Address twice: the first is kept.

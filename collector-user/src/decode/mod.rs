@@ -352,6 +352,32 @@ impl Decoder {
         self.sampling.set_configured(configured);
     }
 
+    /// Age out data sets waiting for templates, and idle sessions' templates, by the clock
+    /// (`now_ns`, the receive-time clock): a worker calls this now and then, so that what an
+    /// exporter which went quiet left behind is counted and freed without a message to do it.
+    pub fn housekeeping(&mut self, now_ns: u64) {
+        self.templated.housekeeping(now_ns, &mut self.stats);
+        self.refresh_gauges();
+    }
+
+    /// The decoder is done (the worker stops, the capture ended): data sets still waiting for
+    /// their templates are dropped and counted as `early_data_dropped`, so that every set held
+    /// is either decoded or counted.
+    pub fn finish(&mut self) {
+        self.templated.finish(&mut self.stats);
+        self.refresh_gauges();
+    }
+
+    /// Copy the template cache's and the early data's sizes into the stats when they changed.
+    #[inline]
+    fn refresh_gauges(&mut self) {
+        if self.templated.take_gauges_changed() {
+            self.stats.template_cache_templates = self.templated.templates.len() as u64;
+            self.stats.template_cache_bytes = self.templated.templates.bytes() as u64;
+            self.stats.early_data_bytes = self.templated.early.bytes() as u64;
+        }
+    }
+
     /// The sFlow decoder: its counters (`stats()`) and per-agent sequence counts (`agents()`).
     pub fn sflow(&self) -> &sflow::SflowDecoder {
         &self.sflow
@@ -438,11 +464,7 @@ impl Decoder {
                 } else {
                     netflow_v9::decode(&mut self.templated, meta, datagram, &mut env, &mut outcome)
                 };
-                if self.templated.take_gauges_changed() {
-                    self.stats.template_cache_templates = self.templated.templates.len() as u64;
-                    self.stats.template_cache_bytes = self.templated.templates.bytes() as u64;
-                    self.stats.early_data_bytes = self.templated.early.bytes() as u64;
-                }
+                self.refresh_gauges();
                 decoded?;
                 sink.sequence_units = match protocol {
                     Protocol::Ipfix => outcome.data_records,

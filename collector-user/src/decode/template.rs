@@ -1584,32 +1584,52 @@ impl EarlyData {
         if !sweep_due && !self.may_hold(exporter) {
             return 0;
         }
-        let old = |s: &HeldSet| now_ns.saturating_sub(s.ctx.received_ns) > max_age;
-        let mut dropped = 0;
         if sweep_due {
-            self.last_sweep_ns = now_ns;
-            for e in self.exporters.values_mut() {
-                let (n, freed) = e.remove_where(old);
-                dropped += n;
-                self.total_bytes -= freed;
-            }
-            self.exporters.retain(|_, e| !e.sets.is_empty());
-            self.held_filter = [0; 4];
-            let state = *self.exporters.hasher();
-            for session in self.exporters.keys() {
-                let (word, bit) = filter_bit(&state, session.0);
-                if let Some(w) = self.held_filter.get_mut(word) {
-                    *w |= bit;
-                }
-            }
-        } else if let Some(e) = self.exporters.get_mut(&SessionKey(exporter)) {
-            let (n, freed) = e.remove_where(old);
+            return self.sweep(now_ns);
+        }
+        let Some(e) = self.exporters.get_mut(&SessionKey(exporter)) else {
+            return 0;
+        };
+        let (dropped, freed) =
+            e.remove_where(|s| now_ns.saturating_sub(s.ctx.received_ns) > max_age);
+        self.total_bytes -= freed;
+        if e.sets.is_empty() {
+            self.exporters.remove(&SessionKey(exporter));
+        }
+        dropped
+    }
+
+    /// Drop what every exporter holds past the age cap at `now_ns`; returns the sets dropped.
+    /// Messages sweep at most once per age period; a worker with no messages calls this to age
+    /// out what exporters that went quiet left behind.
+    pub fn sweep(&mut self, now_ns: u64) -> u64 {
+        let max_age = self.limits.max_age_ns;
+        self.last_sweep_ns = now_ns;
+        let mut dropped = 0;
+        for e in self.exporters.values_mut() {
+            let (n, freed) = e.remove_where(|s| now_ns.saturating_sub(s.ctx.received_ns) > max_age);
             dropped += n;
             self.total_bytes -= freed;
-            if e.sets.is_empty() {
-                self.exporters.remove(&SessionKey(exporter));
+        }
+        self.exporters.retain(|_, e| !e.sets.is_empty());
+        self.held_filter = [0; 4];
+        let state = *self.exporters.hasher();
+        for session in self.exporters.keys() {
+            let (word, bit) = filter_bit(&state, session.0);
+            if let Some(w) = self.held_filter.get_mut(word) {
+                *w |= bit;
             }
         }
+        dropped
+    }
+
+    /// Drop everything held (the decoder is stopping, or the capture ended, before the templates
+    /// came); returns the sets dropped.
+    pub fn drop_all(&mut self) -> u64 {
+        let dropped = self.sets() as u64;
+        self.exporters.clear();
+        self.held_filter = [0; 4];
+        self.total_bytes = 0;
         dropped
     }
 

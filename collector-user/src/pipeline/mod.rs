@@ -86,6 +86,14 @@ pub trait DatagramDecoder: Send {
 
     /// Replace the configured sampling rates (SIGHUP).
     fn set_configured_sampling(&mut self, rates: Vec<ConfiguredRate>);
+
+    /// Age out by the clock (`now_ns`) what waits for messages that stopped coming; the worker
+    /// calls it now and then ([`Decoder::housekeeping`]).
+    fn housekeeping(&mut self, now_ns: u64);
+
+    /// Count what the decoder still holds undecoded as lost; the worker calls it once, when it
+    /// stops ([`Decoder::finish`]).
+    fn finish(&mut self);
 }
 
 impl DatagramDecoder for Decoder {
@@ -118,6 +126,14 @@ impl DatagramDecoder for Decoder {
 
     fn set_configured_sampling(&mut self, rates: Vec<ConfiguredRate>) {
         Decoder::set_configured_sampling(self, rates);
+    }
+
+    fn housekeeping(&mut self, now_ns: u64) {
+        Decoder::housekeeping(self, now_ns);
+    }
+
+    fn finish(&mut self) {
+        Decoder::finish(self);
     }
 }
 

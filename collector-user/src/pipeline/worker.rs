@@ -111,7 +111,10 @@ impl<S: Source, D: DatagramDecoder, K: BatchSink> Worker<S, D, K> {
             }
             if last_housekeeping.elapsed() >= HOUSEKEEPING {
                 last_housekeeping = Instant::now();
-                self.exporters.expire_idle(crate::source::now_ns());
+                let now = crate::source::now_ns();
+                self.exporters.expire_idle(now);
+                self.decoder.housekeeping(now);
+                self.counters.publish_decode_stats(self.decoder.stats());
             }
         }
         let drain_started = Instant::now();
@@ -125,6 +128,8 @@ impl<S: Source, D: DatagramDecoder, K: BatchSink> Worker<S, D, K> {
         if !emptied {
             self.discard_remaining()?;
         }
+        self.decoder.finish();
+        self.counters.publish_decode_stats(self.decoder.stats());
         self.report_state();
         if let Err(err) = self.sink.flush() {
             bump(&self.counters.sink_errors, 1);
@@ -306,6 +311,8 @@ mod tests {
     struct CountingDecoder {
         stats: DecodeStats,
         sampling: Vec<ConfiguredRate>,
+        /// Data sets it pretends to hold for templates that never come: dropped by `finish`.
+        held: u64,
     }
 
     impl DatagramDecoder for CountingDecoder {
@@ -359,6 +366,11 @@ mod tests {
         }
         fn set_configured_sampling(&mut self, rates: Vec<ConfiguredRate>) {
             self.sampling = rates;
+        }
+        fn housekeeping(&mut self, _now_ns: u64) {}
+        fn finish(&mut self) {
+            self.stats.errors[ErrorReason::EarlyDataDropped.index()] +=
+                std::mem::take(&mut self.held);
         }
     }
 
@@ -453,10 +465,14 @@ mod tests {
         let source = ScriptedSource { batches, drops: 0 };
         let counters = Arc::new(WorkerCounters::new(0));
         let (tx, rx) = crossbeam_channel::bounded(64);
+        let decoder = CountingDecoder {
+            held: 2,
+            ..CountingDecoder::default()
+        };
         let worker = Worker::new(
             0,
             source,
-            CountingDecoder::default(),
+            decoder,
             CommitCounting::default(),
             Arc::clone(&counters),
             tx,
@@ -477,6 +493,11 @@ mod tests {
             1
         );
         assert_eq!(get(&counters.kernel_drops), 3);
+        // What the decoder still held when the worker stopped is counted, and published.
+        assert_eq!(
+            get(&counters.errors[ErrorReason::EarlyDataDropped.index()]),
+            2
+        );
         let events: Vec<_> = rx.try_iter().collect();
         let mut per_exporter = Vec::new();
         let mut error_samples = 0;
