@@ -6,6 +6,7 @@
 //! exporter or prefix. Unknown keys and bad values are a [`ConfigError`] naming the key or flag, which
 //! the binary reports on one line with exit code 2.
 
+use crate::allow::AllowPrefix;
 use crate::decode::sampling::{ConfiguredRate, SamplingTable};
 use crate::ring::RingSize;
 use crate::source::xsk::ZeroCopy;
@@ -114,6 +115,10 @@ pub struct FileConfig {
     pub xdp_spin_us: Option<i64>,
     /// XDP mode: preferred busy polling on the AF_XDP sockets.
     pub xdp_busy_poll: Option<bool>,
+    /// Exporter source prefixes allowed to send ("10.0.0.0/8", "2001:db8::/32"); none: all.
+    pub allow: Option<Vec<String>>,
+    /// Drop root after setup: switch to this user.
+    pub user: Option<String>,
 }
 
 /// A size in the file: a number of bytes or a string with a unit ("64MiB").
@@ -167,6 +172,8 @@ pub struct FlagConfig {
     pub xsk_ring_size: Option<u32>,
     pub xdp_spin_us: Option<u64>,
     pub xdp_busy_poll: bool,
+    pub allow: Vec<AllowPrefix>,
+    pub user: Option<String>,
 }
 
 /// A configured sampling rate for one exporter address or prefix.
@@ -317,6 +324,10 @@ pub struct Settings {
     pub xdp_spin: Duration,
     /// XDP mode: the AF_XDP sockets busy-poll their RX queue (preferred busy polling).
     pub xdp_busy_poll: bool,
+    /// Exporter source prefixes allowed to send; empty allows every source.
+    pub allow: Vec<AllowPrefix>,
+    /// The user to become after setup.
+    pub user: Option<String>,
 }
 
 impl Settings {
@@ -416,6 +427,23 @@ impl Settings {
             (None, Some(n)) => check_xdp_spin_us("xdp_spin_us", n)?,
             (None, None) => DEFAULT_XDP_SPIN_US,
         };
+        let allow = if flags.allow.is_empty() {
+            file.allow
+                .iter()
+                .flatten()
+                .map(|text| {
+                    text.parse::<AllowPrefix>().map_err(|_| {
+                        ConfigError::value(
+                            "allow",
+                            text,
+                            "an IP prefix, ADDR or ADDR/LEN, e.g. 10.0.0.0/8 or 2001:db8::/32",
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            flags.allow.clone()
+        };
         Ok(Settings {
             config_file: flags.config.clone(),
             listen,
@@ -437,6 +465,8 @@ impl Settings {
             xsk_ring_size,
             xdp_spin: Duration::from_micros(xdp_spin_us),
             xdp_busy_poll: flags.xdp_busy_poll || file.xdp_busy_poll.unwrap_or(false),
+            allow,
+            user: flags.user.clone().or(file.user),
         })
     }
 

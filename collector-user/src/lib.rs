@@ -1,6 +1,7 @@
 //! collector: ingest NetFlow v5/v9, IPFIX and sFlow v5 exports and write normalized records to ring files.
 //!
 //! Crate map:
+//! - [`allow`]: the exporter allow-list (`--allow`).
 //! - [`privilege`]: dropping root after setup (`--user`).
 //! - [`record`]: the fixed-size records everything produces and stores.
 //! - [`decode`]: sans-IO protocol decoders, templates, sequence tracking.
@@ -14,6 +15,7 @@
 //! - [`config`]: settings of `collector run` (config file + flags).
 //! - [`cli`]: the `collector` subcommands.
 
+pub mod allow;
 pub mod capture;
 pub mod cli;
 pub mod config;

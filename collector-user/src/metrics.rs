@@ -259,6 +259,7 @@ impl CollectorMetrics {
             t.kernel_drops += get(&w.kernel_drops);
             t.truncated += get(&w.truncated);
             t.shutdown_discarded += get(&w.shutdown_discarded);
+            t.not_allowed += get(&w.not_allowed);
         }
         t.exporters = self
             .exporters
@@ -278,6 +279,7 @@ pub struct Totals {
     pub kernel_drops: u64,
     pub truncated: u64,
     pub shutdown_discarded: u64,
+    pub not_allowed: u64,
     pub exporters: u64,
 }
 
@@ -304,6 +306,9 @@ impl Totals {
         );
         if self.shutdown_discarded > 0 {
             line.push_str(&format!(" shutdown_discarded={}", self.shutdown_discarded));
+        }
+        if self.not_allowed > 0 {
+            line.push_str(&format!(" not_allowed={}", self.not_allowed));
         }
         line
     }
@@ -376,6 +381,12 @@ impl Collector for CollectorMetrics {
             "collector_datagrams_truncated",
             "Datagrams larger than a receive slot, discarded.",
             per_worker(&|w| get(&w.truncated)),
+        )?;
+        counter(
+            &mut encoder,
+            "collector_datagrams_not_allowed",
+            "Datagrams from sources outside the allow-list (--allow) that reached the UDP sockets, discarded (in XDP mode: IP fragments and frames the program passed; it drops the others itself and counts them as dropped_not_allowed).",
+            per_worker(&|w| get(&w.not_allowed)),
         )?;
         let mut by_protocol = Vec::new();
         let mut records = Vec::new();

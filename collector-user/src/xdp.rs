@@ -9,6 +9,8 @@
 
 use std::{fmt, net::IpAddr, os::fd::AsRawFd, str::FromStr};
 
+use crate::allow::AllowPrefix;
+
 use anyhow::{Context as _, bail, ensure};
 use aya::{
     Ebpf, EbpfLoader,
@@ -50,59 +52,6 @@ pub enum SteerMode {
     /// Drop every matched (allowed) datagram in XDP and count it (`drop_mode_dropped`): a
     /// benchmark/diagnostic mode measuring the XDP_DROP ceiling; nothing is collected.
     Drop,
-}
-
-/// An exporter source prefix of the allow-list, e.g. `192.0.2.0/24`, `2001:db8::/32`, or a
-/// plain address (a /32 or /128).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AllowPrefix {
-    /// The network address (host bits cleared).
-    pub addr: IpAddr,
-    /// Prefix length in bits.
-    pub len: u8,
-}
-
-/// An `--allow` value that is not a prefix.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("`{0}` is not an IP prefix (ADDR or ADDR/LEN, LEN ≤ 32 for IPv4, ≤ 128 for IPv6)")]
-pub struct AllowPrefixError(String);
-
-impl FromStr for AllowPrefix {
-    type Err = AllowPrefixError;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let bad = || AllowPrefixError(text.to_owned());
-        let (addr, len) = match text.split_once('/') {
-            Some((addr, len)) => (addr, Some(len)),
-            None => (text, None),
-        };
-        let addr: IpAddr = addr.parse().map_err(|_| bad())?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let len = match len {
-            Some(len) => len.parse::<u8>().map_err(|_| bad())?,
-            None => max,
-        };
-        if len > max {
-            return Err(bad());
-        }
-        let addr = match addr {
-            IpAddr::V4(v4) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
-                IpAddr::V4((u32::from(v4) & mask).into())
-            }
-            IpAddr::V6(v6) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
-                IpAddr::V6((u128::from(v6) & mask).into())
-            }
-        };
-        Ok(AllowPrefix { addr, len })
-    }
-}
-
-impl fmt::Display for AllowPrefix {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.len)
-    }
 }
 
 /// What the program is configured with before it is attached.
@@ -621,23 +570,6 @@ mod tests {
         counters.set(Counter::Seen, 7);
         counters.set(Counter::Redirected, 2);
         assert!(!counters.is_consistent());
-    }
-
-    #[test]
-    fn allow_prefixes_parse_and_clear_host_bits() {
-        let prefix: AllowPrefix = "192.0.2.77/24".parse().unwrap();
-        assert_eq!(prefix.to_string(), "192.0.2.0/24");
-        assert_eq!("10.1.2.3".parse::<AllowPrefix>().unwrap().len, 32);
-        assert_eq!(
-            "0.0.0.0/0".parse::<AllowPrefix>().unwrap().to_string(),
-            "0.0.0.0/0"
-        );
-        let v6: AllowPrefix = "2001:db8:ffff::1/32".parse().unwrap();
-        assert_eq!(v6.to_string(), "2001:db8::/32");
-        assert_eq!("::1".parse::<AllowPrefix>().unwrap().len, 128);
-        for bad in ["192.0.2.0/33", "2001:db8::/129", "host/8", "10.0.0.0/x", ""] {
-            assert!(bad.parse::<AllowPrefix>().is_err(), "{bad}");
-        }
     }
 
     #[test]

@@ -61,6 +61,8 @@ fn bad_values_exit_2_naming_the_setting() {
     );
     let path = temp_file("bad-prefix.toml", "[sampling_rate]\n\"10.0.0.0/40\" = 5\n");
     refused(&["--config", path.to_str().unwrap()], &["10.0.0.0/40"]);
+    let path = temp_file("bad-allow.toml", "allow = [\"10.0.0.0/8\", \"ten\"]\n");
+    refused(&["--config", path.to_str().unwrap()], &["allow", "ten"]);
     refused(
         &["--config", "/nonexistent/collector.toml"],
         &["/nonexistent/collector.toml"],
@@ -90,6 +92,48 @@ fn example_config_is_valid_and_flags_win_over_it() {
     assert_eq!(settings.ring_dir, PathBuf::from("/tmp/flag-wins"));
     assert_eq!(settings.listen.len(), 8);
     assert_eq!(settings.metrics, "127.0.0.1:9742".parse().unwrap());
+    // Copied unchanged (as the README's install step does), it stamps no sampling rate on
+    // anyone, allows every source and stays root.
+    assert_eq!(
+        settings.sampling.rate_for("10.20.30.40".parse().unwrap()),
+        None
+    );
+    assert!(settings.allow.is_empty() && settings.user.is_none());
+    let resolved = Settings::resolve(&FlagConfig {
+        config: Some(path),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(resolved.ring_dir, PathBuf::from("/var/lib/collector/rings"));
+}
+
+#[test]
+fn example_config_keys_left_commented_out_are_valid_too() {
+    let text = std::fs::read_to_string(repo_root().join("collector.example.toml")).unwrap();
+    // Every `# key = value` line, uncommented (prose lines have no ` = `).
+    let uncommented: String = text
+        .lines()
+        .map(|line| match line.strip_prefix("# ") {
+            Some(rest) if rest.contains(" = ") && !rest.starts_with(char::is_uppercase) => {
+                rest.to_string()
+            }
+            _ => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let path = Path::new("collector.example.toml");
+    let file = FileConfig::parse(path, &uncommented).unwrap();
+    let settings = Settings::combine(&FlagConfig::default(), file).unwrap();
+    assert_eq!(settings.workers, 4);
+    assert_eq!(settings.xsk_ring_size, Some(8192));
+    assert_eq!(
+        settings.allow,
+        vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "2001:db8::/32".parse().unwrap()
+        ]
+    );
+    assert_eq!(settings.user.as_deref(), Some("collector"));
     assert_eq!(
         settings.sampling.rate_for("10.20.30.40".parse().unwrap()),
         Some(400)
@@ -98,10 +142,24 @@ fn example_config_is_valid_and_flags_win_over_it() {
         settings.sampling.rate_for("192.0.2.10".parse().unwrap()),
         Some(1000)
     );
-    let resolved = Settings::resolve(&FlagConfig {
-        config: Some(path),
-        ..Default::default()
-    })
-    .unwrap();
-    assert_eq!(resolved.ring_dir, PathBuf::from("/var/lib/collector/rings"));
+}
+
+#[test]
+fn flags_that_only_apply_with_xdp_are_refused_without_it() {
+    let xdp_only: [&[&str]; 8] = [
+        &["--xdp-attach", "skb"],
+        &["--xdp-mode", "perf"],
+        &["--xdp-zero-copy", "on"],
+        &["--xsk-ring-size", "4096"],
+        &["--xdp-spin-us", "10"],
+        &["--xdp-busy-poll"],
+        &["--report-interval", "3"],
+        &["--counters-file", "/tmp/counters"],
+    ];
+    for args in xdp_only {
+        let out = collector().arg("run").args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("--xdp <IFACE>"), "{args:?}: {stderr}");
+    }
 }

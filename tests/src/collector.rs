@@ -119,8 +119,9 @@ pub struct CollectorProcess {
 pub const DEFAULT_METRICS: &str = "127.0.0.1:9742";
 
 impl CollectorProcess {
-    /// Start `collector ARGS --counters-file <scratch>/counters` (and, for `run` without
-    /// `--ring-dir`, `--ring-dir <scratch>/rings`), inside network namespace `netns` when given.
+    /// Start `collector ARGS` (with `--xdp`, `--counters-file <scratch>/counters` too; for `run`
+    /// without `--ring-dir`, `--ring-dir <scratch>/rings`), inside network namespace `netns` when
+    /// given.
     /// `RUST_LOG` is set to `rust_log`. Stderr goes to a file ([`Self::stderr`]).
     pub fn start(netns: Option<&str>, args: &[&str], rust_log: &str) -> anyhow::Result<Self> {
         Self::start_in(ScratchDir::new()?, netns, args, rust_log)
@@ -151,7 +152,10 @@ impl CollectorProcess {
         let counters = scratch.path().join("counters");
         let stderr = File::create(scratch.path().join("stderr"))?;
         let mut command = Command::new(collector_bin());
-        command.args(args).arg("--counters-file").arg(&counters);
+        command.args(args);
+        if args.contains(&"--xdp") {
+            command.arg("--counters-file").arg(&counters);
+        }
         if args.first() == Some(&"run") && !args.contains(&"--ring-dir") {
             command.arg("--ring-dir").arg(scratch.path().join("rings"));
         }

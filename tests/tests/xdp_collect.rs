@@ -254,6 +254,15 @@ fn collect(attach: &str, xdp_mode: &str, extra: &[&str]) {
     for round in 0..5u32 {
         denied.send(v5_datagram(round * 10, 5_000, 10, 99), NETFLOW_PORT);
     }
+    // Fragments reach the slow-path sockets unfiltered by the program: the sockets check the
+    // allow-list themselves.
+    for seq in 0..2u32 {
+        let records: Vec<FlowRecord> = (0..6).map(|i| flow(9000 + seq * 6 + i, 6)).collect();
+        denied.send(
+            ipfix::ovs::message(EXPORT_SECS, seq * 6, true, &records, &ctx),
+            IPFIX_PORT,
+        );
+    }
 
     // Other traffic is untouched while the program is attached.
     pair.tcp_round_trip(TCP_PORT);
@@ -327,6 +336,17 @@ fn collect(attach: &str, xdp_mode: &str, extra: &[&str]) {
     };
     let delivered = |c: Counter| branch(c.name()) - before.get(c);
     assert_eq!(delivered(Counter::DroppedNotAllowed), 5, "{text}");
+    let not_allowed = poll(WAIT, || {
+        let text = collector.metrics().ok()?;
+        let n = sum(&text, "collector_datagrams_not_allowed_total{");
+        (n >= 2).then_some(n)
+    });
+    assert_eq!(
+        not_allowed,
+        Some(2),
+        "{}",
+        collector.metrics().unwrap_or_default()
+    );
     assert!(
         delivered(Counter::Fragments) >= 2 * fragmented_count,
         "{text}"

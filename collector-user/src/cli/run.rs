@@ -9,8 +9,9 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{ArgAction, Args};
 
+use crate::allow::AllowPrefix;
 use crate::source::xsk::ZeroCopy;
-use crate::xdp::{AllowPrefix, AttachMode, SteerMode};
+use crate::xdp::{AttachMode, SteerMode};
 
 /// Arguments of `collector run`.
 #[derive(Debug, Args)]
@@ -70,32 +71,45 @@ pub struct RunArgs {
 
     /// XDP attach mode: `driver` (native, in the NIC driver), `skb` (generic, any interface),
     /// or `auto` (driver, falling back to skb when the driver refuses).
-    #[arg(long, value_enum, value_name = "MODE", default_value = "auto")]
+    #[arg(
+        long,
+        requires = "xdp",
+        value_enum,
+        value_name = "MODE",
+        default_value = "auto"
+    )]
     pub xdp_attach: AttachMode,
 
     /// Where the XDP program sends matched datagrams: `afxdp` (redirect to the AF_XDP socket
     /// of the RX queue; passed to the kernel while none is bound), `perf` (copy into per-CPU
     /// perf rings and drop), or `drop` (a benchmark/diagnostic mode: drop them in XDP and count
     /// them as `drop_mode_dropped`, collecting nothing: the XDP_DROP ceiling).
-    #[arg(long, value_enum, value_name = "MODE", default_value = "afxdp")]
+    #[arg(
+        long,
+        requires = "xdp",
+        value_enum,
+        value_name = "MODE",
+        default_value = "afxdp"
+    )]
     pub xdp_mode: SteerMode,
 
     /// Exporter source prefix allowed to send (ADDR or ADDR/LEN, IPv4 or IPv6); repeat for
-    /// more. Datagrams from other sources to the --listen ports are dropped in XDP and counted
+    /// more. Datagrams from other sources are discarded and counted: by the UDP sockets
+    /// (`collector_datagrams_not_allowed_total`) and, with --xdp, already in XDP
     /// (`dropped_not_allowed`). Without any --allow every source is allowed.
     #[arg(long, value_name = "PREFIX", action = ArgAction::Append)]
     pub allow: Vec<AllowPrefix>,
 
     /// XDP mode: zero-copy AF_XDP sockets `auto` (when the driver supports it), `on` (required)
     /// or `off` (copy mode). Default: auto.
-    #[arg(long, value_enum, value_name = "MODE")]
+    #[arg(long, requires = "xdp", value_enum, value_name = "MODE")]
     pub xdp_zero_copy: Option<ZeroCopy>,
 
     /// XDP mode: entries in each AF_XDP ring (fill, completion, RX) and 4 KiB frames in each
     /// queue's UMEM, a power of two from 64 to 65536. Default: 32768 (128 MiB of UMEM per RX
     /// queue: bursts the worker cannot take at once wait there) for up to 4 queues; NICs with
     /// more share 512 MiB (16 queues: 8192), never below 2048.
-    #[arg(long, value_name = "N")]
+    #[arg(long, requires = "xdp", value_name = "N")]
     pub xsk_ring_size: Option<u32>,
 
     /// XDP mode: microseconds a worker keeps checking its AF_XDP rings (or perf buffers) in a
@@ -105,7 +119,7 @@ pub struct RunArgs {
     /// so an idle collector uses no CPU. A steady trickle (a frame at least every N µs) keeps the
     /// worker's core busy, and a spinning core can slow its SMT sibling. Worth trying when the
     /// worker has a core (and its sibling) to itself. Default: 0 (never spin), at most 10000.
-    #[arg(long, value_name = "MICROS")]
+    #[arg(long, requires = "xdp", value_name = "MICROS")]
     pub xdp_spin_us: Option<u64>,
 
     /// XDP mode: preferred busy polling on the AF_XDP sockets (SO_PREFER_BUSY_POLL): the worker
@@ -113,12 +127,13 @@ pub struct RunArgs {
     /// worker's core instead of where the interrupt (or, on a veth, the sender) runs. Pair it
     /// with the interface's napi_defer_hard_irqs and gro_flush_timeout (see README) so that the
     /// kernel leaves the queue to the worker while it polls. Default: off.
-    #[arg(long)]
+    #[arg(long, requires = "xdp")]
     pub xdp_busy_poll: bool,
 
-    /// Drop root after setup (program attached, sockets bound, ring files open): switch to this
-    /// user (and its primary group), keeping only CAP_BPF, which reading the program's counters
-    /// needs. The --counters-file directory must be writable by that user.
+    /// Drop root after setup (sockets bound, ring files open; with --xdp, the program attached):
+    /// switch to this user (and its primary group), keeping no capability, or with --xdp only
+    /// CAP_BPF, which reading the program's counters needs. The config file (re-read on SIGHUP)
+    /// must be readable, and the --counters-file directory writable, by that user.
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
 
@@ -126,6 +141,7 @@ pub struct RunArgs {
     /// level).
     #[arg(
         long,
+        requires = "xdp",
         value_name = "SECONDS",
         default_value_t = 5,
         value_parser = clap::value_parser!(u64).range(1..=3600)
@@ -135,7 +151,7 @@ pub struct RunArgs {
     /// XDP mode: also write each counter report as one line to this file (replaced atomically),
     /// e.g. for scripts and tests: `seen=N matched=N passed_not_matched=N fragments=N ...`. The
     /// first is written once the sockets are bound.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, requires = "xdp", value_name = "PATH")]
     pub counters_file: Option<PathBuf>,
 }
 
@@ -157,6 +173,8 @@ impl RunArgs {
             xsk_ring_size: self.xsk_ring_size,
             xdp_spin_us: self.xdp_spin_us,
             xdp_busy_poll: self.xdp_busy_poll,
+            allow: self.allow.clone(),
+            user: self.user.clone(),
         }
     }
 }
@@ -172,8 +190,6 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         iface,
         attach: args.xdp_attach,
         mode: args.xdp_mode,
-        allow: args.allow.clone(),
-        user: args.user.clone(),
         report_interval: Duration::from_secs(args.report_interval),
         counters_file: args.counters_file.clone(),
     };

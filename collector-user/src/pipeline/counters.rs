@@ -35,6 +35,8 @@ pub struct WorkerCounters {
     pub kernel_drops: AtomicU64,
     /// Datagrams larger than a receive slot, discarded.
     pub truncated: AtomicU64,
+    /// Datagrams from sources outside the allow-list, discarded by the UDP sockets.
+    pub not_allowed: AtomicU64,
     /// Datagrams handed to the decoder, by protocol (copied from the decoder's stats).
     pub decoded_datagrams: [AtomicU64; Protocol::COUNT],
     /// Records produced, by protocol (copied from the decoder's stats).
@@ -89,6 +91,7 @@ impl WorkerCounters {
             bytes: AtomicU64::new(0),
             kernel_drops: AtomicU64::new(0),
             truncated: AtomicU64::new(0),
+            not_allowed: AtomicU64::new(0),
             decoded_datagrams: Default::default(),
             records: Default::default(),
             errors: std::array::from_fn(|_| AtomicU64::new(0)),

@@ -40,6 +40,8 @@ pub struct SourceLosses {
     pub kernel_drops: u64,
     /// Datagrams larger than the source's receive slot, discarded whole.
     pub truncated: u64,
+    /// Datagrams from sources outside the allow-list (`--allow`), discarded.
+    pub not_allowed: u64,
 }
 
 /// Where a worker gets datagrams from.

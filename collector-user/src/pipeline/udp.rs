@@ -7,6 +7,7 @@
 
 use super::BatchSink;
 use super::lanes::{Lane, LaneOptions, LanesOutcome, run_lanes};
+use crate::allow::AllowList;
 use crate::config::{FlagConfig, Settings};
 use crate::decode::sampling::ConfiguredRate;
 use crate::decode::{Decoder, DecoderConfig};
@@ -24,6 +25,7 @@ pub fn bind_sources(
     listen_is_default: bool,
     workers: usize,
     rcvbuf: u64,
+    allow: &AllowList,
 ) -> anyhow::Result<Vec<UdpSource>> {
     let mut per_worker: Vec<Vec<UdpSocket>> = (0..workers).map(|_| Vec::new()).collect();
     let mut capped_warned = false;
@@ -97,7 +99,10 @@ pub fn bind_sources(
         let addrs: Vec<String> = sockets.iter().map(|s| s.local_addr().to_string()).collect();
         tracing::info!(workers, listen = %addrs.join(" "), "UDP sockets bound");
     }
-    Ok(per_worker.into_iter().map(UdpSource::new).collect())
+    Ok(per_worker
+        .into_iter()
+        .map(|sockets| UdpSource::new(sockets).with_allow(allow.clone()))
+        .collect())
 }
 
 /// Run the UDP-mode collector with sinks from `open_sink(worker)` until `stop` is set (or
@@ -119,6 +124,7 @@ where
         settings.listen_is_default,
         settings.workers,
         settings.rcvbuf,
+        &AllowList::new(&settings.allow),
     )?;
     let mut lanes = Vec::with_capacity(sources.len());
     for (worker, source) in sources.into_iter().enumerate() {
@@ -132,6 +138,17 @@ where
         });
     }
     tracing::info!(metrics = %settings.metrics, "serving /metrics");
+    if let Some(user) = settings.user.as_deref() {
+        // Sockets bound, rings and the metrics port open, no thread started yet: nothing left
+        // that needs root, and no other thread may exist while the ids change.
+        let account = crate::privilege::drop_to_user(user, &[])?;
+        tracing::info!(
+            user,
+            uid = account.uid,
+            gid = account.gid,
+            "privileges dropped"
+        );
+    }
     run_lanes(
         lanes,
         LaneOptions {
@@ -207,15 +224,22 @@ mod tests {
 
     #[test]
     fn a_second_collector_on_the_same_port_is_refused() {
-        let first = bind_sources(&["127.0.0.1:0".parse().unwrap()], false, 3, 1 << 20).unwrap();
+        let first = bind_sources(
+            &["127.0.0.1:0".parse().unwrap()],
+            false,
+            3,
+            1 << 20,
+            &AllowList::default(),
+        )
+        .unwrap();
         let taken = first[0].sockets()[0].local_addr();
         assert!(first.iter().all(|s| s.sockets()[0].local_addr() == taken));
-        let err = bind_sources(&[taken], false, 2, 1 << 20)
+        let err = bind_sources(&[taken], false, 2, 1 << 20, &AllowList::default())
             .unwrap_err()
             .to_string();
         assert!(err.contains("already in use"), "{err}");
         drop(first);
-        let sources = bind_sources(&[taken], false, 2, 1 << 20).unwrap();
+        let sources = bind_sources(&[taken], false, 2, 1 << 20, &AllowList::default()).unwrap();
         assert_eq!(sources.len(), 2);
         assert_eq!(sources[1].sockets()[0].local_addr(), taken);
     }

@@ -257,6 +257,9 @@ impl<S: Source, D: DatagramDecoder, K: BatchSink> Worker<S, D, K> {
         counters
             .truncated
             .store(losses.truncated, Ordering::Relaxed);
+        counters
+            .not_allowed
+            .store(losses.not_allowed, Ordering::Relaxed);
         Ok(received)
     }
 }
@@ -302,6 +305,7 @@ mod tests {
             SourceLosses {
                 kernel_drops: self.drops,
                 truncated: 0,
+                not_allowed: 2 * self.drops,
             }
         }
     }
@@ -493,6 +497,7 @@ mod tests {
             1
         );
         assert_eq!(get(&counters.kernel_drops), 3);
+        assert_eq!(get(&counters.not_allowed), 6);
         // What the decoder still held when the worker stopped is counted, and published.
         assert_eq!(
             get(&counters.errors[ErrorReason::EarlyDataDropped.index()]),

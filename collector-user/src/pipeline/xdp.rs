@@ -15,6 +15,7 @@ use super::counters::{PerfCpuCounters, XskQueueCounters, bump};
 use super::lanes::{Lane, LaneOptions, run_lanes};
 use super::udp::{bind_sources, create_ring_dir, open_rings, sampling_reload};
 use super::{Source, SourceLosses};
+use crate::allow::AllowList;
 use crate::config::{FlagConfig, Settings};
 use crate::decode::{DatagramMeta, Decoder, DecoderConfig};
 use crate::metrics::XdpMetrics;
@@ -24,7 +25,7 @@ use crate::source::rx_queues::{queue_cpus, rx_queue_count};
 use crate::source::udp::UdpSource;
 use crate::source::xsk::{XskConfig, XskSource};
 use crate::xdp::{
-    AllowPrefix, AttachMode, CounterMap, PROGRAM_LOG_TARGET, SteerConfig, SteerMode, SteerProgram,
+    AttachMode, CounterMap, PROGRAM_LOG_TARGET, SteerConfig, SteerMode, SteerProgram,
 };
 use anyhow::Context as _;
 use aya::maps::{MapData, PerfEventArray};
@@ -86,10 +87,6 @@ pub struct XdpOptions {
     pub attach: AttachMode,
     /// AF_XDP, perf or drop mode.
     pub mode: SteerMode,
-    /// Allowed exporter prefixes (empty: all).
-    pub allow: Vec<AllowPrefix>,
-    /// Drop to this user after setup.
-    pub user: Option<String>,
     /// Period of the counters report.
     pub report_interval: Duration,
     /// Where to write each counters report (one line, replaced atomically).
@@ -348,11 +345,14 @@ pub fn run(settings: &Settings, flags: &FlagConfig, options: &XdpOptions) -> any
         settings.listen_is_default,
         plans.len(),
         settings.rcvbuf,
+        // The program passes IP fragments and unmatched frames to the kernel unfiltered: these
+        // sockets check the allow-list themselves.
+        &AllowList::new(&settings.allow),
     )?;
 
     let config = SteerConfig {
         ports: ports.clone(),
-        allow: options.allow.clone(),
+        allow: settings.allow.clone(),
         mode: options.mode,
         log_debug: tracing::enabled!(target: PROGRAM_LOG_TARGET, tracing::Level::DEBUG),
     };
@@ -365,7 +365,7 @@ pub fn run(settings: &Settings, flags: &FlagConfig, options: &XdpOptions) -> any
         program_id,
         ?ports,
         xdp_mode = ?options.mode,
-        allow = options.allow.len(),
+        allow = settings.allow.len(),
         "XDP program attached through a bpf_link"
     );
     let mut frames = match options.mode {
@@ -388,7 +388,7 @@ pub fn run(settings: &Settings, flags: &FlagConfig, options: &XdpOptions) -> any
     )?;
     let counter_map = program.counter_map();
     report(&counter_map, iface, options.counters_file.as_deref())?;
-    if let Some(user) = options.user.as_deref() {
+    if let Some(user) = settings.user.as_deref() {
         // Before any thread starts: no other thread may exist while the ids change.
         let account = crate::privilege::drop_to_user(user, &[crate::privilege::CAP_BPF])?;
         tracing::info!(

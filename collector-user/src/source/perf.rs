@@ -199,7 +199,7 @@ impl Source for PerfSource {
     fn losses(&self) -> SourceLosses {
         SourceLosses {
             kernel_drops: self.stats.discarded(),
-            truncated: 0,
+            ..SourceLosses::default()
         }
     }
 }

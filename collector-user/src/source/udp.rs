@@ -10,6 +10,7 @@
 //! time (`SO_TIMESTAMPNS`). Sockets are non-blocking; a batch waits in `poll` for at most the
 //! worker's timeout so shutdown is prompt.
 
+use crate::allow::AllowList;
 use crate::decode::DatagramMeta;
 use crate::pipeline::{Source, SourceLosses};
 use std::io;
@@ -146,6 +147,9 @@ pub struct UdpSource {
     next: usize,
     kernel_drops: u64,
     truncated: u64,
+    /// Sources whose datagrams are collected; the others are counted in `not_allowed`.
+    allow: AllowList,
+    not_allowed: u64,
 }
 
 impl std::fmt::Debug for UdpSource {
@@ -179,7 +183,15 @@ impl UdpSource {
             next: 0,
             kernel_drops: 0,
             truncated: 0,
+            allow: AllowList::default(),
+            not_allowed: 0,
         }
+    }
+
+    /// Collect only datagrams from sources `allow` allows; count the others.
+    pub fn with_allow(mut self, allow: AllowList) -> UdpSource {
+        self.allow = allow;
+        self
     }
 
     /// Bind one socket per address in `listen`.
@@ -257,6 +269,10 @@ impl UdpSource {
             let Some(exporter) = sockaddr_to_std(&self.names[k]) else {
                 continue;
             };
+            if !self.allow.allows(exporter.ip()) {
+                self.not_allowed += 1;
+                continue;
+            }
             let received_ns =
                 stamp.unwrap_or_else(|| *fallback_ns.get_or_insert_with(super::now_ns));
             let start = k * SLOT_SIZE;
@@ -328,6 +344,7 @@ impl Source for UdpSource {
         SourceLosses {
             kernel_drops: self.kernel_drops,
             truncated: self.truncated,
+            not_allowed: self.not_allowed,
         }
     }
 }
@@ -523,6 +540,38 @@ mod tests {
             assert!(meta.received_ns >= before && meta.received_ns <= crate::source::now_ns());
         }
         assert_eq!(source.losses(), SourceLosses::default());
+    }
+
+    #[test]
+    fn sources_outside_the_allow_list_are_discarded_and_counted() {
+        let allow = AllowList::new(&["127.0.0.2".parse().unwrap(), "10.0.0.0/8".parse().unwrap()]);
+        let mut source = UdpSource::bind(&["127.0.0.1:0".parse().unwrap()], 1 << 20)
+            .unwrap()
+            .with_allow(allow);
+        let target = source.sockets()[0].local_addr();
+        let refused = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let allowed = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
+        // The refused ones first: the socket's queue is in order, so they are all read (and
+        // counted) before the allowed ones are delivered.
+        for i in 0..5u8 {
+            refused.send_to(&[i], target).unwrap();
+        }
+        for i in 0..3u8 {
+            allowed.send_to(&[i], target).unwrap();
+        }
+        let got = received(&mut source, 3);
+        assert_eq!(got.len(), 3);
+        assert!(
+            got.iter()
+                .all(|(meta, _)| meta.exporter == allowed.local_addr().unwrap())
+        );
+        assert_eq!(
+            source.losses(),
+            SourceLosses {
+                not_allowed: 5,
+                ..SourceLosses::default()
+            }
+        );
     }
 
     #[test]

@@ -426,7 +426,7 @@ impl Source for XskSource {
     fn losses(&self) -> SourceLosses {
         SourceLosses {
             kernel_drops: self.counts.losses(),
-            truncated: 0,
+            ..SourceLosses::default()
         }
     }
 }
