@@ -181,8 +181,7 @@ impl ExporterRegistry {
                 other.add(&totals);
             }
         }
-        // Sequence spaces of exporters no worker tracks any more (or never did, e.g. an sFlow
-        // agent address that differs from the datagrams' source address).
+        // Sequence spaces of exporters no worker tracks any more.
         for counts in sequences.values() {
             other.sequence.add(counts);
         }
@@ -536,8 +535,8 @@ impl Collector for CollectorMetrics {
             per_worker(&|w| get(&w.sequence_spaces_forgotten)),
         )?;
         let by_label = |label: &'static str,
-                        names: [&'static str; 4],
-                        f: &dyn Fn(&WorkerCounters) -> &[AtomicU64; 4]| {
+                        names: &[&'static str],
+                        f: &dyn Fn(&WorkerCounters) -> &[AtomicU64]| {
             self.workers
                 .iter()
                 .flat_map(|w| {
@@ -555,7 +554,7 @@ impl Collector for CollectorMetrics {
             "sFlow samples decoded, by sample format.",
             by_label(
                 "format",
-                ["flow", "counter", "expanded_flow", "expanded_counter"],
+                &["flow", "counter", "expanded_flow", "expanded_counter"],
                 &|w| &w.sflow_samples,
             ),
         )?;
@@ -565,9 +564,17 @@ impl Collector for CollectorMetrics {
             "sFlow samples, flow records and counter records of formats not decoded, and raw packet headers of protocols other than Ethernet, IPv4 and IPv6 (only their length used).",
             by_label(
                 "what",
-                ["sample", "flow_record", "counter_record", "header"],
+                &["sample", "flow_record", "counter_record", "header"],
                 &|w| &w.sflow_skipped,
             ),
+        )?;
+        counter(
+            &mut encoder,
+            "collector_sflow_sample_sequence",
+            "sFlow sample sequence numbers (per agent and data source), summed: samples lost (net of late ones), late samples, and source restarts.",
+            by_label("what", &["lost", "late", "restarts"], &|w| {
+                &w.sflow_sample_sequence
+            }),
         )?;
         counter(
             &mut encoder,
@@ -955,6 +962,12 @@ mod tests {
             untracked: 9,
             ..Default::default()
         });
+        w.publish_sflow_sample_sequences(&crate::decode::sequence::SequenceCounts {
+            lost: 10,
+            late: 11,
+            restarts: 12,
+            ..Default::default()
+        });
         let m = Arc::new(CollectorMetrics::new(vec![w], 5));
         let text = render(&m.registry());
         for line in [
@@ -966,6 +979,9 @@ mod tests {
             "collector_sflow_skipped_total{worker=\"0\",what=\"header\"} 7",
             "collector_sflow_agent_drops_total{worker=\"0\"} 8",
             "collector_sflow_untracked_total{worker=\"0\"} 9",
+            "collector_sflow_sample_sequence_total{worker=\"0\",what=\"lost\"} 10",
+            "collector_sflow_sample_sequence_total{worker=\"0\",what=\"late\"} 11",
+            "collector_sflow_sample_sequence_total{worker=\"0\",what=\"restarts\"} 12",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

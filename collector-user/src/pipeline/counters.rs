@@ -4,6 +4,7 @@
 //! Because each counter has a single writer, an increment is a relaxed load + store (no locked
 //! read-modify-write on the hot path); readers see a recent, never torn, value.
 
+use crate::decode::sequence::SequenceCounts;
 use crate::decode::sflow::SflowStats;
 use crate::decode::{DecodeStats, ErrorReason, Protocol};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -73,6 +74,9 @@ pub struct WorkerCounters {
     pub sflow_skipped: [AtomicU64; 4],
     pub sflow_agent_drops: AtomicU64,
     pub sflow_untracked: AtomicU64,
+    /// sFlow sample sequences: samples lost, late, and source restarts (copied from the decoder
+    /// with its sequence report).
+    pub sflow_sample_sequence: [AtomicU64; 3],
     /// Batches committed to the sink.
     pub batches: AtomicU64,
     /// Sink commits that failed (records of such a batch may be lost; logged once per failure burst).
@@ -112,6 +116,7 @@ impl WorkerCounters {
             sflow_skipped: Default::default(),
             sflow_agent_drops: AtomicU64::new(0),
             sflow_untracked: AtomicU64::new(0),
+            sflow_sample_sequence: Default::default(),
             events_dropped: AtomicU64::new(0),
             batches: AtomicU64::new(0),
             sink_errors: AtomicU64::new(0),
@@ -170,6 +175,14 @@ impl WorkerCounters {
         }
         self.sflow_agent_drops.store(stats.agent_drops, Relaxed);
         self.sflow_untracked.store(stats.untracked, Relaxed);
+    }
+
+    /// Copy the decoder's sFlow sample-sequence counts.
+    pub fn publish_sflow_sample_sequences(&self, counts: &SequenceCounts) {
+        let values = [counts.lost, counts.late, counts.restarts];
+        for (slot, v) in self.sflow_sample_sequence.iter().zip(values) {
+            slot.store(v, Relaxed);
+        }
     }
 
     /// Records produced so far, all protocols.

@@ -28,7 +28,6 @@ use crate::decode::sflow::SflowStats;
 use crate::decode::{
     Collected, Counted, DatagramMeta, DecodeStats, Decoder, ErrorReason, RecordSink,
 };
-use crate::record::addr_from_bytes;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,6 +85,10 @@ pub trait DatagramDecoder: Send {
     /// entries may share an address: one per domain, protocol or sFlow sub-agent).
     fn sequence_counts(&self, out: &mut Vec<(IpAddr, SequenceCounts)>);
 
+    /// sFlow's sample sequences (numbered per agent and data source, apart from the datagram
+    /// sequence that [`DatagramDecoder::sequence_counts`] reports), summed over every source.
+    fn sflow_sample_sequences(&self) -> SequenceCounts;
+
     /// Replace the configured sampling rates (SIGHUP).
     fn set_configured_sampling(&mut self, rates: Vec<ConfiguredRate>);
 
@@ -119,11 +122,15 @@ impl DatagramDecoder for Decoder {
     fn sequence_counts(&self, out: &mut Vec<(IpAddr, SequenceCounts)>) {
         out.extend(Decoder::sequence_counts(self).map(|(space, counts)| (space.exporter, counts)));
         out.extend(self.retired_sequence_counts());
-        out.extend(
-            self.sflow()
-                .agents()
-                .map(|a| (addr_from_bytes(&a.agent_addr), a.datagrams)),
-        );
+        out.extend(self.sflow().agents().map(|a| (a.exporter, a.datagrams)));
+    }
+
+    fn sflow_sample_sequences(&self) -> SequenceCounts {
+        let mut total = SequenceCounts::default();
+        for agent in self.sflow().agents() {
+            total.add(&agent.samples);
+        }
+        total
     }
 
     fn set_configured_sampling(&mut self, rates: Vec<ConfiguredRate>) {
@@ -244,5 +251,34 @@ mod tests {
             .map(|(a, c)| (a.to_string(), c.lost))
             .collect();
         assert!(lost.contains(&("192.0.2.1".to_string(), 5)), "{lost:?}");
+    }
+
+    #[test]
+    fn sflow_counts_are_reported_under_the_address_the_datagrams_come_from() {
+        // Open vSwitch's agent address is the address of the interface named by `agent=`, not
+        // the node address it sends from: the exporter metrics are per source address.
+        let mut agent = crate::decode::sflow::emit::OvsExporter::new([100, 64, 0, 9].into(), 3);
+        let node: SocketAddr = "192.0.2.30:6343".parse().unwrap();
+        let mut dec = Decoder::new();
+        for n in 0..6 {
+            let mut datagram = Vec::new();
+            agent.flow_datagram(&mut datagram);
+            // Datagrams 2 and 3 never arrive: two datagrams and their samples lost.
+            if n == 2 || n == 3 {
+                continue;
+            }
+            let meta = DatagramMeta {
+                exporter: node,
+                received_ns: 1,
+            };
+            let (_, result) = dec.decode_datagram(&meta, &datagram, &mut Collected::default());
+            assert_eq!(result, Ok(()));
+        }
+        let mut reported = Vec::new();
+        DatagramDecoder::sequence_counts(&dec, &mut reported);
+        assert_eq!(reported.len(), 1, "{reported:?}");
+        assert_eq!((reported[0].0, reported[0].1.lost), (node.ip(), 2));
+        let samples = dec.sflow_sample_sequences();
+        assert!(samples.lost >= 2, "{samples:?}");
     }
 }

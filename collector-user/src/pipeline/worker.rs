@@ -177,6 +177,8 @@ impl<S: Source, D: DatagramDecoder, K: BatchSink> Worker<S, D, K> {
                 bump(&self.counters.events_dropped, 1);
             }
         }
+        self.counters
+            .publish_sflow_sample_sequences(&self.decoder.sflow_sample_sequences());
         let mut counts = Vec::new();
         self.decoder.sequence_counts(&mut counts);
         if counts.is_empty() {
@@ -359,6 +361,14 @@ mod tests {
         fn sflow_stats(&self) -> Option<&crate::decode::sflow::SflowStats> {
             None
         }
+        fn sflow_sample_sequences(&self) -> SequenceCounts {
+            SequenceCounts {
+                lost: 4,
+                late: 2,
+                restarts: 1,
+                ..SequenceCounts::default()
+            }
+        }
         fn sequence_counts(&self, out: &mut Vec<(std::net::IpAddr, SequenceCounts)>) {
             out.push((
                 "192.0.2.9".parse().unwrap(),
@@ -498,6 +508,10 @@ mod tests {
         );
         assert_eq!(get(&counters.kernel_drops), 3);
         assert_eq!(get(&counters.not_allowed), 6);
+        assert_eq!(
+            counters.sflow_sample_sequence.each_ref().map(get),
+            [4, 2, 1]
+        );
         // What the decoder still held when the worker stopped is counted, and published.
         assert_eq!(
             get(&counters.errors[ErrorReason::EarlyDataDropped.index()]),

@@ -58,6 +58,7 @@ use crate::record::{CounterRecord, FlowRecord, FlowType};
 use bytemuck::Zeroable;
 use samples::{CounterSampleHeader, FlowSampleHeader, Interface, SourceId};
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// Agents (address + sub-agent) whose sequences are tracked; further agents are decoded untracked.
 pub const MAX_AGENTS: usize = 65_536;
@@ -143,6 +144,8 @@ pub struct AgentSequences {
     /// Agent address (IPv4-mapped when IPv4).
     pub agent_addr: [u8; 16],
     pub sub_agent_id: u32,
+    /// Source address of the agent's latest datagram.
+    pub exporter: IpAddr,
     /// Datagram sequence: lost datagrams, late ones, restarts.
     pub datagrams: SequenceCounts,
     /// Sample sequences summed over the agent's sources: lost samples, late ones, restarts.
@@ -168,6 +171,10 @@ struct SourceState {
 struct AgentState {
     agent_addr: [u8; 16],
     sub_agent_id: u32,
+    /// The source address of the agent's latest datagram: the exporter its counts are reported
+    /// under (an agent's address is often another of the device's addresses; Open vSwitch's is
+    /// the address of the interface given as `agent=`, not the one it sends from).
+    exporter: IpAddr,
     datagrams: SequenceTracker,
     /// Sorted by key.
     sources: Vec<SourceState>,
@@ -396,6 +403,7 @@ impl SflowDecoder {
             AgentSequences {
                 agent_addr: a.agent_addr,
                 sub_agent_id: a.sub_agent_id,
+                exporter: a.exporter,
                 datagrams: a.datagrams.counts,
                 samples,
                 sources: a.sources.len(),
@@ -415,7 +423,10 @@ impl SflowDecoder {
         self.stats.datagrams += 1;
         let agent = self.agent_index(header.agent, header.sub_agent_id);
         let SflowDecoder { stats, agents, .. } = self;
-        let agent = agent.and_then(|a| agents.get_mut(a));
+        let agent = agent.and_then(|a| agents.get_mut(a)).map(|a| {
+            a.exporter = meta.exporter.ip();
+            a
+        });
         let mut walk = DatagramWalk::new(stats, agent, &header, meta);
         walk.observe_datagram(header.sequence);
         walk.samples(header.num_samples, header.samples, sink)
@@ -452,6 +463,7 @@ impl SflowDecoder {
                 self.agents.push(AgentState {
                     agent_addr,
                     sub_agent_id,
+                    exporter: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
                     datagrams: SequenceTracker::new(REORDER_WINDOW, MAX_GAP),
                     sources: Vec::new(),
                     last_source: 0,
