@@ -423,10 +423,10 @@ impl SflowDecoder {
         self.stats.datagrams += 1;
         let agent = self.agent_index(header.agent, header.sub_agent_id);
         let SflowDecoder { stats, agents, .. } = self;
-        let agent = agent.and_then(|a| agents.get_mut(a)).map(|a| {
+        let mut agent = agent.and_then(|a| agents.get_mut(a));
+        if let Some(a) = agent.as_deref_mut() {
             a.exporter = meta.exporter.ip();
-            a
-        });
+        }
         let mut walk = DatagramWalk::new(stats, agent, &header, meta);
         walk.observe_datagram(header.sequence);
         walk.samples(header.num_samples, header.samples, sink)
