@@ -58,7 +58,7 @@ use crate::record::{CounterRecord, FlowRecord, FlowType};
 use bytemuck::Zeroable;
 use samples::{CounterSampleHeader, FlowSampleHeader, Interface, SourceId};
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 /// Agents (address + sub-agent) whose sequences are tracked; further agents are decoded untracked.
 pub const MAX_AGENTS: usize = 65_536;
@@ -144,7 +144,7 @@ pub struct AgentSequences {
     /// Agent address (IPv4-mapped when IPv4).
     pub agent_addr: [u8; 16],
     pub sub_agent_id: u32,
-    /// Source address of the agent's latest datagram.
+    /// Source address of the agent's first datagram.
     pub exporter: IpAddr,
     /// Datagram sequence: lost datagrams, late ones, restarts.
     pub datagrams: SequenceCounts,
@@ -171,9 +171,10 @@ struct SourceState {
 struct AgentState {
     agent_addr: [u8; 16],
     sub_agent_id: u32,
-    /// The source address of the agent's latest datagram: the exporter its counts are reported
+    /// The source address of the agent's first datagram: the exporter its counts are reported
     /// under (an agent's address is often another of the device's addresses; Open vSwitch's is
-    /// the address of the interface given as `agent=`, not the one it sends from).
+    /// the address of the interface given as `agent=`, not the one it sends from). Set once, so
+    /// that a datagram pays nothing for it.
     exporter: IpAddr,
     datagrams: SequenceTracker,
     /// Sorted by key.
@@ -421,12 +422,9 @@ impl SflowDecoder {
     ) -> Result<usize, ErrorReason> {
         let header = datagram::Header::parse(datagram)?;
         self.stats.datagrams += 1;
-        let agent = self.agent_index(header.agent, header.sub_agent_id);
+        let agent = self.agent_index(header.agent, header.sub_agent_id, meta);
         let SflowDecoder { stats, agents, .. } = self;
-        let mut agent = agent.and_then(|a| agents.get_mut(a));
-        if let Some(a) = agent.as_deref_mut() {
-            a.exporter = meta.exporter.ip();
-        }
+        let agent = agent.and_then(|a| agents.get_mut(a));
         let mut walk = DatagramWalk::new(stats, agent, &header, meta);
         walk.observe_datagram(header.sequence);
         walk.samples(header.num_samples, header.samples, sink)
@@ -434,7 +432,12 @@ impl SflowDecoder {
 
     /// Index of the agent's state, created when there is room.
     #[inline(always)]
-    fn agent_index(&mut self, agent_addr: [u8; 16], sub_agent_id: u32) -> Option<usize> {
+    fn agent_index(
+        &mut self,
+        agent_addr: [u8; 16],
+        sub_agent_id: u32,
+        meta: &DatagramMeta,
+    ) -> Option<usize> {
         let slot = agent_slot(&agent_addr, sub_agent_id);
         if let Some(&cached) = self.agent_cache.0.get(slot)
             && let Some(i) = (cached as usize).checked_sub(1)
@@ -444,7 +447,7 @@ impl SflowDecoder {
         {
             return Some(i);
         }
-        self.agent_index_slow(agent_addr, sub_agent_id, slot)
+        self.agent_index_slow(agent_addr, sub_agent_id, slot, meta)
     }
 
     /// [`SflowDecoder::agent_index`] past the cache: the map, then a new agent when there is room.
@@ -454,6 +457,7 @@ impl SflowDecoder {
         agent_addr: [u8; 16],
         sub_agent_id: u32,
         slot: usize,
+        meta: &DatagramMeta,
     ) -> Option<usize> {
         let i = match self.by_agent.get(&(agent_addr, sub_agent_id)) {
             Some(&i) => i,
@@ -463,7 +467,7 @@ impl SflowDecoder {
                 self.agents.push(AgentState {
                     agent_addr,
                     sub_agent_id,
-                    exporter: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                    exporter: meta.exporter.ip(),
                     datagrams: SequenceTracker::new(REORDER_WINDOW, MAX_GAP),
                     sources: Vec::new(),
                     last_source: 0,
