@@ -1089,7 +1089,7 @@ fn walk_flow_sample(
         samples: &[],
     };
     let walk = |dec: &mut SflowDecoder, visit: &mut dyn FnMut(&mut DatagramWalk<'_>)| {
-        let agent = dec.agent_index(header.agent, header.sub_agent_id);
+        let agent = dec.agent_index(header.agent, header.sub_agent_id, &meta());
         let SflowDecoder { stats, agents, .. } = dec;
         let mut walk = DatagramWalk::new(
             stats,
