@@ -19,7 +19,9 @@ use std::time::Duration;
 /// Emulate N cluster nodes exporting NetFlow v5/v9, IPFIX or sFlow (Open vSwitch profiles) to a
 /// collector, write a manifest of exactly what was sent, and verify a collector's rings against it.
 ///
-/// Without a subcommand, `flowgen` sends (the flags of `flowgen send`).
+/// Without a subcommand, `flowgen` sends (the flags of `flowgen send`). Sending exits 0 when every
+/// datagram left, 1 when the kernel refused any (the first refusal's error is printed and the
+/// manifest still written; a refusal other than "no buffer space" stops the run), 2 on an error.
 #[derive(Parser, Debug)]
 #[command(name = "flowgen", version, args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -34,7 +36,7 @@ enum Command {
     /// Send exports (the default).
     Send(Box<SendArgs>),
     /// Compare a collector's flow rings with a manifest: missing, extra and mismatched records.
-    /// Exits 1 on any difference.
+    /// Exits 1 on any difference, or when the manifest records no flow record sent.
     Verify(VerifyArgs),
 }
 
@@ -394,14 +396,35 @@ fn send_cmd(args: SendArgs) -> anyhow::Result<ExitCode> {
         manifest.elapsed_secs,
         t.datagrams as f64 / manifest.elapsed_secs.max(1e-9),
         t.records as f64 / manifest.elapsed_secs.max(1e-9),
-        t.unsent,
+        t.refused_datagrams,
         t.gaps,
         t.restarts
     );
     if let Some(path) = &args.manifest {
         manifest.write(path)?;
     }
-    Ok(ExitCode::SUCCESS)
+    // A run the kernel refused datagrams of did not send what was asked: say why (the first
+    // refusal, once) and fail, even though the manifest accounts for every refused datagram.
+    if t.refused_datagrams > 0 {
+        eprintln!(
+            "flowgen: the kernel refused {} datagrams ({} data datagrams, whose records were not sent); first refusal: {}",
+            t.refused_datagrams,
+            t.unsent,
+            manifest.first_refusal().unwrap_or_default()
+        );
+    }
+    match &manifest.stopped {
+        Some(why) if Some(why) == manifest.first_refusal().as_ref() => {
+            eprintln!("flowgen: stopped early: retrying cannot cure that refusal");
+        }
+        Some(why) => eprintln!("flowgen: stopped early: a refusal retrying cannot cure: {why}"),
+        None => {}
+    }
+    Ok(if t.refused_datagrams > 0 || manifest.stopped.is_some() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 #[cfg(test)]

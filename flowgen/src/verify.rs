@@ -208,6 +208,11 @@ pub struct Report {
     pub intentional_gaps: u64,
     /// Data datagrams the kernel refused to send (their records are not expected).
     pub unsent_datagrams: u64,
+    /// Every datagram the kernel refused (data, template, counter), and the first refusal's error.
+    pub refused_datagrams: u64,
+    pub first_refusal: Option<String>,
+    /// Why the run stopped early, as the manifest says (`None`: it ran its course).
+    pub sender_stopped: Option<String>,
     /// Records the ring readers found overwritten before they were read (collector-side loss).
     pub ring_lost: u64,
     pub ring_corrupt: u64,
@@ -219,8 +224,22 @@ pub struct Report {
 }
 
 impl Report {
+    /// Every record the manifest says was sent is in the rings, intact, and nothing else is; and
+    /// the run did send records (a run whose every datagram was refused has nothing to verify).
     pub fn ok(&self) -> bool {
-        self.missing == 0 && self.extra == 0 && self.mismatched == 0
+        self.verdict() == "OK"
+    }
+
+    /// `OK`; `NOTHING SENT` when the manifest records no flow record sent; `MISMATCH` when records
+    /// are missing, extra or mismatched.
+    pub fn verdict(&self) -> &'static str {
+        if self.expected == 0 {
+            "NOTHING SENT"
+        } else if self.missing > 0 || self.extra > 0 || self.mismatched > 0 {
+            "MISMATCH"
+        } else {
+            "OK"
+        }
     }
 
     /// Fraction of expected records not received intact.
@@ -239,7 +258,7 @@ impl Report {
         let _ = writeln!(
             s,
             "{}: expected {} records, received {} ({} matched, {} missing, {} extra, {} mismatched, {} foreign)",
-            if self.ok() { "OK" } else { "MISMATCH" },
+            self.verdict(),
             self.expected,
             self.received,
             self.matched,
@@ -263,6 +282,17 @@ impl Report {
                 None => "not read".to_string(),
             }
         );
+        if self.refused_datagrams > 0 {
+            let _ = writeln!(
+                s,
+                "  the kernel refused {} datagrams when sending (their records are not expected); first refusal: {}",
+                self.refused_datagrams,
+                self.first_refusal.as_deref().unwrap_or("not recorded")
+            );
+        }
+        if let Some(why) = &self.sender_stopped {
+            let _ = writeln!(s, "  the sender stopped early: {why}");
+        }
         for (field, n) in &self.mismatched_fields {
             let _ = writeln!(s, "  mismatched field {field}: {n}");
         }
@@ -351,6 +381,9 @@ pub fn verify_records(
         .map(|e| e.gaps().count() as u64)
         .sum();
     report.unsent_datagrams = manifest.exporters.iter().map(|e| e.unsent() as u64).sum();
+    report.refused_datagrams = manifest.exporters.iter().map(|e| e.refused_datagrams).sum();
+    report.first_refusal = manifest.first_refusal();
+    report.sender_stopped = manifest.stopped.clone();
     let known: HashSet<([u8; 16], u16)> = expected
         .keys()
         .map(|k| (k.exporter_addr, k.exporter_port))

@@ -177,6 +177,30 @@ fn records_of_other_exporters_are_foreign_not_extra() {
 }
 
 #[test]
+fn a_run_that_sent_no_record_is_not_ok() {
+    // Every data datagram refused: the manifest expects nothing, and verify must not call that OK.
+    let (mut m, _) = run();
+    for e in &mut m.exporters {
+        e.records = 0;
+        e.events = (0..e.data_datagrams)
+            .map(|at| flowgen::manifest::Event::Unsent { at })
+            .collect();
+        e.refused_datagrams = e.data_datagrams;
+        e.refusal = Some("Invalid argument (os error 22)".to_string());
+    }
+    m.totals = m.compute_totals();
+    let report = verify(&m, &[], "nothing-sent");
+    assert_eq!(report.expected, 0);
+    assert!(!report.ok());
+    assert_eq!(report.verdict(), "NOTHING SENT");
+    assert!(
+        report.summary().contains("os error 22"),
+        "{}",
+        report.summary()
+    );
+}
+
+#[test]
 fn the_manifest_survives_json() {
     let (m, _) = run();
     let dir = temp_dir("json");
