@@ -19,7 +19,10 @@ use std::time::Duration;
 /// Emulate N cluster nodes exporting NetFlow v5/v9, IPFIX or sFlow (Open vSwitch profiles) to a
 /// collector, write a manifest of exactly what was sent, and verify a collector's rings against it.
 ///
-/// Without a subcommand, `flowgen` sends (the flags of `flowgen send`).
+/// Without a subcommand, `flowgen` sends (the flags of `flowgen send`). A refusal other than "no
+/// buffer space" stops the run. Sending exits 1 when such a refusal stopped it or the kernel refused
+/// every data datagram (the first refusal's error is printed and the manifest still written), 2 on
+/// an error, 0 otherwise (datagrams refused for lack of buffer space are printed and in the manifest).
 #[derive(Parser, Debug)]
 #[command(name = "flowgen", version, args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -33,8 +36,10 @@ struct Cli {
 enum Command {
     /// Send exports (the default).
     Send(Box<SendArgs>),
-    /// Compare a collector's flow rings with a manifest: missing, extra and mismatched records.
-    /// Exits 1 on any difference.
+    /// Compare a collector's flow rings with a manifest: missing (lost by the collector), extra and
+    /// mismatched records, and records the rings overwrote before verify read them. Exits 0 when
+    /// everything matched; 1 on any difference, or when the manifest records no flow record sent;
+    /// 3 when all verify could see matched but the rings were too small to keep the whole run.
     Verify(VerifyArgs),
 }
 
@@ -184,10 +189,10 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     } else {
         print!("{}", report.summary());
     }
-    Ok(if report.ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
+    Ok(match report.verdict() {
+        "OK" => ExitCode::SUCCESS,
+        "INCOMPLETE" => ExitCode::from(3),
+        _ => ExitCode::from(1),
     })
 }
 
@@ -394,14 +399,38 @@ fn send_cmd(args: SendArgs) -> anyhow::Result<ExitCode> {
         manifest.elapsed_secs,
         t.datagrams as f64 / manifest.elapsed_secs.max(1e-9),
         t.records as f64 / manifest.elapsed_secs.max(1e-9),
-        t.unsent,
+        t.refused_datagrams,
         t.gaps,
         t.restarts
     );
     if let Some(path) = &args.manifest {
         manifest.write(path)?;
     }
-    Ok(ExitCode::SUCCESS)
+    // Refused datagrams: say why, once (the first refusal).
+    if t.refused_datagrams > 0 {
+        eprintln!(
+            "flowgen: the kernel refused {} datagrams ({} data datagrams, whose records were not sent); first refusal: {}",
+            t.refused_datagrams,
+            t.unsent,
+            manifest.first_refusal().unwrap_or_default()
+        );
+    }
+    match &manifest.stopped {
+        Some(why) if Some(why) == manifest.first_refusal().as_ref() => {
+            eprintln!("flowgen: stopped early: retrying cannot cure that refusal");
+        }
+        Some(why) => eprintln!("flowgen: stopped early: a refusal retrying cannot cure: {why}"),
+        None => {}
+    }
+    // Failed: stopped by a refusal retrying cannot cure, or nothing got through. A run that lost
+    // some datagrams to full buffers (ENOBUFS after retries: the sender's limit under overload)
+    // still sent, and its manifest accounts for the rest.
+    let nothing_sent = t.refused_datagrams > 0 && t.records == 0;
+    Ok(if manifest.stopped.is_some() || nothing_sent {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 #[cfg(test)]

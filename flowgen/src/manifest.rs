@@ -84,6 +84,9 @@ pub struct ExporterLog {
     pub bytes: u64,
     /// Datagrams built but refused by the kernel (not in `datagrams`; data ones are `Unsent` events).
     pub refused_datagrams: u64,
+    /// The OS error of the first datagram the kernel refused (`None`: none was refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<String>,
     pub sequence_ranges: Vec<SequenceRange>,
     pub events: Vec<Event>,
 }
@@ -126,7 +129,11 @@ pub struct Totals {
     #[serde(default)]
     pub non_ip_records: u64,
     pub bytes: u64,
+    /// Data datagrams the kernel refused (their records are not in `records`).
     pub unsent: u64,
+    /// Every datagram the kernel refused: data, template and counter datagrams.
+    #[serde(default)]
+    pub refused_datagrams: u64,
     pub gaps: u64,
     pub restarts: u64,
 }
@@ -145,6 +152,10 @@ pub struct Manifest {
     #[serde(default)]
     pub cpu_secs: f64,
     pub totals: Totals,
+    /// Why the run stopped before its duration or count: a refusal retrying cannot cure (the
+    /// exporter, its source and destination, and the OS error). `None`: it ran its course.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
     pub exporters: Vec<ExporterLog>,
 }
 
@@ -158,6 +169,7 @@ impl Manifest {
             elapsed_secs: 0.0,
             cpu_secs: 0.0,
             totals: Totals::default(),
+            stopped: None,
             exporters,
         };
         m.exporters.sort_by_key(|e| e.index);
@@ -174,11 +186,25 @@ impl Manifest {
             t.records += e.records;
             t.non_ip_records += e.non_ip_records;
             t.bytes += e.bytes;
+            t.refused_datagrams += e.refused_datagrams;
             t.unsent += e.unsent() as u64;
             t.gaps += e.gaps().count() as u64;
             t.restarts += e.restarts() as u64;
         }
         t
+    }
+
+    /// The first refusal of the run, naming its exporter: `None` when nothing was refused.
+    pub fn first_refusal(&self) -> Option<String> {
+        self.exporters.iter().find_map(|e| {
+            e.refusal.as_ref().map(|r| {
+                let source = e.source.map_or_else(|| "?".to_string(), |s| s.to_string());
+                format!(
+                    "exporter {} ({source} -> {}): {r}",
+                    e.index, self.destination
+                )
+            })
+        })
     }
 
     pub fn write(&self, path: &Path) -> anyhow::Result<()> {

@@ -4,8 +4,10 @@
 //! each has its own UDP socket bound to its source address and port. A thread paces with a token
 //! bucket refilled once per batch (one clock read per batch, a sleep when the bucket is empty, never
 //! a busy wait), builds up to a batch of datagrams round-robin over its exporters and hands each
-//! exporter's share to the kernel with one `sendmmsg`. Datagrams the kernel refuses are retried
-//! briefly, then recorded in the manifest as refused, so the manifest only ever claims what left.
+//! exporter's share to the kernel with one `sendmmsg`. Datagrams the kernel refuses for lack of
+//! buffer space are retried briefly, then recorded in the manifest as refused, so the manifest only
+//! ever claims what left; any other refusal (no route from the source, a firewall) cannot be cured
+//! by retrying and stops the run. Each exporter keeps the OS error of its first refusal.
 
 use crate::exporter::{DataDatagram, Exporter};
 use crate::manifest::{ExporterLog, Manifest, Params};
@@ -105,6 +107,7 @@ pub fn run(config: &SendConfig, stop: Arc<AtomicBool>) -> anyhow::Result<Manifes
     }
 
     let live = Arc::new(Live::default());
+    let stopped: Arc<std::sync::OnceLock<String>> = Arc::default();
     let started = Instant::now();
     let deadline = config.duration.map(|d| started + d);
     let per_thread_rate = config.rate.map(|r| r / threads as f64);
@@ -122,6 +125,7 @@ pub fn run(config: &SendConfig, stop: Arc<AtomicBool>) -> anyhow::Result<Manifes
                 started,
                 live: live.clone(),
                 stop: stop.clone(),
+                stopped: stopped.clone(),
             };
             std::thread::Builder::new()
                 .name(format!("flowgen-send-{t}"))
@@ -140,6 +144,7 @@ pub fn run(config: &SendConfig, stop: Arc<AtomicBool>) -> anyhow::Result<Manifes
     let mut manifest = Manifest::new(config.destination, params, logs);
     manifest.elapsed_secs = started.elapsed().as_secs_f64();
     manifest.cpu_secs = process_cpu_secs();
+    manifest.stopped = stopped.get().cloned();
     Ok(manifest)
 }
 
@@ -268,6 +273,9 @@ struct Sender {
     started: Instant,
     live: Arc<Live>,
     stop: Arc<AtomicBool>,
+    /// Set (once, by the first thread to hit one) to a refusal that retrying cannot cure: every
+    /// thread stops.
+    stopped: Arc<std::sync::OnceLock<String>>,
 }
 
 impl Sender {
@@ -286,7 +294,10 @@ impl Sender {
             .fold(0u64, u64::saturating_add);
         loop {
             let now = Instant::now();
-            if self.stop.load(Ordering::Relaxed) || self.deadline.is_some_and(|d| now >= d) {
+            if self.stop.load(Ordering::Relaxed)
+                || self.stopped.get().is_some()
+                || self.deadline.is_some_and(|d| now >= d)
+            {
                 break;
             }
             if left == 0 {
@@ -373,7 +384,23 @@ impl Sender {
             if let Some(b) = lane.budget.as_mut() {
                 *b -= take as u64;
             }
-            let sent = send_all(&lane.socket, dest, &lane.queue);
+            let (sent, error) = send_all(&lane.socket, dest, &lane.queue);
+            if let Some(e) = &error {
+                if lane.exporter.log.refusal.is_none() {
+                    lane.exporter.log.refusal = Some(e.to_string());
+                }
+                if !is_transient(e) {
+                    let _ = self.stopped.set(format!(
+                        "exporter {} ({} -> {}): {e}",
+                        lane.exporter.log.index,
+                        lane.exporter
+                            .log
+                            .source
+                            .map_or_else(|| "?".to_string(), |s| s.to_string()),
+                        self.destination
+                    ));
+                }
+            }
             let mut refused = 0;
             for (k, (buf, data)) in lane.queue.drain(..).enumerate() {
                 if k >= sent {
@@ -453,9 +480,19 @@ const MAX_MMSG: usize = 1024;
 /// Attempts when the kernel has no buffer space (ENOBUFS / EAGAIN) before giving up on a datagram.
 const RETRIES: u32 = 20;
 
+/// Whether a refusal may pass by itself (no buffer space): retried, and the run goes on.
+fn is_transient(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::EAGAIN))
+}
+
 /// Send `datagrams` to `dest` with as few `sendmmsg` calls as possible; returns how many were sent
-/// (the first ones: `sendmmsg` stops at the first error).
-fn send_all(socket: &UdpSocket, dest: &SockAddr, datagrams: &[Queued]) -> usize {
+/// (the first ones: `sendmmsg` stops at the first error) and, when not all were, the error that
+/// stopped it.
+fn send_all(
+    socket: &UdpSocket,
+    dest: &SockAddr,
+    datagrams: &[Queued],
+) -> (usize, Option<io::Error>) {
     let fd = socket.as_raw_fd();
     let mut sent = 0usize;
     let mut retries = 0;
@@ -497,8 +534,8 @@ fn send_all(socket: &UdpSocket, dest: &SockAddr, datagrams: &[Queued]) -> usize 
                 retries += 1;
                 std::thread::sleep(Duration::from_micros(200 << retries.min(6)));
             }
-            _ => return sent,
+            _ => return (sent, Some(err)),
         }
     }
-    sent
+    (sent, None)
 }

@@ -7,16 +7,23 @@
 //! times within the tolerance); what is left is paired inside the group by fewest differing fields
 //! and reported as *mismatched* with the fields that differ; what still has no partner is *missing*
 //! (expected) or *extra* (received). Records from exporters the manifest does not name are counted
-//! as *foreign* and do not fail the check. Loss the rings themselves show (records overwritten before
-//! they were read) is reported; loss the collector reports on its metrics endpoint is the
+//! as *foreign* and do not fail the check. Loss the collector reports on its metrics endpoint is the
 //! [`CollectorLoss`] hook, not read yet.
+//!
+//! Rings are read from the first record of their generation, so that records overwritten before
+//! verify got to them are counted ([`Report::ring_lost`]) rather than invisible. An expected record
+//! the rings do not hold is *overwritten* (the ring was too small for verify to see it, which says
+//! nothing against the collector) when the ring its exporter's records went to overwrote records
+//! received during the run and the record was sent in or before the oldest datagram of its exporter
+//! still there; otherwise it is *missing*: the collector lost it.
 
 use crate::exporter::replay;
 use crate::manifest::Manifest;
 use collector::record::{FlowRecord, FlowType, addr_from_bytes};
-use collector::ring::{DirReader, Start};
+use collector::ring::{DirReader, RingReader, Start};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 use std::path::Path;
 
 /// What identifies the datagram a record came from.
@@ -199,7 +206,13 @@ pub struct Report {
     pub expected: u64,
     pub received: u64,
     pub matched: u64,
+    /// Expected records the rings do not hold although they were not overwritten: the collector
+    /// lost them (or never wrote them).
     pub missing: u64,
+    /// Expected records the rings had overwritten before verify read them (sent in or before the
+    /// oldest datagram of their exporter still in a ring that overwrote records of the run): the
+    /// ring was too small for verify to see them; not a sign the collector lost them.
+    pub overwritten: u64,
     pub extra: u64,
     pub mismatched: u64,
     /// Records from exporters the manifest does not name.
@@ -208,7 +221,13 @@ pub struct Report {
     pub intentional_gaps: u64,
     /// Data datagrams the kernel refused to send (their records are not expected).
     pub unsent_datagrams: u64,
-    /// Records the ring readers found overwritten before they were read (collector-side loss).
+    /// Every datagram the kernel refused (data, template, counter), and the first refusal's error.
+    pub refused_datagrams: u64,
+    pub first_refusal: Option<String>,
+    /// Why the run stopped early, as the manifest says (`None`: it ran its course).
+    pub sender_stopped: Option<String>,
+    /// Records of the rings' current generations that were overwritten before verify read them,
+    /// counted from each generation's first record (so it includes records older than the run).
     pub ring_lost: u64,
     pub ring_corrupt: u64,
     /// Loss reported by the collector's metrics; `None`: not read.
@@ -219,8 +238,26 @@ pub struct Report {
 }
 
 impl Report {
+    /// Every record the manifest says was sent is in the rings, intact, and nothing else is; and
+    /// the run did send records (a run whose every datagram was refused has nothing to verify).
     pub fn ok(&self) -> bool {
-        self.missing == 0 && self.extra == 0 && self.mismatched == 0
+        self.verdict() == "OK"
+    }
+
+    /// `OK`; `NOTHING SENT` when the manifest records no flow record sent; `MISMATCH` when records
+    /// are missing (the collector lost them), extra or mismatched; `INCOMPLETE` when nothing is
+    /// wrong with what verify could see but the rings had overwritten records of the run before
+    /// verify read them (rings too small for the run: verify cannot tell whether those arrived).
+    pub fn verdict(&self) -> &'static str {
+        if self.expected == 0 {
+            "NOTHING SENT"
+        } else if self.missing > 0 || self.extra > 0 || self.mismatched > 0 {
+            "MISMATCH"
+        } else if self.overwritten > 0 {
+            "INCOMPLETE"
+        } else {
+            "OK"
+        }
     }
 
     /// Fraction of expected records not received intact.
@@ -238,12 +275,13 @@ impl Report {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{}: expected {} records, received {} ({} matched, {} missing, {} extra, {} mismatched, {} foreign)",
-            if self.ok() { "OK" } else { "MISMATCH" },
+            "{}: expected {} records, received {} ({} matched, {} missing, {} overwritten, {} extra, {} mismatched, {} foreign)",
+            self.verdict(),
             self.expected,
             self.received,
             self.matched,
             self.missing,
+            self.overwritten,
             self.extra,
             self.mismatched,
             self.foreign
@@ -263,6 +301,31 @@ impl Report {
                 None => "not read".to_string(),
             }
         );
+        if self.missing > 0 {
+            let _ = writeln!(
+                s,
+                "  collector lost records: {} sent records are not in the rings, and the rings did not overwrite them",
+                self.missing
+            );
+        }
+        if self.overwritten > 0 {
+            let _ = writeln!(
+                s,
+                "  rings too small for verify: {} sent records were overwritten in the rings before verify read them ({} ring records lost in all); whether the collector received them cannot be told: give it a larger --ring-size or verify a shorter run",
+                self.overwritten, self.ring_lost
+            );
+        }
+        if self.refused_datagrams > 0 {
+            let _ = writeln!(
+                s,
+                "  the kernel refused {} datagrams when sending (their records are not expected); first refusal: {}",
+                self.refused_datagrams,
+                self.first_refusal.as_deref().unwrap_or("not recorded")
+            );
+        }
+        if let Some(why) = &self.sender_stopped {
+            let _ = writeln!(s, "  the sender stopped early: {why}");
+        }
         for (field, n) in &self.mismatched_fields {
             let _ = writeln!(s, "  mismatched field {field}: {n}");
         }
@@ -299,17 +362,51 @@ impl Default for VerifyConfig {
     }
 }
 
-/// The records the manifest says were sent, grouped by datagram key.
-pub fn expected_records(manifest: &Manifest) -> HashMap<DatagramKey, Vec<FlowRecord>> {
-    let mut groups: HashMap<DatagramKey, Vec<FlowRecord>> = HashMap::new();
+/// An expected record and the place of its datagram in its exporter's stream (0: the first data
+/// datagram sent). Datagrams, not records: a collector need not write the records of one datagram
+/// in the order they were generated (IPFIX sets of different templates, say).
+#[derive(Clone, Copy, Debug)]
+struct Expected {
+    order: u64,
+    record: FlowRecord,
+}
+
+/// The records the manifest says were sent, grouped by datagram key, each with the place of its
+/// datagram in its exporter's stream.
+fn expected_records(manifest: &Manifest) -> HashMap<DatagramKey, Vec<Expected>> {
+    let mut groups: HashMap<DatagramKey, Vec<Expected>> = HashMap::new();
     for log in &manifest.exporters {
+        let mut order = 0u64;
         replay(&manifest.params, log, |records| {
             for r in records {
-                groups.entry(DatagramKey::of(r)).or_default().push(*r);
+                groups
+                    .entry(DatagramKey::of(r))
+                    .or_default()
+                    .push(Expected { order, record: *r });
             }
+            order += 1;
         });
     }
     groups
+}
+
+/// What verify read from one ring file.
+#[derive(Clone, Debug)]
+pub struct RingRead {
+    /// Its records: this range of the received records.
+    pub records: Range<usize>,
+    /// Records of its generation overwritten before they were read (from its first record).
+    pub lost: u64,
+    /// Receive time of the oldest record read (`None`: none read).
+    pub oldest_received_ns: Option<u64>,
+}
+
+impl RingRead {
+    /// Whether the ring overwrote records received during the run (started at `started_ns`): it
+    /// lost records and its oldest one left was received after the start.
+    fn overwrote_run(&self, started_ns: u64) -> bool {
+        self.lost > 0 && self.oldest_received_ns.is_none_or(|t| t >= started_ns)
+    }
 }
 
 /// Compare the flow rings in `ring_dir` with `manifest`.
@@ -318,31 +415,63 @@ pub fn verify_dir(
     ring_dir: &Path,
     config: &VerifyConfig,
 ) -> anyhow::Result<Report> {
-    let mut reader = DirReader::<FlowRecord>::open(ring_dir, Start::Oldest)?;
-    reader.stop_at_current_end();
+    // Each ring on its own, from the first record of its generation: what was overwritten before
+    // verify got to it is counted as lost instead of going unseen.
+    let paths: Vec<_> = DirReader::<FlowRecord>::open(ring_dir, Start::Now)?
+        .rings()
+        .iter()
+        .map(|r| r.path().to_path_buf())
+        .collect();
     let mut received = Vec::new();
+    let mut rings = Vec::new();
+    let mut corrupt = 0;
     let mut buf = vec![bytemuck::Zeroable::zeroed(); 4096];
-    loop {
-        let n = reader.read(&mut buf);
-        if n == 0 {
-            break;
+    for path in paths {
+        let mut reader = RingReader::<FlowRecord>::open(&path, Start::Cursor(0))?;
+        reader.stop_at_current_end();
+        let first = received.len();
+        loop {
+            let n = reader.read(&mut buf);
+            if n == 0 {
+                break;
+            }
+            received.extend_from_slice(buf.get(..n).unwrap_or_default());
         }
-        received.extend_from_slice(buf.get(..n).unwrap_or_default());
+        let stats = reader.stats();
+        corrupt += stats.corrupt;
+        rings.push(RingRead {
+            oldest_received_ns: received.get(first).map(|r| r.time_received_ns),
+            records: first..received.len(),
+            lost: stats.lost,
+        });
     }
-    let stats = reader.stats();
-    let mut report = verify_records(manifest, &received, config);
-    report.ring_lost = stats.lost;
-    report.ring_corrupt = stats.corrupt;
+    let mut report = verify_ring_records(manifest, &received, &rings, config);
+    report.ring_corrupt = corrupt;
     Ok(report)
 }
 
-/// Compare `received` records with `manifest`.
+/// Compare `received` records with `manifest` (no ring overwrote any: every record not received
+/// is missing).
 pub fn verify_records(
     manifest: &Manifest,
     received: &[FlowRecord],
     config: &VerifyConfig,
 ) -> Report {
-    let mut report = Report::default();
+    verify_ring_records(manifest, received, &[], config)
+}
+
+/// Compare `received` records, read from `rings`, with `manifest`: expected records not received
+/// are `overwritten` when a ring explains them, `missing` otherwise.
+pub fn verify_ring_records(
+    manifest: &Manifest,
+    received: &[FlowRecord],
+    rings: &[RingRead],
+    config: &VerifyConfig,
+) -> Report {
+    let mut report = Report {
+        ring_lost: rings.iter().map(|r| r.lost).sum(),
+        ..Report::default()
+    };
     let mut expected = expected_records(manifest);
     report.expected = expected.values().map(|v| v.len() as u64).sum();
     report.intentional_gaps = manifest
@@ -351,28 +480,46 @@ pub fn verify_records(
         .map(|e| e.gaps().count() as u64)
         .sum();
     report.unsent_datagrams = manifest.exporters.iter().map(|e| e.unsent() as u64).sum();
+    report.refused_datagrams = manifest.exporters.iter().map(|e| e.refused_datagrams).sum();
+    report.first_refusal = manifest.first_refusal();
+    report.sender_stopped = manifest.stopped.clone();
     let known: HashSet<([u8; 16], u16)> = expected
         .keys()
         .map(|k| (k.exporter_addr, k.exporter_port))
         .collect();
 
+    // Per exporter: the ring its records were found in, and the place in its stream of the
+    // oldest datagram a received record came from.
+    let ring_of = |i: usize| rings.iter().position(|r| r.records.contains(&i));
+    let mut exporter_ring: HashMap<([u8; 16], u16), Option<usize>> = HashMap::new();
+    let mut first_seen: HashMap<([u8; 16], u16), u64> = HashMap::new();
+    let mut seen = |key: &DatagramKey, order: u64| {
+        let e = first_seen
+            .entry((key.exporter_addr, key.exporter_port))
+            .or_insert(order);
+        *e = (*e).min(order);
+    };
+
     // Exact matches first.
     let mut leftover: HashMap<DatagramKey, Vec<FlowRecord>> = HashMap::new();
-    for r in received {
+    for (i, r) in received.iter().enumerate() {
         report.received += 1;
         let key = DatagramKey::of(r);
         if !known.contains(&(key.exporter_addr, key.exporter_port)) {
             report.foreign += 1;
             continue;
         }
+        exporter_ring
+            .entry((key.exporter_addr, key.exporter_port))
+            .or_insert_with(|| ring_of(i));
         let group = expected.get_mut(&key);
         let hit = group.as_ref().and_then(|g| {
             g.iter()
-                .position(|e| compare(e, r, config.tolerance_ns, |_, _, _| {}) == 0)
+                .position(|e| compare(&e.record, r, config.tolerance_ns, |_, _, _| {}) == 0)
         });
         match (group, hit) {
             (Some(g), Some(i)) => {
-                g.swap_remove(i);
+                seen(&key, g.swap_remove(i).order);
                 report.matched += 1;
             }
             _ => leftover.entry(key).or_default().push(*r),
@@ -391,7 +538,7 @@ pub fn verify_records(
             let best = expected.get(&key).and_then(|g| {
                 g.iter()
                     .enumerate()
-                    .map(|(i, e)| (compare(e, &r, config.tolerance_ns, |_, _, _| {}), i))
+                    .map(|(i, e)| (compare(&e.record, &r, config.tolerance_ns, |_, _, _| {}), i))
                     .min()
             });
             match best {
@@ -399,6 +546,8 @@ pub fn verify_records(
                     let Some(e) = expected.get_mut(&key).map(|g| g.swap_remove(i)) else {
                         continue;
                     };
+                    seen(&key, e.order);
+                    let e = e.record;
                     report.mismatched += 1;
                     let mut fields = Vec::new();
                     compare(&e, &r, config.tolerance_ns, |field, ev, gv| {
@@ -423,7 +572,33 @@ pub fn verify_records(
         }
     }
 
-    let mut missing: Vec<FlowRecord> = expected.into_values().flatten().collect();
+    // Not received: overwritten when a ring that overwrote records of the run explains it (sent in
+    // or before the oldest datagram of its exporter left in that ring, whose first records the
+    // ring may have overwritten; or an exporter none of whose records are left), at most as many
+    // per ring as it lost; missing otherwise.
+    let mut unseen: Vec<Expected> = expected.into_values().flatten().collect();
+    unseen.sort_by_key(|e| (e.record.exporter_addr, e.record.exporter_port, e.order));
+    let started = manifest.started_unix_ns;
+    let mut room: Vec<u64> = rings
+        .iter()
+        .map(|r| if r.overwrote_run(started) { r.lost } else { 0 })
+        .collect();
+    let mut missing = Vec::new();
+    for e in unseen {
+        let exporter = (e.record.exporter_addr, e.record.exporter_port);
+        let ring = match exporter_ring.get(&exporter) {
+            Some(ring) => ring.filter(|_| first_seen.get(&exporter).is_some_and(|&f| e.order <= f)),
+            // Nothing of this exporter is left: any ring that overwrote records of the run.
+            None => room.iter().position(|&n| n > 0),
+        };
+        match ring.and_then(|i| room.get_mut(i)).filter(|n| **n > 0) {
+            Some(n) => {
+                *n -= 1;
+                report.overwritten += 1;
+            }
+            None => missing.push(e.record),
+        }
+    }
     missing.sort_by_key(|r| (r.exporter_addr, r.exporter_port, r.sequence_num));
     report.missing = missing.len() as u64;
     for r in missing.iter().take(config.show) {

@@ -24,9 +24,10 @@ fn ip(args: &[&str]) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-#[test]
-fn sources_are_added_in_the_namespace_used_and_removed() {
-    let name = format!("flowgen-t{}", std::process::id());
+/// A new network namespace of this test's own (`None`, after printing SKIPPED, when it cannot be
+/// made and privileged tests are not required).
+fn namespace(tag: &str) -> Option<Namespace> {
+    let name = format!("flowgen-{tag}{}", std::process::id());
     if !ip(&["netns", "add", &name]) {
         // CI requires privileged tests to run (the integration tests' convention).
         assert!(
@@ -34,9 +35,17 @@ fn sources_are_added_in_the_namespace_used_and_removed() {
             "cannot create a network namespace and COLLECTOR_REQUIRE_PRIVILEGED=1"
         );
         println!("SKIPPED: cannot create a network namespace (needs root and iproute2)");
-        return;
+        return None;
     }
-    let ns = Namespace(name.clone());
+    Some(Namespace(name))
+}
+
+#[test]
+fn sources_are_added_in_the_namespace_used_and_removed() {
+    let Some(ns) = namespace("t") else {
+        return;
+    };
+    let name = ns.0.clone();
     assert!(ip(&["-n", &ns.0, "link", "set", "lo", "up"]));
     assert!(ip(&[
         "-n", &ns.0, "link", "add", "fg0", "type", "veth", "peer", "name", "fg1"
@@ -131,5 +140,90 @@ fn sources_are_added_in_the_namespace_used_and_removed() {
     let shown = String::from_utf8_lossy(&shown.stdout);
     assert!(!shown.contains("10.199.0.1/"), "{shown}");
     assert!(shown.contains("10.199.255.254/16"), "{shown}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The user's walkthrough: in a namespace whose only address is 10.77.0.2, the default source
+/// (127.0.0.1) cannot reach 10.77.0.1 and the kernel refuses every datagram (EINVAL, before any
+/// packet exists). flowgen says why once, stops, exits 1, and its manifest makes verify fail.
+#[test]
+fn a_run_whose_every_datagram_is_refused_fails_and_says_why() {
+    let Some(ns) = namespace("r") else {
+        return;
+    };
+    assert!(ip(&["-n", &ns.0, "link", "set", "lo", "up"]));
+    assert!(ip(&[
+        "-n", &ns.0, "link", "add", "fg0", "type", "veth", "peer", "name", "fg1"
+    ]));
+    assert!(ip(&["-n", &ns.0, "link", "set", "fg0", "up"]));
+    assert!(ip(&["-n", &ns.0, "link", "set", "fg1", "up"]));
+    assert!(ip(&[
+        "-n",
+        &ns.0,
+        "addr",
+        "add",
+        "10.77.0.2/24",
+        "dev",
+        "fg0"
+    ]));
+    let dir = common::temp_dir("refused");
+    let manifest_path = dir.join("m.json");
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.0])
+        .arg(env!("CARGO_BIN_EXE_flowgen"))
+        .args([
+            "--profile",
+            "ipfix",
+            "--to",
+            "10.77.0.1:4739",
+            "--count",
+            "5",
+        ])
+        .args(["--progress", "none", "--manifest"])
+        .arg(&manifest_path)
+        .output()
+        .expect("run flowgen");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // The reason, once (not once per datagram).
+    assert_eq!(stderr.matches("Invalid argument").count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("first refusal: exporter 0 (127.0.0.1:"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("stopped early"), "{stderr}");
+
+    let m = Manifest::read(&manifest_path).expect("manifest");
+    assert_eq!((m.totals.datagrams, m.totals.records), (0, 0));
+    assert_eq!(m.totals.unsent, 5);
+    assert!(m.totals.refused_datagrams >= 5, "{:?}", m.totals);
+    let e = &m.exporters[0];
+    assert!(
+        e.refusal
+            .as_deref()
+            .is_some_and(|r| r.contains("os error 22")),
+        "{:?}",
+        e.refusal
+    );
+    assert!(
+        m.stopped
+            .as_deref()
+            .is_some_and(|s| s.contains("10.77.0.1:4739"))
+    );
+
+    let rings = dir.join("rings");
+    std::fs::create_dir(&rings).expect("ring dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_flowgen"))
+        .arg("verify")
+        .arg("--manifest")
+        .arg(&manifest_path)
+        .arg("--ring-dir")
+        .arg(&rings)
+        .output()
+        .expect("run flowgen verify");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.starts_with("NOTHING SENT: "), "{stdout}");
+    assert!(stdout.contains("os error 22"), "{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
 }
