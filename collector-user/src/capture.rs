@@ -74,8 +74,10 @@ const OPT_IF_TSOFFSET: u16 = 14;
 /// Why a capture file could not be read further.
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
+    /// The OS error is part of the message (not a separate `source`, which `{:#}` would print a
+    /// second time).
     #[error("reading the capture: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
     #[error("not a pcap or pcapng file (first word {0:#010x})")]
     UnknownFormat(u32),
     #[error("the capture ends inside a {0}")]
@@ -86,6 +88,12 @@ pub enum CaptureError {
     BadBlock(&'static str),
     #[error("a packet refers to pcapng interface {0}, which the section did not describe")]
     UnknownInterface(u32),
+}
+
+impl From<io::Error> for CaptureError {
+    fn from(e: io::Error) -> Self {
+        CaptureError::Io(e)
+    }
 }
 
 /// One captured frame, borrowed from the reader's buffer until the next call.

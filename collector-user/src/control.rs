@@ -106,8 +106,10 @@ async fn serve(
     let mut events_tick = tokio::time::interval(EVENT_POLL);
     let mut summary_tick = tokio::time::interval(setup.summary_interval);
     summary_tick.tick().await;
-    let mut previous = setup.metrics.totals();
-    let mut previous_at = Instant::now();
+    let started = setup.metrics.totals();
+    let started_at = Instant::now();
+    let mut previous = started;
+    let mut previous_at = started_at;
     let finished = finished.notified();
     tokio::pin!(finished);
     loop {
@@ -138,8 +140,9 @@ async fn serve(
     }
     drain_events(&setup);
     let totals = setup.metrics.totals();
-    let secs = previous_at.elapsed().as_secs_f64();
-    tracing::info!("final: {}", totals.summary_line(&previous, secs));
+    // The rates of the whole run (the periodic lines give those of their interval).
+    let secs = started_at.elapsed().as_secs_f64();
+    tracing::info!("final: {}", totals.summary_line(&started, secs));
     Ok(totals)
 }
 

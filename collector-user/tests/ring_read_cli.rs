@@ -188,3 +188,22 @@ fn follow_prints_new_records_until_sigterm() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_missing_path_is_one_clear_line() {
+    for args in [
+        &["read", "--ring-dir", "/nonexistent-collector-dir"][..],
+        &["replay", "/nonexistent-collector-capture.pcap"][..],
+    ] {
+        let out = collector().args(args).output().unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // The OS error once, not once more for its source.
+        assert_eq!(
+            stderr.matches("No such file or directory").count(),
+            1,
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+    }
+}

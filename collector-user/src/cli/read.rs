@@ -28,7 +28,8 @@ pub struct ReadArgs {
     /// Which rings to read.
     #[arg(long, value_enum, default_value_t = Kind::Flows)]
     pub kind: Kind,
-    /// Output format: JSON lines, or CSV with a header line.
+    /// Output format: JSON lines, or CSV with a header line (flow records only; counter records
+    /// are JSON).
     #[arg(long, value_enum, default_value_t = Format::Json)]
     pub format: Format,
 }

@@ -240,6 +240,17 @@ pub fn render(endpoint: &str, before: &Scrape, now: &Scrape, secs: f64) -> Strin
         };
         key(a).cmp(&key(b)).then(a.cmp(b))
     });
+    // "other" only when something is in it.
+    exporters.retain(|e| {
+        e != "other"
+            || [
+                "collector_exporter_datagrams_total",
+                "collector_exporter_sequence_lost",
+                "collector_exporter_restarts_total",
+            ]
+            .iter()
+            .any(|name| now.sum(name, "exporter", e).is_some_and(|v| v != 0.0))
+    });
     for exporter in exporters {
         let loss = match (
             now.sum("collector_exporter_sequence_lost", "exporter", &exporter),
@@ -434,6 +445,19 @@ collector_decode_errors_total{reason=\"template_missing\"} 4\n\
             view.contains("total: 100 datagrams/s, 1000 records/s"),
             "{view}"
         );
+        // An empty "other" row is left out.
+        let quiet = NOW.replace(
+            "collector_exporter_datagrams_total{exporter=\"other\"} 50",
+            "collector_exporter_datagrams_total{exporter=\"other\"} 0",
+        );
+        let view = render(
+            "127.0.0.1:9742",
+            &Scrape::parse(BEFORE),
+            &Scrape::parse(&quiet),
+            2.0,
+        );
+        assert!(!view.contains("\nother"), "{view}");
+        assert!(view.contains("\n192.0.2.1"), "{view}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::allow::AllowList;
 use crate::config::{FlagConfig, Settings};
 use crate::decode::sampling::ConfiguredRate;
 use crate::decode::{Decoder, DecoderConfig};
-use crate::ring::{RingConfig, WorkerRings};
+use crate::ring::{RingConfig, RingOpen, WorkerRings};
 use crate::source::udp::{UdpSocket, UdpSource, ensure_unused};
 use anyhow::Context as _;
 use std::net::SocketAddr;
@@ -186,6 +186,20 @@ pub fn open_rings(settings: &Settings, worker: usize) -> anyhow::Result<WorkerRi
         )
     })?;
     tracing::info!(worker, flows = %rings.flows.path().display(), "ring files open");
+    for (path, opened) in [
+        (rings.flows.path(), rings.flows.opened()),
+        (rings.counters.path(), rings.counters.opened()),
+    ] {
+        if let RingOpen::Replaced { reason } = opened {
+            // The old records stay readable until readers finish the old file, then are gone.
+            tracing::warn!(
+                worker,
+                ring = %path.display(),
+                %reason,
+                "ring replaced by a new generation"
+            );
+        }
+    }
     Ok(rings)
 }
 

@@ -81,10 +81,12 @@ pub mod field {
 /// Why a ring file was refused or could not be used. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum RingError {
-    #[error("{path}: {source}")]
+    /// The OS error is part of the message (not a separate `source`, which `{:#}` would print a
+    /// second time).
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}: header not written yet (file being created)")]
     Incomplete { path: PathBuf },
@@ -134,10 +136,10 @@ pub enum RingError {
 }
 
 impl RingError {
-    pub(crate) fn io(path: &Path, source: std::io::Error) -> RingError {
+    pub(crate) fn io(path: &Path, cause: std::io::Error) -> RingError {
         RingError::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         }
     }
 }
