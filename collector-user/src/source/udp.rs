@@ -6,9 +6,11 @@
 //! `[::]:P` coexist. Datagrams are received with `recvmmsg` in batches of [`BATCH`] into buffers the
 //! source owns and lends to the worker (no copy). Every socket asks for a large receive buffer
 //! (`SO_RCVBUFFORCE` when privileged, else `SO_RCVBUF`, read back to report a kernel cap), counts
-//! kernel drops from `SO_RXQ_OVFL` control messages and stamps datagrams with the kernel receive
-//! time (`SO_TIMESTAMPNS`). Sockets are non-blocking; a batch waits in `poll` for at most the
-//! worker's timeout so shutdown is prompt.
+//! kernel drops from `SO_RXQ_OVFL` control messages (and, once a poll times out, from `SO_MEMINFO`:
+//! the drops at the end of a burst, which no later datagram reports) and stamps datagrams with the
+//! kernel receive time (`SO_TIMESTAMPNS`). Sockets are non-blocking; a batch waits in `poll` for at
+//! most the worker's timeout so shutdown is prompt. Datagrams from sources outside the allow-list
+//! are discarded and counted.
 
 use crate::allow::AllowList;
 use crate::decode::DatagramMeta;
@@ -30,6 +32,10 @@ const CONTROL_WORDS: usize = 16;
 const SO_RCVBUFFORCE: libc::c_int = 33;
 const SO_TIMESTAMPNS: libc::c_int = 35;
 const SO_RXQ_OVFL: libc::c_int = 40;
+const SO_MEMINFO: libc::c_int = 55;
+/// `SK_MEMINFO_DROPS` in the `SO_MEMINFO` array (`SK_MEMINFO_VARS` entries): the socket's drops.
+const SK_MEMINFO_DROPS: usize = 8;
+const SK_MEMINFO_VARS: usize = 9;
 
 /// One bound UDP socket.
 #[derive(Debug)]
@@ -127,6 +133,45 @@ impl UdpSocket {
     /// Usable receive buffer bytes the kernel granted (half of what `SO_RCVBUF` reports).
     pub fn rcvbuf_usable(&self) -> u64 {
         self.rcvbuf_granted as u64 / 2
+    }
+}
+
+impl UdpSocket {
+    /// Take the socket's cumulative drop count as seen now (`SO_RXQ_OVFL` of a datagram, or
+    /// `SO_MEMINFO`); returns the drops not counted before. A datagram queued before drops were
+    /// read another way carries an older count: it adds nothing.
+    fn note_drop_count(&mut self, count: u32) -> u64 {
+        let new = count.wrapping_sub(self.last_drop_count);
+        // A 32-bit counter that wraps: "ahead" is a difference below half its range.
+        if new == 0 || new > u32::MAX / 2 {
+            return 0;
+        }
+        self.last_drop_count = count;
+        u64::from(new)
+    }
+
+    /// The socket's cumulative drop count now (`SO_MEMINFO`), for drops no later datagram will
+    /// report: those at the end of a burst.
+    fn drop_count_now(&self) -> io::Result<u32> {
+        let mut info = [0u32; SK_MEMINFO_VARS];
+        let mut len = size_of_val(&info) as libc::socklen_t;
+        // SAFETY: `info` is writable for `len` bytes; the kernel writes at most that much.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                SO_MEMINFO,
+                info.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        info.get(SK_MEMINFO_DROPS)
+            .copied()
+            .filter(|_| len as usize > SK_MEMINFO_DROPS * 4)
+            .ok_or_else(|| io::Error::other("SO_MEMINFO without a drop count"))
     }
 }
 
@@ -259,8 +304,7 @@ impl UdpSource {
         for (k, header) in headers.iter().enumerate().take(n) {
             let (drop_count, stamp) = read_control(&header.msg_hdr);
             if let Some(count) = drop_count {
-                self.kernel_drops += u64::from(count.wrapping_sub(socket.last_drop_count));
-                socket.last_drop_count = count;
+                self.kernel_drops += socket.note_drop_count(count);
             }
             if header.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
                 self.truncated += 1;
@@ -290,6 +334,15 @@ impl UdpSource {
             delivered += 1;
         }
         Ok(delivered)
+    }
+
+    /// Read each socket's drop count (`SO_MEMINFO`, one syscall each; done when idle).
+    fn count_quiet_drops(&mut self) {
+        for socket in &mut self.sockets {
+            if let Ok(count) = socket.drop_count_now() {
+                self.kernel_drops += socket.note_drop_count(count);
+            }
+        }
     }
 
     /// One pass over every socket (round robin start), one `recvmmsg` each.
@@ -335,6 +388,9 @@ impl Source for UdpSource {
             };
         }
         if rc == 0 {
+            // Quiet for a whole timeout: count the drops at the end of the last burst, which no
+            // datagram after them has reported.
+            self.count_quiet_drops();
             return Ok(0);
         }
         self.recv_ready(deliver)
@@ -642,12 +698,27 @@ mod tests {
             .unwrap()
             > 0
         {}
-        // Drops are reported in the control message of the next datagram that gets through.
-        sender.send_to(&[7u8; 10], target).unwrap();
-        got += received(&mut source, 1).len();
+        // Nothing came after the burst: the quiet poll read the socket's drop count.
         let drops = source.losses().kernel_drops;
         assert!(drops > 0, "no drops counted: got {got}");
+        assert_eq!(got as u64 + drops, sent);
+        // The next datagram's control message carries the same count: nothing counted twice.
+        sender.send_to(&[7u8; 10], target).unwrap();
+        got += received(&mut source, 1).len();
+        assert_eq!(source.losses().kernel_drops, drops);
         assert_eq!(got as u64 + drops, sent + 1);
+    }
+
+    #[test]
+    fn drop_counts_only_move_forward_across_the_wrap() {
+        let mut s = UdpSocket::bind("127.0.0.1:0".parse().unwrap(), 1 << 20).unwrap();
+        assert_eq!(s.note_drop_count(5), 5);
+        // An older count (a datagram queued before the drops were read): nothing.
+        assert_eq!(s.note_drop_count(3), 0);
+        assert_eq!(s.note_drop_count(5), 0);
+        s.last_drop_count = u32::MAX - 1;
+        assert_eq!(s.note_drop_count(2), 4);
+        assert_eq!(s.note_drop_count(u32::MAX), 0);
     }
 
     #[test]
