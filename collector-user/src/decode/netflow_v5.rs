@@ -960,4 +960,35 @@ mod tests {
         assert_eq!(errors(&dec, ErrorReason::TruncatedHeader), 1);
         assert_eq!(dec.stats.records[Protocol::NetflowV5.index()], 0);
     }
+
+    #[test]
+    fn thirty_records_decode_and_thirty_one_are_refused() {
+        // A datagram that really carries its records, 30 of them: all decoded. The same with a
+        // 31st record and count 31: refused for the count, not for being short.
+        let records: Vec<RecordRepr> = (0..31u8)
+            .map(|i| RecordRepr {
+                src_addr: [10, 0, 0, i],
+                ..first()
+            })
+            .collect();
+        let mut thirty = Vec::new();
+        emit(&header(), &records[..30], &mut thirty);
+        assert_eq!(thirty.len(), 24 + 30 * 48);
+        let mut dec = Decoder::new();
+        let (sink, result) = run(&mut dec, EXPORTER, &thirty);
+        assert_eq!(result, Ok(()));
+        assert_eq!(sink.flows.len(), 30);
+        assert_eq!(sink.flows[29].src_addr, ipv4_bytes([10, 0, 0, 29]));
+        let mut thirty_one = thirty;
+        thirty_one[field::COUNT].copy_from_slice(&31u16.to_be_bytes());
+        let mut last = [0; field::RECORD_LEN];
+        records[30].emit(&mut last);
+        thirty_one.extend_from_slice(&last);
+        assert_eq!(thirty_one.len(), 24 + 31 * 48);
+        let (sink, result) = run(&mut dec, EXPORTER, &thirty_one);
+        assert_eq!(result, Err(ErrorReason::BadRecordCount));
+        assert!(sink.flows.is_empty());
+        assert_eq!(errors(&dec, ErrorReason::BadRecordCount), 1);
+        assert_eq!(dec.stats.records[Protocol::NetflowV5.index()], 30);
+    }
 }
