@@ -45,6 +45,10 @@ reasons! {
     TruncatedRecord => "truncated_record",
     /// IPFIX: the message length in the header does not match the datagram.
     BadMessageLength => "bad_message_length",
+    /// Bytes after the end of the message (IPFIX: its length field; NetFlow v5: its records): the
+    /// message is decoded, the bytes after it (another message packed into the datagram, or
+    /// garbage) are not.
+    TrailingBytes => "trailing_bytes",
     /// A set (v9 flowset) is shorter than its header or runs past the message.
     BadSetLength => "bad_set_length",
     /// A set id that is reserved (v9: 2..255 other than 0/1; IPFIX: 0, 1, 4..255).

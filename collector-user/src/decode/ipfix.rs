@@ -109,7 +109,8 @@ impl HeaderRepr {
 }
 
 /// Decode one IPFIX message. A header problem is an `Err` (and `out` is left as it was); what the
-/// sets gave, and their problems, are in `out`.
+/// sets gave, and their problems, are in `out`. Bytes of the datagram after the message's length
+/// are not decoded: they are `TrailingBytes`, noted after the sets' problems.
 #[inline]
 pub fn decode<S: RecordSink>(
     state: &mut TemplatedState,
@@ -171,6 +172,9 @@ pub fn decode<S: RecordSink>(
         }
     }
     out.span = span;
+    if length < datagram.len() {
+        env.note(&mut out.error, ErrorReason::TrailingBytes);
+    }
     Ok(())
 }
 
@@ -1434,5 +1438,33 @@ mod tests {
         assert!(kept < 10);
         assert_eq!(errors(&dec, ErrorReason::TemplateEvicted), 10 - kept);
         assert_eq!(dec.stats.template_cache_templates, kept);
+    }
+
+    #[test]
+    fn bytes_after_the_message_length_are_counted_not_dropped_silently() {
+        // Two messages packed into one datagram: the first (its length field says 108) is
+        // decoded; the second is not, and the datagram counts as trailing_bytes.
+        let mut second = MESSAGE;
+        second[8..12].copy_from_slice(&6u32.to_be_bytes());
+        let packed = [MESSAGE, second].concat();
+        let mut dec = Decoder::new();
+        let (sink, result) = run(&mut dec, EXPORTER, &packed);
+        assert_eq!(result, Err(ErrorReason::TrailingBytes));
+        assert_eq!(sink.flows.len(), 1);
+        assert_eq!(sink.flows[0].sequence_num, 5);
+        assert_eq!(errors(&dec, ErrorReason::TrailingBytes), 1);
+        assert_eq!(dec.stats.records[Protocol::Ipfix.index()], 1);
+        // The message's own record still counts for its sequence space: the next message (6)
+        // is no loss.
+        assert_eq!(run(&mut dec, EXPORTER, &second).1, Ok(()));
+        let (_, counts) = dec.sequence_counts().next().unwrap();
+        assert_eq!(counts.lost, 0);
+        // A set problem in the message is the one returned; the trailing bytes are counted too.
+        let mut bad_set = MESSAGE;
+        bad_set[19] = 0x03;
+        let (_, result) = run(&mut dec, EXPORTER, &[&bad_set[..], &[0; 5]].concat());
+        assert_eq!(result, Err(ErrorReason::BadSetLength));
+        assert_eq!(errors(&dec, ErrorReason::TrailingBytes), 2);
+        assert_eq!(errors(&dec, ErrorReason::BadSetLength), 1);
     }
 }

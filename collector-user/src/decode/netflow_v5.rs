@@ -4,6 +4,8 @@
 //! `sys_uptime` and `unix_secs`/`unix_nsecs`. The header's sampling field holds the mode in its top
 //! 2 bits and the interval (1 in N) in its low 14; engine type/id become the observation domain
 //! (`type << 8 | id`). The sequence number counts flows (span of a datagram = its record count).
+//! Bytes after the `count` records are not decoded and make the datagram `trailing_bytes` (its
+//! records are kept): v5 has no padding.
 //! OVS sends OpenFlow port numbers as interfaces and zero next hop / AS / masks, all kept as sent.
 //!
 //! Decoding writes one record image per datagram and, per record, only that record's fields: with
@@ -326,6 +328,8 @@ fn set_ipv4(mapped: &mut [u8; 16], octets: [u8; 4]) {
 pub struct Outcome {
     pub records: u32,
     pub header: HeaderRepr,
+    /// Bytes of the datagram after its `count` records (not decoded).
+    pub trailing_bytes: usize,
 }
 
 /// Decode one v5 datagram into `sink`, each record's `sampling_rate` being `rate(header)`.
@@ -358,6 +362,9 @@ pub fn decode(
     Ok(Outcome {
         records: raws.len() as u32,
         header,
+        trailing_bytes: datagram
+            .len()
+            .saturating_sub(field::HEADER_LEN + raws.len() * field::RECORD_LEN),
     })
 }
 
@@ -990,5 +997,25 @@ mod tests {
         assert!(sink.flows.is_empty());
         assert_eq!(errors(&dec, ErrorReason::BadRecordCount), 1);
         assert_eq!(dec.stats.records[Protocol::NetflowV5.index()], 30);
+    }
+
+    #[test]
+    fn bytes_after_the_records_are_counted() {
+        // v5 has no padding: bytes after the `count` records (here 4) are not decoded and the
+        // datagram counts as trailing_bytes; its records are kept and count for the sequence.
+        let long = [&DATAGRAM[..], &[0, 0, 0, 0]].concat();
+        let mut dec = Decoder::new();
+        let (sink, result) = run(&mut dec, EXPORTER, &long);
+        assert_eq!(result, Err(ErrorReason::TrailingBytes));
+        assert_eq!(sink.flows.len(), 2);
+        assert_eq!(errors(&dec, ErrorReason::TrailingBytes), 1);
+        assert_eq!(dec.stats.records[Protocol::NetflowV5.index()], 2);
+        let mut next = DATAGRAM;
+        next[16..20].copy_from_slice(&102u32.to_be_bytes());
+        assert_eq!(run(&mut dec, EXPORTER, &next).1, Ok(()));
+        let (_, counts) = dec.sequence_counts().next().unwrap();
+        assert_eq!(counts.lost, 0);
+        assert_eq!(run(&mut dec, EXPORTER, &DATAGRAM).1, Ok(()), "exact length");
+        assert_eq!(errors(&dec, ErrorReason::TrailingBytes), 1);
     }
 }
