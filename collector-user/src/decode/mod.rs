@@ -210,6 +210,10 @@ pub struct DecodeStats {
     pub sampling_rates_learned: u64,
     /// Sampling rates not learned because the table was full.
     pub sampling_rates_refused: u64,
+    /// systemInitTimeMilliseconds (IPFIX 160) from options records not kept because the table of
+    /// (session, domain) init times was full ([`flowset::MAX_INIT_TIMES`]): that exporter's
+    /// sysUpTime-relative flow times (21/22) stay unknown (0).
+    pub init_times_refused: u64,
     /// Sequence spaces not tracked because the tracker table was full.
     pub sequence_spaces_refused: u64,
     /// Sequence spaces forgotten after going idle (their counts are kept,
