@@ -1,8 +1,10 @@
 //! Sampling rates: learned from exports, configured per exporter or prefix.
 //!
 //! Owns the answer to "1 in how many packets does this record stand for?". Learned rates come from
-//! NetFlow v5 headers and from NetFlow v9 / IPFIX options data (IEs 34, 35, 48/49/50, 302/304/305/306,
-//! 309/310), stored per (exporter, domain, sampler id) in a bounded table. Configured rates
+//! NetFlow v5 headers and from NetFlow v9 / IPFIX options data (IEs 34/50 with sampler id 48 or
+//! selector id 302; 304/305/306; 309/310), stored per (exporter, domain, sampler id) in a bounded
+//! table. samplingAlgorithm (35) and samplerMode (49) are not read: deterministic or random, the
+//! selection is 1 in 34 (or 50). Configured rates
 //! ([`ConfiguredRate`], from `DecoderConfig`) match an exporter by longest prefix; they fill the gap
 //! (OVS never exports a rate; OpenShift's default is 1:400) or, with `override_exported`, win over
 //! whatever the exporter says. Records carry the raw counters and the rate; nothing is renormalized.
