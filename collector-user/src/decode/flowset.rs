@@ -379,6 +379,9 @@ fn decode_general_records<S: RecordSink>(
         };
         rest = rest.get(used..).unwrap_or_default();
         out.data_records += 1;
+        if extras.skipped || template.skips_fields() {
+            env.stats.count_error(ErrorReason::FieldSkipped);
+        }
         let rec = &mut img.rec;
         match template.kind {
             TemplateKind::Data => {
@@ -403,7 +406,7 @@ fn decode_general_records<S: RecordSink>(
                         &rates,
                         ip,
                         msg.domain,
-                        rec.sampler_id,
+                        extras.sampler(rec),
                         extras.sampling_rate(),
                     ),
                 };
@@ -424,7 +427,7 @@ fn decode_general_records<S: RecordSink>(
                     let key = SamplerKey {
                         exporter: ip,
                         domain: msg.domain,
-                        sampler: rec.sampler_id,
+                        sampler: extras.sampler(rec),
                     };
                     if env.sampling.learn(key, rate) {
                         env.stats.sampling_rates_learned += 1;

@@ -1656,4 +1656,110 @@ mod tests {
         let rates: Vec<_> = sink.flows.iter().map(|r| r.sampling_rate).collect();
         assert_eq!(rates, [64, 256]);
     }
+
+    #[test]
+    fn elements_that_cannot_be_stored_are_skipped_and_counted() {
+        let mut dec = Decoder::new();
+        // sourceTransportPort (unsigned16) in 4 bytes: longer than its type (RFC 7011 §6.2
+        // allows only shorter), skipped in both records, each counted.
+        let t = one_field_template(&[Field::iana(7, 4), Field::iana(4, 1)]);
+        let mut w = MessageWriter::new(0, 0, 0);
+        w.templates(std::slice::from_ref(&t))
+            .raw_set(300, &[0, 0, 0x30, 0x39, 6, 0, 0, 0, 80, 17]);
+        let (sink, result) = run(&mut dec, EXPORTER, &w.finish());
+        assert_eq!(result, Ok(()));
+        let got: Vec<_> = sink.flows.iter().map(|r| (r.src_port, r.proto)).collect();
+        assert_eq!(got, [(0, 6), (0, 17)]);
+        assert_eq!(errors(&dec, ErrorReason::FieldSkipped), 2);
+
+        // A variable-length packetDeltaCount of 9 bytes: left out, counted; one of 2 is kept.
+        let t = TemplateSpec {
+            id: 301,
+            ..one_field_template(&[Field::iana(2, VARLEN), Field::iana(4, 1)])
+        };
+        let mut w = MessageWriter::new(0, 0, 0);
+        let mut body = vec![9, 0, 0, 0, 0, 0, 0, 0, 0, 5, 6];
+        body.extend([2, 0, 5, 17]);
+        w.templates(std::slice::from_ref(&t)).raw_set(301, &body);
+        let (sink, result) = run(&mut dec, EXPORTER, &w.finish());
+        assert_eq!(result, Ok(()));
+        let got: Vec<_> = sink.flows.iter().map(|r| (r.packets, r.proto)).collect();
+        assert_eq!(got, [(0, 6), (5, 17)]);
+        assert_eq!(errors(&dec, ErrorReason::FieldSkipped), 3);
+    }
+
+    #[test]
+    fn unsigned64_ids_too_wide_for_the_record_are_counted_and_selectors_stay_apart() {
+        // observationPointId (138) and selectorId (302) are unsigned64; the record keeps 32 bits.
+        // Options template 404 (scope selectorId in 8 bytes; samplingInterval): selector
+        // 0x1_0000_0005 samples 1 in 100, 0x2_0000_0005 1 in 200, selector 5 1 in 400. Data
+        // template 302 (138 and 302 in 8 bytes, protocol): a record naming wide ids gets zero for
+        // both (counted once, as its record) and its wide selector's own rate; one naming point 7
+        // and selector 5 keeps both.
+        let (wide, wider): (u64, u64) = (0x1_0000_0005, 0x2_0000_0005);
+        let opt = TemplateSpec {
+            id: 404,
+            scope_fields: 1,
+            fields: vec![Field::iana(302, 8), Field::iana(34, 4)],
+        };
+        let data = TemplateSpec {
+            id: 302,
+            ..one_field_template(&[Field::iana(138, 8), Field::iana(302, 8), Field::iana(4, 1)])
+        };
+        let options = [
+            &wide.to_be_bytes()[..],
+            &100u32.to_be_bytes(),
+            &wider.to_be_bytes(),
+            &200u32.to_be_bytes(),
+            &5u64.to_be_bytes(),
+            &400u32.to_be_bytes(),
+        ]
+        .concat();
+        let records = [
+            &0x1_0000_0001u64.to_be_bytes()[..],
+            &wide.to_be_bytes(),
+            &[6],
+            &7u64.to_be_bytes(),
+            &5u64.to_be_bytes(),
+            &[17],
+            &7u64.to_be_bytes(),
+            &wider.to_be_bytes(),
+            &[1],
+            &u64::MAX.to_be_bytes(),
+            &5u64.to_be_bytes(),
+            &[2],
+        ]
+        .concat();
+        let mut w = MessageWriter::new(0, 0, 0);
+        w.templates(&[opt, data])
+            .raw_set(404, &options)
+            .raw_set(302, &records);
+        let mut dec = Decoder::new();
+        let (sink, result) = run(&mut dec, EXPORTER, &w.finish());
+        assert_eq!(result, Ok(()));
+        assert_eq!(dec.stats.sampling_rates_learned, 3, "three selectors");
+        let got: Vec<_> = sink
+            .flows
+            .iter()
+            .map(|r| {
+                (
+                    r.observation_point_id,
+                    r.sampler_id,
+                    r.sampling_rate,
+                    r.proto,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (0, 0, 100, 6),
+                (7, 5, 400, 17),
+                (7, 0, 200, 1),
+                (0, 5, 400, 2)
+            ]
+        );
+        // The two wide options records and the three data records with a wide id.
+        assert_eq!(errors(&dec, ErrorReason::FieldSkipped), 5);
+    }
 }

@@ -52,8 +52,8 @@ pub struct SamplerKey {
     pub exporter: IpAddr,
     /// Observation domain / source id / v5 engine (type<<8 | id).
     pub domain: u32,
-    /// Sampler / selector id (0: the exporter-wide rate).
-    pub sampler: u32,
+    /// Sampler / selector id (0: the exporter-wide rate). 64 bits: IPFIX selectorId (302) is.
+    pub sampler: u64,
 }
 
 impl Hash for SamplerKey {
@@ -61,7 +61,7 @@ impl Hash for SamplerKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
         hash_addr(
             self.exporter,
-            u64::from(self.domain) | u64::from(self.sampler) << 32,
+            u64::from(self.domain) ^ self.sampler.rotate_left(32),
             state,
         );
     }
@@ -162,7 +162,7 @@ impl SamplingTable {
         rates: &DatagramRates,
         exporter: IpAddr,
         domain: u32,
-        sampler: u32,
+        sampler: u64,
         exported: Option<u32>,
     ) -> u32 {
         if let Some(r) = rates.forced {
