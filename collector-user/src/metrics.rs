@@ -594,6 +594,12 @@ impl Collector for CollectorMetrics {
             "Sampling rates from options data or v5 headers not learned because the worker's table was full.",
             per_worker(&|w| get(&w.sampling_rates_refused)),
         )?;
+        counter(
+            &mut encoder,
+            "collector_init_times_refused",
+            "IPFIX systemInitTimeMilliseconds values from options data not kept because the worker's table was full (that exporter's sysUpTime-relative flow times stay 0).",
+            per_worker(&|w| get(&w.init_times_refused)),
+        )?;
         let snapshot = self
             .exporters
             .lock()
@@ -952,6 +958,7 @@ mod tests {
             sequence_spaces_refused: 1,
             sequence_spaces_forgotten: 2,
             sampling_rates_refused: 3,
+            init_times_refused: 4,
             ..Default::default()
         };
         w.publish_decode_stats(&stats);
@@ -974,6 +981,7 @@ mod tests {
             "collector_sequence_spaces_refused_total{worker=\"0\"} 1",
             "collector_sequence_spaces_forgotten_total{worker=\"0\"} 2",
             "collector_sampling_rates_refused_total{worker=\"0\"} 3",
+            "collector_init_times_refused_total{worker=\"0\"} 4",
             "collector_sflow_samples_total{worker=\"0\",format=\"flow\"} 5",
             "collector_sflow_samples_total{worker=\"0\",format=\"counter\"} 4",
             "collector_sflow_skipped_total{worker=\"0\",what=\"header\"} 7",

@@ -45,6 +45,10 @@ reasons! {
     TruncatedRecord => "truncated_record",
     /// IPFIX: the message length in the header does not match the datagram.
     BadMessageLength => "bad_message_length",
+    /// Bytes after the end of the message (IPFIX: its length field; NetFlow v5: its records): the
+    /// message is decoded, the bytes after it (another message packed into the datagram, or
+    /// garbage) are not.
+    TrailingBytes => "trailing_bytes",
     /// A set (v9 flowset) is shorter than its header or runs past the message.
     BadSetLength => "bad_set_length",
     /// A set id that is reserved (v9: 2..255 other than 0/1; IPFIX: 0, 1, 4..255).
@@ -55,6 +59,12 @@ reasons! {
     TemplateTooLarge => "template_too_large",
     /// A variable-length field's length runs past the record.
     BadVariableLength => "bad_variable_length",
+    /// A record's element was left out (its record field zero), counted per record: the template
+    /// gives it a length its type cannot have (RFC 7011 §6.2 allows unsigned integers shorter
+    /// than their type, never longer), a variable-length value is longer than 8 bytes, or the
+    /// value does not fit its 32-bit record field (observationPointId or selectorId above
+    /// 2³²−1; such a selector still finds its own sampling rate).
+    FieldSkipped => "field_skipped",
     /// A data set refers to a template this exporter has not sent (held as early data when possible).
     TemplateMissing => "template_missing",
     /// Early data held for a template that never arrived, dropped when it aged out or the buffer was full.

@@ -120,7 +120,8 @@ pub struct TemplatedState {
     gauges_changed: bool,
 }
 
-/// Most (exporter, domain) pairs whose systemInitTimeMilliseconds is remembered.
+/// Most (exporter, domain) pairs whose systemInitTimeMilliseconds is remembered; beyond, new ones
+/// are not (counted in [`DecodeStats::init_times_refused`]).
 pub const MAX_INIT_TIMES: usize = 1 << 16;
 
 impl TemplatedState {
@@ -378,6 +379,9 @@ fn decode_general_records<S: RecordSink>(
         };
         rest = rest.get(used..).unwrap_or_default();
         out.data_records += 1;
+        if extras.skipped || template.skips_fields() {
+            env.stats.count_error(ErrorReason::FieldSkipped);
+        }
         let rec = &mut img.rec;
         match template.kind {
             TemplateKind::Data => {
@@ -402,7 +406,7 @@ fn decode_general_records<S: RecordSink>(
                         &rates,
                         ip,
                         msg.domain,
-                        rec.sampler_id,
+                        extras.sampler(rec),
                         extras.sampling_rate(),
                     ),
                 };
@@ -411,17 +415,19 @@ fn decode_general_records<S: RecordSink>(
             }
             TemplateKind::Options => {
                 env.stats.options_records += 1;
-                if extras.init_ms != 0
-                    && (init_times.len() < MAX_INIT_TIMES
-                        || init_times.contains_key(&(SessionKey(msg.exporter), msg.domain)))
-                {
-                    init_times.insert((SessionKey(msg.exporter), msg.domain), extras.init_ms);
+                if extras.init_ms != 0 {
+                    let key = (SessionKey(msg.exporter), msg.domain);
+                    if init_times.len() < MAX_INIT_TIMES || init_times.contains_key(&key) {
+                        init_times.insert(key, extras.init_ms);
+                    } else {
+                        env.stats.init_times_refused += 1;
+                    }
                 }
                 if let Some(rate) = extras.sampling_rate() {
                     let key = SamplerKey {
                         exporter: ip,
                         domain: msg.domain,
-                        sampler: rec.sampler_id,
+                        sampler: extras.sampler(rec),
                     };
                     if env.sampling.learn(key, rate) {
                         env.stats.sampling_rates_learned += 1;
@@ -483,5 +489,67 @@ impl Outcome {
             uptime_ms,
             error: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::ie::EncodeContext;
+    use crate::decode::ipfix::{MessageWriter, TemplateSpec};
+    use crate::decode::test_support::run;
+    use crate::decode::{Decoder, Protocol};
+
+    #[test]
+    fn init_times_past_the_cap_are_counted() {
+        // The table of systemInitTimeMilliseconds is full of other sessions: an options record
+        // of a new one is not kept, and counted; its uptime-relative flow times stay 0. A
+        // session already in the table still updates its value.
+        let opt = TemplateSpec {
+            id: 401,
+            scope_fields: 1,
+            fields: vec![Field::iana(144, 4), Field::iana(160, 8)],
+        };
+        let data = TemplateSpec {
+            id: 300,
+            scope_fields: 0,
+            fields: vec![Field::iana(22, 4), Field::iana(21, 4)],
+        };
+        let ctx = EncodeContext {
+            init_ms: 1_699_999_000_000,
+            ..EncodeContext::default()
+        };
+        let mut rec = FlowRecord::zeroed();
+        rec.time_flow_start_ns = 1_699_999_990_000_000_000;
+        rec.time_flow_end_ns = 1_699_999_999_000_000_000;
+        let mut w = MessageWriter::new(1_700_000_000, 0, 0);
+        w.templates(&[opt.clone(), data.clone()])
+            .data(&opt, &[rec], &ctx)
+            .data(&data, &[rec], &ctx);
+        let message = w.finish();
+        let mut dec = Decoder::new();
+        let kept = "192.0.2.1:4739";
+        let exporter = |i: usize| SocketAddr::new([10, 0, (i >> 8) as u8, i as u8].into(), 4739);
+        dec.templated
+            .init_times
+            .insert((SessionKey(kept.parse().unwrap()), 0), 1);
+        for i in 1..MAX_INIT_TIMES {
+            dec.templated
+                .init_times
+                .insert((SessionKey(exporter(i)), 0), 1);
+        }
+        let (sink, result) = run(&mut dec, "192.0.2.2:4739", &message);
+        assert_eq!(result, Ok(()));
+        assert_eq!(dec.stats.init_times_refused, 1);
+        let times = |r: &FlowRecord| (r.time_flow_start_ns, r.time_flow_end_ns);
+        assert_eq!(times(&sink.flows[0]), (0, 0));
+        let (sink, result) = run(&mut dec, kept, &message);
+        assert_eq!(result, Ok(()));
+        assert_eq!(dec.stats.init_times_refused, 1, "a known session updates");
+        assert_eq!(
+            times(&sink.flows[0]),
+            (rec.time_flow_start_ns, rec.time_flow_end_ns)
+        );
+        assert_eq!(dec.stats.records[Protocol::Ipfix.index()], 2);
     }
 }

@@ -8,8 +8,10 @@
 //! element with the best rank (first by position among equals) and turns every other one into a
 //! skip, so precedence rules ("total counts only when the delta is absent", "layer-2 octets only
 //! when octetDeltaCount is absent", "the first of a repeated element wins") cost nothing per record.
-//! Elements not listed here, and listed ones sent with a length their type cannot have, are skipped
-//! by length.
+//! Elements not listed here are skipped by length; listed ones sent with a length their type
+//! cannot have are skipped too, and counted (`field_skipped`, per record), as are values too wide
+//! for their record field (observationPointId and selectorId are unsigned64, their record fields
+//! 32 bits: a wider value is left out, the record field zero).
 
 use super::time::{ExportClock, TimeKind};
 use crate::record::FlowRecord;
@@ -355,6 +357,11 @@ pub const fn lookup(pen: u32, id: u16) -> Option<ElementSpec> {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Extras {
     pub init_ms: u64,
+    /// A selectorId (302) too wide for the record's 32-bit `sampler_id`: the sampler its rate is
+    /// learned and looked up under (0: the record's `sampler_id` is the whole id).
+    pub wide_sampler: u64,
+    /// An element of this record was left out ([`crate::decode::ErrorReason::FieldSkipped`]).
+    pub skipped: bool,
     pub sampling_interval: u64,
     pub selector_algorithm: u64,
     pub packet_interval: u64,
@@ -364,6 +371,15 @@ pub struct Extras {
 }
 
 impl Extras {
+    /// The sampler id a record's rate is learned and looked up under.
+    #[inline(always)]
+    pub fn sampler(&self, rec: &FlowRecord) -> u64 {
+        match self.wide_sampler {
+            0 => u64::from(rec.sampler_id),
+            wide => wide,
+        }
+    }
+
     /// The 1-in-N rate these sampling elements describe, if any.
     ///
     /// samplingInterval (34) / samplerRandomInterval (50) are N directly. Systematic count-based
@@ -538,7 +554,13 @@ pub fn apply(action: Action, bytes: &[u8], rec: &mut FlowRecord, extras: &mut Ex
         Action::Vlan => rec.vlan_id = uint() as u16 & 0x0fff,
         Action::Direction => rec.flow_direction = uint() as u8,
         Action::EndReason => rec.flow_end_reason = uint() as u8,
-        Action::ObservationPoint => rec.observation_point_id = uint() as u32,
+        Action::ObservationPoint => match u32::try_from(uint()) {
+            Ok(v) => rec.observation_point_id = v,
+            Err(_) => {
+                rec.observation_point_id = 0;
+                extras.skipped = true;
+            }
+        },
         Action::Ttl => rec.ip_ttl = uint() as u8,
         Action::Etype => rec.etype = uint() as u16,
         Action::IpVersion => {
@@ -558,7 +580,14 @@ pub fn apply(action: Action, bytes: &[u8], rec: &mut FlowRecord, extras: &mut Ex
         Action::Start => rec.time_flow_start_ns = uint(),
         Action::End => rec.time_flow_end_ns = uint(),
         Action::InitMs => extras.init_ms = uint(),
-        Action::SamplerId => rec.sampler_id = uint() as u32,
+        Action::SamplerId => match u32::try_from(uint()) {
+            Ok(v) => rec.sampler_id = v,
+            Err(_) => {
+                rec.sampler_id = 0;
+                extras.wide_sampler = uint();
+                extras.skipped = true;
+            }
+        },
         Action::SamplingInterval => extras.sampling_interval = uint(),
         Action::SelectorAlgorithm => extras.selector_algorithm = uint(),
         Action::PacketInterval => extras.packet_interval = uint(),

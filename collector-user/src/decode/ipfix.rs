@@ -109,7 +109,8 @@ impl HeaderRepr {
 }
 
 /// Decode one IPFIX message. A header problem is an `Err` (and `out` is left as it was); what the
-/// sets gave, and their problems, are in `out`.
+/// sets gave, and their problems, are in `out`. Bytes of the datagram after the message's length
+/// are not decoded: they are `TrailingBytes`, noted after the sets' problems.
 #[inline]
 pub fn decode<S: RecordSink>(
     state: &mut TemplatedState,
@@ -171,6 +172,9 @@ pub fn decode<S: RecordSink>(
         }
     }
     out.span = span;
+    if length < datagram.len() {
+        env.note(&mut out.error, ErrorReason::TrailingBytes);
+    }
     Ok(())
 }
 
@@ -548,7 +552,8 @@ mod tests {
     use crate::decode::template::{CacheLimits, EarlyLimits};
     use crate::decode::test_support::{T0, errors, meta_at, run};
     use crate::decode::{
-        Collected, Counted, Decoder, DecoderConfig, Protocol, sampling::ConfiguredRate,
+        Collected, Counted, Decoder, DecoderConfig, Protocol,
+        sampling::{ConfiguredRate, SamplerKey},
     };
     use crate::record::{FlowRecord, ipv4_bytes};
     use bytemuck::Zeroable;
@@ -1434,5 +1439,327 @@ mod tests {
         assert!(kept < 10);
         assert_eq!(errors(&dec, ErrorReason::TemplateEvicted), 10 - kept);
         assert_eq!(dec.stats.template_cache_templates, kept);
+    }
+
+    #[test]
+    fn bytes_after_the_message_length_are_counted_not_dropped_silently() {
+        // Two messages packed into one datagram: the first (its length field says 108) is
+        // decoded; the second is not, and the datagram counts as trailing_bytes.
+        let mut second = MESSAGE;
+        second[8..12].copy_from_slice(&6u32.to_be_bytes());
+        let packed = [MESSAGE, second].concat();
+        let mut dec = Decoder::new();
+        let (sink, result) = run(&mut dec, EXPORTER, &packed);
+        assert_eq!(result, Err(ErrorReason::TrailingBytes));
+        assert_eq!(sink.flows.len(), 1);
+        assert_eq!(sink.flows[0].sequence_num, 5);
+        assert_eq!(errors(&dec, ErrorReason::TrailingBytes), 1);
+        assert_eq!(dec.stats.records[Protocol::Ipfix.index()], 1);
+        // The message's own record still counts for its sequence space: the next message (6)
+        // is no loss.
+        assert_eq!(run(&mut dec, EXPORTER, &second).1, Ok(()));
+        let (_, counts) = dec.sequence_counts().next().unwrap();
+        assert_eq!(counts.lost, 0);
+        // A set problem in the message is the one returned; the trailing bytes are counted too.
+        let mut bad_set = MESSAGE;
+        bad_set[19] = 0x03;
+        let (_, result) = run(&mut dec, EXPORTER, &[&bad_set[..], &[0; 5]].concat());
+        assert_eq!(result, Err(ErrorReason::BadSetLength));
+        assert_eq!(errors(&dec, ErrorReason::TrailingBytes), 2);
+        assert_eq!(errors(&dec, ErrorReason::BadSetLength), 1);
+    }
+
+    #[test]
+    fn padding_after_the_last_template_record_is_accepted() {
+        // 1 to 3 bytes after the last record of a template set, and of an options template set,
+        // are padding (RFC 7011 §3.3.1), not a template: no error, and the data decodes.
+        let opt = TemplateSpec {
+            id: 400,
+            scope_fields: 1,
+            fields: vec![Field::iana(302, 4), Field::iana(34, 4)],
+        };
+        for pad in 1..=3 {
+            let mut body = Vec::new();
+            for t in [template_256(), opt.clone()] {
+                let mut w = MessageWriter::new(0, 0, 7);
+                w.templates(std::slice::from_ref(&t));
+                let set = w.finish();
+                body.push(set[16..].to_vec());
+            }
+            let mut w = MessageWriter::new(1_700_000_000, 5, 7);
+            for (set_id, set) in [TEMPLATE_SET, OPTIONS_TEMPLATE_SET].into_iter().zip(&body) {
+                let mut padded = set[4..].to_vec();
+                padded.resize(padded.len() + pad, 0);
+                w.raw_set(set_id, &padded);
+            }
+            w.data(&template_256(), &[flow()], &EncodeContext::default());
+            let mut dec = Decoder::new();
+            let (sink, result) = run(&mut dec, EXPORTER, &w.finish());
+            assert_eq!(result, Ok(()), "{pad} padding bytes");
+            assert_eq!(dec.stats.errors.iter().sum::<u64>(), 0, "{pad}");
+            assert_eq!(dec.templates().len(), 2, "{pad}");
+            assert_eq!(sink.flows.len(), 1, "{pad}");
+            assert_eq!(sink.flows[0].bytes, 1500, "{pad}");
+        }
+    }
+
+    #[test]
+    fn withdraw_redefine_and_data_in_one_message_use_the_new_definition() {
+        // Template 256 is known (MESSAGE). One message then withdraws it, defines 256 anew
+        // (protocol and source port only) and sends data with it, in that order.
+        let mut dec = Decoder::new();
+        assert_eq!(run(&mut dec, EXPORTER, &MESSAGE).1, Ok(()));
+        let new = TemplateSpec {
+            id: 256,
+            scope_fields: 0,
+            fields: vec![Field::iana(4, 1), Field::iana(7, 2)],
+        };
+        let mut w = MessageWriter::new(1_700_000_000, 6, 7);
+        w.withdrawal(TEMPLATE_SET, 256)
+            .templates(std::slice::from_ref(&new))
+            .data(&new, &[flow()], &EncodeContext::default());
+        let (sink, result) = run(&mut dec, EXPORTER, &w.finish());
+        assert_eq!(result, Ok(()));
+        assert_eq!(sink.flows.len(), 1);
+        let r = sink.flows[0];
+        assert_eq!((r.proto, r.src_port), (17, 12345));
+        assert_eq!(
+            (r.bytes, r.src_addr),
+            (0, [0; 16]),
+            "nothing of the old layout"
+        );
+        assert_eq!(dec.stats.templates_withdrawn, 1);
+        assert_eq!(
+            dec.stats.templates_redefined, 0,
+            "learned anew after the withdrawal"
+        );
+        assert_eq!(dec.templates().len(), 1);
+    }
+
+    #[test]
+    fn options_template_withdrawal_of_one_id() {
+        // Options templates 400 and 401 and data template 256: withdrawing options template 400
+        // (set 3, id 400, field count 0) leaves the other two; 400's data is then missing.
+        let opt = |id| TemplateSpec {
+            id,
+            scope_fields: 1,
+            fields: vec![Field::iana(302, 4), Field::iana(34, 4)],
+        };
+        let mut w = MessageWriter::new(0, 0, 0);
+        w.templates(&[template_256(), opt(400), opt(401)]);
+        let mut dec = Decoder::new();
+        assert_eq!(run(&mut dec, EXPORTER, &w.finish()).1, Ok(()));
+        assert_eq!(dec.templates().len(), 3);
+        let mut w = MessageWriter::new(0, 0, 0);
+        w.withdrawal(OPTIONS_TEMPLATE_SET, 400);
+        assert_eq!(run(&mut dec, EXPORTER, &w.finish()).1, Ok(()));
+        assert_eq!(dec.stats.templates_withdrawn, 1);
+        assert_eq!(dec.templates().len(), 2);
+        let ctx = EncodeContext::default();
+        let data = |t: &TemplateSpec| {
+            let mut w = MessageWriter::new(0, 0, 0);
+            w.data(t, &[flow()], &ctx);
+            w.finish()
+        };
+        assert_eq!(
+            run(&mut dec, EXPORTER, &data(&opt(400))).1,
+            Err(ErrorReason::TemplateMissing)
+        );
+        assert_eq!(run(&mut dec, EXPORTER, &data(&opt(401))).1, Ok(()));
+        assert_eq!(run(&mut dec, EXPORTER, &data(&template_256())).1, Ok(()));
+    }
+
+    #[test]
+    fn options_sampling_by_selector_algorithm_through_templates() {
+        // Options template 402: scope selectorId (302); selectorAlgorithm (304),
+        // samplingPacketInterval (305), samplingPacketSpace (306), samplingSize (309),
+        // samplingPopulation (310). Selector 5 is systematic count-based (1): 1 + 99 → 1 in 100.
+        // Selector 6 is random n-out-of-N (3): its 305/306 do not apply, 2 of 1000 do: 1 in 500.
+        // Selector 7 is systematic time-based (2): 305/306 do not apply, no rate is learned.
+        // Data records name each selector.
+        let opt = TemplateSpec {
+            id: 402,
+            scope_fields: 1,
+            fields: [(302, 4), (304, 2), (305, 4), (306, 4), (309, 4), (310, 4)]
+                .map(|(id, len)| Field::iana(id, len))
+                .to_vec(),
+        };
+        let record = |selector: u32, algorithm: u16, values: [u32; 4]| {
+            let mut r = selector.to_be_bytes().to_vec();
+            r.extend_from_slice(&algorithm.to_be_bytes());
+            for v in values {
+                r.extend_from_slice(&v.to_be_bytes());
+            }
+            r
+        };
+        let options = [
+            record(5, 1, [1, 99, 0, 0]),
+            record(6, 3, [1, 99, 2, 1000]),
+            record(7, 2, [1, 99, 0, 0]),
+        ]
+        .concat();
+        let data = one_field_template(&[Field::iana(302, 4), Field::iana(4, 1)]);
+        let flows: Vec<_> = [5, 6, 7]
+            .map(|selector| FlowRecord {
+                sampler_id: selector,
+                ..flow()
+            })
+            .to_vec();
+        let mut w = MessageWriter::new(0, 0, 0);
+        w.templates(&[opt, data.clone()])
+            .raw_set(402, &options)
+            .data(&data, &flows, &EncodeContext::default());
+        let mut dec = Decoder::new();
+        let (sink, result) = run(&mut dec, EXPORTER, &w.finish());
+        assert_eq!(result, Ok(()));
+        assert_eq!(dec.stats.options_records, 3);
+        assert_eq!(dec.stats.sampling_rates_learned, 2);
+        let learned = |sampler| {
+            dec.sampling().learned(SamplerKey {
+                exporter: "192.0.2.10".parse().unwrap(),
+                domain: 0,
+                sampler,
+            })
+        };
+        assert_eq!([5, 6, 7].map(learned), [Some(100), Some(500), None]);
+        let rates: Vec<_> = sink
+            .flows
+            .iter()
+            .map(|r| (r.sampler_id, r.sampling_rate))
+            .collect();
+        assert_eq!(rates, [(5, 100), (6, 500), (7, 0)]);
+    }
+
+    #[test]
+    fn sampling_algorithm_35_does_not_change_the_interval() {
+        // Options template 403: scope samplerId (48); samplingAlgorithm (35), samplingInterval
+        // (34). Deterministic (1) and random (2) are both 1-in-N selections: N is 34 either way,
+        // and 35, read first, is not taken for it.
+        let opt = TemplateSpec {
+            id: 403,
+            scope_fields: 1,
+            fields: vec![Field::iana(48, 4), Field::iana(35, 1), Field::iana(34, 4)],
+        };
+        let options = [[0, 0, 0, 8, 1, 0, 0, 0, 64], [0, 0, 0, 9, 2, 0, 0, 1, 0]].concat();
+        let data = one_field_template(&[Field::iana(48, 4), Field::iana(4, 1)]);
+        let flows = [8, 9].map(|sampler_id| FlowRecord {
+            sampler_id,
+            ..flow()
+        });
+        let mut w = MessageWriter::new(0, 0, 0);
+        w.templates(&[opt, data.clone()])
+            .raw_set(403, &options)
+            .data(&data, &flows, &EncodeContext::default());
+        let mut dec = Decoder::new();
+        let (sink, result) = run(&mut dec, EXPORTER, &w.finish());
+        assert_eq!(result, Ok(()));
+        let rates: Vec<_> = sink.flows.iter().map(|r| r.sampling_rate).collect();
+        assert_eq!(rates, [64, 256]);
+    }
+
+    #[test]
+    fn elements_that_cannot_be_stored_are_skipped_and_counted() {
+        let mut dec = Decoder::new();
+        // sourceTransportPort (unsigned16) in 4 bytes: longer than its type (RFC 7011 §6.2
+        // allows only shorter), skipped in both records, each counted.
+        let t = one_field_template(&[Field::iana(7, 4), Field::iana(4, 1)]);
+        let mut w = MessageWriter::new(0, 0, 0);
+        w.templates(std::slice::from_ref(&t))
+            .raw_set(300, &[0, 0, 0x30, 0x39, 6, 0, 0, 0, 80, 17]);
+        let (sink, result) = run(&mut dec, EXPORTER, &w.finish());
+        assert_eq!(result, Ok(()));
+        let got: Vec<_> = sink.flows.iter().map(|r| (r.src_port, r.proto)).collect();
+        assert_eq!(got, [(0, 6), (0, 17)]);
+        assert_eq!(errors(&dec, ErrorReason::FieldSkipped), 2);
+
+        // A variable-length packetDeltaCount of 9 bytes: left out, counted; one of 2 is kept.
+        let t = TemplateSpec {
+            id: 301,
+            ..one_field_template(&[Field::iana(2, VARLEN), Field::iana(4, 1)])
+        };
+        let mut w = MessageWriter::new(0, 0, 0);
+        let mut body = vec![9, 0, 0, 0, 0, 0, 0, 0, 0, 5, 6];
+        body.extend([2, 0, 5, 17]);
+        w.templates(std::slice::from_ref(&t)).raw_set(301, &body);
+        let (sink, result) = run(&mut dec, EXPORTER, &w.finish());
+        assert_eq!(result, Ok(()));
+        let got: Vec<_> = sink.flows.iter().map(|r| (r.packets, r.proto)).collect();
+        assert_eq!(got, [(0, 6), (5, 17)]);
+        assert_eq!(errors(&dec, ErrorReason::FieldSkipped), 3);
+    }
+
+    #[test]
+    fn unsigned64_ids_too_wide_for_the_record_are_counted_and_selectors_stay_apart() {
+        // observationPointId (138) and selectorId (302) are unsigned64; the record keeps 32 bits.
+        // Options template 404 (scope selectorId in 8 bytes; samplingInterval): selector
+        // 0x1_0000_0005 samples 1 in 100, 0x2_0000_0005 1 in 200, selector 5 1 in 400. Data
+        // template 302 (138 and 302 in 8 bytes, protocol): a record naming wide ids gets zero for
+        // both (counted once, as its record) and its wide selector's own rate; one naming point 7
+        // and selector 5 keeps both.
+        let (wide, wider): (u64, u64) = (0x1_0000_0005, 0x2_0000_0005);
+        let opt = TemplateSpec {
+            id: 404,
+            scope_fields: 1,
+            fields: vec![Field::iana(302, 8), Field::iana(34, 4)],
+        };
+        let data = TemplateSpec {
+            id: 302,
+            ..one_field_template(&[Field::iana(138, 8), Field::iana(302, 8), Field::iana(4, 1)])
+        };
+        let options = [
+            &wide.to_be_bytes()[..],
+            &100u32.to_be_bytes(),
+            &wider.to_be_bytes(),
+            &200u32.to_be_bytes(),
+            &5u64.to_be_bytes(),
+            &400u32.to_be_bytes(),
+        ]
+        .concat();
+        let records = [
+            &0x1_0000_0001u64.to_be_bytes()[..],
+            &wide.to_be_bytes(),
+            &[6],
+            &7u64.to_be_bytes(),
+            &5u64.to_be_bytes(),
+            &[17],
+            &7u64.to_be_bytes(),
+            &wider.to_be_bytes(),
+            &[1],
+            &u64::MAX.to_be_bytes(),
+            &5u64.to_be_bytes(),
+            &[2],
+        ]
+        .concat();
+        let mut w = MessageWriter::new(0, 0, 0);
+        w.templates(&[opt, data])
+            .raw_set(404, &options)
+            .raw_set(302, &records);
+        let mut dec = Decoder::new();
+        let (sink, result) = run(&mut dec, EXPORTER, &w.finish());
+        assert_eq!(result, Ok(()));
+        assert_eq!(dec.stats.sampling_rates_learned, 3, "three selectors");
+        let got: Vec<_> = sink
+            .flows
+            .iter()
+            .map(|r| {
+                (
+                    r.observation_point_id,
+                    r.sampler_id,
+                    r.sampling_rate,
+                    r.proto,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (0, 0, 100, 6),
+                (7, 5, 400, 17),
+                (7, 0, 200, 1),
+                (0, 5, 400, 2)
+            ]
+        );
+        // The two wide options records and the three data records with a wide id.
+        assert_eq!(errors(&dec, ErrorReason::FieldSkipped), 5);
     }
 }

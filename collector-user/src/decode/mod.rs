@@ -210,6 +210,10 @@ pub struct DecodeStats {
     pub sampling_rates_learned: u64,
     /// Sampling rates not learned because the table was full.
     pub sampling_rates_refused: u64,
+    /// systemInitTimeMilliseconds (IPFIX 160) from options records not kept because the table of
+    /// (session, domain) init times was full ([`flowset::MAX_INIT_TIMES`]): that exporter's
+    /// sysUpTime-relative flow times (21/22) stay unknown (0).
+    pub init_times_refused: u64,
     /// Sequence spaces not tracked because the tracker table was full.
     pub sequence_spaces_refused: u64,
     /// Sequence spaces forgotten after going idle (their counts are kept,
@@ -442,10 +446,13 @@ impl Decoder {
         match protocol {
             // v5 hands all of a datagram's records or none: counted once, not per record.
             Protocol::NetflowV5 => {
-                let flows = self.decode_v5(meta, datagram, sink.sink)?;
-                sink.records += flows;
-                sink.sequence_units = flows;
-                Ok(())
+                let outcome = self.decode_v5(meta, datagram, sink.sink)?;
+                sink.records += outcome.records;
+                sink.sequence_units = outcome.records;
+                match outcome.trailing_bytes {
+                    0 => Ok(()),
+                    _ => Err(ErrorReason::TrailingBytes),
+                }
             }
             Protocol::SflowV5 => {
                 sink.sequence_units = 1;
@@ -479,13 +486,13 @@ impl Decoder {
         }
     }
 
-    /// Decode a v5 datagram; the number of records handed to `sink`.
+    /// Decode a v5 datagram: the records handed to `sink`, and the bytes after them.
     fn decode_v5(
         &mut self,
         meta: &DatagramMeta,
         datagram: &[u8],
         sink: &mut impl RecordSink,
-    ) -> Result<u32, ErrorReason> {
+    ) -> Result<netflow_v5::Outcome, ErrorReason> {
         let exporter = meta.exporter.ip();
         let sampling = &mut self.sampling;
         let stats = &mut self.stats;
@@ -526,7 +533,7 @@ impl Decoder {
             source_port: meta.exporter.port(),
         };
         self.observe_sequence(space, seen);
-        Ok(outcome.records)
+        Ok(outcome)
     }
 
     /// Judge a v9 / IPFIX message's sequence number. Its template session noted where its

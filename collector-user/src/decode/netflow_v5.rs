@@ -4,6 +4,8 @@
 //! `sys_uptime` and `unix_secs`/`unix_nsecs`. The header's sampling field holds the mode in its top
 //! 2 bits and the interval (1 in N) in its low 14; engine type/id become the observation domain
 //! (`type << 8 | id`). The sequence number counts flows (span of a datagram = its record count).
+//! Bytes after the `count` records are not decoded and make the datagram `trailing_bytes` (its
+//! records are kept): v5 has no padding.
 //! OVS sends OpenFlow port numbers as interfaces and zero next hop / AS / masks, all kept as sent.
 //!
 //! Decoding writes one record image per datagram and, per record, only that record's fields: with
@@ -326,6 +328,8 @@ fn set_ipv4(mapped: &mut [u8; 16], octets: [u8; 4]) {
 pub struct Outcome {
     pub records: u32,
     pub header: HeaderRepr,
+    /// Bytes of the datagram after its `count` records (not decoded).
+    pub trailing_bytes: usize,
 }
 
 /// Decode one v5 datagram into `sink`, each record's `sampling_rate` being `rate(header)`.
@@ -358,6 +362,9 @@ pub fn decode(
     Ok(Outcome {
         records: raws.len() as u32,
         header,
+        trailing_bytes: datagram
+            .len()
+            .saturating_sub(field::HEADER_LEN + raws.len() * field::RECORD_LEN),
     })
 }
 
@@ -959,5 +966,56 @@ mod tests {
         assert_eq!(errors(&dec, ErrorReason::BadRecordCount), 3);
         assert_eq!(errors(&dec, ErrorReason::TruncatedHeader), 1);
         assert_eq!(dec.stats.records[Protocol::NetflowV5.index()], 0);
+    }
+
+    #[test]
+    fn thirty_records_decode_and_thirty_one_are_refused() {
+        // A datagram that really carries its records, 30 of them: all decoded. The same with a
+        // 31st record and count 31: refused for the count, not for being short.
+        let records: Vec<RecordRepr> = (0..31u8)
+            .map(|i| RecordRepr {
+                src_addr: [10, 0, 0, i],
+                ..first()
+            })
+            .collect();
+        let mut thirty = Vec::new();
+        emit(&header(), &records[..30], &mut thirty);
+        assert_eq!(thirty.len(), 24 + 30 * 48);
+        let mut dec = Decoder::new();
+        let (sink, result) = run(&mut dec, EXPORTER, &thirty);
+        assert_eq!(result, Ok(()));
+        assert_eq!(sink.flows.len(), 30);
+        assert_eq!(sink.flows[29].src_addr, ipv4_bytes([10, 0, 0, 29]));
+        let mut thirty_one = thirty;
+        thirty_one[field::COUNT].copy_from_slice(&31u16.to_be_bytes());
+        let mut last = [0; field::RECORD_LEN];
+        records[30].emit(&mut last);
+        thirty_one.extend_from_slice(&last);
+        assert_eq!(thirty_one.len(), 24 + 31 * 48);
+        let (sink, result) = run(&mut dec, EXPORTER, &thirty_one);
+        assert_eq!(result, Err(ErrorReason::BadRecordCount));
+        assert!(sink.flows.is_empty());
+        assert_eq!(errors(&dec, ErrorReason::BadRecordCount), 1);
+        assert_eq!(dec.stats.records[Protocol::NetflowV5.index()], 30);
+    }
+
+    #[test]
+    fn bytes_after_the_records_are_counted() {
+        // v5 has no padding: bytes after the `count` records (here 4) are not decoded and the
+        // datagram counts as trailing_bytes; its records are kept and count for the sequence.
+        let long = [&DATAGRAM[..], &[0, 0, 0, 0]].concat();
+        let mut dec = Decoder::new();
+        let (sink, result) = run(&mut dec, EXPORTER, &long);
+        assert_eq!(result, Err(ErrorReason::TrailingBytes));
+        assert_eq!(sink.flows.len(), 2);
+        assert_eq!(errors(&dec, ErrorReason::TrailingBytes), 1);
+        assert_eq!(dec.stats.records[Protocol::NetflowV5.index()], 2);
+        let mut next = DATAGRAM;
+        next[16..20].copy_from_slice(&102u32.to_be_bytes());
+        assert_eq!(run(&mut dec, EXPORTER, &next).1, Ok(()));
+        let (_, counts) = dec.sequence_counts().next().unwrap();
+        assert_eq!(counts.lost, 0);
+        assert_eq!(run(&mut dec, EXPORTER, &DATAGRAM).1, Ok(()), "exact length");
+        assert_eq!(errors(&dec, ErrorReason::TrailingBytes), 1);
     }
 }

@@ -758,4 +758,18 @@ mod tests {
         case(&w.finish(), ErrorReason::TemplateMissing);
         assert_eq!(errors(&dec, ErrorReason::BadTemplate), 6);
     }
+
+    #[test]
+    fn bytes_after_the_last_flowset_are_counted_padding_inside_one_is_not() {
+        // v9 has no packet length: its flowsets run to the end of the datagram, and RFC 3954
+        // puts padding inside a flowset (counted in its length). PACKET's data flowset ends in
+        // 2 padding bytes: accepted. Bytes after the last flowset cannot be a flowset: counted.
+        let mut dec = Decoder::new();
+        assert_eq!(run(&mut dec, EXPORTER, &PACKET).1, Ok(()));
+        let long = [&PACKET[..], &[0, 0]].concat();
+        let (sink, result) = run(&mut dec, EXPORTER, &long);
+        assert_eq!(result, Err(ErrorReason::BadSetLength));
+        assert_eq!(sink.flows.len(), 2, "the flowsets before them are decoded");
+        assert_eq!(errors(&dec, ErrorReason::BadSetLength), 1);
+    }
 }

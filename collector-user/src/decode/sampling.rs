@@ -1,8 +1,10 @@
 //! Sampling rates: learned from exports, configured per exporter or prefix.
 //!
 //! Owns the answer to "1 in how many packets does this record stand for?". Learned rates come from
-//! NetFlow v5 headers and from NetFlow v9 / IPFIX options data (IEs 34, 35, 48/49/50, 302/304/305/306,
-//! 309/310), stored per (exporter, domain, sampler id) in a bounded table. Configured rates
+//! NetFlow v5 headers and from NetFlow v9 / IPFIX options data (IEs 34/50 with sampler id 48 or
+//! selector id 302; 304/305/306; 309/310), stored per (exporter, domain, sampler id) in a bounded
+//! table. samplingAlgorithm (35) and samplerMode (49) are not read: deterministic or random, the
+//! selection is 1 in 34 (or 50). Configured rates
 //! ([`ConfiguredRate`], from `DecoderConfig`) match an exporter by longest prefix; they fill the gap
 //! (OVS never exports a rate; OpenShift's default is 1:400) or, with `override_exported`, win over
 //! whatever the exporter says. Records carry the raw counters and the rate; nothing is renormalized.
@@ -50,8 +52,8 @@ pub struct SamplerKey {
     pub exporter: IpAddr,
     /// Observation domain / source id / v5 engine (type<<8 | id).
     pub domain: u32,
-    /// Sampler / selector id (0: the exporter-wide rate).
-    pub sampler: u32,
+    /// Sampler / selector id (0: the exporter-wide rate). 64 bits: IPFIX selectorId (302) is.
+    pub sampler: u64,
 }
 
 impl Hash for SamplerKey {
@@ -59,7 +61,7 @@ impl Hash for SamplerKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
         hash_addr(
             self.exporter,
-            u64::from(self.domain) | u64::from(self.sampler) << 32,
+            u64::from(self.domain) ^ self.sampler.rotate_left(32),
             state,
         );
     }
@@ -160,7 +162,7 @@ impl SamplingTable {
         rates: &DatagramRates,
         exporter: IpAddr,
         domain: u32,
-        sampler: u32,
+        sampler: u64,
         exported: Option<u32>,
     ) -> u32 {
         if let Some(r) = rates.forced {

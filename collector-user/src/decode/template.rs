@@ -300,6 +300,8 @@ pub struct Template {
     fresh: bool,
     /// See [`Template::carries_sampling`].
     sampling: bool,
+    /// See [`Template::skips_fields`].
+    skips: bool,
     /// The straight-line decoder when this is one of Open vSwitch's data templates.
     ovs: Option<ipfix_ovs::Layout>,
     pub kind: TemplateKind,
@@ -337,6 +339,11 @@ impl Template {
         // Per slot: (rank, field index) of the element that will fill it.
         let mut best: [Option<(u8, usize)>; Slot::COUNT] = [None; Slot::COUNT];
         let mut min_len = 0usize;
+        // A mapped element at a length its type cannot have (0 is no value at all: NetFlow v9
+        // exporters send it for fields they leave out).
+        let skips = fields
+            .iter()
+            .any(|f| f.len != 0 && ie::lookup(f.pen, f.id).is_some() && usable(f).is_none());
         for (i, f) in fields.iter().enumerate() {
             min_len += if f.len == ie::VARLEN {
                 1
@@ -450,6 +457,9 @@ impl Template {
                     (Some((Store::Uint1, dst)), 1) => (Op::Be1, dst, 0),
                     (Some((Store::Uint2, dst)), 2) => (Op::Be2, dst, 0),
                     (Some((Store::Uint4, dst)), 4) => (Op::Be4, dst, 0),
+                    // Wider than the 32-bit record field (observationPointId, selectorId are
+                    // unsigned64): [`ie::apply`] stores the value only when it fits.
+                    (Some((Store::Uint4, _)), 5..) => (Op::Apply, action as usize, len as u8),
                     (Some((Store::Uint8, dst)), 8) => (Op::Be8, dst, 0),
                     (Some((Store::Uint1, dst)), _) => (Op::Uint1, dst, shift),
                     (Some((Store::Uint2, dst)), _) => (Op::Uint2, dst, shift),
@@ -496,6 +506,7 @@ impl Template {
             tail: off as u16,
             fresh,
             sampling,
+            skips,
             kind,
             start,
             end,
@@ -504,13 +515,14 @@ impl Template {
         })
     }
 
-    /// Same steps, kind and time bases (ignores cache bookkeeping).
+    /// Same steps, kind, time bases and skipped fields (ignores cache bookkeeping).
     pub fn same_layout(&self, other: &Template) -> bool {
         self.steps == other.steps
             && self.tail == other.tail
             && self.kind == other.kind
             && self.start == other.start
             && self.end == other.end
+            && self.skips == other.skips
     }
 
     /// The compiled steps.
@@ -547,6 +559,12 @@ impl Template {
     pub fn ovs_layout(&self) -> Option<ipfix_ovs::Layout> {
         self.ovs
             .filter(|_| self.start == TimeKind::DeltaMicros && self.end == TimeKind::DeltaMicros)
+    }
+
+    /// Whether the template gives an element the decoder maps a length its type cannot have: that
+    /// field is skipped in every record, and each record counts as `field_skipped`.
+    pub fn skips_fields(&self) -> bool {
+        self.skips
     }
 
     /// Whether records carry a sampler id or sampling parameters: otherwise every record of a
@@ -670,8 +688,14 @@ impl Template {
                         (data.get(start..end), Action::from_index(step.dst))
                     {
                         // Only an unsigned value of ≤ 8 bytes is stored; a longer one stores 0,
-                        // as if absent (so a reused record image holds nothing stale).
-                        let value = if bytes.len() <= 8 { bytes } else { &[] };
+                        // as if absent (so a reused record image holds nothing stale), and is
+                        // counted.
+                        let value = if bytes.len() <= 8 {
+                            bytes
+                        } else {
+                            extras.skipped = true;
+                            &[]
+                        };
                         ie::apply(action, value, &mut img.rec, extras);
                     }
                     base = end;
@@ -1794,7 +1818,7 @@ mod tests {
                 Field::iana(6, 1),   // tcpControlBits in 1 byte: Uint2 >> 56
                 Field::iana(7, 2),   // sourceTransportPort: Be2
                 Field::iana(4, 1),   // protocolIdentifier: Be1
-                Field::iana(138, 8), // observationPointId (u32 field) in 8 bytes: Uint4 keeps low bytes
+                Field::iana(138, 8), // observationPointId (u32 field) in 8 bytes: Apply (if it fits)
                 Field::iana(12, 4),  // destinationIPv4Address: V4Mapped
                 Field::iana(27, 16), // sourceIPv6Address: Copy16
                 Field::iana(56, 6),  // sourceMacAddress: Copy6
@@ -1807,7 +1831,7 @@ mod tests {
         assert_eq!(
             ops,
             [
-                Region, Uint8, Be8, Uint4, Be4, Uint2, Be2, Be1, Uint4, V4Mapped, Copy16, Copy6,
+                Region, Uint8, Be8, Uint4, Be4, Uint2, Be2, Be1, Apply, V4Mapped, Copy16, Copy6,
                 Apply
             ]
         );
@@ -1820,7 +1844,7 @@ mod tests {
             0x1b,
             0x30, 0x39,
             6,
-            0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x2a,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2a,
             198, 51, 100, 7,
             0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
             2, 0, 0, 0, 0, 9,

@@ -61,10 +61,12 @@ pub struct WorkerCounters {
     pub early_data_bytes: AtomicU64,
     pub early_data_replayed: AtomicU64,
     /// Sequence spaces not tracked because the worker's table was full, and spaces forgotten
-    /// after going idle; sampling rates not learned because the table was full.
+    /// after going idle; sampling rates and systemInitTimeMilliseconds values not learned
+    /// because their tables were full.
     pub sequence_spaces_refused: AtomicU64,
     pub sequence_spaces_forgotten: AtomicU64,
     pub sampling_rates_refused: AtomicU64,
+    pub init_times_refused: AtomicU64,
     /// sFlow's own counts (copied from the decoder's sFlow stats): samples by format (flow,
     /// counter, expanded flow, expanded counter); what was skipped (samples, flow records and
     /// counter records of formats not decoded, raw headers of protocols other than Ethernet, IPv4
@@ -112,6 +114,7 @@ impl WorkerCounters {
             sequence_spaces_refused: AtomicU64::new(0),
             sequence_spaces_forgotten: AtomicU64::new(0),
             sampling_rates_refused: AtomicU64::new(0),
+            init_times_refused: AtomicU64::new(0),
             sflow_samples: Default::default(),
             sflow_skipped: Default::default(),
             sflow_agent_drops: AtomicU64::new(0),
@@ -157,6 +160,8 @@ impl WorkerCounters {
             .store(stats.sequence_spaces_forgotten, Relaxed);
         self.sampling_rates_refused
             .store(stats.sampling_rates_refused, Relaxed);
+        self.init_times_refused
+            .store(stats.init_times_refused, Relaxed);
     }
 
     /// Copy the decoder's sFlow counters (with [`WorkerCounters::publish_decode_stats`]).
@@ -301,6 +306,7 @@ mod tests {
         s.early_data_replayed = 4;
         (s.sequence_spaces_refused, s.sequence_spaces_forgotten) = (2, 9);
         s.sampling_rates_refused = 6;
+        s.init_times_refused = 8;
         c.publish_decode_stats(&s);
         assert_eq!(get(&c.templates), 120);
         assert_eq!(get(&c.early_data_replayed), 4);
@@ -308,10 +314,11 @@ mod tests {
             [
                 &c.sequence_spaces_refused,
                 &c.sequence_spaces_forgotten,
-                &c.sampling_rates_refused
+                &c.sampling_rates_refused,
+                &c.init_times_refused
             ]
             .map(get),
-            [2, 9, 6]
+            [2, 9, 6, 8]
         );
         assert_eq!(c.records_total(), 12);
         assert_eq!(get(&c.errors[ErrorReason::TemplateMissing.index()]), 1);

@@ -118,11 +118,14 @@ pub struct FlowRecord {
     pub sequence_num: u32,
     /// IPFIX observation domain, NetFlow v9 source id, sFlow sub-agent id, v5 engine type<<8|engine id.
     pub observation_domain_id: u32,
-    /// IPFIX observationPointId (138); sFlow source id (type<<24 | index).
+    /// IPFIX observationPointId (138); sFlow source id (type<<24 | index). 0 when the exporter's
+    /// unsigned64 value does not fit (counted as `field_skipped`).
     pub observation_point_id: u32,
     /// 1 in N packets sampled; 0 = unknown (not exported and not configured).
     pub sampling_rate: u32,
-    /// Sampler / selector id the rate came from (NetFlow v9 48, IPFIX 302), 0 if none.
+    /// Sampler / selector id the rate came from (NetFlow v9 48, IPFIX 302), 0 if none, or if an
+    /// IPFIX selectorId does not fit 32 bits (counted as `field_skipped`; its rate is still that
+    /// selector's own).
     pub sampler_id: u32,
     /// Input interface (ifIndex, or OpenFlow port for OVS).
     pub in_if: u32,

@@ -622,6 +622,7 @@ impl FlowRecordRepr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::packet_header::{Frame, Network, Transport};
     use bytemuck::Zeroable;
 
     fn applied(bytes: &[u8]) -> (Result<Outcome, ErrorReason>, FlowRecord) {
@@ -728,6 +729,68 @@ mod tests {
             0, 0, 0x03, 0xea, 0, 0, 0, 16, 0, 0, 0, 9, 10, 9, 8, 7, 0, 0, 0, 24, 0, 0, 0, 16,
         ]);
         assert_eq!(outcome, Err(ErrorReason::BadRecordAddress));
+    }
+
+    #[test]
+    fn mpls_next_hop_by_bytes_and_ipv6() {
+        // 1006: next hop 10.9.8.7, in stack [1, 2], out stack [3].
+        let (outcome, r) = applied(&[
+            0, 0, 0x03, 0xee, 0, 0, 0, 28, 0, 0, 0, 1, 10, 9, 8, 7, //
+            0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 3,
+        ]);
+        assert_eq!(outcome, Ok(Outcome::Applied));
+        assert_eq!(r.next_hop, ipv4_bytes([10, 9, 8, 7]));
+        let next_hop: std::net::Ipv6Addr = "2001:db8::fe".parse().unwrap();
+        let mut bytes = Vec::new();
+        FlowRecordRepr::Mpls {
+            next_hop: Some(next_hop.into()),
+            in_labels: vec![],
+            out_labels: vec![16, 17, 18],
+        }
+        .emit(&mut bytes);
+        let (outcome, r) = applied(&bytes);
+        assert_eq!(outcome, Ok(Outcome::Applied));
+        assert_eq!(r.next_hop, next_hop.octets());
+    }
+
+    #[test]
+    fn raw_header_ipv6_icmpv6() {
+        // Ethernet / IPv6 (with a hop-by-hop header) / ICMPv6 echo reply (type 129, code 0),
+        // then a destination unreachable (type 1) with code 4 (port unreachable).
+        for (kind, code) in [(129, 0), (1, 4)] {
+            let frame = Frame {
+                dst_mac: [2; 6],
+                src_mac: [4; 6],
+                vlans: vec![],
+                mpls: vec![],
+                network: Network::Ipv6 {
+                    src: [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                    dst: [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+                    flow_label: 7,
+                    extensions: vec![0],
+                },
+                proto: ip_proto::ICMPV6,
+                tos: 0,
+                ttl: 64,
+                transport: Transport::Icmp { kind, code },
+                payload_len: 8,
+            };
+            let mut header = Vec::new();
+            frame.emit(&mut header);
+            let mut bytes = Vec::new();
+            FlowRecordRepr::RawHeader {
+                protocol: 1,
+                frame_length: header.len() as u32 + 4,
+                stripped: 4,
+                header,
+            }
+            .emit(&mut bytes);
+            let (outcome, r) = applied(&bytes);
+            assert_eq!(outcome, Ok(Outcome::Applied));
+            assert_eq!((r.etype, r.proto), (0x86dd, ip_proto::ICMPV6));
+            assert_eq!((r.icmp_type, r.icmp_code), (kind, code));
+            assert_eq!((r.src_port, r.dst_port), (0, 0));
+        }
     }
 
     #[test]
