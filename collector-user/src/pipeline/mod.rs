@@ -61,6 +61,11 @@ pub trait Source: Send {
 
     /// Cumulative losses counted by this source.
     fn losses(&self) -> SourceLosses;
+
+    /// Read now the loss counts the kernel keeps but reports only now and then (a socket's drops
+    /// after the last datagram, AF_XDP statistics), so that [`Source::losses`] is final: the
+    /// worker calls it once its drain is done. Sources with nothing of the kind keep the default.
+    fn refresh_losses(&mut self) {}
 }
 
 /// The decoder state of one worker, as the worker loop sees it.

@@ -10,7 +10,7 @@
 
 use super::counters::{WorkerCounters, bump};
 use super::exporters::{DEFAULT_CAPACITY, ExporterTable};
-use super::{BatchSink, DatagramDecoder, Event, Source};
+use super::{BatchSink, DatagramDecoder, Event, Source, SourceLosses};
 use crate::decode::sampling::ConfiguredRate;
 use crossbeam_channel::{Receiver, Sender};
 use std::sync::Arc;
@@ -128,6 +128,9 @@ impl<S: Source, D: DatagramDecoder, K: BatchSink> Worker<S, D, K> {
         if !emptied {
             self.discard_remaining()?;
         }
+        // The kernel's last drops, which no datagram will report now.
+        self.source.refresh_losses();
+        publish_losses(&self.counters, self.source.losses());
         self.decoder.finish();
         self.counters.publish_decode_stats(self.decoder.stats());
         self.report_state();
@@ -252,18 +255,22 @@ impl<S: Source, D: DatagramDecoder, K: BatchSink> Worker<S, D, K> {
                 counters.publish_sflow_stats(sflow);
             }
         }
-        let losses = source.losses();
-        counters
-            .kernel_drops
-            .store(losses.kernel_drops, Ordering::Relaxed);
-        counters
-            .truncated
-            .store(losses.truncated, Ordering::Relaxed);
-        counters
-            .not_allowed
-            .store(losses.not_allowed, Ordering::Relaxed);
+        publish_losses(counters, source.losses());
         Ok(received)
     }
+}
+
+/// Copy a source's cumulative losses into the worker's counters.
+fn publish_losses(counters: &WorkerCounters, losses: SourceLosses) {
+    counters
+        .kernel_drops
+        .store(losses.kernel_drops, Ordering::Relaxed);
+    counters
+        .truncated
+        .store(losses.truncated, Ordering::Relaxed);
+    counters
+        .not_allowed
+        .store(losses.not_allowed, Ordering::Relaxed);
 }
 
 #[cfg(test)]
@@ -309,6 +316,10 @@ mod tests {
                 truncated: 0,
                 not_allowed: 2 * self.drops,
             }
+        }
+        /// Drops the kernel reports only when asked: 10 more at the end.
+        fn refresh_losses(&mut self) {
+            self.drops += 10;
         }
     }
 
@@ -506,8 +517,9 @@ mod tests {
             get(&counters.errors[ErrorReason::UnknownVersion.index()]),
             1
         );
-        assert_eq!(get(&counters.kernel_drops), 3);
-        assert_eq!(get(&counters.not_allowed), 6);
+        // 3 counted batch by batch, 10 more read once the drain was done.
+        assert_eq!(get(&counters.kernel_drops), 13);
+        assert_eq!(get(&counters.not_allowed), 26);
         assert_eq!(
             counters.sflow_sample_sequence.each_ref().map(get),
             [4, 2, 1]

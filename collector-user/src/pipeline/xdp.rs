@@ -226,11 +226,13 @@ impl XdpLaneSource {
         Ok(fast + slow)
     }
 
-    /// Read every AF_XDP socket's kernel statistics now and publish them.
+    /// Read every AF_XDP socket's kernel statistics, and the UDP sockets' drop counts, now and
+    /// publish them.
     fn refresh_kernel_stats(&mut self) {
         for (source, _) in &mut self.xsk {
             source.refresh_kernel_stats();
         }
+        self.slow.count_quiet_drops();
         self.publish();
     }
 
@@ -272,8 +274,6 @@ impl Source for XdpLaneSource {
             return Ok(received);
         }
         if timeout.is_zero() {
-            // The end of a drain: the final counters include the kernel's latest drops.
-            self.refresh_kernel_stats();
             return Ok(0);
         }
         let now = Instant::now();
@@ -318,6 +318,10 @@ impl Source for XdpLaneSource {
             losses.kernel_drops += source.losses().kernel_drops;
         }
         losses
+    }
+
+    fn refresh_losses(&mut self) {
+        self.refresh_kernel_stats();
     }
 }
 

@@ -336,8 +336,8 @@ impl UdpSource {
         Ok(delivered)
     }
 
-    /// Read each socket's drop count (`SO_MEMINFO`, one syscall each; done when idle).
-    fn count_quiet_drops(&mut self) {
+    /// Read each socket's drop count (`SO_MEMINFO`, one syscall each): when idle, and at the end.
+    pub fn count_quiet_drops(&mut self) {
         for socket in &mut self.sockets {
             if let Ok(count) = socket.drop_count_now() {
                 self.kernel_drops += socket.note_drop_count(count);
@@ -402,6 +402,10 @@ impl Source for UdpSource {
             truncated: self.truncated,
             not_allowed: self.not_allowed,
         }
+    }
+
+    fn refresh_losses(&mut self) {
+        self.count_quiet_drops();
     }
 }
 
