@@ -40,27 +40,24 @@ fn namespace(tag: &str) -> Option<Namespace> {
     Some(Namespace(name))
 }
 
-#[test]
-fn sources_are_added_in_the_namespace_used_and_removed() {
-    let Some(ns) = namespace("t") else {
-        return;
-    };
-    let name = ns.0.clone();
+/// Loopback up, and a veth pair (fg0, fg1) up in `ns` with `addr` on fg0.
+fn with_veth(ns: &Namespace, addr: &str) {
     assert!(ip(&["-n", &ns.0, "link", "set", "lo", "up"]));
     assert!(ip(&[
         "-n", &ns.0, "link", "add", "fg0", "type", "veth", "peer", "name", "fg1"
     ]));
     assert!(ip(&["-n", &ns.0, "link", "set", "fg0", "up"]));
     assert!(ip(&["-n", &ns.0, "link", "set", "fg1", "up"]));
-    assert!(ip(&[
-        "-n",
-        &ns.0,
-        "addr",
-        "add",
-        "10.199.255.254/16",
-        "dev",
-        "fg0"
-    ]));
+    assert!(ip(&["-n", &ns.0, "addr", "add", addr, "dev", "fg0"]));
+}
+
+#[test]
+fn sources_are_added_in_the_namespace_used_and_removed() {
+    let Some(ns) = namespace("t") else {
+        return;
+    };
+    let name = ns.0.clone();
+    with_veth(&ns, "10.199.255.254/16");
 
     // The receiver lives in the namespace: a thread that entered it.
     let (tx, rx) = std::sync::mpsc::channel();
@@ -151,21 +148,7 @@ fn a_run_whose_every_datagram_is_refused_fails_and_says_why() {
     let Some(ns) = namespace("r") else {
         return;
     };
-    assert!(ip(&["-n", &ns.0, "link", "set", "lo", "up"]));
-    assert!(ip(&[
-        "-n", &ns.0, "link", "add", "fg0", "type", "veth", "peer", "name", "fg1"
-    ]));
-    assert!(ip(&["-n", &ns.0, "link", "set", "fg0", "up"]));
-    assert!(ip(&["-n", &ns.0, "link", "set", "fg1", "up"]));
-    assert!(ip(&[
-        "-n",
-        &ns.0,
-        "addr",
-        "add",
-        "10.77.0.2/24",
-        "dev",
-        "fg0"
-    ]));
+    with_veth(&ns, "10.77.0.2/24");
     let dir = common::temp_dir("refused");
     let manifest_path = dir.join("m.json");
     let out = Command::new("ip")

@@ -281,6 +281,26 @@ impl CollectorProcess {
         self.child.id()
     }
 
+    /// Wait (at most `timeout`) until the collector logged that it dropped root, check every one
+    /// of its user ids is `uid`, and return its effective capability set (from /proc).
+    pub fn wait_dropped_to(&self, uid: u32, timeout: Duration) -> anyhow::Result<u64> {
+        poll(timeout, || {
+            self.stderr().contains("privileges dropped").then_some(())
+        })
+        .with_context(|| format!("never dropped privileges:\n{}", self.stderr()))?;
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
+        let uid_line = status
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .context("no Uid line")?;
+        let uid = uid.to_string();
+        anyhow::ensure!(
+            uid_line.split_whitespace().skip(1).all(|id| id == uid),
+            "{uid_line}"
+        );
+        collector::xdp::parse_cap_eff(&status).context("no CapEff line")
+    }
+
     /// Send `signal` (e.g. `libc::SIGTERM`).
     pub fn signal(&self, signal: i32) -> anyhow::Result<()> {
         // SAFETY: kill(2) on our own child's pid.

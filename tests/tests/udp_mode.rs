@@ -38,20 +38,9 @@ fn user_and_allow_list_hold_in_udp_mode() {
         "info",
     )
     .expect("collector starts");
-    let dropped = poll(TIMEOUT, || {
-        collector
-            .stderr()
-            .contains("privileges dropped")
-            .then_some(())
-    });
-    assert!(dropped.is_some(), "{}", collector.stderr());
-    let status = std::fs::read_to_string(format!("/proc/{}/status", collector.pid())).unwrap();
-    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
-    assert!(
-        uid_line.split_whitespace().skip(1).all(|id| id == "65534"),
-        "{uid_line}"
-    );
-    assert_eq!(collector::xdp::parse_cap_eff(&status), Some(0), "{status}");
+    // Nobody, with no capability left.
+    let cap_eff = collector.wait_dropped_to(65534, TIMEOUT).unwrap();
+    assert_eq!(cap_eff, 0);
 
     // Three from the allowed peer; five from the collector's own loopback, which is not.
     pair.in_peer(|| {

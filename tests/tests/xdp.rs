@@ -266,21 +266,8 @@ fn user_flag_drops_root_after_attach() {
     )
     .expect("collector starts");
     let before = collector.wait_attached(ATTACH_TIMEOUT).expect("attached");
-    let dropped = poll(COUNT_TIMEOUT, || {
-        collector
-            .stderr()
-            .contains("privileges dropped")
-            .then_some(())
-    });
-    assert!(dropped.is_some(), "{}", collector.stderr());
-    let status = std::fs::read_to_string(format!("/proc/{}/status", collector.pid())).unwrap();
-    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
-    assert!(
-        uid_line.split_whitespace().skip(1).all(|id| id == "65534"),
-        "{uid_line}"
-    );
-    let cap_eff = collector::xdp::parse_cap_eff(&status).unwrap();
-    assert_eq!(cap_eff, 1 << collector::privilege::CAP_BPF, "{status}");
+    let cap_eff = collector.wait_dropped_to(65534, COUNT_TIMEOUT).unwrap();
+    assert_eq!(cap_eff, 1 << collector::privilege::CAP_BPF);
     pair.in_peer(|| {
         let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
         for _ in 0..3 {
