@@ -87,7 +87,16 @@ fn replaced_ring_is_read_to_its_end_then_the_new_generation() {
     // A new configuration (capacity 128): the ring is replaced by a new generation.
     let mut b = RingWriter::<FlowRecord>::open_in_dir(dir.path(), &config(128, 0)).unwrap();
     assert!(
-        matches!(b.opened(), RingOpen::Replaced { .. }),
+        matches!(
+            b.opened(),
+            RingOpen::Replaced {
+                reason: RingError::OtherLayout {
+                    found_capacity: 64,
+                    capacity: 128,
+                    ..
+                }
+            }
+        ),
         "{:?}",
         b.opened()
     );

@@ -115,6 +115,17 @@ pub enum RingError {
     },
     #[error("{path}: header is malformed: {what}")]
     BadHeader { path: PathBuf, what: &'static str },
+    #[error(
+        "{path}: holds {found_capacity} records of worker {found_worker}, configured for \
+         {capacity} records of worker {worker}"
+    )]
+    OtherLayout {
+        path: PathBuf,
+        found_capacity: u64,
+        found_worker: u32,
+        capacity: u64,
+        worker: u32,
+    },
     #[error("{path}: file is {len} bytes, the header says {needed}: truncated")]
     Truncated {
         path: PathBuf,

@@ -140,9 +140,12 @@ impl<R: RingRecord> RingWriter<R> {
                         what: "commit and claim cursors are inconsistent",
                     }
                 }
-                Ok(_) => RingError::BadHeader {
+                Ok(info) => RingError::OtherLayout {
                     path: path.to_path_buf(),
-                    what: "capacity or worker id differs from the configuration",
+                    found_capacity: info.capacity,
+                    found_worker: info.worker_id,
+                    capacity,
+                    worker: config.worker_id,
                 },
                 Err(e @ RingError::WrongMagic { .. }) => return Err(e),
                 Err(e) => e,
