@@ -826,6 +826,33 @@ mod tests {
     }
 
     #[test]
+    fn summary_line_gives_rates_and_the_losses_that_happened() {
+        let start = Totals::default();
+        let now = Totals {
+            datagrams: 100,
+            records: 1000,
+            kernel_drops: 2,
+            exporters: 3,
+            ..Totals::default()
+        };
+        assert_eq!(
+            now.summary_line(&start, 2.0),
+            "datagrams=100 (50/s) records=1000 (500/s) decode_errors=0 socket_drops=2 \
+             truncated=0 exporters=3"
+        );
+        let refused = Totals {
+            not_allowed: 7,
+            shutdown_discarded: 4,
+            ..now
+        };
+        let line = refused.summary_line(&start, 2.0);
+        assert!(
+            line.ends_with(" shutdown_discarded=4 not_allowed=7"),
+            "{line}"
+        );
+    }
+
+    #[test]
     fn top_n_labels_are_sticky_and_the_rest_is_other() {
         let mut reg = ExporterRegistry::new(2);
         let held: Vec<_> = [(1, 10), (2, 30), (3, 20)]
