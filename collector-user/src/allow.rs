@@ -39,14 +39,8 @@ impl FromStr for AllowPrefix {
             return Err(bad());
         }
         let addr = match addr {
-            IpAddr::V4(v4) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
-                IpAddr::V4((u32::from(v4) & mask).into())
-            }
-            IpAddr::V6(v6) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
-                IpAddr::V6((u128::from(v6) & mask).into())
-            }
+            IpAddr::V4(v4) => IpAddr::V4((u32::from(v4) & mask_v4(len)).into()),
+            IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & mask_v6(len)).into()),
         };
         Ok(AllowPrefix { addr, len })
     }
@@ -63,18 +57,24 @@ impl AllowPrefix {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip.to_canonical()) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.len)).unwrap_or(0);
-                u32::from(ip) & mask == u32::from(net)
+                u32::from(ip) & mask_v4(self.len) == u32::from(net)
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.len))
-                    .unwrap_or(0);
-                u128::from(ip) & mask == u128::from(net)
+                u128::from(ip) & mask_v6(self.len) == u128::from(net)
             }
             _ => false,
         }
     }
+}
+
+/// The network mask of an IPv4 prefix of `len` bits (0 to 32).
+fn mask_v4(len: u8) -> u32 {
+    u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0)
+}
+
+/// The network mask of an IPv6 prefix of `len` bits (0 to 128).
+fn mask_v6(len: u8) -> u128 {
+    u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0)
 }
 
 /// The allow-list as a datagram source checks it. Without prefixes every source is allowed.

@@ -137,9 +137,15 @@ impl TemplatedState {
     pub fn begin<S>(&mut self, msg: &Message, env: &mut Env<'_, S>) {
         self.sequence_slot = None;
         let dropped = self.early.expire(msg.template_session(), msg.received_ns);
-        env.stats.errors[ErrorReason::EarlyDataDropped.index()] += dropped;
         let expired = self.templates.expire_idle(msg.received_ns);
-        env.stats.templates_expired += expired;
+        self.count_aged(dropped, expired, env.stats);
+    }
+
+    /// Count data sets and templates that aged out.
+    #[inline]
+    fn count_aged(&mut self, dropped: u64, expired: u64, stats: &mut DecodeStats) {
+        stats.errors[ErrorReason::EarlyDataDropped.index()] += dropped;
+        stats.templates_expired += expired;
         self.gauges_changed |= dropped != 0 || expired != 0;
     }
 
@@ -147,18 +153,15 @@ impl TemplatedState {
     /// came to do it ([`TemplatedState::begin`]).
     pub fn housekeeping(&mut self, now_ns: u64, stats: &mut DecodeStats) {
         let dropped = self.early.sweep(now_ns);
-        stats.errors[ErrorReason::EarlyDataDropped.index()] += dropped;
         let expired = self.templates.expire_idle(now_ns);
-        stats.templates_expired += expired;
-        self.gauges_changed |= dropped != 0 || expired != 0;
+        self.count_aged(dropped, expired, stats);
     }
 
     /// Drop the data sets still waiting for their templates, counted as
     /// [`ErrorReason::EarlyDataDropped`]: the decoder is done.
     pub fn finish(&mut self, stats: &mut DecodeStats) {
         let dropped = self.early.drop_all();
-        stats.errors[ErrorReason::EarlyDataDropped.index()] += dropped;
-        self.gauges_changed |= dropped != 0;
+        self.count_aged(dropped, 0, stats);
     }
 
     /// Whether the template cache or the early data changed (learned, withdrawn, expired, evicted,
@@ -495,9 +498,8 @@ impl Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::ie::EncodeContext;
     use crate::decode::ipfix::{MessageWriter, TemplateSpec};
-    use crate::decode::test_support::run;
+    use crate::decode::test_support::{init_time_options, run};
     use crate::decode::{Decoder, Protocol};
 
     #[test]
@@ -505,19 +507,11 @@ mod tests {
         // The table of systemInitTimeMilliseconds is full of other sessions: an options record
         // of a new one is not kept, and counted; its uptime-relative flow times stay 0. A
         // session already in the table still updates its value.
-        let opt = TemplateSpec {
-            id: 401,
-            scope_fields: 1,
-            fields: vec![Field::iana(144, 4), Field::iana(160, 8)],
-        };
+        let (opt, ctx) = init_time_options();
         let data = TemplateSpec {
             id: 300,
             scope_fields: 0,
             fields: vec![Field::iana(22, 4), Field::iana(21, 4)],
-        };
-        let ctx = EncodeContext {
-            init_ms: 1_699_999_000_000,
-            ..EncodeContext::default()
         };
         let mut rec = FlowRecord::zeroed();
         rec.time_flow_start_ns = 1_699_999_990_000_000_000;

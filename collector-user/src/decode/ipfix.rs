@@ -550,7 +550,7 @@ mod tests {
     use super::*;
     use crate::decode::ie::{PEN_OVS, VARLEN};
     use crate::decode::template::{CacheLimits, EarlyLimits};
-    use crate::decode::test_support::{T0, errors, meta_at, run};
+    use crate::decode::test_support::{T0, errors, init_time_options, meta_at, run};
     use crate::decode::{
         Collected, Counted, Decoder, DecoderConfig, Protocol,
         sampling::{ConfiguredRate, SamplerKey},
@@ -936,16 +936,8 @@ mod tests {
     fn uptime_times_use_init_time_learned_from_options() {
         // Options template 401 (scope exportingProcessId 144; systemInitTimeMilliseconds 160), its
         // record, then a data template with flowStartSysUpTime/flowEndSysUpTime (22/21) only.
-        let opt = TemplateSpec {
-            id: 401,
-            scope_fields: 1,
-            fields: vec![Field::iana(144, 4), Field::iana(160, 8)],
-        };
+        let (opt, ctx) = init_time_options();
         let data = one_field_template(&[Field::iana(22, 4), Field::iana(21, 4)]);
-        let ctx = EncodeContext {
-            init_ms: 1_699_999_000_000,
-            ..EncodeContext::default()
-        };
         let mut w = MessageWriter::new(1_700_000_000, 0, 0);
         w.templates(&[opt.clone(), data.clone()])
             .data(&opt, &[flow()], &ctx)

@@ -1545,6 +1545,11 @@ impl ExporterEarly {
     }
 }
 
+/// Whether a held set is older than `max_age` at `now_ns`.
+fn aged(now_ns: u64, max_age: u64) -> impl Fn(&HeldSet) -> bool {
+    move |s| now_ns.saturating_sub(s.ctx.received_ns) > max_age
+}
+
 /// Data sets held until their template arrives, per exporter (transport session).
 #[derive(Debug, Default)]
 pub struct EarlyData {
@@ -1614,8 +1619,7 @@ impl EarlyData {
         let Some(e) = self.exporters.get_mut(&SessionKey(exporter)) else {
             return 0;
         };
-        let (dropped, freed) =
-            e.remove_where(|s| now_ns.saturating_sub(s.ctx.received_ns) > max_age);
+        let (dropped, freed) = e.remove_where(aged(now_ns, max_age));
         self.total_bytes -= freed;
         if e.sets.is_empty() {
             self.exporters.remove(&SessionKey(exporter));
@@ -1631,7 +1635,7 @@ impl EarlyData {
         self.last_sweep_ns = now_ns;
         let mut dropped = 0;
         for e in self.exporters.values_mut() {
-            let (n, freed) = e.remove_where(|s| now_ns.saturating_sub(s.ctx.received_ns) > max_age);
+            let (n, freed) = e.remove_where(aged(now_ns, max_age));
             dropped += n;
             self.total_bytes -= freed;
         }

@@ -1,5 +1,8 @@
 //! Helpers shared by the decoders' unit tests.
 
+use super::ie::EncodeContext;
+use super::ipfix::TemplateSpec;
+use super::template::Field;
 use super::{Collected, DatagramMeta, Decoder, ErrorReason};
 use std::net::SocketAddr;
 
@@ -29,4 +32,20 @@ pub fn run(
 
 pub fn errors(dec: &Decoder, reason: ErrorReason) -> u64 {
     dec.stats.errors[reason.index()]
+}
+
+/// Options template 401 (scope exportingProcessId 144; systemInitTimeMilliseconds 160), and an
+/// encoding context whose exporter started at 1,699,999,000,000 ms: what uptime-relative flow
+/// times (21/22) need to become absolute.
+pub fn init_time_options() -> (TemplateSpec, EncodeContext) {
+    let options = TemplateSpec {
+        id: 401,
+        scope_fields: 1,
+        fields: vec![Field::iana(144, 4), Field::iana(160, 8)],
+    };
+    let ctx = EncodeContext {
+        init_ms: 1_699_999_000_000,
+        ..EncodeContext::default()
+    };
+    (options, ctx)
 }
