@@ -61,7 +61,7 @@ reasons! {
     BadVariableLength => "bad_variable_length",
     /// A record's element was left out (its record field zero), counted per record: the template
     /// gives it a length its type cannot have (RFC 7011 §6.2 allows unsigned integers shorter
-    /// than their type, never longer), a variable-length value is longer than 8 bytes, or the
+    /// than their type, never longer), a variable-length value is longer than its type, or the
     /// value does not fit its 32-bit record field (observationPointId or selectorId above
     /// 2³²−1; such a selector still finds its own sampling rate).
     FieldSkipped => "field_skipped",

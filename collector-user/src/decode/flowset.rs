@@ -458,7 +458,8 @@ fn decode_ovs_records<S: RecordSink>(
 ) -> (Decoded, Result<(), ErrorReason>) {
     let mut rec = msg.base_record();
     rec.sampling_rate = rate;
-    let (flows, result) = layout.decode_set(body, &mut rec, msg.clock, env.sink);
+    let skipped = &mut env.stats.errors[ErrorReason::FieldSkipped.index()];
+    let (flows, result) = layout.decode_set(body, &mut rec, msg.clock, (env.sink, skipped));
     let decoded = Decoded {
         flows,
         data_records: flows,

@@ -1678,6 +1678,21 @@ mod tests {
         let got: Vec<_> = sink.flows.iter().map(|r| (r.packets, r.proto)).collect();
         assert_eq!(got, [(0, 6), (5, 17)]);
         assert_eq!(errors(&dec, ErrorReason::FieldSkipped), 3);
+
+        // A variable-length sourceTransportPort (unsigned16) of 4 bytes is longer than its type:
+        // left out and counted, not narrowed to its low 2 bytes; one of 2 bytes is kept.
+        let t = TemplateSpec {
+            id: 302,
+            ..one_field_template(&[Field::iana(7, VARLEN), Field::iana(4, 1)])
+        };
+        let mut w = MessageWriter::new(0, 0, 0);
+        let body = [4, 0, 1, 0x30, 0x39, 6, 2, 0x30, 0x39, 17];
+        w.templates(std::slice::from_ref(&t)).raw_set(302, &body);
+        let (sink, result) = run(&mut dec, EXPORTER, &w.finish());
+        assert_eq!(result, Ok(()));
+        let got: Vec<_> = sink.flows.iter().map(|r| (r.src_port, r.proto)).collect();
+        assert_eq!(got, [(0, 6), (12345, 17)]);
+        assert_eq!(errors(&dec, ErrorReason::FieldSkipped), 4);
     }
 
     #[test]

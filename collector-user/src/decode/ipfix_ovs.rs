@@ -91,13 +91,15 @@ impl Layout {
     /// Decode the records of a data set `body` of this layout, handing each to `sink`. `rec` is
     /// the set's base record (header facts, sampling rate), overwritten field by field; flow
     /// times become absolute by `clock`. Trailing bytes shorter than the smallest record are
-    /// padding. Returns the records handed over and what stopped the set, if anything.
+    /// padding. Returns the records handed over and what stopped the set, if anything. Records
+    /// that left out a tunnelKey longer than 8 bytes are added to `skipped`
+    /// ([`ErrorReason::FieldSkipped`]).
     pub fn decode_set<S: RecordSink>(
         self,
         body: &[u8],
         rec: &mut FlowRecord,
         clock: ExportClock,
-        sink: &mut S,
+        (sink, skipped): (&mut S, &mut u64),
     ) -> (u32, Result<(), ErrorReason>) {
         let Params {
             egress,
@@ -111,6 +113,7 @@ impl Layout {
             rec,
             clock,
             sink,
+            skipped,
         };
         match (egress, vlan) {
             (false, false) => set.by_l3::<false, false>(l3, l4, tunnel),
@@ -157,6 +160,7 @@ struct Set<'a, S> {
     rec: &'a mut FlowRecord,
     clock: ExportClock,
     sink: &'a mut S,
+    skipped: &'a mut u64,
 }
 
 type SetOutcome = (u32, Result<(), ErrorReason>);
@@ -213,6 +217,7 @@ impl<S: RecordSink> Set<'_, S> {
             rec,
             clock,
             sink,
+            skipped,
         } = self;
         let min_len = min_len(EGRESS, VLAN, L3, L4, TUNNEL);
         // The IPv4-mapped prefix of the addresses this layout sends as IPv4; records write their
@@ -231,7 +236,10 @@ impl<S: RecordSink> Set<'_, S> {
             rest = match record_fast::<EGRESS, VLAN, L3, L4, TUNNEL>(rest, rec, clock) {
                 Some(after) => after,
                 None => match record::<EGRESS, VLAN, L3, L4, TUNNEL>(rest, rec, clock) {
-                    Ok(used) => rest.get(used..).unwrap_or_default(),
+                    Ok((used, key_skipped)) => {
+                        *skipped += u64::from(key_skipped);
+                        rest.get(used..).unwrap_or_default()
+                    }
                     Err(reason) => return (flows, Err(reason)),
                 },
             };
@@ -334,7 +342,8 @@ const LOW_BYTES: [u64; 9] = {
 };
 
 /// The variable-length tunnelKey that ends at `end` and is `len` bytes long: an unsigned
-/// big-endian number of up to 8 bytes, 0 when longer (as the step decoder stores it).
+/// big-endian number of up to 8 bytes, 0 when longer (as the step decoder stores it; the caller
+/// counts it).
 #[inline(always)]
 fn tunnel_key(data: &[u8], end: usize, len: usize) -> u64 {
     match (
@@ -503,13 +512,15 @@ fn record_fast<
 
 /// One record of the OVS layout given by the parameters (see [`ovs::template`] for the field
 /// order this follows) from the front of `data`, which holds at least the layout's smallest
-/// record, with the step decoder's checks in its order. Returns the bytes it used.
-#[inline(always)]
+/// record, with the step decoder's checks in its order. Returns the bytes it used, and whether
+/// its tunnelKey was too long to store (left out, as the step decoder does).
+#[cold]
+#[inline(never)]
 fn record<const EGRESS: bool, const VLAN: bool, const L3: u8, const L4: u8, const TUNNEL: bool>(
     data: &[u8],
     rec: &mut FlowRecord,
     clock: ExportClock,
-) -> Result<usize, ErrorReason> {
+) -> Result<(usize, bool), ErrorReason> {
     front(region(data, 0, FRONT_LEN)?, rec);
     let (_, name_end) = varlen(data, FRONT_LEN)?;
     let (_, mut base) = varlen(data, name_end)?;
@@ -534,10 +545,10 @@ fn record<const EGRESS: bool, const VLAN: bool, const L3: u8, const L4: u8, cons
         let w = region(data, end, TUNNEL_LEN + TAIL_LEN)?;
         tunnel(w, rec);
         tail(w, TUNNEL_LEN, rec, clock);
-        Ok(end + TUNNEL_LEN + TAIL_LEN)
+        Ok((end + TUNNEL_LEN + TAIL_LEN, end - start > 8))
     } else {
         tail(w, middle_len, rec, clock);
-        Ok(base + middle_len + TAIL_LEN)
+        Ok((base + middle_len + TAIL_LEN, false))
     }
 }
 
@@ -632,8 +643,9 @@ mod tests {
         body: &[u8],
         base: FlowRecord,
         clock: ExportClock,
-    ) -> (Vec<FlowRecord>, Result<(), ErrorReason>) {
+    ) -> (Vec<FlowRecord>, u64, Result<(), ErrorReason>) {
         let mut out = Vec::new();
+        let mut skipped = 0;
         let mut img = RecordImage::new(base);
         let mut tail = SetTail::new();
         let mut rest = body;
@@ -641,22 +653,24 @@ mod tests {
             let mut extras = Extras::default();
             match t.decode_record(rest, &mut img, &mut extras, &mut tail) {
                 Ok(used) => rest = rest.get(used..).unwrap_or_default(),
-                Err(reason) => return (out, Err(reason)),
+                Err(reason) => return (out, skipped, Err(reason)),
             }
+            skipped += u64::from(extras.skipped);
             let mut rec = img.rec;
             for time in [&mut rec.time_flow_start_ns, &mut rec.time_flow_end_ns] {
                 *time = clock.absolute_ns(TimeKind::DeltaMicros, *time, 0);
             }
             out.push(rec);
         }
-        (out, Ok(()))
+        (out, skipped, Ok(()))
     }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(3000))]
         /// The straight-line loop and the step decoder agree on every layout: the records (from
-        /// a base record of random bytes, so a field written wrongly or not at all shows), and
-        /// the error for truncated or corrupted data after the same records.
+        /// a base record of random bytes, so a field written wrongly or not at all shows), the
+        /// error for truncated or corrupted data after the same records, and the count of tunnel
+        /// keys left out.
         #[test]
         fn same_as_step_decoder(
             index in 0..ovs::COUNT,
@@ -687,12 +701,14 @@ mod tests {
             };
             let mut sink = Collected::default();
             let mut rec = base;
+            let mut skipped = 0;
             let (flows, result) = layout
                 .expect("recognised")
-                .decode_set(&body, &mut rec, clock, &mut sink);
+                .decode_set(&body, &mut rec, clock, (&mut sink, &mut skipped));
             prop_assert_eq!(flows as usize, sink.flows.len());
-            let (expected, expected_result) = step_decoded(&t, &body, base, clock);
+            let (expected, expected_skipped, expected_result) = step_decoded(&t, &body, base, clock);
             prop_assert_eq!(result, expected_result);
+            prop_assert_eq!(skipped, expected_skipped, "tunnel keys left out");
             prop_assert_eq!(sink.flows.len(), expected.len());
             for (fast, step) in sink.flows.iter().zip(&expected) {
                 prop_assert_eq!(bytemuck::bytes_of(fast), bytemuck::bytes_of(step));

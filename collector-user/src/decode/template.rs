@@ -133,9 +133,10 @@ pub enum Op {
     /// must be in the record. The steps up to the next region read below `arg` from this base.
     Region,
     /// A variable-length field whose length prefix is `src` bytes on from the base: its value
-    /// goes to [`ie::apply`] with the action of index `dst` (a value longer than 8 bytes stores
-    /// 0), and the base moves to its end. Then, unless `arg` is 0, a region of `arg` bytes starts
-    /// there (as [`Op::Region`] with no move).
+    /// goes to [`ie::apply`] with the action of index `dst % 64`, and the base moves to its end.
+    /// Then, unless `arg` is 0, a region of `arg` bytes starts there (as [`Op::Region`] with no
+    /// move). The element is an unsigned integer of up to 2^(`dst / 64`) bytes: a longer value
+    /// (RFC 7011 §6.2 allows only shorter ones) stores 0 and is counted, never narrowed.
     Varlen,
     /// As `Varlen` for a field that is not mapped (interface names and descriptions): skipped.
     VarSkip,
@@ -166,6 +167,9 @@ pub struct Step {
     pub dst: u8,
     pub arg: u8,
 }
+
+// `Op::Varlen` keeps its action's index in the low 6 bits of `dst`.
+const _: () = assert!(Action::ALL.len() <= 64);
 
 /// Bytes a region may span up to the end of its last mapped field, so offsets fit a byte.
 const REGION_SPAN: usize = 255;
@@ -428,14 +432,18 @@ impl Template {
                     open_region(&mut *steps, off);
                     off = 0;
                 }
-                let op = match action {
-                    Action::Skip => Op::VarSkip,
-                    _ => Op::Varlen,
+                // Mapped variable-length elements are unsigned of 1, 2, 4 or 8 bytes (`usable`).
+                let (op, dst) = match (action, chosen.map(|s| s.width)) {
+                    (Action::Skip, _) => (Op::VarSkip, Action::Skip as u8),
+                    (_, Some(ie::Width::Uint(n))) => {
+                        (Op::Varlen, action as u8 | (n.trailing_zeros() as u8) << 6)
+                    }
+                    _ => (Op::Varlen, action as u8 | 3 << 6),
                 };
                 steps.push(Step {
                     op,
                     src: off as u8,
-                    dst: action as u8,
+                    dst,
                     arg: 0,
                 });
                 (off, region) = (0, Some(steps.len() - 1));
@@ -685,12 +693,12 @@ impl Template {
                 Op::Varlen => {
                     let (start, end) = varlen(data, base + src)?;
                     if let (Some(bytes), Some(action)) =
-                        (data.get(start..end), Action::from_index(step.dst))
+                        (data.get(start..end), Action::from_index(step.dst % 64))
                     {
-                        // Only an unsigned value of ≤ 8 bytes is stored; a longer one stores 0,
-                        // as if absent (so a reused record image holds nothing stale), and is
-                        // counted.
-                        let value = if bytes.len() <= 8 {
+                        // Only a value no longer than its element's type is stored; a longer
+                        // one stores 0, as if absent (so a reused record image holds nothing
+                        // stale), and is counted.
+                        let value = if bytes.len() <= 1 << (step.dst / 64) {
                             bytes
                         } else {
                             extras.skipped = true;
