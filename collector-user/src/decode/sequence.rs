@@ -22,8 +22,9 @@
 //! without an uptime to show it (IPFIX) and had sent little before starts again *behind* the
 //! expected number, inside the reorder window: its first datagrams look late. When
 //! [`RESTART_RUN`] late datagrams in a row follow each other in order, they are a restart after
-//! all: counted as one, their late counts and the loss they gave back are undone, and tracking
-//! continues from them. A small step back is a late
+//! all: counted as one, the loss they gave back is restored, and tracking continues from them.
+//! The run's first datagrams stay counted as late: `late` is a counter, and a counter never goes
+//! down (the run's last datagram is the restart, not late). A small step back is a late
 //! (reordered or duplicated) datagram: it gives back loss counted for it when there is any. A large
 //! jump either way, or an uptime that goes back, is an exporter restart: counted as such, never as loss.
 //!
@@ -321,13 +322,14 @@ impl SequenceTracker {
     }
 
     /// Count a late datagram, or, when it completes a run of [`RESTART_RUN`] late datagrams in
-    /// order, undo the run's late counts and given-back loss and call it a restart.
+    /// order, restore the run's given-back loss and call it a restart (the run's earlier datagrams
+    /// stay counted late: counters never go down).
     fn late(&mut self, seq: u32, span: Option<u32>) -> SequenceEvent {
         let before = self.counts.lost;
-        self.counts.late += 1;
         self.counts.lost = before.saturating_sub(u64::from(span.unwrap_or(1)));
         let given_back = before - self.counts.lost;
         let Some(span) = span else {
+            self.counts.late += 1;
             self.late_run = 0;
             return SequenceEvent::Late;
         };
@@ -340,9 +342,9 @@ impl SequenceTracker {
         }
         self.late_run_next = seq.wrapping_add(span);
         if self.late_run < RESTART_RUN {
+            self.counts.late += 1;
             return SequenceEvent::Late;
         }
-        self.counts.late -= u64::from(self.late_run);
         self.counts.lost += self.late_run_given_back;
         self.late_run = 0;
         SequenceEvent::Restart
@@ -477,11 +479,12 @@ mod tests {
                 SequenceEvent::Restart
             ]
         );
+        // The run's first three were counted late when they came, and stay so (a counter).
         assert_eq!(
             t.counts,
             SequenceCounts {
                 lost: 6,
-                late: 0,
+                late: 3,
                 restarts: 1,
                 source_port_changes: 0,
             }
