@@ -3,13 +3,16 @@
 //! This module owns parsing and validation only. Every setting has a flag and a config-file key of
 //! the same name (`--ring-dir` ↔ `ring_dir`); a flag given on the command line wins over the file.
 //! Sampling rates are merged: the file's table, then `--sampling-rate` entries replacing the same
-//! exporter or prefix. Unknown keys and bad values are a [`ConfigError`] naming the key or flag, which
-//! the binary reports on one line with exit code 2.
+//! exporter or prefix. XDP mode is on when `--xdp` or `xdp` names an interface; a setting that only
+//! applies there, given as a flag or a key without either, is refused. Unknown keys and bad values
+//! are a [`ConfigError`] naming the key or flag, which the binary reports on one line with exit
+//! code 2.
 
 use crate::allow::AllowPrefix;
 use crate::decode::sampling::{ConfiguredRate, SamplingTable};
 use crate::ring::RingSize;
 use crate::source::xsk::ZeroCopy;
+use crate::xdp::{AttachMode, SteerMode};
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -59,6 +62,10 @@ pub const DEFAULT_XDP_SPIN_US: u64 = 0;
 pub const MAX_XDP_SPIN_US: u64 = 10_000;
 /// Largest accepted `xsk_ring_size` (a 4 KiB frame each: 256 MiB of UMEM per RX queue).
 pub const MAX_XSK_RING_SIZE: u32 = 65536;
+/// Default `report_interval`: seconds between two reports of the XDP program's counters.
+pub const DEFAULT_REPORT_SECS: u64 = 5;
+/// Largest accepted `report_interval` (an hour).
+pub const MAX_REPORT_SECS: u64 = 3600;
 
 /// A bad config file, flag or value. Displayed as one line naming what is wrong.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +87,8 @@ pub enum ConfigError {
         value: String,
         expected: &'static str,
     },
+    #[error("{setting} only applies with --xdp <IFACE> (or the key `xdp` in the config file)")]
+    XdpOnly { setting: &'static str },
 }
 
 impl ConfigError {
@@ -107,6 +116,12 @@ pub struct FileConfig {
     pub sampling_override: Option<bool>,
     /// Exporter address or prefix → sampling rate (1 in N).
     pub sampling_rate: Option<std::collections::BTreeMap<String, i64>>,
+    /// Collect through the XDP fast path on this interface (XDP mode); none: UDP mode.
+    pub xdp: Option<String>,
+    /// XDP mode: attach the program `driver`, `skb` or `auto`.
+    pub xdp_attach: Option<String>,
+    /// XDP mode: matched datagrams go to `afxdp`, `perf` or `drop`.
+    pub xdp_mode: Option<String>,
     /// XDP mode: zero-copy AF_XDP `auto`, `on` or `off`.
     pub xdp_zero_copy: Option<String>,
     /// XDP mode: entries per AF_XDP ring and frames per UMEM (a power of two).
@@ -115,6 +130,10 @@ pub struct FileConfig {
     pub xdp_spin_us: Option<i64>,
     /// XDP mode: preferred busy polling on the AF_XDP sockets.
     pub xdp_busy_poll: Option<bool>,
+    /// XDP mode: seconds between two reports of the program's counters.
+    pub report_interval: Option<i64>,
+    /// XDP mode: file each counters report is written to.
+    pub counters_file: Option<PathBuf>,
     /// Exporter source prefixes allowed to send ("10.0.0.0/8", "2001:db8::/32"); none: all.
     pub allow: Option<Vec<String>>,
     /// Drop root after setup: switch to this user.
@@ -168,10 +187,15 @@ pub struct FlagConfig {
     pub summary_interval: Option<u64>,
     pub sampling_override: bool,
     pub sampling_rate: Vec<String>,
+    pub xdp: Option<String>,
+    pub xdp_attach: Option<AttachMode>,
+    pub xdp_mode: Option<SteerMode>,
     pub xdp_zero_copy: Option<ZeroCopy>,
     pub xsk_ring_size: Option<u32>,
     pub xdp_spin_us: Option<u64>,
     pub xdp_busy_poll: bool,
+    pub report_interval: Option<u64>,
+    pub counters_file: Option<PathBuf>,
     pub allow: Vec<AllowPrefix>,
     pub user: Option<String>,
 }
@@ -296,7 +320,7 @@ impl SamplingRates {
     }
 }
 
-/// Everything `collector run` in UDP mode needs, validated.
+/// Everything `collector run` needs, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     /// The config file the settings came from, re-read on SIGHUP.
@@ -315,6 +339,12 @@ pub struct Settings {
     pub sampling: SamplingRates,
     /// Configured sampling rates override the exported ones.
     pub sampling_override: bool,
+    /// The interface whose XDP fast path is collected from; `None`: UDP mode.
+    pub xdp: Option<String>,
+    /// XDP mode: how the program is attached.
+    pub xdp_attach: AttachMode,
+    /// XDP mode: where the program sends matched datagrams.
+    pub xdp_mode: SteerMode,
     /// XDP mode: zero-copy AF_XDP request.
     pub xdp_zero_copy: ZeroCopy,
     /// XDP mode: entries per AF_XDP ring and frames per UMEM; `None`: [`auto_xsk_ring_size`].
@@ -324,6 +354,10 @@ pub struct Settings {
     pub xdp_spin: Duration,
     /// XDP mode: the AF_XDP sockets busy-poll their RX queue (preferred busy polling).
     pub xdp_busy_poll: bool,
+    /// XDP mode: period of the program's counters report.
+    pub report_interval: Duration,
+    /// XDP mode: where each counters report is written (one line, replaced atomically).
+    pub counters_file: Option<PathBuf>,
     /// Exporter source prefixes allowed to send; empty allows every source.
     pub allow: Vec<AllowPrefix>,
     /// The user to become after setup.
@@ -411,6 +445,28 @@ impl Settings {
         for text in &flags.sampling_rate {
             sampling.set(SamplingRate::parse(text)?);
         }
+        let xdp = match (&flags.xdp, &file.xdp) {
+            (Some(iface), _) => Some(check_iface("--xdp", iface)?),
+            (None, Some(iface)) => Some(check_iface("xdp", iface)?),
+            (None, None) => None,
+        };
+        if xdp.is_none()
+            && let Some(setting) = xdp_only_setting(flags, &file)
+        {
+            return Err(ConfigError::XdpOnly { setting });
+        }
+        let xdp_attach = match (flags.xdp_attach, &file.xdp_attach) {
+            (Some(a), _) => a,
+            (None, Some(text)) => <AttachMode as clap::ValueEnum>::from_str(text, false)
+                .map_err(|_| ConfigError::value("xdp_attach", text, "driver, skb or auto"))?,
+            (None, None) => AttachMode::Auto,
+        };
+        let xdp_mode = match (flags.xdp_mode, &file.xdp_mode) {
+            (Some(m), _) => m,
+            (None, Some(text)) => <SteerMode as clap::ValueEnum>::from_str(text, false)
+                .map_err(|_| ConfigError::value("xdp_mode", text, "afxdp, perf or drop"))?,
+            (None, None) => SteerMode::Afxdp,
+        };
         let xdp_zero_copy = match (flags.xdp_zero_copy, &file.xdp_zero_copy) {
             (Some(z), _) => z,
             (None, Some(text)) => <ZeroCopy as clap::ValueEnum>::from_str(text, false)
@@ -426,6 +482,13 @@ impl Settings {
             (Some(n), _) => check_xdp_spin_us("--xdp-spin-us", i64::try_from(n).unwrap_or(-1))?,
             (None, Some(n)) => check_xdp_spin_us("xdp_spin_us", n)?,
             (None, None) => DEFAULT_XDP_SPIN_US,
+        };
+        let report_secs = match (flags.report_interval, file.report_interval) {
+            (Some(n), _) => {
+                check_report_interval("--report-interval", i64::try_from(n).unwrap_or(-1))?
+            }
+            (None, Some(n)) => check_report_interval("report_interval", n)?,
+            (None, None) => DEFAULT_REPORT_SECS,
         };
         let allow = if flags.allow.is_empty() {
             file.allow
@@ -461,10 +524,15 @@ impl Settings {
             summary_interval: Duration::from_secs(summary_secs),
             sampling,
             sampling_override: flags.sampling_override || file.sampling_override.unwrap_or(false),
+            xdp,
+            xdp_attach,
+            xdp_mode,
             xdp_zero_copy,
             xsk_ring_size,
             xdp_spin: Duration::from_micros(xdp_spin_us),
             xdp_busy_poll: flags.xdp_busy_poll || file.xdp_busy_poll.unwrap_or(false),
+            report_interval: Duration::from_secs(report_secs),
+            counters_file: flags.counters_file.clone().or(file.counters_file),
             allow,
             user: flags.user.clone().or(file.user),
         })
@@ -498,6 +566,48 @@ fn file_sampling(file: &FileConfig) -> Result<SamplingRates, ConfigError> {
     Ok(sampling)
 }
 
+/// The first setting given, flags before keys, that only applies with `--xdp` or `xdp`.
+fn xdp_only_setting(flags: &FlagConfig, file: &FileConfig) -> Option<&'static str> {
+    [
+        (flags.xdp_attach.is_some(), "--xdp-attach"),
+        (flags.xdp_mode.is_some(), "--xdp-mode"),
+        (flags.xdp_zero_copy.is_some(), "--xdp-zero-copy"),
+        (flags.xsk_ring_size.is_some(), "--xsk-ring-size"),
+        (flags.xdp_spin_us.is_some(), "--xdp-spin-us"),
+        (flags.xdp_busy_poll, "--xdp-busy-poll"),
+        (flags.report_interval.is_some(), "--report-interval"),
+        (flags.counters_file.is_some(), "--counters-file"),
+        (file.xdp_attach.is_some(), "xdp_attach"),
+        (file.xdp_mode.is_some(), "xdp_mode"),
+        (file.xdp_zero_copy.is_some(), "xdp_zero_copy"),
+        (file.xsk_ring_size.is_some(), "xsk_ring_size"),
+        (file.xdp_spin_us.is_some(), "xdp_spin_us"),
+        (file.xdp_busy_poll.is_some(), "xdp_busy_poll"),
+        (file.report_interval.is_some(), "report_interval"),
+        (file.counters_file.is_some(), "counters_file"),
+    ]
+    .into_iter()
+    .find_map(|(given, setting)| given.then_some(setting))
+}
+
+/// An interface name the kernel could have: 1 to 15 bytes, no `/`, `:` or white space, not `.`
+/// or `..`.
+fn check_iface(setting: &str, name: &str) -> Result<String, ConfigError> {
+    let valid = (1..libc::IFNAMSIZ).contains(&name.len())
+        && name != "."
+        && name != ".."
+        && !name.contains(|c: char| c == '/' || c == ':' || c.is_whitespace());
+    if valid {
+        Ok(name.to_string())
+    } else {
+        Err(ConfigError::value(
+            setting,
+            name,
+            "a network interface name, 1 to 15 bytes without /, : or spaces, e.g. eth0",
+        ))
+    }
+}
+
 fn check_workers(setting: &str, n: usize) -> Result<usize, ConfigError> {
     if (1..=1024).contains(&n) {
         Ok(n)
@@ -522,6 +632,13 @@ fn check_xdp_spin_us(setting: &str, n: i64) -> Result<u64, ConfigError> {
         .ok()
         .filter(|n| *n <= MAX_XDP_SPIN_US)
         .ok_or_else(|| ConfigError::value(setting, n, "microseconds from 0 to 10000"))
+}
+
+fn check_report_interval(setting: &str, n: i64) -> Result<u64, ConfigError> {
+    u64::try_from(n)
+        .ok()
+        .filter(|n| (1..=MAX_REPORT_SECS).contains(n))
+        .ok_or_else(|| ConfigError::value(setting, n, "seconds from 1 to 3600"))
 }
 
 /// One worker per online core.
@@ -597,53 +714,61 @@ mod tests {
         assert_eq!(s.xdp_zero_copy, ZeroCopy::Auto);
         assert_eq!(s.xsk_ring_size, None);
         assert_eq!(s.xdp_spin, Duration::ZERO);
+        assert_eq!(s.xdp, None);
+        assert_eq!(s.xdp_attach, AttachMode::Auto);
+        assert_eq!(s.xdp_mode, SteerMode::Afxdp);
+        assert_eq!(s.report_interval, Duration::from_secs(5));
+        assert_eq!(s.counters_file, None);
+    }
+
+    /// Flags naming an XDP interface, so that XDP-only settings apply.
+    fn xdp_flags() -> FlagConfig {
+        FlagConfig {
+            xdp: Some("eth0".into()),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn xdp_spin_from_file_and_flags() {
-        let s =
-            Settings::combine(&FlagConfig::default(), file("xdp_spin_us = 0\n").unwrap()).unwrap();
+        let s = Settings::combine(&xdp_flags(), file("xdp_spin_us = 0\n").unwrap()).unwrap();
         assert_eq!(s.xdp_spin, Duration::ZERO);
         let flags = FlagConfig {
             xdp_spin_us: Some(50),
-            ..Default::default()
+            ..xdp_flags()
         };
         let s = Settings::combine(&flags, file("xdp_spin_us = 1000\n").unwrap()).unwrap();
         assert_eq!(s.xdp_spin, Duration::from_micros(50));
         assert!(!s.xdp_busy_poll);
-        let s = Settings::combine(
-            &FlagConfig::default(),
-            file("xdp_busy_poll = true\n").unwrap(),
-        )
-        .unwrap();
+        let s = Settings::combine(&xdp_flags(), file("xdp_busy_poll = true\n").unwrap()).unwrap();
         assert!(s.xdp_busy_poll);
         for text in ["xdp_spin_us = -1", "xdp_spin_us = 10001"] {
-            let err = Settings::combine(&FlagConfig::default(), file(text).unwrap())
+            let err = Settings::combine(&xdp_flags(), file(text).unwrap())
                 .unwrap_err()
                 .to_string();
-            assert!(err.contains("xdp_spin_us"), "{text}: {err}");
+            assert!(err.contains("invalid xdp_spin_us value"), "{text}: {err}");
         }
         let flags = FlagConfig {
             xdp_spin_us: Some(20_000),
-            ..Default::default()
+            ..xdp_flags()
         };
         let err = Settings::combine(&flags, FileConfig::default())
             .unwrap_err()
             .to_string();
-        assert!(err.contains("--xdp-spin-us"), "{err}");
+        assert!(err.contains("invalid --xdp-spin-us value"), "{err}");
     }
 
     #[test]
     fn xdp_settings_from_file_and_flags() {
         let f = file("xdp_zero_copy = \"off\"\nxsk_ring_size = 4096\nworkers = 2\n").unwrap();
-        let s = Settings::combine(&FlagConfig::default(), f).unwrap();
+        let s = Settings::combine(&xdp_flags(), f).unwrap();
         assert_eq!(s.xdp_zero_copy, ZeroCopy::Off);
         assert_eq!(s.xsk_ring_size, Some(4096));
         assert!(!s.workers_is_default);
         let flags = FlagConfig {
             xdp_zero_copy: Some(ZeroCopy::On),
             xsk_ring_size: Some(8192),
-            ..Default::default()
+            ..xdp_flags()
         };
         let f = file("xdp_zero_copy = \"off\"\nxsk_ring_size = 4096\n").unwrap();
         let s = Settings::combine(&flags, f).unwrap();
@@ -655,19 +780,146 @@ mod tests {
             ("xsk_ring_size = 32", "xsk_ring_size"),
             ("xsk_ring_size = 131072", "xsk_ring_size"),
         ] {
-            let err = Settings::combine(&FlagConfig::default(), file(text).unwrap())
+            let err = Settings::combine(&xdp_flags(), file(text).unwrap())
                 .unwrap_err()
                 .to_string();
-            assert!(err.contains(key), "{text}: {err}");
+            assert!(
+                err.contains(&format!("invalid {key} value")),
+                "{text}: {err}"
+            );
         }
         let flags = FlagConfig {
             xsk_ring_size: Some(1000),
+            ..xdp_flags()
+        };
+        let err = Settings::combine(&flags, FileConfig::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("invalid --xsk-ring-size value"), "{err}");
+    }
+
+    #[test]
+    fn xdp_switches_from_file_and_flags() {
+        let text = "xdp = \"eth0\"\nxdp_attach = \"skb\"\nxdp_mode = \"perf\"\n\
+                    report_interval = 30\ncounters_file = \"/run/collector/counters\"\n";
+        let s = Settings::combine(&FlagConfig::default(), file(text).unwrap()).unwrap();
+        assert_eq!(s.xdp.as_deref(), Some("eth0"));
+        assert_eq!(s.xdp_attach, AttachMode::Skb);
+        assert_eq!(s.xdp_mode, SteerMode::Perf);
+        assert_eq!(s.report_interval, Duration::from_secs(30));
+        assert_eq!(
+            s.counters_file,
+            Some(PathBuf::from("/run/collector/counters"))
+        );
+        let flags = FlagConfig {
+            xdp: Some("veth1".into()),
+            xdp_attach: Some(AttachMode::Driver),
+            xdp_mode: Some(SteerMode::Drop),
+            report_interval: Some(1),
+            counters_file: Some("/tmp/counters".into()),
+            ..Default::default()
+        };
+        let s = Settings::combine(&flags, file(text).unwrap()).unwrap();
+        assert_eq!(s.xdp.as_deref(), Some("veth1"));
+        assert_eq!(s.xdp_attach, AttachMode::Driver);
+        assert_eq!(s.xdp_mode, SteerMode::Drop);
+        assert_eq!(s.report_interval, Duration::from_secs(1));
+        assert_eq!(s.counters_file, Some(PathBuf::from("/tmp/counters")));
+        let s =
+            Settings::combine(&FlagConfig::default(), file("xdp = \"eth0\"\n").unwrap()).unwrap();
+        assert_eq!(s.xdp_attach, AttachMode::Auto);
+        assert_eq!(s.xdp_mode, SteerMode::Afxdp);
+        assert_eq!(s.report_interval, Duration::from_secs(5));
+        assert_eq!(s.counters_file, None);
+    }
+
+    #[test]
+    fn bad_xdp_switches_are_named() {
+        for (text, key) in [
+            ("xdp = \"\"", "xdp"),
+            ("xdp = \"an-interface-name\"", "xdp"),
+            ("xdp = \"eth0/1\"", "xdp"),
+            ("xdp_attach = \"offload\"", "xdp_attach"),
+            ("xdp_mode = \"ring\"", "xdp_mode"),
+            ("report_interval = 0", "report_interval"),
+            ("report_interval = -5", "report_interval"),
+            ("report_interval = 3601", "report_interval"),
+        ] {
+            // The XDP-only keys are checked in XDP mode, the interface named by the file.
+            let text = if key == "xdp" {
+                text.to_string()
+            } else {
+                format!("xdp = \"eth0\"\n{text}")
+            };
+            let err = Settings::combine(&FlagConfig::default(), file(&text).unwrap())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("invalid {key} value")),
+                "{text}: {err}"
+            );
+        }
+        // A value of the wrong type is refused by the parser, naming its line.
+        let err = file("workers = 2\ncounters_file = 7\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2") && err.contains("path"), "{err}");
+        let bad = |flags: FlagConfig| {
+            Settings::combine(&flags, FileConfig::default())
+                .unwrap_err()
+                .to_string()
+        };
+        let e = bad(FlagConfig {
+            xdp: Some(" eth0".into()),
+            ..Default::default()
+        });
+        assert!(e.contains("invalid --xdp value"), "{e}");
+        let e = bad(FlagConfig {
+            report_interval: Some(0),
+            ..xdp_flags()
+        });
+        assert!(e.contains("invalid --report-interval value"), "{e}");
+    }
+
+    #[test]
+    fn xdp_only_settings_are_refused_without_xdp() {
+        for key in [
+            "xdp_attach = \"skb\"",
+            "xdp_mode = \"perf\"",
+            "xdp_zero_copy = \"off\"",
+            "xsk_ring_size = 4096",
+            "xdp_spin_us = 10",
+            "xdp_busy_poll = false",
+            "report_interval = 3",
+            "counters_file = \"/tmp/counters\"",
+        ] {
+            let name = key.split(' ').next().unwrap();
+            let err = Settings::combine(&FlagConfig::default(), file(key).unwrap())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("{name} only applies with --xdp <IFACE>")),
+                "{key}: {err}"
+            );
+            // The interface, from either place, turns XDP mode on.
+            let with_key = format!("xdp = \"eth0\"\n{key}\n");
+            Settings::combine(&FlagConfig::default(), file(&with_key).unwrap()).unwrap();
+            Settings::combine(&xdp_flags(), file(key).unwrap()).unwrap();
+        }
+        let flags = FlagConfig {
+            xdp_mode: Some(SteerMode::Perf),
             ..Default::default()
         };
         let err = Settings::combine(&flags, FileConfig::default())
             .unwrap_err()
             .to_string();
-        assert!(err.contains("--xsk-ring-size"), "{err}");
+        assert!(err.starts_with("--xdp-mode only applies"), "{err}");
+        // A flag is allowed when the file names the interface, and is named before a key.
+        Settings::combine(&flags, file("xdp = \"eth0\"\n").unwrap()).unwrap();
+        let err = Settings::combine(&flags, file("report_interval = 3\n").unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("--xdp-mode only applies"), "{err}");
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //! clear line on stderr and exit code 2; the repository's `collector.example.toml` stays valid.
 
 use collector::config::{FileConfig, FlagConfig, Settings};
+use collector::xdp::SteerMode;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 fn collector() -> Command {
     Command::new(env!("CARGO_BIN_EXE_collector"))
@@ -99,6 +101,7 @@ fn example_config_is_valid_and_flags_win_over_it() {
         None
     );
     assert!(settings.allow.is_empty() && settings.user.is_none());
+    assert_eq!(settings.xdp, None, "the packaged unit runs UDP mode");
     let resolved = Settings::resolve(&FlagConfig {
         config: Some(path),
         ..Default::default()
@@ -125,7 +128,14 @@ fn example_config_keys_left_commented_out_are_valid_too() {
     let file = FileConfig::parse(path, &uncommented).unwrap();
     let settings = Settings::combine(&FlagConfig::default(), file).unwrap();
     assert_eq!(settings.workers, 4);
+    assert_eq!(settings.xdp.as_deref(), Some("eth0"));
+    assert_eq!(settings.xdp_mode, SteerMode::Afxdp);
     assert_eq!(settings.xsk_ring_size, Some(8192));
+    assert_eq!(settings.report_interval, Duration::from_secs(5));
+    assert_eq!(
+        settings.counters_file,
+        Some(PathBuf::from("/var/lib/collector/xdp-counters"))
+    );
     assert_eq!(
         settings.allow,
         vec![
@@ -145,7 +155,7 @@ fn example_config_keys_left_commented_out_are_valid_too() {
 }
 
 #[test]
-fn flags_that_only_apply_with_xdp_are_refused_without_it() {
+fn settings_that_only_apply_with_xdp_are_refused_without_it() {
     let xdp_only: [&[&str]; 8] = [
         &["--xdp-attach", "skb"],
         &["--xdp-mode", "perf"],
@@ -157,9 +167,47 @@ fn flags_that_only_apply_with_xdp_are_refused_without_it() {
         &["--counters-file", "/tmp/counters"],
     ];
     for args in xdp_only {
-        let out = collector().arg("run").args(args).output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-        assert!(stderr.contains("--xdp <IFACE>"), "{args:?}: {stderr}");
+        refused(args, &[args[0], "only applies with --xdp <IFACE>"]);
+    }
+    for (key, line) in [
+        ("xdp_attach", "xdp_attach = \"skb\""),
+        ("xdp_mode", "xdp_mode = \"perf\""),
+        ("report_interval", "report_interval = 3"),
+        ("counters_file", "counters_file = \"/tmp/counters\""),
+        ("xdp_busy_poll", "xdp_busy_poll = true"),
+    ] {
+        let path = temp_file(&format!("{key}.toml"), &format!("{line}\n"));
+        refused(
+            &["--config", path.to_str().unwrap()],
+            &[key, "only applies with --xdp <IFACE>"],
+        );
+    }
+}
+
+#[test]
+fn bad_xdp_switches_in_the_file_exit_2_before_anything_is_attached() {
+    for (name, text, key) in [
+        ("bad-iface.toml", "xdp = \"eth0 eth1\"\n", "xdp"),
+        (
+            "bad-mode.toml",
+            "xdp = \"lo\"\nxdp_mode = \"ring\"\n",
+            "xdp_mode",
+        ),
+        (
+            "bad-attach.toml",
+            "xdp = \"lo\"\nxdp_attach = \"offload\"\n",
+            "xdp_attach",
+        ),
+        (
+            "bad-report.toml",
+            "xdp = \"lo\"\nreport_interval = 0\n",
+            "report_interval",
+        ),
+    ] {
+        let path = temp_file(name, text);
+        refused(
+            &["--config", path.to_str().unwrap()],
+            &[&format!("invalid {key} value")],
+        );
     }
 }

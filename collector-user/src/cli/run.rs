@@ -1,11 +1,12 @@
 //! `collector run`: collect from UDP sockets (the default, unprivileged), or through the XDP
 //! fast path on an interface (`--xdp IFACE`), until SIGINT/SIGTERM.
 //!
-//! Thin: argument parsing only. Settings (flags + config file) are resolved in [`crate::config`];
+//! Thin: argument parsing only. Settings (flags + config file, which may name the XDP interface
+//! too) are resolved in [`crate::config`];
 //! the UDP-socket mode lives in [`crate::pipeline::udp`], the XDP mode in [`crate::pipeline::xdp`];
 //! loading and attaching the XDP program in [`crate::xdp`].
 
-use std::{path::PathBuf, time::Duration};
+use std::path::PathBuf;
 
 use clap::{ArgAction, Args};
 
@@ -20,7 +21,8 @@ pub struct RunArgs {
     /// UDP datagrams to the --listen ports into one AF_XDP socket per RX queue (or perf rings,
     /// --xdp-mode), each read by a worker pinned to the CPU serving that queue; everything else
     /// passes to the kernel untouched. The UDP sockets stay open on the same ports as the slow
-    /// path (fragments, anything the program passes). Without it, collect from UDP sockets.
+    /// path (fragments, anything the program passes). Without it (or the config key `xdp`),
+    /// collect from UDP sockets; the flags marked "XDP mode" are refused then.
     #[arg(long, value_name = "IFACE")]
     pub xdp: Option<String>,
 
@@ -65,33 +67,23 @@ pub struct RunArgs {
     #[arg(long)]
     pub sampling_override: bool,
 
-    /// TOML config file with the same settings (flags win); re-read for sampling rates on SIGHUP.
+    /// TOML config file with the same settings, each flag's key named like it (--xdp-mode:
+    /// xdp_mode); flags win. Re-read for sampling rates on SIGHUP.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// XDP attach mode: `driver` (native, in the NIC driver), `skb` (generic, any interface),
-    /// or `auto` (driver, falling back to skb when the driver refuses).
-    #[arg(
-        long,
-        requires = "xdp",
-        value_enum,
-        value_name = "MODE",
-        default_value = "auto"
-    )]
-    pub xdp_attach: AttachMode,
+    /// XDP mode: attach the program `driver` (native, in the NIC driver), `skb` (generic, any
+    /// interface), or `auto` (driver, falling back to skb when the driver refuses). Default: auto.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub xdp_attach: Option<AttachMode>,
 
-    /// Where the XDP program sends matched datagrams: `afxdp` (redirect to the AF_XDP socket
-    /// of the RX queue; passed to the kernel while none is bound), `perf` (copy into per-CPU
-    /// perf rings and drop), or `drop` (a benchmark/diagnostic mode: drop them in XDP and count
-    /// them as `drop_mode_dropped`, collecting nothing: the XDP_DROP ceiling).
-    #[arg(
-        long,
-        requires = "xdp",
-        value_enum,
-        value_name = "MODE",
-        default_value = "afxdp"
-    )]
-    pub xdp_mode: SteerMode,
+    /// XDP mode: where the program sends matched datagrams: `afxdp` (redirect to the AF_XDP
+    /// socket of the RX queue; passed to the kernel while none is bound), `perf` (copy into
+    /// per-CPU perf rings and drop), or `drop` (a benchmark/diagnostic mode: drop them in XDP and
+    /// count them as `drop_mode_dropped`, collecting nothing: the XDP_DROP ceiling). Default:
+    /// afxdp.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub xdp_mode: Option<SteerMode>,
 
     /// Exporter source prefix allowed to send (ADDR or ADDR/LEN, IPv4 or IPv6); repeat for
     /// more. Datagrams from other sources are discarded and counted: by the UDP sockets
@@ -102,14 +94,14 @@ pub struct RunArgs {
 
     /// XDP mode: zero-copy AF_XDP sockets `auto` (when the driver supports it), `on` (required)
     /// or `off` (copy mode). Default: auto.
-    #[arg(long, requires = "xdp", value_enum, value_name = "MODE")]
+    #[arg(long, value_enum, value_name = "MODE")]
     pub xdp_zero_copy: Option<ZeroCopy>,
 
     /// XDP mode: entries in each AF_XDP ring (fill, completion, RX) and 4 KiB frames in each
     /// queue's UMEM, a power of two from 64 to 65536. Default: 32768 (128 MiB of UMEM per RX
     /// queue: bursts the worker cannot take at once wait there) for up to 4 queues; NICs with
     /// more share 512 MiB (16 queues: 8192), never below 2048.
-    #[arg(long, requires = "xdp", value_name = "N")]
+    #[arg(long, value_name = "N")]
     pub xsk_ring_size: Option<u32>,
 
     /// XDP mode: microseconds a worker keeps checking its AF_XDP rings (or perf buffers) in a
@@ -119,7 +111,7 @@ pub struct RunArgs {
     /// so an idle collector uses no CPU. A steady trickle (a frame at least every N µs) keeps the
     /// worker's core busy, and a spinning core can slow its SMT sibling. Worth trying when the
     /// worker has a core (and its sibling) to itself. Default: 0 (never spin), at most 10000.
-    #[arg(long, requires = "xdp", value_name = "MICROS")]
+    #[arg(long, value_name = "MICROS")]
     pub xdp_spin_us: Option<u64>,
 
     /// XDP mode: preferred busy polling on the AF_XDP sockets (SO_PREFER_BUSY_POLL): the worker
@@ -127,7 +119,7 @@ pub struct RunArgs {
     /// worker's core instead of where the interrupt (or, on a veth, the sender) runs. Pair it
     /// with the interface's napi_defer_hard_irqs and gro_flush_timeout (see README) so that the
     /// kernel leaves the queue to the worker while it polls. Default: off.
-    #[arg(long, requires = "xdp")]
+    #[arg(long)]
     pub xdp_busy_poll: bool,
 
     /// Drop root after setup (sockets bound, ring files open; with --xdp, the program attached):
@@ -138,20 +130,14 @@ pub struct RunArgs {
     pub user: Option<String>,
 
     /// XDP mode: seconds between two reports of the XDP program's counters (logged at info
-    /// level).
-    #[arg(
-        long,
-        requires = "xdp",
-        value_name = "SECONDS",
-        default_value_t = 5,
-        value_parser = clap::value_parser!(u64).range(1..=3600)
-    )]
-    pub report_interval: u64,
+    /// level). Default: 5, at most 3600.
+    #[arg(long, value_name = "SECONDS")]
+    pub report_interval: Option<u64>,
 
     /// XDP mode: also write each counter report as one line to this file (replaced atomically),
     /// e.g. for scripts and tests: `seen=N matched=N passed_not_matched=N fragments=N ...`. The
     /// first is written once the sockets are bound.
-    #[arg(long, requires = "xdp", value_name = "PATH")]
+    #[arg(long, value_name = "PATH")]
     pub counters_file: Option<PathBuf>,
 }
 
@@ -169,10 +155,15 @@ impl RunArgs {
             summary_interval: self.summary_interval,
             sampling_override: self.sampling_override,
             sampling_rate: self.sampling_rate.clone(),
+            xdp: self.xdp.clone(),
+            xdp_attach: self.xdp_attach,
+            xdp_mode: self.xdp_mode,
             xdp_zero_copy: self.xdp_zero_copy,
             xsk_ring_size: self.xsk_ring_size,
             xdp_spin_us: self.xdp_spin_us,
             xdp_busy_poll: self.xdp_busy_poll,
+            report_interval: self.report_interval,
+            counters_file: self.counters_file.clone(),
             allow: self.allow.clone(),
             user: self.user.clone(),
         }
@@ -183,15 +174,15 @@ impl RunArgs {
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let flags = args.flag_config();
     let settings = crate::config::Settings::resolve(&flags)?;
-    let Some(iface) = args.xdp.clone() else {
+    let Some(iface) = settings.xdp.clone() else {
         return crate::pipeline::udp::run(&settings, &flags);
     };
     let options = crate::pipeline::xdp::XdpOptions {
         iface,
-        attach: args.xdp_attach,
-        mode: args.xdp_mode,
-        report_interval: Duration::from_secs(args.report_interval),
-        counters_file: args.counters_file.clone(),
+        attach: settings.xdp_attach,
+        mode: settings.xdp_mode,
+        report_interval: settings.report_interval,
+        counters_file: settings.counters_file.clone(),
     };
     crate::pipeline::xdp::run(&settings, &flags, &options)
 }
