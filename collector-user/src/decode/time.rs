@@ -44,6 +44,12 @@ pub struct ExportClock {
 impl ExportClock {
     /// Convert a raw timestamp of `kind` into ns since the Unix epoch. `init_ms` is the record's
     /// systemInitTimeMilliseconds (160) when it has one (0 otherwise).
+    ///
+    /// IPFIX's flowStart/EndSysUpTime (21/22) are unsigned32 milliseconds since `init_ms`: they
+    /// wrap after ~49.7 days of uptime, and an exporter whose init time is a little after a flow's
+    /// start (softflowd) sends a "negative" one, just below 2³². Both are read as v9's are: the
+    /// exporter's uptime at export is `export − init` (mod 2³² ms), and the time is the one within
+    /// ±2³¹ ms of the export time.
     #[inline(always)]
     pub fn absolute_ns(&self, kind: TimeKind, raw: u64, init_ms: u64) -> u64 {
         match kind {
@@ -55,7 +61,10 @@ impl ExportClock {
             TimeKind::DeltaMicros => self.export_ns.saturating_sub(raw.saturating_mul(1000)),
             TimeKind::Uptime => match self.uptime_ms {
                 Some(uptime) => uptime_to_ns(self.export_ns, uptime, raw as u32),
-                None if init_ms != 0 => init_ms.saturating_add(raw).saturating_mul(1_000_000),
+                None if init_ms != 0 => {
+                    let uptime_at_export = (self.export_ns / 1_000_000).wrapping_sub(init_ms);
+                    uptime_to_ns(self.export_ns, uptime_at_export as u32, raw as u32)
+                }
                 None => 0,
             },
         }
@@ -75,7 +84,7 @@ impl ExportClock {
                     let ago_ms = self.export_ns.saturating_sub(ns) / 1_000_000;
                     u64::from(uptime.wrapping_sub(ago_ms as u32))
                 }
-                None => (ns / 1_000_000).saturating_sub(init_ms),
+                None => u64::from((ns / 1_000_000).wrapping_sub(init_ms) as u32),
             },
         }
     }
@@ -300,5 +309,30 @@ mod tests {
         }
         assert_eq!(v9.absolute_ns(TimeKind::Absent, 5, 0), 0);
         assert_eq!(ipfix.absolute_ns(TimeKind::Uptime, 5, 0), 0);
+    }
+
+    #[test]
+    fn ipfix_uptime_wraps_like_v9s() {
+        let export_ns = 1_700_000_100_000_000_000;
+        let ipfix = ExportClock {
+            export_ns,
+            uptime_ms: None,
+        };
+        let flow_ns = export_ns - 30 * NS_PER_SEC;
+        let flow_ms = flow_ns / 1_000_000;
+        // Booted 60 days before the export: the flow's uptime (5,183,970,000 ms) wrapped past 2³².
+        let init_ms = export_ns / 1_000_000 - 60 * 86_400_000;
+        let raw = (flow_ms - init_ms) % (1 << 32);
+        assert_eq!(ipfix.absolute_ns(TimeKind::Uptime, raw, init_ms), flow_ns);
+        // softflowd: an init time 27 s after the flow's start gives an uptime just below 2³².
+        let init_ms = flow_ms + 27_000;
+        let raw = u64::from(flow_ms.wrapping_sub(init_ms) as u32);
+        assert_eq!(raw, (1 << 32) - 27_000);
+        assert_eq!(ipfix.absolute_ns(TimeKind::Uptime, raw, init_ms), flow_ns);
+        // Both round-trip through the encoders' raw form.
+        for init_ms in [export_ns / 1_000_000 - 60 * 86_400_000, flow_ms + 27_000] {
+            let raw = ipfix.raw_for(TimeKind::Uptime, flow_ns, init_ms);
+            assert_eq!(ipfix.absolute_ns(TimeKind::Uptime, raw, init_ms), flow_ns);
+        }
     }
 }
