@@ -477,6 +477,8 @@ pub struct Outcome {
     pub span: Option<u32>,
     /// Data records read, options records included (those before any problem in their set).
     pub data_records: u32,
+    /// Of those, options records.
+    pub options_records: u32,
     /// Exporter uptime from the header (v9).
     pub uptime_ms: Option<u32>,
     /// The first problem met in a set (counted by the caller); later ones are already counted.
@@ -490,6 +492,7 @@ impl Outcome {
             sequence,
             span: None,
             data_records: 0,
+            options_records: 0,
             uptime_ms,
             error: None,
         }

@@ -162,6 +162,7 @@ pub fn decode<S: RecordSink>(
             256.. => {
                 let (decoded, result) = state.data_set(&msg, set_id, body, env);
                 out.data_records += decoded.data_records;
+                out.options_records += decoded.data_records.saturating_sub(decoded.flows);
                 span = span.map(|s| s + decoded.data_records);
                 if let Err(reason) = result {
                     env.note(&mut out.error, reason);
@@ -1216,6 +1217,49 @@ mod tests {
         assert_eq!(counts.len(), 1);
         assert_eq!(counts[0].0.domain, 7);
         assert_eq!(counts[0].1.lost, 4);
+    }
+
+    #[test]
+    fn options_records_in_or_out_of_the_numbering_are_both_followed() {
+        // One domain, flow records and now and then an options record. RFC 7011 counts options
+        // records among the data records (Open vSwitch does); softflowd leaves them out and
+        // numbers each message by its last flow. Neither shows loss, late messages or restarts;
+        // a real gap after the options still counts.
+        let flows = template_256();
+        let stats = ovs::options_template();
+        let ctx = EncodeContext::default();
+        let message = |seq: u32, n: usize, options: usize| {
+            let mut w = MessageWriter::new(1_700_000_000, seq, 0);
+            w.templates(&[flows.clone(), stats.clone()]);
+            if options > 0 {
+                w.data(&stats, &vec![flow(); options], &ctx);
+            }
+            w.data(&flows, &vec![flow(); n], &ctx);
+            w.finish()
+        };
+        let anomalies = |dec: &Decoder| -> Vec<(u64, u64, u64)> {
+            dec.sequence_counts()
+                .map(|(_, c)| (c.lost, c.late, c.restarts))
+                .collect()
+        };
+        // (sequence number, flows, options records)
+        let counted = [(0, 3, 1), (4, 3, 0), (7, 2, 1), (10, 3, 0), (13, 2, 0)];
+        let softflowd = [(3, 3, 1), (6, 3, 0), (8, 2, 1), (11, 3, 0), (13, 2, 0)];
+        for messages in [counted, softflowd] {
+            let mut dec = Decoder::new();
+            for (seq, n, options) in messages {
+                assert_eq!(run(&mut dec, EXPORTER, &message(seq, n, options)).1, Ok(()));
+            }
+            assert_eq!(anomalies(&dec), [(0, 0, 0)], "{messages:?}");
+            // An options record alone, then 4 flow records lost.
+            let (options, after_gap) = match messages == counted {
+                true => (15, 16 + 4),
+                false => (13, 13 + 4 + 2),
+            };
+            assert_eq!(run(&mut dec, EXPORTER, &message(options, 0, 1)).1, Ok(()));
+            assert_eq!(run(&mut dec, EXPORTER, &message(after_gap, 2, 0)).1, Ok(()));
+            assert_eq!(anomalies(&dec), [(4, 0, 0)], "{messages:?}");
+        }
     }
 
     #[test]

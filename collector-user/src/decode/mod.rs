@@ -528,6 +528,7 @@ impl Decoder {
         let seen = Seen {
             sequence: outcome.header.flow_sequence,
             span: Some(outcome.records),
+            options: 0,
             uptime_ms: Some(outcome.header.sys_uptime_ms),
             now_ns: meta.received_ns,
             source_port: meta.exporter.port(),
@@ -707,8 +708,9 @@ impl Decoder {
 #[derive(Clone, Copy)]
 struct Seen {
     sequence: u32,
-    /// How far it advances the space (`None`: unknown).
+    /// How far it advances the space (`None`: unknown), and the IPFIX options records in that.
     span: Option<u32>,
+    options: u32,
     /// The exporter's uptime, when the protocol sends one.
     uptime_ms: Option<u32>,
     /// Its receive time.
@@ -723,6 +725,7 @@ impl Seen {
         Seen {
             sequence: outcome.sequence,
             span: outcome.span,
+            options: outcome.options_records,
             uptime_ms: outcome.uptime_ms,
             now_ns: meta.received_ns,
             source_port: meta.exporter.port(),
@@ -741,10 +744,12 @@ impl TrackedSpace {
         let Seen {
             sequence,
             span,
+            options,
             uptime_ms,
             ..
         } = seen;
-        self.sequence.observe(counter, sequence, span, uptime_ms);
+        self.sequence
+            .observe(counter, sequence, (span, options), uptime_ms);
     }
 }
 

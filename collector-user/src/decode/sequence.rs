@@ -28,6 +28,12 @@
 //! (reordered or duplicated) datagram: it gives back loss counted for it when there is any. A large
 //! jump either way, or an uptime that goes back, is an exporter restart: counted as such, never as loss.
 //!
+//! IPFIX counts options records among the data records (RFC 7011 §3.1: they are Data Records);
+//! softflowd leaves them out, and would show one late message and lost records each time it sends
+//! its options. A tracker follows whichever of the two an exporter's numbers bear out: when a
+//! message right after options records (or carrying them) is out of order as counted, but in
+//! order with them left out (or the other way round), it switches.
+//!
 //! IPFIX numbers data records per observation domain, but Open vSwitch numbers all the domains of
 //! one exporter with a single counter: a domain's messages then skip exactly the records sent in
 //! the exporter's other domains since its last message (OVS's own statistics, sent in domain 0
@@ -121,7 +127,8 @@ impl DomainSequence {
         DomainSequence { tracker, shift: 0 }
     }
 
-    /// Observe a message as [`SequenceTracker::observe`] does. With `exporter` (IPFIX): a message
+    /// Observe a message as [`SequenceTracker::observe_with_options`] does (`span` and the
+    /// options records in it). With `exporter` (IPFIX): a message
     /// that is a gap or late by its domain's own count but carries exactly the number that follows
     /// the exporter's previous message (in any domain) shows that the exporter numbers all its
     /// domains with one counter. From then on each domain is judged by that counter: a message is
@@ -133,12 +140,18 @@ impl DomainSequence {
         &mut self,
         exporter: Option<&mut ExporterCounter>,
         seq: u32,
-        span: Option<u32>,
+        (span, options): (Option<u32>, u32),
         uptime_ms: Option<u32>,
     ) -> SequenceEvent {
         if let Some(exporter) = exporter {
             if let (Some(expected), Some(next)) = (self.tracker.expected, exporter.next) {
-                if !exporter.shared && seq == next && seq.wrapping_sub(self.shift) != expected {
+                // (The exporter's next number counts options records: one that leaves them out
+                // is not taken for numbering its domains together.)
+                if !exporter.shared
+                    && seq == next
+                    && seq.wrapping_sub(self.shift) != expected
+                    && !self.tracker.options_uncounted
+                {
                     exporter.shared = true;
                 }
                 if exporter.shared {
@@ -152,7 +165,7 @@ impl DomainSequence {
             exporter.next = span.map(|records| seq.wrapping_add(records));
         }
         self.tracker
-            .observe(seq.wrapping_sub(self.shift), span, uptime_ms)
+            .observe_with_options(seq.wrapping_sub(self.shift), span, options, uptime_ms)
     }
 }
 
@@ -172,6 +185,10 @@ pub struct SequenceTracker {
     late_run_given_back: u64,
     /// Exporter uptime (ms) in the last datagram, when the protocol sends one.
     last_uptime_ms: Option<u32>,
+    /// Options records (IPFIX) in the last datagram that moved the expectation, and whether this
+    /// exporter leaves them out of its numbering (then they are not in its spans).
+    last_options: u32,
+    options_uncounted: bool,
     /// Steps back of at most this many units are "late"; further back is a restart.
     reorder_window: u32,
     /// Steps forward of more than this many units are a restart, not loss.
@@ -191,6 +208,8 @@ impl SequenceTracker {
             late_run_next: 0,
             late_run_given_back: 0,
             last_uptime_ms: None,
+            last_options: 0,
+            options_uncounted: false,
             reorder_window,
             max_gap,
             counts: SequenceCounts {
@@ -239,16 +258,31 @@ impl SequenceTracker {
     /// `span` is `None` when the datagram's extent is unknown (an IPFIX message whose data sets could
     /// not all be decoded): the next datagram is then taken as a fresh start, not judged.
     /// `uptime_ms` is the exporter's uptime when the protocol sends it (v5, v9, sFlow).
-    #[inline]
+    #[inline(always)]
     pub fn observe(
         &mut self,
         seq: u32,
         span: Option<u32>,
         uptime_ms: Option<u32>,
     ) -> SequenceEvent {
+        self.observe_with_options(seq, span, 0, uptime_ms)
+    }
+
+    /// [`SequenceTracker::observe`] for an IPFIX message whose `span` includes `options` options
+    /// records (see the module docs on exporters that leave them out).
+    #[inline]
+    pub fn observe_with_options(
+        &mut self,
+        seq: u32,
+        span: Option<u32>,
+        options: u32,
+        uptime_ms: Option<u32>,
+    ) -> SequenceEvent {
         // The common case, as the general path below judges it: exactly the protocol's expected
-        // number, with a numbering that judges by it (an undecided one may learn `Standard` here).
+        // number, with a numbering that judges by it (an undecided one may learn `Standard` here),
+        // and no options records in the message (then the span is all numbered).
         if self.expected == Some(seq)
+            && options == 0
             && matches!(self.numbering, Numbering::Standard | Numbering::Undecided)
             && !self.clock_went_back(uptime_ms)
         {
@@ -261,9 +295,20 @@ impl SequenceTracker {
             self.late_run = 0;
             self.expected = span.map(|s| seq.wrapping_add(s));
             self.last_seq = seq;
+            self.last_options = 0;
             return SequenceEvent::InOrder;
         }
-        self.judge(seq, span, uptime_ms)
+        self.judge(seq, span, options, uptime_ms)
+    }
+
+    /// The part of a message's `span` its exporter numbers: all of it, or without its `options`
+    /// records when the exporter leaves them out.
+    #[inline(always)]
+    fn numbered(&self, span: Option<u32>, options: u32) -> Option<u32> {
+        match options != 0 && self.options_uncounted {
+            true => span.map(|s| s.saturating_sub(options)),
+            false => span,
+        }
     }
 
     /// Uptime runs for ~49.7 days before wrapping; a step back of more than a minute is a reboot.
@@ -274,13 +319,23 @@ impl SequenceTracker {
             .is_some_and(|(now, last)| last.saturating_sub(now) > 60_000)
     }
 
-    /// [`SequenceTracker::observe`] for every case but the common one.
+    /// [`SequenceTracker::observe_with_options`] for every case but the common one.
     #[inline(never)]
-    fn judge(&mut self, seq: u32, span: Option<u32>, uptime_ms: Option<u32>) -> SequenceEvent {
+    fn judge(
+        &mut self,
+        seq: u32,
+        full_span: Option<u32>,
+        options: u32,
+        uptime_ms: Option<u32>,
+    ) -> SequenceEvent {
         let restarted_clock = self.clock_went_back(uptime_ms);
         if uptime_ms.is_some() {
             self.last_uptime_ms = uptime_ms;
         }
+        if !restarted_clock && (options != 0 || self.last_options != 0) {
+            self.recount_options(seq, full_span, options);
+        }
+        let span = self.numbered(full_span, options);
         let judged = match self.expected {
             Some(standard) if !restarted_clock => Some(self.expectation(seq, standard, span)),
             _ => None,
@@ -317,8 +372,42 @@ impl SequenceTracker {
         if event != SequenceEvent::Late {
             self.expected = span.map(|s| seq.wrapping_add(s));
             self.last_seq = seq;
+            self.last_options = options;
         }
         event
+    }
+
+    /// Switch how options records are numbered when the other way puts `seq` in order and the
+    /// current one does not (the message follows options records, or carries some). The
+    /// expectation the last message left is rewritten the other way too.
+    fn recount_options(&mut self, seq: u32, full_span: Option<u32>, options: u32) {
+        let Some(standard) = self.expected else {
+            return;
+        };
+        let span = self.numbered(full_span, options);
+        let (other_standard, other_span) = match self.options_uncounted {
+            true => (standard.wrapping_add(self.last_options), full_span),
+            false => (
+                standard.wrapping_sub(self.last_options),
+                full_span.map(|s| s.saturating_sub(options)),
+            ),
+        };
+        if !self.in_order(seq, standard, span) && self.in_order(seq, other_standard, other_span) {
+            self.options_uncounted = !self.options_uncounted;
+            self.expected = Some(other_standard);
+        }
+    }
+
+    /// Whether `seq` is in order by a numbering this tracker follows or may still learn (no
+    /// learning here): `standard` is the protocol's expectation, `span` this message's.
+    fn in_order(&self, seq: u32, standard: u32, span: Option<u32>) -> bool {
+        let inclusive = span.map(|s| self.last_seq.wrapping_add(s)) == Some(seq);
+        match self.numbering {
+            Numbering::Standard => seq == standard,
+            Numbering::Inclusive => inclusive,
+            Numbering::Datagrams => seq == self.last_seq.wrapping_add(1),
+            Numbering::Undecided => seq == standard || inclusive,
+        }
     }
 
     /// Count a late datagram, or, when it completes a run of [`RESTART_RUN`] late datagrams in
@@ -401,8 +490,9 @@ mod tests {
     #[test]
     fn the_in_order_shortcut_judges_as_the_general_path() {
         // Streams of every kind (in order, gaps, late, duplicates, restarts, uptime going back,
-        // unknown spans, each numbering convention): `observe` (with its shortcut) and `judge`
-        // (the general path alone) give the same events and leave the same state.
+        // unknown spans, each numbering convention, options records counted or not):
+        // `observe_with_options` (with its shortcut) and `judge` (the general path alone) give
+        // the same events and leave the same state.
         let mut x = 0x2545_f491_4f6c_dd1du64;
         let mut next = |n: u64| {
             x ^= x << 13;
@@ -433,12 +523,16 @@ mod tests {
                     _ => uptime.wrapping_add(1_000),
                 };
                 let uptime_ms = with_uptime.then_some(uptime);
+                let options = match (span, next(4)) {
+                    (Some(span), 0) => next(u64::from(span) + 1) as u32,
+                    _ => 0,
+                };
                 if fast.expected == Some(step) {
                     shortcuts += 1;
                 }
                 assert_eq!(
-                    fast.observe(step, span, uptime_ms),
-                    general.judge(step, span, uptime_ms),
+                    fast.observe_with_options(step, span, options, uptime_ms),
+                    general.judge(step, span, options, uptime_ms),
                     "stream {stream}"
                 );
                 assert_eq!(
@@ -446,9 +540,11 @@ mod tests {
                     format!("{general:?}"),
                     "stream {stream}"
                 );
-                // Next number by the convention of the stream: standard, inclusive or per datagram.
+                // Next number by the convention of the stream: standard (options records counted
+                // or not), inclusive or per datagram.
+                let numbered = span.unwrap_or(1) - if stream % 4 == 0 { options } else { 0 };
                 seq = match stream % 3 {
-                    0 => step.wrapping_add(span.unwrap_or(1)),
+                    0 => step.wrapping_add(numbered),
                     1 => step.wrapping_add(1 + next(3) as u32),
                     _ => step.wrapping_add(1),
                 };
@@ -490,6 +586,30 @@ mod tests {
             }
         );
         assert_eq!(t.observe(24, Some(6), None), SequenceEvent::InOrder);
+    }
+
+    #[test]
+    fn options_records_are_numbered_as_the_exporter_numbers_them() {
+        // (sequence number, records, of which options records)
+        let observe = |t: &mut SequenceTracker, messages: &[(u32, u32, u32)]| -> Vec<_> {
+            messages
+                .iter()
+                .map(|&(seq, span, options)| t.observe_with_options(seq, Some(span), options, None))
+                .collect()
+        };
+        use SequenceEvent::*;
+        // Standard numbering that leaves options records out: the message after them is in order.
+        let mut t = tracker();
+        let events = observe(&mut t, &[(0, 10, 1), (9, 10, 0), (19, 5, 2), (22, 4, 0)]);
+        assert_eq!(events, [First, InOrder, InOrder, InOrder]);
+        // A gap after options records is still loss, counted once.
+        assert_eq!(observe(&mut t, &[(30, 1, 0)]), [Gap(4)]);
+        assert_eq!(t.counts.lost, 4);
+        // The same exporter counting them after all: it follows back, without loss or late.
+        let mut t = tracker();
+        let events = observe(&mut t, &[(0, 10, 1), (9, 10, 1), (19, 5, 0), (24, 5, 0)]);
+        assert_eq!(events, [First, InOrder, InOrder, InOrder]);
+        assert_eq!(t.counts, SequenceCounts::default());
     }
 
     #[test]
@@ -711,7 +831,7 @@ mod domain_tests {
         let mut exporter = ExporterCounter::default();
         let mut domains = [DomainSequence::new(SequenceTracker::new(3_000, 10_000_000)); 2];
         for &(d, seq, n) in messages {
-            domains[d].observe(Some(&mut exporter), seq, Some(n), None);
+            domains[d].observe(Some(&mut exporter), seq, (Some(n), 0), None);
         }
         domains.map(|d| d.tracker.counts)
     }
@@ -774,14 +894,14 @@ mod domain_tests {
         let mut exporter = ExporterCounter::default();
         let mut flows = DomainSequence::new(SequenceTracker::new(3_000, 10_000_000));
         let mut stats = DomainSequence::new(SequenceTracker::new(3_000, 10_000_000));
-        flows.observe(Some(&mut exporter), 0, Some(10), None);
-        stats.observe(Some(&mut exporter), 10, Some(1), None);
-        flows.observe(Some(&mut exporter), 11, Some(10), None);
+        flows.observe(Some(&mut exporter), 0, (Some(10), 0), None);
+        stats.observe(Some(&mut exporter), 10, (Some(1), 0), None);
+        flows.observe(Some(&mut exporter), 11, (Some(10), 0), None);
         assert!(exporter.shared);
-        stats.observe(Some(&mut exporter), 21, None, None);
-        flows.observe(Some(&mut exporter), 22, Some(10), None);
-        stats.observe(Some(&mut exporter), 32, Some(1), None);
-        flows.observe(Some(&mut exporter), 33, Some(10), None);
+        stats.observe(Some(&mut exporter), 21, (None, 0), None);
+        flows.observe(Some(&mut exporter), 22, (Some(10), 0), None);
+        stats.observe(Some(&mut exporter), 32, (Some(1), 0), None);
+        flows.observe(Some(&mut exporter), 33, (Some(10), 0), None);
         let counts = [flows, stats].map(|d| d.tracker.counts);
         assert_eq!(counts.map(|c| c.lost), [0, 0]);
     }
