@@ -4,6 +4,8 @@
 //! softflowd (needs `softflowd`, `tshark`):
 //! - `softflowd_from_a_capture_*`: softflowd reads a traffic capture built here (`-r`) and exports
 //!   NetFlow v5, v9 or IPFIX to a UDP socket of this test on 127.0.0.1; no privileges needed.
+//! - `softflowd_ipfix_sequence_numbers_without_its_options_records`: 1,500 flows the same way,
+//!   IPFIX, judged for sequence loss (softflowd leaves its options records out of its numbers).
 //! - `softflowd_live_in_network_namespaces` (privileged): softflowd captures on the collector end
 //!   of a veth pair between two namespaces while the peer sends UDP flows; its IPFIX export goes
 //!   to 127.0.0.1 inside the collector namespace (see the test's doc for the capture-block filler).
@@ -352,6 +354,69 @@ fn softflowd_from_a_capture(version: &str) {
         assert!(found, "{flow:?} missing from {ours:?}");
     }
     assert_eq!(ours.len(), expect.len(), "{ours:?}");
+}
+
+/// softflowd's IPFIX sequence numbers leave out its options records (RFC 7011 counts them), and
+/// it sends options again every 16 messages: 1,500 flows (47 messages, as many as the test's
+/// socket buffer holds when softflowd sends them at once) must show no loss, late messages or
+/// restarts.
+#[test]
+fn softflowd_ipfix_sequence_numbers_without_its_options_records() {
+    let test = "softflowd_ipfix_sequence_numbers_without_its_options_records";
+    if tools_missing(test) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let traffic_pcap = dir.path().join("traffic.pcap");
+    let mut w = PcapWriter::new(
+        std::fs::File::create(&traffic_pcap).unwrap(),
+        linktype::ETHERNET,
+    )
+    .unwrap();
+    let flows = 1500u16;
+    for i in 0..flows {
+        let [hi, lo] = i.to_be_bytes();
+        let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 0xa], [2, 0, 0, 0, 0, 0xb])
+            .ipv4([10, 1, hi, lo], [10, 2, 0, 1], 64)
+            .udp(1000 + i, 53);
+        let mut f = Vec::new();
+        b.write(&mut f, &[0; 10]).unwrap();
+        w.write_frame(1_700_000_000_000_000_000 + u64::from(i) * 10_000_000, &f)
+            .unwrap();
+    }
+    w.finish().unwrap();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let to = socket.local_addr().unwrap();
+    let status = Command::new("softflowd")
+        .arg("-r")
+        .arg(&traffic_pcap)
+        .args(["-n", &to.to_string(), "-v", "10", "-d", "-c", "none"])
+        .arg("-p")
+        .arg(dir.path().join("pid"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "softflowd -r failed");
+    let datagrams = receive(&socket, Duration::from_millis(500), Duration::from_secs(10));
+    let pcap = dir.path().join("export.pcap");
+    write_capture(&pcap, &datagrams, to);
+    let (ours, summary) = collector_flows(&pcap);
+    assert_eq!(ours.len(), usize::from(flows), "{summary}");
+    assert!(
+        summary["options_records"].as_u64() > Some(1),
+        "softflowd sent its options more than once: {summary}"
+    );
+    let sequence = &summary["sequence"];
+    assert_eq!(
+        (
+            sequence["lost"].as_u64(),
+            sequence["late"].as_u64(),
+            sequence["restarts"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0)),
+        "{summary}"
+    );
 }
 
 #[test]
