@@ -137,7 +137,8 @@ impl Scrape {
         )
     }
 
-    /// Values of label `key` in family `name`.
+    /// Values of label `key` in family `name`: numbers (workers, queues, CPUs) in numeric order
+    /// first, then the other values in string order.
     pub fn label_values(&self, name: &str, key: &str) -> Vec<String> {
         let mut values: Vec<String> = self
             .families
@@ -151,9 +152,17 @@ impl Scrape {
                     .map(|(_, v)| v.clone())
             })
             .collect();
-        values.sort();
+        values.sort_by(|a, b| label_order(a).cmp(&label_order(b)));
         values.dedup();
         values
+    }
+}
+
+/// Sort key of a label value: a number sorts by its value, before any value that is not one.
+fn label_order(value: &str) -> (bool, u64, &str) {
+    match value.parse::<u64>() {
+        Ok(n) => (false, n, value),
+        Err(_) => (true, 0, value),
     }
 }
 
@@ -351,8 +360,6 @@ fn render_xdp(
             "INVALID",
             "DISCARDED"
         );
-        let mut queues = queues;
-        queues.sort_by_key(|q| q.parse::<u32>().unwrap_or(u32::MAX));
         for queue in queues {
             let _ = writeln!(
                 out,
@@ -375,8 +382,6 @@ fn render_xdp(
             "\n{:<6} {:>12} {:>14} {:>12} {:>10}",
             "CPU", "DATAGRAMS/S", "DATAGRAMS", "LOST SAMPLES", "DISCARDED"
         );
-        let mut cpus = cpus;
-        cpus.sort_by_key(|c| c.parse::<u32>().unwrap_or(u32::MAX));
         for cpu in cpus {
             let _ = writeln!(
                 out,
@@ -458,6 +463,27 @@ collector_decode_errors_total{reason=\"template_missing\"} 4\n\
         );
         assert!(!view.contains("\nother"), "{view}");
         assert!(view.contains("\n192.0.2.1"), "{view}");
+    }
+
+    #[test]
+    fn workers_are_listed_in_numeric_order() {
+        let text: String = (0..12)
+            .map(|w| format!("collector_datagrams_received_total{{worker=\"{w}\"}} {w}\n"))
+            .collect();
+        let scrape = Scrape::parse(&text);
+        let view = render("x", &scrape, &scrape, 1.0);
+        let rows: Vec<&str> = view
+            .lines()
+            .skip_while(|l| !l.starts_with("WORKER"))
+            .skip(1)
+            .take_while(|l| !l.is_empty())
+            .map(|l| l.split_whitespace().next().unwrap())
+            .collect();
+        let expected: Vec<String> = (0..12).map(|w| w.to_string()).collect();
+        assert_eq!(rows, expected, "{view}");
+        // Labels that are not all numbers: numbers first, in numeric order, then the rest.
+        let scrape = Scrape::parse("m{l=\"b\"} 1\nm{l=\"10\"} 1\nm{l=\"a\"} 1\nm{l=\"9\"} 1\n");
+        assert_eq!(scrape.label_values("m", "l"), ["9", "10", "a", "b"]);
     }
 
     #[test]
