@@ -121,8 +121,24 @@ fn counters_and_csv() {
         .arg(dir.path())
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("csv"));
+    // CSV has the flow records' columns: with counters it is a usage error (exit 2, like clap's),
+    // one line naming both flags, and nothing on stdout.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("--format") && stderr.contains("--kind counters"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+    // The help says the same, not that counter records would print as JSON.
+    let help = collector().args(["read", "--help"]).output().unwrap();
+    let help = String::from_utf8(help.stdout).unwrap().replace('\n', " ");
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        help.contains("refused with --kind counters") && !help.contains("counter records are JSON"),
+        "{help}"
+    );
 }
 
 /// `--format csv` prints its header line also when the rings hold no flow record (yet), so that a

@@ -29,7 +29,8 @@ pub struct ReadArgs {
     #[arg(long, value_enum, default_value_t = Kind::Flows)]
     pub kind: Kind,
     /// Output format: JSON lines, or CSV: a header line (printed also when there is no flow
-    /// record), then one line per record (flow records only; counter records are JSON).
+    /// record), then one line per flow record. CSV is for flow records only: refused with --kind
+    /// counters (exit code 2).
     #[arg(long, value_enum, default_value_t = Format::Json)]
     pub format: Format,
 }
@@ -167,7 +168,13 @@ pub fn is_closed_output(e: &std::io::Error) -> bool {
 /// Run `collector read`: records on stdout, ring changes and the final stats line on stderr.
 pub fn run(args: &ReadArgs) -> anyhow::Result<()> {
     if let (Format::Csv, Kind::Counters) = (args.format, args.kind) {
-        anyhow::bail!("--format csv is for flow records; use --format json with --kind counters");
+        // A usage error: one line and exit code 2, as for a bad flag of `collector run`.
+        return Err(crate::config::ConfigError::Value {
+            setting: "--format".into(),
+            value: "csv".into(),
+            expected: "CSV is for flow records; use --format json with --kind counters",
+        }
+        .into());
     }
     let stop = catch_stop_signals()?;
     let stdout = BufWriter::with_capacity(1 << 16, std::io::stdout());
