@@ -5,7 +5,8 @@
 //! XDP program's branch counters, each RX queue's AF_XDP counters (or each CPU's perf buffer) and
 //! the slow path's share. Rates need two scrapes:
 //! the one-shot view scrapes twice one second apart; `--watch SECS` redraws every SECS with the
-//! rates over that interval. This module only reads the text format; the names come from
+//! rates over that interval. Every other count, loss % included, is the collector's total since
+//! it started (templates: how many it holds now); the view's first lines say so. This module only reads the text format; the names come from
 //! [`crate::metrics`].
 
 use anyhow::Context as _;
@@ -22,7 +23,9 @@ pub struct StatsArgs {
     /// Metrics endpoint of the running collector.
     #[arg(long, value_name = "ADDR", default_value = crate::config::DEFAULT_METRICS)]
     pub metrics: String,
-    /// Redraw every SECS seconds until interrupted.
+    /// Redraw every SECS seconds until interrupted, with the rates (the /S columns) over those
+    /// SECS. Without it: one view, rates over one second. Other counts and LOSS % are since the
+    /// collector started.
     #[arg(long, value_name = "SECS")]
     pub watch: Option<u64>,
 }
@@ -208,7 +211,11 @@ pub fn render(endpoint: &str, before: &Scrape, now: &Scrape, secs: f64) -> Strin
             .map_or_else(|| "-".into(), |v| format!("{v:.0}"))
     };
     let mut out = String::new();
-    let _ = writeln!(out, "collector {endpoint}: rates over {secs:.1} s");
+    let _ = writeln!(
+        out,
+        "collector {endpoint}: .../S columns are rates over the last {secs:.1} s;\n\
+         every other count, LOSS % included, is since the collector started (TEMPLATES: now)"
+    );
     let _ = writeln!(
         out,
         "{:<8} {:>5} {:>12} {:>12} {:>14} {:>12} {:>12}",
@@ -435,6 +442,17 @@ collector_decode_errors_total{reason=\"template_missing\"} 4\n\
             &Scrape::parse(BEFORE),
             &Scrape::parse(NOW),
             2.0,
+        );
+        // The header says what each column covers: rates over the interval, LOSS % (and the other
+        // counts) since the collector started.
+        let head: Vec<&str> = view.lines().take(2).collect();
+        assert_eq!(
+            head,
+            [
+                "collector 127.0.0.1:9742: .../S columns are rates over the last 2.0 s;",
+                "every other count, LOSS % included, is since the collector started (TEMPLATES: now)",
+            ],
+            "{view}"
         );
         let worker0 = view.lines().find(|l| l.starts_with("0 ")).unwrap();
         let cols: Vec<_> = worker0.split_whitespace().collect();
