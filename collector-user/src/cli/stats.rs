@@ -126,18 +126,34 @@ impl Scrape {
         scrape
     }
 
-    /// Sum of `name` over series whose `key` label is `value` (all series when `key` is empty).
+    /// Sum of `name` over series whose `key` label is `value` (all series when `key` is empty):
+    /// 0 when the family has none of them (a counter not counted yet), `None` without the family.
     pub fn sum(&self, name: &str, key: &str, value: &str) -> Option<f64> {
-        let family = self.families.get(name)?;
-        Some(
-            family
-                .iter()
-                .filter(|(labels, _)| {
-                    key.is_empty() || labels.iter().any(|(k, v)| k == key && v == value)
-                })
-                .map(|(_, v)| v)
-                .sum(),
-        )
+        self.families.get(name)?;
+        // From +0.0: an empty `Sum` of f64 is -0.0, printed "-0".
+        Some(self.series(name, key, value).fold(0.0, |sum, v| sum + v))
+    }
+
+    /// The value of the first series of `name` whose `key` label is `value` (a gauge): `None`
+    /// when there is none.
+    pub fn first(&self, name: &str, key: &str, value: &str) -> Option<f64> {
+        self.series(name, key, value).next()
+    }
+
+    fn series<'a>(
+        &'a self,
+        name: &str,
+        key: &'a str,
+        value: &'a str,
+    ) -> impl Iterator<Item = f64> + 'a {
+        self.families
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter(move |(labels, _)| {
+                key.is_empty() || labels.iter().any(|(k, v)| k == key && v == value)
+            })
+            .map(|(_, v)| *v)
     }
 
     /// Values of label `key` in family `name`: numbers (workers, queues, CPUs) in numeric order
@@ -223,7 +239,7 @@ pub fn render(endpoint: &str, before: &Scrape, now: &Scrape, secs: f64) -> Strin
     );
     for worker in now.label_values("collector_datagrams_received_total", "worker") {
         let core = now
-            .sum("collector_worker_core", "worker", &worker)
+            .first("collector_worker_core", "worker", &worker)
             .filter(|c| *c >= 0.0)
             .map_or_else(|| "-".into(), |c| format!("{c:.0}"));
         let _ = writeln!(
@@ -457,6 +473,11 @@ collector_decode_errors_total{reason=\"template_missing\"} 4\n\
         let worker0 = view.lines().find(|l| l.starts_with("0 ")).unwrap();
         let cols: Vec<_> = worker0.split_whitespace().collect();
         assert_eq!(cols, vec!["0", "1", "100", "1000", "300", "-", "-"]);
+        // Worker 1 has no core gauge ("-", not "-0": an empty f64 sum is -0.0) and no records yet.
+        let worker1 = view.lines().find(|l| l.starts_with("1 ")).unwrap();
+        let cols: Vec<_> = worker1.split_whitespace().collect();
+        assert_eq!(cols, vec!["1", "-", "0", "0", "50", "-", "-"]);
+        assert!(!view.contains("-0"), "{view}");
         let exporter = view.lines().find(|l| l.starts_with("192.0.2.1")).unwrap();
         let cols: Vec<_> = exporter.split_whitespace().collect();
         assert_eq!(cols[1], "100");
