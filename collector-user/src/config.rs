@@ -6,7 +6,8 @@
 //! exporter or prefix. XDP mode is on when `--xdp` or `xdp` names an interface; a setting that only
 //! applies there, given as a flag or a key without either, is refused. Unknown keys and bad values
 //! are a [`ConfigError`] naming the key or flag, which the binary reports on one line with exit
-//! code 2.
+//! code 2: also a `user` that this host does not have (or root), looked up when the settings are
+//! resolved, before any ring file or socket is created.
 
 use crate::allow::AllowPrefix;
 use crate::decode::sampling::{ConfiguredRate, SamplingTable};
@@ -89,6 +90,13 @@ pub enum ConfigError {
     },
     #[error("{setting} only applies with --xdp <IFACE> (or the key `xdp` in the config file)")]
     XdpOnly { setting: &'static str },
+    /// `user` / `--user` names no user of this system, or root.
+    #[error("invalid {setting} value {name:?}: {cause}")]
+    User {
+        setting: &'static str,
+        name: String,
+        cause: String,
+    },
 }
 
 impl ConfigError {
@@ -365,13 +373,23 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Combine flags with the config file they name (if any): flags win.
+    /// Combine flags with the config file they name (if any): flags win. Also checks what only
+    /// this host can tell, before anything is set up: the user to become exists and is not root.
     pub fn resolve(flags: &FlagConfig) -> Result<Settings, ConfigError> {
         let file = match &flags.config {
             Some(path) => FileConfig::load(path)?,
             None => FileConfig::default(),
         };
-        Self::combine(flags, file)
+        let settings = Self::combine(flags, file)?;
+        if let Some(name) = &settings.user {
+            let setting = if flags.user.is_some() {
+                "--user"
+            } else {
+                "user"
+            };
+            check_user(setting, name)?;
+        }
+        Ok(settings)
     }
 
     /// Combine flags with an already parsed file.
@@ -588,6 +606,22 @@ fn xdp_only_setting(flags: &FlagConfig, file: &FileConfig) -> Option<&'static st
     ]
     .into_iter()
     .find_map(|(given, setting)| given.then_some(setting))
+}
+
+/// The user `collector run` drops to: one the password database has, and not root (dropping to
+/// root keeps root). Checked by [`Settings::resolve`], not [`Settings::combine`], since the answer
+/// is this host's, not the settings' own.
+fn check_user(setting: &'static str, name: &str) -> Result<(), ConfigError> {
+    let cause = match crate::privilege::lookup(name) {
+        Ok(account) if account.uid == 0 => "that is root; give an unprivileged user".to_string(),
+        Ok(_) => return Ok(()),
+        Err(e) => format!("{e:#}"),
+    };
+    Err(ConfigError::User {
+        setting,
+        name: name.to_string(),
+        cause,
+    })
 }
 
 /// An interface name the kernel could have: 1 to 15 bytes, no `/`, `:` or white space, not `.`

@@ -211,3 +211,51 @@ fn bad_xdp_switches_in_the_file_exit_2_before_anything_is_attached() {
         );
     }
 }
+
+/// `user` (or `--user`) names a user the system does not have, or root: a bad value like any
+/// other, refused when the settings are read, before any ring file or socket exists.
+#[test]
+fn an_unknown_or_root_user_exits_2_before_any_ring_is_created() {
+    let base = std::env::temp_dir().join(format!("collector-config-user-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let rings = base.join("rings");
+    let rings_arg = rings.to_str().unwrap();
+    let common = [
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics",
+        "127.0.0.1:0",
+        "--ring-dir",
+        rings_arg,
+    ];
+    let no_such = "no-such-user-collector-test";
+    let path = temp_file("no-such-user.toml", &format!("user = \"{no_such}\"\n"));
+    let config = ["--config", path.to_str().unwrap()];
+    let flag = ["--user", no_such];
+    let root = ["--user", "root"];
+    let root_file = temp_file("root-user.toml", "user = \"root\"\n");
+    let root_config = ["--config", root_file.to_str().unwrap()];
+    for (args, needles) in [
+        (&config, ["invalid user value", no_such]),
+        (&flag, ["invalid --user value", no_such]),
+        (&root, ["invalid --user value", "root"]),
+        (&root_config, ["invalid user value", "root"]),
+    ] {
+        let args: Vec<&str> = common.iter().chain(args.iter()).copied().collect();
+        refused(&args, &needles);
+        assert!(
+            !rings.exists(),
+            "{args:?}: the ring directory was created: {:?}",
+            std::fs::read_dir(&rings).map(|d| d.count())
+        );
+    }
+    // The flag wins over the key, and is the one named.
+    let args: Vec<&str> = common
+        .iter()
+        .chain(&root_config)
+        .chain(&flag)
+        .copied()
+        .collect();
+    refused(&args, &["--user", no_such]);
+    let _ = std::fs::remove_dir_all(&base);
+}

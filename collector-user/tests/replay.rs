@@ -729,3 +729,55 @@ fn the_summary_keeps_the_loss_of_sequence_spaces_forgotten_on_the_way() {
     assert_eq!(count(&r.summary, "sequence", "spaces"), 2, "{}", r.summary);
     assert_eq!(count(&r.summary, "sequence", "lost"), 5, "{}", r.summary);
 }
+
+/// `collector replay --json FILE | head -1`: the reader going away is a normal end, as for
+/// `collector read`: exit 0, nothing about the pipe, and the summary of the whole file on stderr.
+#[test]
+fn a_closed_stdout_ends_the_replay_quietly_with_its_summary() {
+    use std::io::{BufRead as _, BufReader, Read as _};
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("many.pcap");
+    // 2000 datagrams of 30 records: megabytes of output, far more than a pipe holds.
+    let frames: Vec<Vec<u8>> = (0..2000u32)
+        .map(|i| ethernet_ipv4_udp(&v5_datagram(30, i * 30), 2055))
+        .collect();
+    write_pcap(&path, linktype::ETHERNET, &frames);
+    for args in [&["--json"][..], &[][..]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_collector"))
+            .arg("replay")
+            .arg(&path)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        // The reader is dropped: stdout's pipe has no reader any more.
+        assert!(first.contains("10.0.0.0"), "{args:?}: {first}");
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{args:?}: {status}: {stderr}");
+        assert!(!stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+        let summary = stderr
+            .lines()
+            .find_map(|l| {
+                serde_json::from_str::<Value>(l)
+                    .ok()?
+                    .get("summary")
+                    .cloned()
+            })
+            .unwrap_or_else(|| panic!("{args:?}: no summary: {stderr}"));
+        assert_eq!(summary["frames"], 2000, "{args:?}: {summary}");
+        assert_eq!(count(&summary, "records", "NETFLOW_V5"), 60_000);
+    }
+}

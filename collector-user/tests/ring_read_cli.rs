@@ -121,8 +121,65 @@ fn counters_and_csv() {
         .arg(dir.path())
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("csv"));
+    // CSV has the flow records' columns: with counters it is a usage error (exit 2, like clap's),
+    // one line naming both flags, and nothing on stdout.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("--format") && stderr.contains("--kind counters"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+    // The help says the same, not that counter records would print as JSON.
+    let help = collector().args(["read", "--help"]).output().unwrap();
+    let help = String::from_utf8(help.stdout).unwrap().replace('\n', " ");
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        help.contains("refused with --kind counters") && !help.contains("counter records are JSON"),
+        "{help}"
+    );
+}
+
+/// `--format csv` prints its header line also when the rings hold no flow record (yet), so that a
+/// CSV reader always gets the columns; with records, the header comes once, first.
+#[test]
+fn csv_header_is_printed_without_flow_records() {
+    let dir = Scratch::new("cli-csv-empty");
+    let mut w = rings(dir.path(), 0);
+    // Rings that exist, with a counter record and no flow record.
+    w.counters(&CounterRecord::zeroed());
+    w.commit();
+    let out = collector()
+        .args(["read", "--format", "csv", "--ring-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{stdout}");
+    assert!(
+        lines[0].starts_with("type,") && lines[0].contains(",bytes,"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("records_read=0 "), "{stderr}");
+    let header = lines[0].to_string();
+    write_flows(&mut w, [1, 2]);
+    let out = collector()
+        .args(["read", "--format", "csv", "--ring-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert_eq!(lines[0], header);
+    assert!(
+        lines[1..].iter().all(|l| l.starts_with("IPFIX,")),
+        "{stdout}"
+    );
 }
 
 #[test]

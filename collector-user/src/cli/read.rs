@@ -28,8 +28,9 @@ pub struct ReadArgs {
     /// Which rings to read.
     #[arg(long, value_enum, default_value_t = Kind::Flows)]
     pub kind: Kind,
-    /// Output format: JSON lines, or CSV with a header line (flow records only; counter records
-    /// are JSON).
+    /// Output format: JSON lines, or CSV: a header line (printed also when there is no flow
+    /// record), then one line per flow record. CSV is for flow records only: refused with --kind
+    /// counters (exit code 2).
     #[arg(long, value_enum, default_value_t = Format::Json)]
     pub format: Format,
 }
@@ -166,31 +167,101 @@ pub fn is_closed_output(e: &std::io::Error) -> bool {
 
 /// Run `collector read`: records on stdout, ring changes and the final stats line on stderr.
 pub fn run(args: &ReadArgs) -> anyhow::Result<()> {
-    let format = match (args.format, args.kind) {
-        (Format::Json, _) => TextFormat::Json,
-        (Format::Csv, Kind::Flows) => TextFormat::Csv,
-        (Format::Csv, Kind::Counters) => {
-            anyhow::bail!(
-                "--format csv is for flow records; use --format json with --kind counters"
-            )
+    if let (Format::Csv, Kind::Counters) = (args.format, args.kind) {
+        // A usage error: one line and exit code 2, as for a bad flag of `collector run`.
+        return Err(crate::config::ConfigError::Value {
+            setting: "--format".into(),
+            value: "csv".into(),
+            expected: "CSV is for flow records; use --format json with --kind counters",
         }
-    };
+        .into());
+    }
     let stop = catch_stop_signals()?;
     let stdout = BufWriter::with_capacity(1 << 16, std::io::stdout());
-    let mut out = RecordWriter::new(stdout, format);
-    let notice = |change: &DirChange| eprintln!("{}", describe(change));
-    let summary = match args.kind {
-        Kind::Flows => read_rings::<FlowRecord>(args, &mut out, stop, notice),
-        Kind::Counters => read_rings::<CounterRecord>(args, &mut out, stop, notice),
+    let summary = match args.format {
+        Format::Json => print(args, &mut RecordWriter::new(stdout, TextFormat::Json), stop),
+        Format::Csv => print(args, &mut CsvOutput::new(stdout), stop),
     }?;
     eprintln!("collector read: {summary}");
     Ok(())
 }
 
-/// `collector replay`'s JSON/CSV writer, flushed whenever the rings are idle.
+/// Read the rings of `args.kind` into `out`, ring changes on stderr.
+fn print(
+    args: &ReadArgs,
+    out: &mut impl ReadOutput,
+    stop: &AtomicBool,
+) -> Result<ReadSummary, ReadError> {
+    let notice = |change: &DirChange| eprintln!("{}", describe(change));
+    match args.kind {
+        Kind::Flows => read_rings::<FlowRecord>(args, out, stop, notice),
+        Kind::Counters => read_rings::<CounterRecord>(args, out, stop, notice),
+    }
+}
+
+/// `collector replay`'s JSON writer, flushed whenever the rings are idle.
 impl<W: Write> ReadOutput for RecordWriter<W> {
     fn flush_output(&mut self) -> std::io::Result<()> {
         self.flush()
+    }
+}
+
+/// `--format csv`: the header line, then one line per flow record. The header goes out with the
+/// first record or the first flush (the rings idle), whichever comes first: rings without flow
+/// records still print it, a directory without rings prints nothing but the error.
+struct CsvOutput<W: Write> {
+    out: W,
+    line: Vec<u8>,
+    header_pending: bool,
+    /// The first write error; later records are not written.
+    error: Option<std::io::Error>,
+}
+
+impl<W: Write> CsvOutput<W> {
+    fn new(out: W) -> Self {
+        CsvOutput {
+            out,
+            line: Vec::with_capacity(1024),
+            header_pending: true,
+            error: None,
+        }
+    }
+
+    fn header(&mut self) {
+        if std::mem::take(&mut self.header_pending) {
+            crate::json::write_csv_header(&mut self.line);
+        }
+    }
+
+    fn emit(&mut self) {
+        if self.error.is_none()
+            && let Err(e) = self.out.write_all(&self.line)
+        {
+            self.error = Some(e);
+        }
+        self.line.clear();
+    }
+}
+
+impl<W: Write> RecordSink for CsvOutput<W> {
+    fn flow(&mut self, record: &FlowRecord) {
+        self.header();
+        crate::json::write_csv(&mut self.line, record);
+        self.emit();
+    }
+
+    /// Never called: `--format csv` is refused with `--kind counters`.
+    fn counters(&mut self, _: &CounterRecord) {}
+}
+
+impl<W: Write> ReadOutput for CsvOutput<W> {
+    fn flush_output(&mut self) -> std::io::Result<()> {
+        self.header();
+        self.emit();
+        match self.error.take() {
+            Some(e) => Err(e),
+            None => self.out.flush(),
+        }
     }
 }
 

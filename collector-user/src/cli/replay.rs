@@ -22,7 +22,10 @@
 //!   Both stay JSON so scripts can read them in either mode.
 //!
 //! Exit status 0 when the whole file was read (decode errors are data, reported above); non-zero
-//! when the file cannot be opened or is corrupt, after the summary of what came before.
+//! when the file cannot be opened or is corrupt, after the summary of what came before. A closed
+//! stdout (`collector replay --json FILE | head`) is a normal end, as for `collector read`: the
+//! records after it are not printed, the file is still read to its end, and the summary counts
+//! all of it.
 
 use crate::capture::{CaptureError, CaptureReader, DissectStats, Dissected, Dissector, SkipReason};
 use crate::decode::sequence::SequenceCounts;
@@ -383,6 +386,14 @@ impl<W: Write> RecordSink for RecordTable<W> {
     }
 }
 
+/// The end of printing the records: a closed stdout (the reader went away) is a normal end.
+fn records_written(result: io::Result<()>) -> anyhow::Result<()> {
+    match result {
+        Err(e) if crate::cli::read::is_closed_output(&e) => Ok(()),
+        result => result.context("writing records"),
+    }
+}
+
 /// Run `collector replay`.
 pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     let mut reader = CaptureReader::open(&args.file)
@@ -402,7 +413,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     } else if args.json {
         let mut sink = RecordWriter::new(stdout, TextFormat::Json);
         let result = replay(&mut reader, &args.ports, &mut sink, &mut stderr);
-        sink.finish().context("writing records")?;
+        records_written(sink.finish().map(drop))?;
         result
     } else {
         let mut sink = RecordTable {
@@ -411,7 +422,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
             error: None,
         };
         let result = replay(&mut reader, &args.ports, &mut sink, &mut stderr);
-        sink.finish().context("writing records")?;
+        records_written(sink.finish())?;
         result
     };
     let mut line = Vec::new();

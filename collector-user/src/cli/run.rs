@@ -125,7 +125,8 @@ pub struct RunArgs {
     /// Drop root after setup (sockets bound, ring files open; with --xdp, the program attached):
     /// switch to this user (and its primary group), keeping no capability, or with --xdp only
     /// CAP_BPF, which reading the program's counters needs. The config file (re-read on SIGHUP)
-    /// must be readable, and the --counters-file directory writable, by that user.
+    /// must be readable, and the --counters-file directory writable, by that user. A user this
+    /// host does not have, or root, is refused at start (exit code 2), before anything is set up.
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
 

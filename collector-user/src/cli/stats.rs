@@ -5,7 +5,8 @@
 //! XDP program's branch counters, each RX queue's AF_XDP counters (or each CPU's perf buffer) and
 //! the slow path's share. Rates need two scrapes:
 //! the one-shot view scrapes twice one second apart; `--watch SECS` redraws every SECS with the
-//! rates over that interval. This module only reads the text format; the names come from
+//! rates over that interval. Every other count, loss % included, is the collector's total since
+//! it started (templates: how many it holds now); the view's first lines say so. This module only reads the text format; the names come from
 //! [`crate::metrics`].
 
 use anyhow::Context as _;
@@ -22,7 +23,9 @@ pub struct StatsArgs {
     /// Metrics endpoint of the running collector.
     #[arg(long, value_name = "ADDR", default_value = crate::config::DEFAULT_METRICS)]
     pub metrics: String,
-    /// Redraw every SECS seconds until interrupted.
+    /// Redraw every SECS seconds until interrupted, with the rates (the /S columns) over those
+    /// SECS. Without it: one view, rates over one second. Other counts and LOSS % are since the
+    /// collector started.
     #[arg(long, value_name = "SECS")]
     pub watch: Option<u64>,
 }
@@ -123,21 +126,38 @@ impl Scrape {
         scrape
     }
 
-    /// Sum of `name` over series whose `key` label is `value` (all series when `key` is empty).
+    /// Sum of `name` over series whose `key` label is `value` (all series when `key` is empty):
+    /// 0 when the family has none of them (a counter not counted yet), `None` without the family.
     pub fn sum(&self, name: &str, key: &str, value: &str) -> Option<f64> {
-        let family = self.families.get(name)?;
-        Some(
-            family
-                .iter()
-                .filter(|(labels, _)| {
-                    key.is_empty() || labels.iter().any(|(k, v)| k == key && v == value)
-                })
-                .map(|(_, v)| v)
-                .sum(),
-        )
+        self.families.get(name)?;
+        // From +0.0: an empty `Sum` of f64 is -0.0, printed "-0".
+        Some(self.series(name, key, value).fold(0.0, |sum, v| sum + v))
     }
 
-    /// Values of label `key` in family `name`.
+    /// The value of the first series of `name` whose `key` label is `value` (a gauge): `None`
+    /// when there is none.
+    pub fn first(&self, name: &str, key: &str, value: &str) -> Option<f64> {
+        self.series(name, key, value).next()
+    }
+
+    fn series<'a>(
+        &'a self,
+        name: &str,
+        key: &'a str,
+        value: &'a str,
+    ) -> impl Iterator<Item = f64> + 'a {
+        self.families
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter(move |(labels, _)| {
+                key.is_empty() || labels.iter().any(|(k, v)| k == key && v == value)
+            })
+            .map(|(_, v)| *v)
+    }
+
+    /// Values of label `key` in family `name`: numbers (workers, queues, CPUs) in numeric order
+    /// first, then the other values in string order.
     pub fn label_values(&self, name: &str, key: &str) -> Vec<String> {
         let mut values: Vec<String> = self
             .families
@@ -151,9 +171,17 @@ impl Scrape {
                     .map(|(_, v)| v.clone())
             })
             .collect();
-        values.sort();
+        values.sort_by(|a, b| label_order(a).cmp(&label_order(b)));
         values.dedup();
         values
+    }
+}
+
+/// Sort key of a label value: a number sorts by its value, before any value that is not one.
+fn label_order(value: &str) -> (bool, u64, &str) {
+    match value.parse::<u64>() {
+        Ok(n) => (false, n, value),
+        Err(_) => (true, 0, value),
     }
 }
 
@@ -199,7 +227,11 @@ pub fn render(endpoint: &str, before: &Scrape, now: &Scrape, secs: f64) -> Strin
             .map_or_else(|| "-".into(), |v| format!("{v:.0}"))
     };
     let mut out = String::new();
-    let _ = writeln!(out, "collector {endpoint}: rates over {secs:.1} s");
+    let _ = writeln!(
+        out,
+        "collector {endpoint}: .../S columns are rates over the last {secs:.1} s;\n\
+         every other count, LOSS % included, is since the collector started (TEMPLATES: now)"
+    );
     let _ = writeln!(
         out,
         "{:<8} {:>5} {:>12} {:>12} {:>14} {:>12} {:>12}",
@@ -207,7 +239,7 @@ pub fn render(endpoint: &str, before: &Scrape, now: &Scrape, secs: f64) -> Strin
     );
     for worker in now.label_values("collector_datagrams_received_total", "worker") {
         let core = now
-            .sum("collector_worker_core", "worker", &worker)
+            .first("collector_worker_core", "worker", &worker)
             .filter(|c| *c >= 0.0)
             .map_or_else(|| "-".into(), |c| format!("{c:.0}"));
         let _ = writeln!(
@@ -351,8 +383,6 @@ fn render_xdp(
             "INVALID",
             "DISCARDED"
         );
-        let mut queues = queues;
-        queues.sort_by_key(|q| q.parse::<u32>().unwrap_or(u32::MAX));
         for queue in queues {
             let _ = writeln!(
                 out,
@@ -375,8 +405,6 @@ fn render_xdp(
             "\n{:<6} {:>12} {:>14} {:>12} {:>10}",
             "CPU", "DATAGRAMS/S", "DATAGRAMS", "LOST SAMPLES", "DISCARDED"
         );
-        let mut cpus = cpus;
-        cpus.sort_by_key(|c| c.parse::<u32>().unwrap_or(u32::MAX));
         for cpu in cpus {
             let _ = writeln!(
                 out,
@@ -431,9 +459,25 @@ collector_decode_errors_total{reason=\"template_missing\"} 4\n\
             &Scrape::parse(NOW),
             2.0,
         );
+        // The header says what each column covers: rates over the interval, LOSS % (and the other
+        // counts) since the collector started.
+        let head: Vec<&str> = view.lines().take(2).collect();
+        assert_eq!(
+            head,
+            [
+                "collector 127.0.0.1:9742: .../S columns are rates over the last 2.0 s;",
+                "every other count, LOSS % included, is since the collector started (TEMPLATES: now)",
+            ],
+            "{view}"
+        );
         let worker0 = view.lines().find(|l| l.starts_with("0 ")).unwrap();
         let cols: Vec<_> = worker0.split_whitespace().collect();
         assert_eq!(cols, vec!["0", "1", "100", "1000", "300", "-", "-"]);
+        // Worker 1 has no core gauge ("-", not "-0": an empty f64 sum is -0.0) and no records yet.
+        let worker1 = view.lines().find(|l| l.starts_with("1 ")).unwrap();
+        let cols: Vec<_> = worker1.split_whitespace().collect();
+        assert_eq!(cols, vec!["1", "-", "0", "0", "50", "-", "-"]);
+        assert!(!view.contains("-0"), "{view}");
         let exporter = view.lines().find(|l| l.starts_with("192.0.2.1")).unwrap();
         let cols: Vec<_> = exporter.split_whitespace().collect();
         assert_eq!(cols[1], "100");
@@ -458,6 +502,27 @@ collector_decode_errors_total{reason=\"template_missing\"} 4\n\
         );
         assert!(!view.contains("\nother"), "{view}");
         assert!(view.contains("\n192.0.2.1"), "{view}");
+    }
+
+    #[test]
+    fn workers_are_listed_in_numeric_order() {
+        let text: String = (0..12)
+            .map(|w| format!("collector_datagrams_received_total{{worker=\"{w}\"}} {w}\n"))
+            .collect();
+        let scrape = Scrape::parse(&text);
+        let view = render("x", &scrape, &scrape, 1.0);
+        let rows: Vec<&str> = view
+            .lines()
+            .skip_while(|l| !l.starts_with("WORKER"))
+            .skip(1)
+            .take_while(|l| !l.is_empty())
+            .map(|l| l.split_whitespace().next().unwrap())
+            .collect();
+        let expected: Vec<String> = (0..12).map(|w| w.to_string()).collect();
+        assert_eq!(rows, expected, "{view}");
+        // Labels that are not all numbers: numbers first, in numeric order, then the rest.
+        let scrape = Scrape::parse("m{l=\"b\"} 1\nm{l=\"10\"} 1\nm{l=\"a\"} 1\nm{l=\"9\"} 1\n");
+        assert_eq!(scrape.label_values("m", "l"), ["9", "10", "a", "b"]);
     }
 
     #[test]
