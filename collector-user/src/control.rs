@@ -6,6 +6,13 @@
 //! shutdown flag the workers poll; SIGHUP calls the reload hook. It keeps serving until
 //! [`ControlPlane::finish`] is called after the workers have drained, then logs the final summary.
 //!
+//! Before it runs, `collector run` is starting up (binding sockets, creating ring files through
+//! temporary files, attaching XDP): [`catch_signals`] makes SIGINT, SIGTERM and SIGHUP only note
+//! themselves from the very start, so that a signal then never kills the process half-way (which
+//! would leave a ring-sized temporary file behind). Startup looks at [`check_startup`] between its
+//! steps and stops cleanly ([`StartupStopped`]); a SIGHUP noted then is acted on once the control
+//! plane runs.
+//!
 //! [`ExporterRegistry`]: crate::metrics::ExporterRegistry
 
 use crate::metrics::{CollectorMetrics, Totals, render};
@@ -13,7 +20,7 @@ use crate::pipeline::Event;
 use crossbeam_channel::Receiver;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::signal::unix::{SignalKind, signal};
@@ -22,6 +29,64 @@ use tokio::signal::unix::{SignalKind, signal};
 const MAX_REQUEST: usize = 8192;
 /// How often worker events are drained.
 const EVENT_POLL: Duration = Duration::from_millis(100);
+
+/// The first SIGINT or SIGTERM caught by [`catch_signals`]'s handler (0: none yet).
+static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
+/// A SIGHUP caught by [`catch_signals`]'s handler and not yet acted on.
+static HANGUP: AtomicBool = AtomicBool::new(false);
+
+/// The handler [`catch_signals`] installs: it only notes the signal (async-signal-safe).
+extern "C" fn note_signal(signal: libc::c_int) {
+    if signal == libc::SIGHUP {
+        HANGUP.store(true, Ordering::Relaxed);
+    } else {
+        let _ = STOP_SIGNAL.compare_exchange(0, signal, Ordering::Relaxed, Ordering::Relaxed);
+    }
+}
+
+/// From now on SIGINT, SIGTERM and SIGHUP only note themselves: call it first thing in `collector
+/// run`, before anything that must not be cut short. The control plane's own handlers, installed
+/// when it starts, run beside this one (tokio chains the handler it finds).
+pub fn catch_signals() -> std::io::Result<()> {
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: sigaction is plain data; zeroed is a valid value, and the fields are set below.
+        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+        action.sa_sigaction = note_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        // Interrupted system calls of the startup (file creation, fallocate) carry on.
+        action.sa_flags = libc::SA_RESTART;
+        // SAFETY: a valid sigaction whose handler only stores to atomics.
+        let rc = unsafe {
+            libc::sigemptyset(&raw mut action.sa_mask);
+            libc::sigaction(signal, &raw const action, std::ptr::null_mut())
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// The name of the first SIGINT or SIGTERM [`catch_signals`] caught, if one came.
+pub fn stop_signal() -> Option<&'static str> {
+    match STOP_SIGNAL.load(Ordering::Relaxed) {
+        0 => None,
+        libc::SIGINT => Some("SIGINT"),
+        _ => Some("SIGTERM"),
+    }
+}
+
+/// A stop asked for before the collector started collecting: startup ended early, cleanly.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} during startup: stopped before collecting")]
+pub struct StartupStopped(pub &'static str);
+
+/// Between two startup steps: `Err` when a SIGINT or SIGTERM came meanwhile.
+pub fn check_startup() -> Result<(), StartupStopped> {
+    match stop_signal() {
+        Some(signal) => Err(StartupStopped(signal)),
+        None => Ok(()),
+    }
+}
 
 /// Called on SIGHUP (re-read what can change at run time).
 pub type ReloadHook = Box<dyn FnMut() + Send>;
@@ -102,6 +167,14 @@ async fn serve(
             return Err(err);
         }
     };
+    // Signals that came while starting up, before the handlers above were installed.
+    if let Some(signal) = stop_signal() {
+        request_stop(&setup.stop, signal);
+    }
+    if HANGUP.swap(false, Ordering::Relaxed) {
+        tracing::info!("SIGHUP (during startup): reloading");
+        (setup.reload)();
+    }
     let registry = Arc::new(setup.metrics.registry());
     let mut events_tick = tokio::time::interval(EVENT_POLL);
     let mut summary_tick = tokio::time::interval(setup.summary_interval);
@@ -132,6 +205,7 @@ async fn serve(
             _ = sigint.recv() => request_stop(&setup.stop, "SIGINT"),
             _ = sigterm.recv() => request_stop(&setup.stop, "SIGTERM"),
             _ = sighup.recv() => {
+                HANGUP.store(false, Ordering::Relaxed);
                 tracing::info!("SIGHUP: reloading");
                 (setup.reload)();
             }

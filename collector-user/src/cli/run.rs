@@ -171,8 +171,24 @@ impl RunArgs {
     }
 }
 
-/// Run until SIGINT or SIGTERM, then drain (and detach, in XDP mode) and return.
+/// Run until SIGINT or SIGTERM, then drain (and detach, in XDP mode) and return. A SIGINT or
+/// SIGTERM during startup stops it there, cleanly (`Ok`).
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
+    // First: from here on a signal cannot cut startup short half-way through a ring file.
+    crate::control::catch_signals()?;
+    match collect(args) {
+        Err(err) => match err.downcast::<crate::control::StartupStopped>() {
+            Ok(stopped) => {
+                tracing::info!("{stopped}");
+                Ok(())
+            }
+            Err(err) => Err(err),
+        },
+        Ok(()) => Ok(()),
+    }
+}
+
+fn collect(args: &RunArgs) -> anyhow::Result<()> {
     let flags = args.flag_config();
     let settings = crate::config::Settings::resolve(&flags)?;
     let Some(iface) = settings.xdp.clone() else {

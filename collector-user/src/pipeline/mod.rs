@@ -6,7 +6,8 @@
 //! - [`DatagramDecoder`]: the sans-IO decoder state of one worker ([`crate::decode::Decoder`]);
 //! - [`BatchSink`]: a [`RecordSink`] that is committed once per batch (the ring writers);
 //! - [`Worker`]: receive a batch → decode every datagram → commit → publish counters, until the
-//!   shutdown flag is set, then drain what the source still holds and flush.
+//!   shutdown flag is set, then drain what the source still holds and flush; the workers of a run
+//!   stop decoding together before any seals or closes a socket ([`gate`]).
 //!
 //! Workers share nothing but atomics ([`counters`]) and a bounded event channel ([`Event`]) with the
 //! control plane. Nothing on the per-datagram path allocates, locks or formats, except the first
@@ -14,6 +15,7 @@
 
 pub mod counters;
 pub mod exporters;
+pub mod gate;
 pub mod lanes;
 pub mod udp;
 pub mod worker;
@@ -66,6 +68,15 @@ pub trait Source: Send {
     /// after the last datagram, AF_XDP statistics), so that [`Source::losses`] is final: the
     /// worker calls it once its drain is done. Sources with nothing of the kind keep the default.
     fn refresh_losses(&mut self) {}
+
+    /// Stop the kernel from queueing anything more for this source, keeping what it holds
+    /// readable: the worker calls it once at shutdown, after every worker of the run stopped
+    /// decoding, then receives (and counts) the rest undecoded. UDP sockets are connected to
+    /// their own address, which takes them out of their `SO_REUSEPORT` group's choice; sources
+    /// that cannot be sealed keep the default (nothing).
+    fn seal(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The decoder state of one worker, as the worker loop sees it.

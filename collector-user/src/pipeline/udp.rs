@@ -128,6 +128,9 @@ where
     )?;
     let mut lanes = Vec::with_capacity(sources.len());
     for (worker, source) in sources.into_iter().enumerate() {
+        // Opening rings takes time (each is preallocated and mapped): a stop asked for meanwhile
+        // ends the startup here, with no ring file half made.
+        crate::control::check_startup()?;
         lanes.push(Lane {
             source,
             decoder: Decoder::with_config(DecoderConfig {
@@ -137,6 +140,7 @@ where
             sink: open_sink(worker)?,
         });
     }
+    crate::control::check_startup()?;
     tracing::info!(metrics = %settings.metrics, "serving /metrics");
     if let Some(user) = settings.user.as_deref() {
         // Sockets bound, rings and the metrics port open, no thread started yet: nothing left
@@ -222,14 +226,31 @@ pub fn sampling_reload(
     })
 }
 
-/// Create `--ring-dir` (and its parents) if missing.
+/// Create `--ring-dir` (and its parents) if missing, and remove the temporary files a collector
+/// that died while creating a ring left in it (logged).
 pub fn create_ring_dir(settings: &Settings) -> anyhow::Result<()> {
     std::fs::create_dir_all(&settings.ring_dir).with_context(|| {
         format!(
             "creating the ring directory {}",
             settings.ring_dir.display()
         )
-    })
+    })?;
+    let removed = crate::ring::writer::remove_stale_temp_files(&settings.ring_dir);
+    for (path, pid) in removed.removed {
+        tracing::warn!(
+            file = %path.display(),
+            pid,
+            "removed a temporary ring file left by a collector that no longer runs"
+        );
+    }
+    for (path, err) in removed.failed {
+        tracing::warn!(
+            file = %path.display(),
+            %err,
+            "could not remove a stale temporary ring file"
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

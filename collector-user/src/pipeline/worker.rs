@@ -2,14 +2,20 @@
 //!
 //! Loop: receive a batch (waiting at most [`POLL_TIMEOUT`]) → decode each datagram into the sink →
 //! commit the sink once → publish counters. When the shutdown flag is set the worker drains: it
-//! keeps receiving without waiting until its source is empty (or [`DRAIN_LIMIT`] passed), commits,
-//! flushes the sink and returns. When the limit passes with datagrams still coming, what the source
-//! still holds is received undecoded for at most [`DISCARD_LIMIT`] and counted
-//! (`shutdown_discarded`): nothing queued for the collector disappears uncounted with its sockets. The control plane gets counters through atomics and events through
-//! a bounded channel; the worker never blocks on either.
+//! keeps receiving without waiting until its source is empty (or [`DRAIN_LIMIT`] passed). Then it
+//! meets the other workers at the [`ShutdownGate`](super::gate::ShutdownGate) (see there why): it
+//! decodes what its own source still receives until every worker has drained, then decodes
+//! nothing more, and once every worker has stopped decoding it seals its source
+//! ([`crate::pipeline::Source::seal`]: the kernel queues nothing more for it) and receives what the
+//! source still holds undecoded, counting it (`shutdown_discarded`, for at most
+//! [`DISCARD_LIMIT`]): nothing queued for the collector disappears uncounted with its sockets, and
+//! no worker decodes a datagram of an exporter the kernel moved to it from a closing socket. Last
+//! it commits and flushes the sink and returns. The control plane gets counters through atomics
+//! and events through a bounded channel; the worker never blocks on either.
 
 use super::counters::{WorkerCounters, bump};
 use super::exporters::{DEFAULT_CAPACITY, ExporterTable};
+use super::gate::GateMember;
 use super::{BatchSink, DatagramDecoder, Event, Source, SourceLosses};
 use crate::decode::sampling::ConfiguredRate;
 use crossbeam_channel::{Receiver, Sender};
@@ -21,8 +27,10 @@ use std::time::{Duration, Instant};
 pub const POLL_TIMEOUT: Duration = Duration::from_millis(50);
 /// Longest time spent draining sources after shutdown was asked for.
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(2);
-/// Longest time spent counting (not decoding) what the sources still hold after [`DRAIN_LIMIT`].
+/// Longest time spent counting (not decoding) what the sources still hold once sealed.
 pub const DISCARD_LIMIT: Duration = Duration::from_millis(250);
+/// Longest wait for a datagram while a drained worker waits for the others to drain.
+const GATE_POLL: Duration = Duration::from_millis(2);
 /// At most one decode-error sample per this many ns of receive time, per worker.
 pub const ERROR_SAMPLE_INTERVAL_NS: u64 = 1_000_000_000;
 /// Housekeeping (exporter expiry) period.
@@ -47,6 +55,8 @@ pub struct Worker<S, D, K> {
     exporters: ExporterTable,
     events: Sender<Event>,
     commands: Option<Receiver<WorkerCommand>>,
+    /// Where it meets the other workers of the run at shutdown; `None`: it is alone.
+    gate: Option<GateMember>,
     errors_since_sample: u64,
     last_error_sample_ns: Option<u64>,
     /// Templates learned and withdrawn at the previous report.
@@ -73,6 +83,7 @@ impl<S: Source, D: DatagramDecoder, K: BatchSink> Worker<S, D, K> {
             exporters,
             events,
             commands: None,
+            gate: None,
             errors_since_sample: 0,
             last_error_sample_ns: None,
             templates_reported: (0, 0),
@@ -82,6 +93,13 @@ impl<S: Source, D: DatagramDecoder, K: BatchSink> Worker<S, D, K> {
     /// Take commands (sampling reloads) from `commands`.
     pub fn with_commands(mut self, commands: Receiver<WorkerCommand>) -> Self {
         self.commands = Some(commands);
+        self
+    }
+
+    /// Meet the other workers at `gate` when shutting down (all of one run share one
+    /// [`ShutdownGate`](super::gate::ShutdownGate)).
+    pub fn with_gate(mut self, gate: GateMember) -> Self {
+        self.gate = Some(gate);
         self
     }
 
@@ -125,8 +143,35 @@ impl<S: Source, D: DatagramDecoder, K: BatchSink> Worker<S, D, K> {
                 break;
             }
         }
+        let mut gate = self.gate.take();
+        if let Some(gate) = gate.as_mut() {
+            gate.arrive_drained();
+            // Every socket is still open, so what this source receives is still its exporters':
+            // decode it while the others drain.
+            while !gate.all_drained() {
+                self.step(GATE_POLL)?;
+            }
+            gate.arrive_quiet_and_wait();
+        }
+        // Nobody decodes any more: the kernel may move exporters between sockets now.
+        let sealed = self.source.seal();
+        let discarded = self.discard_remaining()?;
+        if let Err(err) = sealed {
+            tracing::warn!(worker = self.id, %err, "could not seal the sockets for shutdown");
+        }
         if !emptied {
-            self.discard_remaining()?;
+            tracing::warn!(
+                worker = self.id,
+                discarded,
+                drain_secs = DRAIN_LIMIT.as_secs(),
+                "datagrams kept coming through the shutdown drain; the rest were discarded undecoded"
+            );
+        } else if discarded > 0 {
+            tracing::info!(
+                worker = self.id,
+                discarded,
+                "datagrams that arrived after the shutdown drain were discarded undecoded"
+            );
         }
         // The kernel's last drops, which no datagram will report now.
         self.source.refresh_losses();
@@ -141,9 +186,9 @@ impl<S: Source, D: DatagramDecoder, K: BatchSink> Worker<S, D, K> {
         Ok((self.decoder, self.sink))
     }
 
-    /// After a drain that ran out of time: receive what the source still holds without decoding
-    /// it, and count it, until the source is empty or [`DISCARD_LIMIT`] passed.
-    fn discard_remaining(&mut self) -> std::io::Result<()> {
+    /// Once every worker stopped decoding: receive what the source still holds without decoding
+    /// it, and count it, until the source is empty or [`DISCARD_LIMIT`] passed. Returns the count.
+    fn discard_remaining(&mut self) -> std::io::Result<u64> {
         let started = Instant::now();
         let mut discarded = 0u64;
         while started.elapsed() < DISCARD_LIMIT {
@@ -154,13 +199,7 @@ impl<S: Source, D: DatagramDecoder, K: BatchSink> Worker<S, D, K> {
             discarded += n as u64;
         }
         bump(&self.counters.shutdown_discarded, discarded);
-        tracing::warn!(
-            worker = self.id,
-            discarded,
-            drain_secs = DRAIN_LIMIT.as_secs(),
-            "datagrams kept coming through the shutdown drain; the rest were discarded undecoded"
-        );
-        Ok(())
+        Ok(discarded)
     }
 
     /// Send the decoder's sequence accounting, and template changes since the previous report,
@@ -207,6 +246,7 @@ impl<S: Source, D: DatagramDecoder, K: BatchSink> Worker<S, D, K> {
             exporters,
             events,
             commands: _,
+            gate: _,
             errors_since_sample,
             last_error_sample_ns,
             templates_reported: _,

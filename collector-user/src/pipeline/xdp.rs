@@ -323,6 +323,12 @@ impl Source for XdpLaneSource {
     fn refresh_losses(&mut self) {
         self.refresh_kernel_stats();
     }
+
+    /// The UDP sockets (the program is detached before the workers stop: nothing more comes
+    /// through the fast path).
+    fn seal(&mut self) -> std::io::Result<()> {
+        self.slow.seal()
+    }
 }
 
 /// `collector run --xdp IFACE`: bind, attach, collect until SIGINT/SIGTERM, detach, drain.
@@ -390,6 +396,7 @@ pub fn run(settings: &Settings, flags: &FlagConfig, options: &XdpOptions) -> any
         &mut program,
         frames.as_mut(),
     )?;
+    crate::control::check_startup()?;
     let counter_map = program.counter_map();
     report(&counter_map, iface, options.counters_file.as_deref())?;
     if let Some(user) = settings.user.as_deref() {
@@ -484,6 +491,8 @@ fn open_lanes(
         slow_path: Vec::new(),
     };
     for (worker, (plan, slow)) in plans.iter().zip(slow_sources).enumerate() {
+        // A stop asked for while the rings are made ends the startup between two of them.
+        crate::control::check_startup()?;
         let mut xsk = Vec::new();
         let mut perf = Vec::new();
         for &unit in &plan.units {

@@ -178,6 +178,24 @@ pub fn parse_ring_file_name<R: RingRecord>(name: &str) -> Option<u32> {
     digits.parse().ok()
 }
 
+/// Name of the temporary file process `pid` builds a new ring `ring_name` in before moving it into
+/// place: `.flows-3.ring.<pid>.tmp`.
+pub fn temp_file_name(ring_name: &str, pid: u32) -> String {
+    format!(".{ring_name}.{pid}.tmp")
+}
+
+/// The pid in a [`temp_file_name`] of a flow or counter ring, or `None` when the name is not one.
+pub fn parse_temp_file_name(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let (ring, pid) = rest.rsplit_once('.')?;
+    let is_ring = parse_ring_file_name::<crate::record::FlowRecord>(ring).is_some()
+        || parse_ring_file_name::<crate::record::CounterRecord>(ring).is_some();
+    if !is_ring || pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
 /// A ring size as configured: a record count (a power of two) or a byte size (`64MiB`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RingSize {
@@ -570,5 +588,24 @@ mod tests {
         assert_eq!(parse_ring_file_name::<FlowRecord>("flows-.ring"), None);
         assert_eq!(parse_ring_file_name::<FlowRecord>("flows-1.ring.tmp"), None);
         assert_eq!(parse_ring_file_name::<FlowRecord>("flows-+1.ring"), None);
+    }
+
+    #[test]
+    fn temp_file_names_round_trip() {
+        assert_eq!(temp_file_name("flows-3.ring", 42), ".flows-3.ring.42.tmp");
+        assert_eq!(parse_temp_file_name(".flows-3.ring.42.tmp"), Some(42));
+        assert_eq!(parse_temp_file_name(".counters-0.ring.7.tmp"), Some(7));
+        for other in [
+            "flows-3.ring.42.tmp",
+            ".flows-3.ring.tmp",
+            ".flows-3.ring..tmp",
+            ".flows-3.ring.4x2.tmp",
+            ".flows-3.ring.42",
+            ".other-3.ring.42.tmp",
+            ".flows-3.ring.99999999999.tmp",
+            "flows-3.ring",
+        ] {
+            assert_eq!(parse_temp_file_name(other), None, "{other}");
+        }
     }
 }

@@ -169,7 +169,7 @@ impl<R: RingRecord> RingWriter<R> {
         let name = path
             .file_name()
             .map_or_else(Default::default, |n| n.to_string_lossy().into_owned());
-        let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+        let tmp = path.with_file_name(super::temp_file_name(&name, std::process::id()));
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -399,6 +399,58 @@ impl<R: RingRecord> Drop for RingWriter<R> {
     }
 }
 
+/// What [`remove_stale_temp_files`] did.
+#[derive(Debug, Default)]
+pub struct StaleTempFiles {
+    /// Files removed, with the pid in their name.
+    pub removed: Vec<(PathBuf, u32)>,
+    /// Files that should have gone but could not be removed.
+    pub failed: Vec<(PathBuf, std::io::Error)>,
+}
+
+/// Remove the temporary files ([`super::temp_file_name`]) in `dir` that a writer which no longer
+/// runs left behind: one killed (SIGKILL, a crash, power loss) while it built a new ring. Only
+/// names of that pattern are touched, and only when their pid is not a live process or is this
+/// process (which has built no ring yet when it calls this at startup, and may carry the pid of a
+/// predecessor, e.g. as pid 1 of a container). Call it before opening the rings of `dir`.
+pub fn remove_stale_temp_files(dir: &Path) -> StaleTempFiles {
+    let mut found = StaleTempFiles::default();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(super::parse_temp_file_name) else {
+            continue;
+        };
+        if pid != std::process::id() && process_exists(pid) {
+            continue;
+        }
+        let path = entry.path();
+        match std::fs::remove_file(&path) {
+            Ok(()) => found.removed.push((path, pid)),
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => found.failed.push((path, e)),
+        }
+    }
+    found
+}
+
+/// Whether a process `pid` exists (also one of another user, which we may not signal).
+fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks that the process exists and may be signalled.
+    if unsafe { libc::kill(pid, 0) } == 0 {
+        return true;
+    }
+    std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
 /// The two rings of one worker (flows and counters), as the sink the decoder writes into.
 #[derive(Debug)]
 pub struct WorkerRings {
@@ -496,20 +548,25 @@ fn same_file(path: &Path, file: &File) -> Result<bool, RingError> {
 /// Reserve blocks so that a full disk shows up now, not as SIGBUS on a later page fault. File
 /// systems without fallocate keep the sparse file `set_len` made.
 fn preallocate(path: &Path, file: &File, offset: u64, len: u64) -> Result<(), RingError> {
-    // SAFETY: plain syscall on a valid fd.
-    let rc = unsafe {
-        libc::fallocate(
-            file.as_raw_fd(),
-            0,
-            offset as libc::off_t,
-            len as libc::off_t,
-        )
-    };
-    let err = std::io::Error::last_os_error();
-    match err.raw_os_error() {
-        _ if rc == 0 => Ok(()),
-        Some(libc::EOPNOTSUPP | libc::ENOSYS) => Ok(()),
-        _ => Err(RingError::io(path, err)),
+    loop {
+        // SAFETY: plain syscall on a valid fd.
+        let rc = unsafe {
+            libc::fallocate(
+                file.as_raw_fd(),
+                0,
+                offset as libc::off_t,
+                len as libc::off_t,
+            )
+        };
+        let err = std::io::Error::last_os_error();
+        return match err.raw_os_error() {
+            _ if rc == 0 => Ok(()),
+            Some(libc::EOPNOTSUPP | libc::ENOSYS) => Ok(()),
+            // A signal caught meanwhile (tmpfs gives up on any): the stop is looked at once the
+            // ring is made, so go on.
+            Some(libc::EINTR) => continue,
+            _ => Err(RingError::io(path, err)),
+        };
     }
 }
 
@@ -529,6 +586,54 @@ fn map_file(path: &Path, file: &File, len: u64) -> Result<MmapRaw, RingError> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn stale_temp_files_of_dead_writers_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        // A pid that ran and is gone (a writer killed with SIGKILL).
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let live = std::os::unix::process::parent_id();
+        let own = std::process::id();
+        let names = [
+            (super::super::temp_file_name("flows-3.ring", dead), true),
+            (super::super::temp_file_name("counters-0.ring", dead), true),
+            // Ours: this process has made no ring in `dir`, so a predecessor with our pid did.
+            (super::super::temp_file_name("flows-1.ring", own), true),
+            // A live writer's file, and names of other patterns, stay.
+            (super::super::temp_file_name("flows-2.ring", live), false),
+            (format!(".notes.{dead}.tmp"), false),
+            (format!("flows-3.ring.{dead}.tmp"), false),
+            ("flows-3.ring".to_string(), false),
+        ];
+        for (name, _) in &names {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        let found = remove_stale_temp_files(dir.path());
+        assert!(found.failed.is_empty(), "{:?}", found.failed);
+        let mut removed: Vec<_> = found
+            .removed
+            .iter()
+            .map(|(p, pid)| (p.file_name().unwrap().to_string_lossy().into_owned(), *pid))
+            .collect();
+        removed.sort();
+        let mut expected: Vec<_> = names
+            .iter()
+            .filter(|(_, stale)| *stale)
+            .map(|(name, _)| {
+                (
+                    name.clone(),
+                    super::super::parse_temp_file_name(name).unwrap(),
+                )
+            })
+            .collect();
+        expected.sort();
+        assert_eq!(removed, expected);
+        for (name, stale) in &names {
+            assert_eq!(dir.path().join(name).exists(), !stale, "{name}");
+        }
+    }
 
     #[test]
     fn new_ring_files_are_mode_0640_whatever_the_umask() {

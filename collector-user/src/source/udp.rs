@@ -10,7 +10,8 @@
 //! the drops at the end of a burst, which no later datagram reports) and stamps datagrams with the
 //! kernel receive time (`SO_TIMESTAMPNS`). Sockets are non-blocking; a batch waits in `poll` for at
 //! most the worker's timeout so shutdown is prompt. Datagrams from sources outside the allow-list
-//! are discarded and counted.
+//! are discarded and counted. At shutdown a socket is sealed ([`UdpSocket::seal`]) before it is
+//! closed: no more datagrams are queued for it, and what it holds is still read (and counted).
 
 use crate::allow::AllowList;
 use crate::decode::DatagramMeta;
@@ -133,6 +134,36 @@ impl UdpSocket {
     /// Usable receive buffer bytes the kernel granted (half of what `SO_RCVBUF` reports).
     pub fn rcvbuf_usable(&self) -> u64 {
         self.rcvbuf_granted as u64 / 2
+    }
+
+    /// Take in no more datagrams, keeping the queued ones readable: connect the socket to its own
+    /// address (the loopback one when bound to the wildcard). A connected UDP socket only takes
+    /// datagrams from its peer, and nothing sends from this address and port but the collector's
+    /// own sockets, which send nothing; the kernel stops choosing it for the `SO_REUSEPORT` group
+    /// (the group's other sockets get its exporters, or nobody once all are sealed). Unlike
+    /// closing it, connecting leaves its queue in place.
+    pub fn seal(&self) -> io::Result<()> {
+        let mut peer = self.local;
+        if peer.ip().is_unspecified() {
+            peer.set_ip(match peer {
+                SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        let (storage, len) = sockaddr_from_std(peer);
+        // SAFETY: `storage` holds a valid sockaddr of `len` bytes for the socket's family.
+        let rc = unsafe {
+            libc::connect(
+                self.fd.as_raw_fd(),
+                (&raw const storage).cast::<libc::sockaddr>(),
+                len,
+            )
+        };
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -406,6 +437,16 @@ impl Source for UdpSource {
 
     fn refresh_losses(&mut self) {
         self.count_quiet_drops();
+    }
+
+    fn seal(&mut self) -> io::Result<()> {
+        let mut result = Ok(());
+        for socket in &self.sockets {
+            if let Err(err) = socket.seal() {
+                result = result.and(Err(err));
+            }
+        }
+        result
     }
 }
 
