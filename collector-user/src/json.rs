@@ -438,7 +438,9 @@ fn write_proto(out: &mut Vec<u8>, proto: u8) {
 pub enum TextFormat {
     /// One JSON object per record (flows and counters).
     Json,
-    /// CSV of flow records, header first; counter records are not written (counted only).
+    /// CSV of flow records, header first (with the first record or the first flush, whichever
+    /// comes first: output without flow records still has it); counter records are not written
+    /// (counted only).
     Csv,
 }
 
@@ -483,8 +485,18 @@ impl<W: Write> RecordWriter<W> {
         self.buf.clear();
     }
 
-    /// Push buffered output out; reports the first write error if there was one.
+    /// The CSV header, unless it is out already.
+    fn csv_header(&mut self) {
+        if self.format == TextFormat::Csv && !std::mem::replace(&mut self.header_written, true) {
+            write_csv_header(&mut self.buf);
+        }
+    }
+
+    /// Push buffered output out (a CSV header not written yet first); reports the first write
+    /// error if there was one.
     pub fn flush(&mut self) -> io::Result<()> {
+        self.csv_header();
+        self.emit();
         if let Some(e) = self.error.take() {
             return Err(e);
         }
@@ -510,10 +522,7 @@ impl<W: Write> RecordSink for RecordWriter<W> {
         match self.format {
             TextFormat::Json => write_flow_json(&mut self.buf, record),
             TextFormat::Csv => {
-                if !self.header_written {
-                    write_csv_header(&mut self.buf);
-                    self.header_written = true;
-                }
+                self.csv_header();
                 write_csv(&mut self.buf, record);
             }
         }

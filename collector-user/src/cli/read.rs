@@ -180,7 +180,7 @@ pub fn run(args: &ReadArgs) -> anyhow::Result<()> {
     let stdout = BufWriter::with_capacity(1 << 16, std::io::stdout());
     let summary = match args.format {
         Format::Json => print(args, &mut RecordWriter::new(stdout, TextFormat::Json), stop),
-        Format::Csv => print(args, &mut CsvOutput::new(stdout), stop),
+        Format::Csv => print(args, &mut RecordWriter::new(stdout, TextFormat::Csv), stop),
     }?;
     eprintln!("collector read: {summary}");
     Ok(())
@@ -199,69 +199,10 @@ fn print(
     }
 }
 
-/// `collector replay`'s JSON writer, flushed whenever the rings are idle.
+/// The JSON or CSV writer, flushed whenever the rings are idle.
 impl<W: Write> ReadOutput for RecordWriter<W> {
     fn flush_output(&mut self) -> std::io::Result<()> {
         self.flush()
-    }
-}
-
-/// `--format csv`: the header line, then one line per flow record. The header goes out with the
-/// first record or the first flush (the rings idle), whichever comes first: rings without flow
-/// records still print it, a directory without rings prints nothing but the error.
-struct CsvOutput<W: Write> {
-    out: W,
-    line: Vec<u8>,
-    header_pending: bool,
-    /// The first write error; later records are not written.
-    error: Option<std::io::Error>,
-}
-
-impl<W: Write> CsvOutput<W> {
-    fn new(out: W) -> Self {
-        CsvOutput {
-            out,
-            line: Vec::with_capacity(1024),
-            header_pending: true,
-            error: None,
-        }
-    }
-
-    fn header(&mut self) {
-        if std::mem::take(&mut self.header_pending) {
-            crate::json::write_csv_header(&mut self.line);
-        }
-    }
-
-    fn emit(&mut self) {
-        if self.error.is_none()
-            && let Err(e) = self.out.write_all(&self.line)
-        {
-            self.error = Some(e);
-        }
-        self.line.clear();
-    }
-}
-
-impl<W: Write> RecordSink for CsvOutput<W> {
-    fn flow(&mut self, record: &FlowRecord) {
-        self.header();
-        crate::json::write_csv(&mut self.line, record);
-        self.emit();
-    }
-
-    /// Never called: `--format csv` is refused with `--kind counters`.
-    fn counters(&mut self, _: &CounterRecord) {}
-}
-
-impl<W: Write> ReadOutput for CsvOutput<W> {
-    fn flush_output(&mut self) -> std::io::Result<()> {
-        self.header();
-        self.emit();
-        match self.error.take() {
-            Some(e) => Err(e),
-            None => self.out.flush(),
-        }
     }
 }
 
