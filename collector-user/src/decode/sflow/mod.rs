@@ -11,8 +11,9 @@
 //! One flow sample → one [`FlowRecord`]: `flow_type` = `SflowV5`, `exporter_addr` = agent address
 //! (goflow2's `sampler_address`), `exporter_port` = UDP source port, `observation_domain_id` =
 //! sub-agent id, `observation_point_id` = source id in its compact form (`type << 24 | index & 0xFFFFFF`),
-//! `sampler_id` = the full 32-bit source index, `sequence_num` = sample sequence number,
-//! `sampling_rate`, `in_if` / `out_if` = interface value with its format in `in_if_format` /
+//! `sampler_id` = the full 32-bit source index, `sequence_num` = the datagram's sequence number
+//! (as goflow2's `sequence_num`; the sample's own sequence number has no field in the record: it
+//! is tracked for loss, not kept), `sampling_rate`, `in_if` / `out_if` = interface value with its format in `in_if_format` /
 //! `out_if_format` (0 ifIndex, 1 discarded: value = reason, 2 multiple: value = count), `packets` = 1,
 //! `bytes` = sampled frame length, all three times = receive time; the flow records fill the rest
 //! (see [`flow_records`]). One counter record of a counter sample → one [`CounterRecord`]
@@ -746,7 +747,7 @@ const fn wire(value: u32) -> u32 {
 }
 
 /// The flow record every flow sample of a datagram starts from: zero but for the fields the
-/// datagram fixes (type, agent, sub-agent, exporter port, times, one packet). Zeroing and storing
+/// datagram fixes (type, agent, sub-agent, exporter port, sequence number, times, one packet). Zeroing and storing
 /// these is cheaper than copying a 256-byte template (a call to `memcpy`).
 #[inline(always)]
 fn flow_template(header: &datagram::Header<'_>, meta: &DatagramMeta) -> FlowRecord {
@@ -755,6 +756,7 @@ fn flow_template(header: &datagram::Header<'_>, meta: &DatagramMeta) -> FlowReco
     flow.exporter_addr = header.agent;
     flow.exporter_port = meta.exporter.port();
     flow.observation_domain_id = header.sub_agent_id;
+    flow.sequence_num = header.sequence;
     flow.time_received_ns = meta.received_ns;
     flow.time_flow_start_ns = meta.received_ns;
     flow.time_flow_end_ns = meta.received_ns;
@@ -825,6 +827,7 @@ impl<'a> DatagramWalk<'a> {
         flow.exporter_addr = self.flow.exporter_addr;
         flow.exporter_port = self.flow.exporter_port;
         flow.observation_domain_id = self.flow.observation_domain_id;
+        flow.sequence_num = self.flow.sequence_num;
         flow.time_received_ns = self.flow.time_received_ns;
         flow.time_flow_start_ns = self.flow.time_flow_start_ns;
         flow.time_flow_end_ns = self.flow.time_flow_end_ns;
@@ -1094,7 +1097,6 @@ impl<'a> DatagramWalk<'a> {
         let source_id = xdr::word(h, f::SOURCE_ID);
         let input = xdr::word(h, f::INPUT);
         let output = xdr::word(h, f::OUTPUT);
-        flow.sequence_num = sequence;
         flow.observation_point_id = source_id;
         flow.sampler_id = source_id & SourceId::COMPACT_INDEX_MAX;
         flow.sampling_rate = xdr::word(h, f::SAMPLING_RATE);
@@ -1121,7 +1123,6 @@ impl<'a> DatagramWalk<'a> {
             return Err(ErrorReason::BadSampleCount);
         }
         let mut flow = self.start_flow();
-        flow.sequence_num = sample.sequence;
         flow.observation_point_id = sample.source.compact();
         flow.sampler_id = sample.source.index;
         flow.sampling_rate = sample.sampling_rate;

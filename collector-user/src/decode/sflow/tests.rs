@@ -67,7 +67,8 @@ fn hand_built_flow_datagram_decodes_every_field() {
     assert_eq!(r.observation_domain_id, 0);
     assert_eq!(r.observation_point_id, 5);
     assert_eq!(r.sampler_id, 5);
-    assert_eq!(r.sequence_num, 9);
+    // The datagram's sequence number (goflow2's `sequence_num`), not the sample's (9).
+    assert_eq!(r.sequence_num, 42);
     assert_eq!(r.sampling_rate, 400);
     assert_eq!((r.in_if, r.in_if_format), (5, 0));
     assert_eq!((r.out_if, r.out_if_format), (0x3fff_ffff, 0));
@@ -986,7 +987,7 @@ proptest! {
             let s = &case.sample;
             prop_assert_eq!(r.exporter_addr, addr_to_bytes(agent));
             prop_assert_eq!(r.observation_domain_id, sub);
-            prop_assert_eq!(r.sequence_num, s.sequence);
+            prop_assert_eq!(r.sequence_num, 1);
             prop_assert_eq!(r.sampler_id, s.source.index);
             prop_assert_eq!(r.observation_point_id, s.source.compact());
             prop_assert_eq!(r.sampling_rate, s.sampling_rate);
@@ -1228,9 +1229,10 @@ fn corpus_ndpi_capture_matches_tshark() {
 
     let f = &flows[0];
     assert_eq!(f.exporter_addr, ipv4_bytes([172, 21, 35, 17]));
+    // The datagram's sequence number (tshark's sflow_245.sequence_number), not the sample's (6).
     assert_eq!(
         (f.observation_domain_id, f.sequence_num, f.sampling_rate),
-        (1, 6, 2048)
+        (1, 418, 2048)
     );
     assert_eq!((f.in_if, f.out_if, f.out_if_format), (1048, 1043, 0));
     assert_eq!((f.bytes, f.packets), (82, 1));
