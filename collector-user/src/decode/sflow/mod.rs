@@ -21,16 +21,16 @@
 //!
 //! # Sequences
 //! Each agent + sub-agent's datagram sequence is tracked datagram by datagram. Each sample
-//! source's sample sequence (flow and counter samples apart) is tracked a [`Run`] at a time: the
-//! samples of the source in one datagram that follow each other in order — normally all of them —
-//! are one observation spanning that many samples, judged when the datagram ends. So loss counts
-//! samples, while `late` and `restarts` count runs, in effect datagrams per source: a datagram that
-//! arrives late is late once per source and gives its samples' loss back, as it would if it had
-//! one sample. (Judged sample by sample, its in-order samples would look like the first datagrams
-//! of an exporter that restarted without resetting its uptime: `RESTART_RUN` late ones in a row.)
-//! An agent that reboots still shows as a restart: its uptime goes back, or its sequences jump far
-//! back. A datagram with samples of more than [`MAX_RUNS`] sources judges the extra sources'
-//! samples one by one.
+//! source's sample sequence (flow and counter samples apart) is tracked a run (`Run`) at a time:
+//! the samples of the source in one datagram that follow each other in order — normally all of
+//! them — are one observation spanning that many samples, judged when the datagram ends. So loss
+//! counts samples, while `late` and `restarts` count runs, in effect datagrams per source: a
+//! datagram that arrives late is late once per source and gives its samples' loss back, as it
+//! would if it had one sample. (Judged sample by sample, its in-order samples would look like the
+//! first datagrams of an exporter that restarted without resetting its uptime: `RESTART_RUN` late
+//! ones in a row.) An agent that reboots still shows as a restart: its uptime goes back, or its
+//! sequences jump far back. In a datagram with samples of more than `MAX_RUNS` (16) sources, the
+//! extra sources' samples are judged one by one.
 //!
 //! # Errors and counts
 //! Lengths are checked before use and never trusted past the datagram: a sample running past the
