@@ -18,6 +18,8 @@
 //! - `src_net` / `dst_net`: goflow2's form, the flow's address masked to the prefix length,
 //!   `"192.0.2.0/24"` (`/0` when no length was reported); `""` when the address is unset.
 //! - MACs as `aa:bb:cc:dd:ee:ff`, always present (zero when not reported), as goflow2.
+//! - `sequence_num`: the export header's sequence number, as goflow2's; for sFlow the datagram's,
+//!   not the flow sample's (which the record does not keep).
 //! - Every other field is a JSON number; zero means not reported (see [`FlowRecord`]).
 //! - Ours, in the same style, after goflow2's: `exporter_port`, `sampler_id`, `flow_end_reason`,
 //!   `tunnel_type`, `tunnel_key`, `tunnel_src_addr`, `tunnel_dst_addr`, `tunnel_proto`,

@@ -568,12 +568,20 @@ impl Collector for CollectorMetrics {
                 &|w| &w.sflow_skipped,
             ),
         )?;
+        // Loss net of late arrivals goes down when a late datagram arrives: a gauge, as
+        // collector_exporter_sequence_lost; the rest only grows.
+        gauge(
+            &mut encoder,
+            "collector_sflow_sample_sequence_lost",
+            "sFlow samples missing from the sample sequence numbers (per agent and data source, summed), net of late arrivals (so it may go down).",
+            per_worker_gauge(&|w| w.sflow_sample_sequence.first().map_or(0, get)),
+        )?;
         counter(
             &mut encoder,
             "collector_sflow_sample_sequence",
-            "sFlow sample sequence numbers (per agent and data source), summed: samples lost (net of late ones), late samples, and source restarts.",
-            by_label("what", &["lost", "late", "restarts"], &|w| {
-                &w.sflow_sample_sequence
+            "sFlow sample sequence numbers (per agent and data source), summed: late datagrams (each datagram's samples of a source that arrived behind, counted once) and source restarts.",
+            by_label("what", &["late", "restarts"], &|w| {
+                w.sflow_sample_sequence.get(1..).unwrap_or_default()
             }),
         )?;
         counter(
@@ -1014,13 +1022,119 @@ mod tests {
             "collector_sflow_skipped_total{worker=\"0\",what=\"header\"} 7",
             "collector_sflow_agent_drops_total{worker=\"0\"} 8",
             "collector_sflow_untracked_total{worker=\"0\"} 9",
-            "collector_sflow_sample_sequence_total{worker=\"0\",what=\"lost\"} 10",
+            "collector_sflow_sample_sequence_lost{worker=\"0\"} 10",
             "collector_sflow_sample_sequence_total{worker=\"0\",what=\"late\"} 11",
             "collector_sflow_sample_sequence_total{worker=\"0\",what=\"restarts\"} 12",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
                 "missing {line:?} in\n{text}"
+            );
+        }
+    }
+
+    /// The sample lines of every counter family in `text`: (name and labels, value).
+    fn counter_samples(text: &str) -> HashMap<String, f64> {
+        let counters: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.strip_suffix(" counter"))
+            .map(|name| format!("{name}_total"))
+            .collect();
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.rsplit_once(' '))
+            .filter(|(key, _)| {
+                let name = key.split('{').next().unwrap_or_default();
+                counters.iter().any(|c| c == name)
+            })
+            .map(|(key, value)| (key.to_string(), value.parse().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn sflow_sample_loss_is_a_gauge_and_every_counter_stays_monotonic() {
+        use crate::decode::sflow::datagram::HeaderRepr;
+        use crate::decode::sflow::emit::{DatagramRepr, FlowSampleRepr, SampleRepr};
+        use crate::decode::sflow::samples::{Interface, SourceId};
+        use crate::decode::{Collected, DatagramMeta, Decoder};
+        use crate::pipeline::DatagramDecoder;
+        let w = Arc::new(WorkerCounters::new(0));
+        let m = Arc::new(CollectorMetrics::new(vec![Arc::clone(&w)], 5));
+        let registry = m.registry();
+        let mut dec = Decoder::new();
+        // sFlow datagram `d` with its 2 samples, numbered 2d - 1 and 2d, then the worker's report.
+        let mut send = |d: u32| {
+            let samples = (2 * d - 1..=2 * d)
+                .map(|sequence| {
+                    SampleRepr::Flow(FlowSampleRepr {
+                        expanded: false,
+                        sequence,
+                        source: SourceId { kind: 0, index: 3 },
+                        sampling_rate: 100,
+                        sample_pool: sequence * 100,
+                        drops: 0,
+                        input: Interface::Index(1),
+                        output: Interface::Index(2),
+                        records: Vec::new(),
+                    })
+                })
+                .collect();
+            let bytes = DatagramRepr {
+                header: HeaderRepr {
+                    agent: IpAddr::from([192, 0, 2, 7]),
+                    sub_agent_id: 0,
+                    sequence: d,
+                    uptime_ms: 60_000 + d,
+                },
+                samples,
+            }
+            .to_bytes();
+            let meta = DatagramMeta {
+                exporter: exporter(7, 6343),
+                received_ns: 1,
+            };
+            let (_, result) = dec.decode_datagram(&meta, &bytes, &mut Collected::default());
+            assert_eq!(result, Ok(()));
+            w.publish_sflow_sample_sequences(&dec.sflow_sample_sequences());
+        };
+        for d in [1, 2, 3, 5, 6, 7, 8] {
+            send(d);
+        }
+        let before = render(&registry);
+        // Datagram 4 arrives late: its 2 samples are no longer lost.
+        send(4);
+        let after = render(&registry);
+        for (text, lost) in [(&before, 2), (&after, 0)] {
+            for line in [
+                "# TYPE collector_sflow_sample_sequence_lost gauge".to_string(),
+                format!("collector_sflow_sample_sequence_lost{{worker=\"0\"}} {lost}"),
+            ] {
+                assert!(
+                    text.lines().any(|l| l == line),
+                    "missing {line:?} in\n{text}"
+                );
+            }
+        }
+        for line in [
+            "collector_sflow_sample_sequence_total{worker=\"0\",what=\"late\"} 1",
+            "collector_sflow_sample_sequence_total{worker=\"0\",what=\"restarts\"} 0",
+        ] {
+            assert!(
+                after.lines().any(|l| l == line),
+                "missing {line:?} in\n{after}"
+            );
+        }
+        // No counter of any family went down.
+        let (then, now) = (counter_samples(&before), counter_samples(&after));
+        assert!(
+            then.contains_key("collector_sflow_sample_sequence_total{worker=\"0\",what=\"late\"}")
+        );
+        for (key, value) in &then {
+            let later = now.get(key).copied().unwrap_or_default();
+            assert!(
+                later >= *value,
+                "counter {key} went from {value} to {later}"
             );
         }
     }

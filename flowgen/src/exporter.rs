@@ -429,7 +429,6 @@ impl Exporter {
                     self.sample_sequence = self.sample_sequence.wrapping_add(1);
                     let sample = self.flow_sample(r);
                     SampleRepr::Flow(sample).emit(out);
-                    r.sequence_num = self.sample_sequence;
                 }
                 self.advance(1);
             }
@@ -438,6 +437,8 @@ impl Exporter {
         for r in &mut records {
             r.flow_type = ft as u8;
             r.exporter_port = self.source.port();
+            // The header's sequence number; for sFlow the datagram's, not the sample's.
+            r.sequence_num = seq;
             match ft {
                 FlowType::SflowV5 => {
                     r.exporter_addr = addr_to_bytes(self.agent);
@@ -445,10 +446,7 @@ impl Exporter {
                     r.sampler_id = 1;
                     r.sampling_rate = self.params.sampling_rate;
                 }
-                _ => {
-                    r.exporter_addr = addr_to_bytes(self.source.ip());
-                    r.sequence_num = seq;
-                }
+                _ => r.exporter_addr = addr_to_bytes(self.source.ip()),
             }
         }
         let non_ip = records

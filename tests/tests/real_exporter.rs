@@ -1401,8 +1401,10 @@ struct SflowSample {
     icmp_code: u64,
 }
 
-/// A flow sample as tshark shows it: the sample's fields and its decoded raw header.
-fn tshark_sflow_sample(sample: &Value) -> SflowSample {
+/// A flow sample of the datagram numbered `datagram_sequence` as tshark shows it: the sample's
+/// fields and its decoded raw header. Its `sequence` is the datagram's, as a flow record's
+/// `sequence_num` is (goflow2's).
+fn tshark_sflow_sample(datagram_sequence: u64, sample: &Value) -> SflowSample {
     let header = &sample["Raw packet header"];
     let tree = &header["sflow_245.header_tree"];
     let (eth, ip4, ip6) = (&tree["eth"], &tree["ip"], &tree["ipv6"]);
@@ -1420,7 +1422,7 @@ fn tshark_sflow_sample(sample: &Value) -> SflowSample {
         tnum(ip4, "ip.proto")
     };
     SflowSample {
-        sequence: tnum(sample, "sflow.flow_sample.sequence_number"),
+        sequence: datagram_sequence,
         sampling_rate: tnum(sample, "sflow.flow_sample.sampling_rate"),
         in_if: tnum(sample, "sflow.flow_sample.input_interface"),
         frame_length: tnum(header, "sflow_245.header.frame_length"),
@@ -1516,7 +1518,11 @@ fn compare_sflow_with_tshark(
         let malformed = layers.get("_ws.malformed").is_some();
         let mut samples = Vec::new();
         subtrees(&layers["sflow"], "Flow sample", &mut samples);
-        let theirs: Vec<SflowSample> = samples.iter().map(|s| tshark_sflow_sample(s)).collect();
+        let sequence = tnum(&layers["sflow"], "sflow_245.sequence_number");
+        let theirs: Vec<SflowSample> = samples
+            .iter()
+            .map(|s| tshark_sflow_sample(sequence, s))
+            .collect();
         let ours = ours_by_frame.remove(&time).unwrap_or_default();
         compared += theirs.len();
         if malformed {

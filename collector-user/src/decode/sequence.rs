@@ -9,7 +9,7 @@
 //! | NetFlow v5  | flows                  | records in the datagram      |
 //! | NetFlow v9  | export packets         | 1                            |
 //! | IPFIX       | data records (domain)  | data records in the message  |
-//! | sFlow       | datagrams / samples    | 1                            |
+//! | sFlow       | datagrams / samples    | 1 / its samples of a source  |
 //!
 //! Exporters do not all number as the protocols define. Open vSwitch's NetFlow v5 header carries
 //! the number of the datagram's *last* flow (softflowd's IPFIX does the same with records), and
@@ -219,6 +219,15 @@ impl SequenceTracker {
                 source_port_changes: 0,
             },
         }
+    }
+
+    /// This tracker, judging by the protocol's numbering from the start instead of learning it:
+    /// for a space whose spans vary from datagram to datagram and whose exporters all number as
+    /// defined (sFlow samples), where a gap that happens to equal a change of span must not be
+    /// taken for another numbering.
+    pub const fn with_standard_numbering(mut self) -> Self {
+        self.numbering = Numbering::Standard;
+        self
     }
 
     /// The common case of [`SequenceTracker::observe`]`(seq, Some(1), Some(uptime_ms))` alone:

@@ -11,12 +11,26 @@
 //! One flow sample → one [`FlowRecord`]: `flow_type` = `SflowV5`, `exporter_addr` = agent address
 //! (goflow2's `sampler_address`), `exporter_port` = UDP source port, `observation_domain_id` =
 //! sub-agent id, `observation_point_id` = source id in its compact form (`type << 24 | index & 0xFFFFFF`),
-//! `sampler_id` = the full 32-bit source index, `sequence_num` = sample sequence number,
-//! `sampling_rate`, `in_if` / `out_if` = interface value with its format in `in_if_format` /
+//! `sampler_id` = the full 32-bit source index, `sequence_num` = the datagram's sequence number
+//! (as goflow2's `sequence_num`; the sample's own sequence number has no field in the record: it
+//! is tracked for loss, not kept), `sampling_rate`, `in_if` / `out_if` = interface value with its format in `in_if_format` /
 //! `out_if_format` (0 ifIndex, 1 discarded: value = reason, 2 multiple: value = count), `packets` = 1,
 //! `bytes` = sampled frame length, all three times = receive time; the flow records fill the rest
 //! (see [`flow_records`]). One counter record of a counter sample → one [`CounterRecord`]
 //! (`record::counters` documents the layout).
+//!
+//! # Sequences
+//! Each agent + sub-agent's datagram sequence is tracked datagram by datagram. Each sample
+//! source's sample sequence (flow and counter samples apart) is tracked a run (`Run`) at a time:
+//! the samples of the source in one datagram that follow each other in order — normally all of
+//! them — are one observation spanning that many samples, judged when the datagram ends. So loss
+//! counts samples, while `late` and `restarts` count runs, in effect datagrams per source: a
+//! datagram that arrives late is late once per source and gives its samples' loss back, as it
+//! would if it had one sample. (Judged sample by sample, its in-order samples would look like the
+//! first datagrams of an exporter that restarted without resetting its uptime: `RESTART_RUN` late
+//! ones in a row.) An agent that reboots still shows as a restart: its uptime goes back, or its
+//! sequences jump far back. In a datagram with samples of more than `MAX_RUNS` (16) sources, the
+//! extra sources' samples are judged one by one.
 //!
 //! # Errors and counts
 //! Lengths are checked before use and never trusted past the datagram: a sample running past the
@@ -181,10 +195,63 @@ struct AgentState {
     sources: Vec<SourceState>,
     last_source: usize,
     drops: u64,
-    /// The source of the agent's latest flow sample, followed here alone while its samples come
-    /// in order with unchanged drops (the fast path's sequence check); written back to `sources`
-    /// ([`AgentState::write_back_recent`]) before anything else reads or changes them.
+    /// The source of the agent's latest sample, followed here alone while its samples come in
+    /// order with unchanged drops (the fast path's sequence check); written back to `sources`
+    /// ([`AgentState::write_back_recent`]), or to the source's open [`Run`], before anything else
+    /// reads or changes them.
     recent: RecentSource,
+}
+
+/// Open runs kept at once: in a datagram with samples of more sources, the samples of the sources
+/// that found no room are judged one by one.
+const MAX_RUNS: usize = 16;
+
+/// A run: the samples of one source in the datagram being walked that followed each other in
+/// order with the same drops counter — normally all the datagram's samples of that source. Its
+/// sequence is judged as one observation of `next - first` samples when the run ends (at the
+/// datagram's end, or at a sample of the source that does not continue it): a late datagram is one
+/// late observation that gives back all its samples' loss, never a run of late samples that would
+/// pass for a restart ([`crate::decode::sequence::RESTART_RUN`]).
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    /// Source key.
+    key: u64,
+    /// Sequence number of the run's first sample.
+    first: u32,
+    /// The number the next sample of the run would carry (while [`AgentState::recent`] follows the
+    /// run, its `sequence` is ahead of this).
+    next: u32,
+    /// The drops counter of the run's samples (`None` for counter samples).
+    drops: Option<u32>,
+    /// Index of the source in `sources` when the run began (checked against `key` before use).
+    index: usize,
+}
+
+impl Run {
+    const EMPTY: Run = Run {
+        key: u64::MAX,
+        first: 0,
+        next: 0,
+        drops: None,
+        index: 0,
+    };
+}
+
+/// The open runs of the datagram being walked: `list[..open]`, at most one per source. Empty
+/// between datagrams ([`DatagramWalk::finish`]).
+#[derive(Clone, Debug)]
+struct Runs {
+    list: [Run; MAX_RUNS],
+    open: usize,
+}
+
+impl Default for Runs {
+    fn default() -> Self {
+        Runs {
+            list: [Run::EMPTY; MAX_RUNS],
+            open: 0,
+        }
+    }
 }
 
 /// Samples of a datagram not taken by the fast path, and the records they produced.
@@ -213,7 +280,14 @@ struct RecentSource {
     uptime_ms: u32,
     /// Index of the source in `sources`.
     index: usize,
+    /// The slot of the source's open run in [`Runs::list`], when the samples followed here are
+    /// that run's and not yet judged; [`NO_RUN`] when the source's tracker has judged every sample
+    /// before `sequence` (the samples followed here were in order).
+    run: usize,
 }
+
+/// [`RecentSource::run`] of a source followed without an open run.
+const NO_RUN: usize = usize::MAX;
 
 impl RecentSource {
     const NONE: RecentSource = RecentSource {
@@ -223,6 +297,7 @@ impl RecentSource {
         drops: 0,
         uptime_ms: 0,
         index: 0,
+        run: NO_RUN,
     };
 
     /// The compact id of a flow sample source `key` (`type << 32 | index`), or `u64::MAX` when its
@@ -238,10 +313,17 @@ impl RecentSource {
 }
 
 impl AgentState {
-    /// Hand what [`AgentState::recent`] followed back to its source's tracker, and forget it.
+    /// Hand what [`AgentState::recent`] followed back to its source's tracker, and forget it (no
+    /// run is open: see [`Runs`]).
     #[inline(always)]
     fn write_back_recent(&mut self) {
         let recent = std::mem::replace(&mut self.recent, RecentSource::NONE);
+        self.write_back(recent);
+    }
+
+    /// Hand what `recent` followed, with no open run, back to its source's tracker.
+    #[inline(always)]
+    fn write_back(&mut self, recent: RecentSource) {
         if let Some(source) = self.sources.get_mut(recent.index)
             && source.key == recent.key
         {
@@ -270,7 +352,9 @@ impl AgentState {
                     at,
                     SourceState {
                         key,
-                        samples: SequenceTracker::new(REORDER_WINDOW, MAX_GAP),
+                        // Runs of any length: nothing to learn from spans (see `Run`).
+                        samples: SequenceTracker::new(REORDER_WINDOW, MAX_GAP)
+                            .with_standard_numbering(),
                         last_drops: None,
                     },
                 );
@@ -280,6 +364,47 @@ impl AgentState {
         self.last_source = at;
         self.sources.get_mut(at)
     }
+
+    /// Judge a run in its source's sample sequence (one observation of all its samples) and count
+    /// the drops its agent reports. Returns the event and the source's index.
+    fn judge(
+        &mut self,
+        run: &Run,
+        uptime_ms: u32,
+        stats: &mut SflowStats,
+    ) -> Option<(SequenceEvent, usize)> {
+        let index = match self.sources.get(run.index) {
+            Some(s) if s.key == run.key => run.index,
+            // Sources created since the run began moved it.
+            _ => self
+                .sources
+                .binary_search_by_key(&run.key, |s| s.key)
+                .ok()?,
+        };
+        let source = self.sources.get_mut(index)?;
+        let span = run.next.wrapping_sub(run.first);
+        let event = source
+            .samples
+            .observe(run.first, Some(span), Some(uptime_ms));
+        let Some(now) = run.drops else {
+            return Some((event, index));
+        };
+        let last = source.last_drops.replace(now);
+        // Unchanged drops outside a restart add nothing.
+        if last != Some(now) || event == SequenceEvent::Restart {
+            let dropped = match (last, event) {
+                // A restarted agent counts drops from zero again.
+                (Some(_), SequenceEvent::Restart) => now,
+                (Some(last), _) if now >= last => now - last,
+                (Some(_), _) => now,
+                // Drops before the first sample seen happened before tracking began.
+                (None, _) => 0,
+            };
+            self.drops += u64::from(dropped);
+            stats.agent_drops += u64::from(dropped);
+        }
+        Some((event, index))
+    }
 }
 
 /// sFlow decoder state of one worker: sequence trackers per agent and sample source, and counters.
@@ -288,6 +413,8 @@ pub struct SflowDecoder {
     stats: SflowStats,
     agents: Vec<AgentState>,
     by_agent: HashMap<([u8; 16], u32), usize, AgentHashBuilder>,
+    /// The open runs of the datagram being walked.
+    runs: Runs,
     /// Direct-mapped cache in front of `by_agent`: slot [`agent_slot`] holds an agent index + 1
     /// (0 empty), checked against the agent's key before use. Datagrams of a few dozen agents
     /// interleaved find their agent here without hashing.
@@ -423,11 +550,18 @@ impl SflowDecoder {
         let header = datagram::Header::parse(datagram)?;
         self.stats.datagrams += 1;
         let agent = self.agent_index(header.agent, header.sub_agent_id, meta);
-        let SflowDecoder { stats, agents, .. } = self;
+        let SflowDecoder {
+            stats,
+            agents,
+            runs,
+            ..
+        } = self;
         let agent = agent.and_then(|a| agents.get_mut(a));
-        let mut walk = DatagramWalk::new(stats, agent, &header, meta);
+        let mut walk = DatagramWalk::new(stats, runs, agent, &header, meta);
         walk.observe_datagram(header.sequence);
-        walk.samples(header.num_samples, header.samples, sink)
+        let result = walk.samples(header.num_samples, header.samples, sink);
+        walk.finish();
+        result
     }
 
     /// Index of the agent's state, created when there is room.
@@ -490,6 +624,8 @@ impl SflowDecoder {
 /// record of the datagram shares.
 struct DatagramWalk<'a> {
     stats: &'a mut SflowStats,
+    /// The datagram's open runs (empty when the walk begins).
+    runs: &'a mut Runs,
     /// `None` when the agent is not tracked (agent cap reached).
     agent: Option<&'a mut AgentState>,
     uptime_ms: u32,
@@ -611,7 +747,7 @@ const fn wire(value: u32) -> u32 {
 }
 
 /// The flow record every flow sample of a datagram starts from: zero but for the fields the
-/// datagram fixes (type, agent, sub-agent, exporter port, times, one packet). Zeroing and storing
+/// datagram fixes (type, agent, sub-agent, exporter port, sequence number, times, one packet). Zeroing and storing
 /// these is cheaper than copying a 256-byte template (a call to `memcpy`).
 #[inline(always)]
 fn flow_template(header: &datagram::Header<'_>, meta: &DatagramMeta) -> FlowRecord {
@@ -620,6 +756,7 @@ fn flow_template(header: &datagram::Header<'_>, meta: &DatagramMeta) -> FlowReco
     flow.exporter_addr = header.agent;
     flow.exporter_port = meta.exporter.port();
     flow.observation_domain_id = header.sub_agent_id;
+    flow.sequence_num = header.sequence;
     flow.time_received_ns = meta.received_ns;
     flow.time_flow_start_ns = meta.received_ns;
     flow.time_flow_end_ns = meta.received_ns;
@@ -661,6 +798,7 @@ impl<'a> DatagramWalk<'a> {
     #[inline(always)]
     fn new(
         stats: &'a mut SflowStats,
+        runs: &'a mut Runs,
         agent: Option<&'a mut AgentState>,
         header: &datagram::Header<'_>,
         meta: &DatagramMeta,
@@ -673,6 +811,7 @@ impl<'a> DatagramWalk<'a> {
         }
         DatagramWalk {
             stats,
+            runs,
             agent,
             uptime_ms: header.uptime_ms,
             flow: flow_template(header, meta),
@@ -688,6 +827,7 @@ impl<'a> DatagramWalk<'a> {
         flow.exporter_addr = self.flow.exporter_addr;
         flow.exporter_port = self.flow.exporter_port;
         flow.observation_domain_id = self.flow.observation_domain_id;
+        flow.sequence_num = self.flow.sequence_num;
         flow.time_received_ns = self.flow.time_received_ns;
         flow.time_flow_start_ns = self.flow.time_flow_start_ns;
         flow.time_flow_end_ns = self.flow.time_flow_end_ns;
@@ -798,49 +938,134 @@ impl<'a> DatagramWalk<'a> {
         self.observe_sample(key, sequence, Some(drops));
     }
 
-    /// Track a sample's sequence number (and the agent's drop counter) in its source's space.
+    /// Track a sample's sequence number (and the agent's drop counter) in its source's space: the
+    /// sample continues its source's open [`Run`] or begins one, judged when it ends.
     #[inline(never)]
     fn observe_sample(&mut self, key: u64, sequence: u32, drops: Option<u32>) {
         let Some(agent) = self.agent.as_deref_mut() else {
             self.stats.untracked += 1;
             return;
         };
-        agent.write_back_recent();
-        let Some(source) = agent.source(key) else {
-            self.stats.untracked += 1;
-            return;
-        };
-        let event = source
-            .samples
-            .observe(sequence, Some(1), Some(self.uptime_ms));
-        let Some(now) = drops else {
-            return;
-        };
-        let last = source.last_drops.replace(now);
-        // Unchanged drops outside a restart add nothing.
-        if last != Some(now) || event == SequenceEvent::Restart {
-            let dropped = match (last, event) {
-                // A restarted agent counts drops from zero again.
-                (Some(_), SequenceEvent::Restart) => now,
-                (Some(last), _) if now >= last => now - last,
-                (Some(_), _) => now,
-                // Drops before the first sample seen happened before tracking began.
-                (None, _) => 0,
-            };
-            agent.drops += u64::from(dropped);
-            self.stats.agent_drops += u64::from(dropped);
+        let runs = &mut *self.runs;
+        // What the recent source followed goes to its run, or to its tracker.
+        let recent = std::mem::replace(&mut agent.recent, RecentSource::NONE);
+        match runs.list.get_mut(recent.run) {
+            Some(run) => run.next = recent.sequence,
+            None => agent.write_back(recent),
         }
-        // A late sample leaves the expected number where it was (not known here).
-        if event != SequenceEvent::Late {
+        let open = runs.open.min(MAX_RUNS);
+        let (slot, index) = match runs.list.iter().take(open).position(|r| r.key == key) {
+            Some(slot) => {
+                let Some(run) = runs.list.get_mut(slot) else {
+                    return;
+                };
+                if run.next == sequence && run.drops == drops {
+                    run.next = sequence.wrapping_add(1);
+                    agent.recent = RecentSource {
+                        compact_id: RecentSource::compact_id(key),
+                        key,
+                        sequence: run.next,
+                        drops: drops.unwrap_or(0),
+                        uptime_ms: self.uptime_ms,
+                        index: run.index,
+                        run: slot,
+                    };
+                    return;
+                }
+                // The run ends here; this sample begins the source's next one, in its slot.
+                let ended = *run;
+                match agent.judge(&ended, self.uptime_ms, self.stats) {
+                    Some((_, index)) => (slot, index),
+                    None => return,
+                }
+            }
+            None => {
+                if agent.source(key).is_none() {
+                    self.stats.untracked += 1;
+                    return;
+                }
+                let index = agent.last_source;
+                if open == MAX_RUNS {
+                    // More sources in the datagram than runs: this sample is judged alone.
+                    let alone = Run {
+                        key,
+                        first: sequence,
+                        next: sequence.wrapping_add(1),
+                        drops,
+                        index,
+                    };
+                    if let Some((event, index)) = agent.judge(&alone, self.uptime_ms, self.stats)
+                        && event != SequenceEvent::Late
+                    {
+                        agent.recent = RecentSource {
+                            compact_id: RecentSource::compact_id(key),
+                            key,
+                            sequence: alone.next,
+                            drops: drops.unwrap_or(0),
+                            uptime_ms: self.uptime_ms,
+                            index,
+                            run: NO_RUN,
+                        };
+                    }
+                    return;
+                }
+                runs.open = open + 1;
+                (open, index)
+            }
+        };
+        if let Some(run) = runs.list.get_mut(slot) {
+            *run = Run {
+                key,
+                first: sequence,
+                next: sequence.wrapping_add(1),
+                drops,
+                index,
+            };
             agent.recent = RecentSource {
                 compact_id: RecentSource::compact_id(key),
                 key,
-                sequence: sequence.wrapping_add(1),
-                drops: now,
+                sequence: run.next,
+                drops: drops.unwrap_or(0),
                 uptime_ms: self.uptime_ms,
-                index: agent.last_source,
+                index,
+                run: slot,
             };
         }
+    }
+
+    /// End the datagram's walk: judge its open runs. The recent source goes on without a run,
+    /// unless its run was late (its tracker's expectation is then not known here).
+    #[inline(always)]
+    fn finish(&mut self) {
+        if self.runs.open > 0 {
+            self.close_runs();
+        }
+    }
+
+    #[inline(never)]
+    fn close_runs(&mut self) {
+        let open = std::mem::take(&mut self.runs.open).min(MAX_RUNS);
+        let Some(agent) = self.agent.as_deref_mut() else {
+            return;
+        };
+        let mut recent = agent.recent;
+        if let Some(run) = self.runs.list.get_mut(recent.run) {
+            run.next = recent.sequence;
+        }
+        for (slot, run) in self.runs.list.iter().take(open).enumerate() {
+            let judged = agent.judge(run, self.uptime_ms, self.stats);
+            if slot == recent.run {
+                recent = match judged {
+                    Some((event, index)) if event != SequenceEvent::Late => RecentSource {
+                        index,
+                        run: NO_RUN,
+                        ..recent
+                    },
+                    _ => RecentSource::NONE,
+                };
+            }
+        }
+        agent.recent = recent;
     }
 
     /// The fast path of a compact flow sample (format 1) whose records are all of the kinds OVS
@@ -872,7 +1097,6 @@ impl<'a> DatagramWalk<'a> {
         let source_id = xdr::word(h, f::SOURCE_ID);
         let input = xdr::word(h, f::INPUT);
         let output = xdr::word(h, f::OUTPUT);
-        flow.sequence_num = sequence;
         flow.observation_point_id = source_id;
         flow.sampler_id = source_id & SourceId::COMPACT_INDEX_MAX;
         flow.sampling_rate = xdr::word(h, f::SAMPLING_RATE);
@@ -899,7 +1123,6 @@ impl<'a> DatagramWalk<'a> {
             return Err(ErrorReason::BadSampleCount);
         }
         let mut flow = self.start_flow();
-        flow.sequence_num = sample.sequence;
         flow.observation_point_id = sample.source.compact();
         flow.sampler_id = sample.source.index;
         flow.sampling_rate = sample.sampling_rate;

@@ -67,7 +67,8 @@ fn hand_built_flow_datagram_decodes_every_field() {
     assert_eq!(r.observation_domain_id, 0);
     assert_eq!(r.observation_point_id, 5);
     assert_eq!(r.sampler_id, 5);
-    assert_eq!(r.sequence_num, 9);
+    // The datagram's sequence number (goflow2's `sequence_num`), not the sample's (9).
+    assert_eq!(r.sequence_num, 42);
     assert_eq!(r.sampling_rate, 400);
     assert_eq!((r.in_if, r.in_if_format), (5, 0));
     assert_eq!((r.out_if, r.out_if_format), (0x3fff_ffff, 0));
@@ -440,6 +441,188 @@ fn flow_and_counter_samples_of_one_source_are_separate_spaces_and_drops_are_coun
     assert_eq!(dec.stats().agent_drops, 4);
 }
 
+/// Datagram `d` (sequence `d + 1`) of agent 172.16.0.1 carrying, for each source index in
+/// `sources`, `per_source` flow samples numbered from `d * per_source + 1`, the sources' samples
+/// interleaved; compact samples (the fast path) or expanded ones (the general path).
+fn run_datagram(d: u32, sources: &[u32], per_source: u32, expanded: bool) -> Vec<u8> {
+    let samples = (0..per_source)
+        .flat_map(|i| {
+            sources.iter().map(move |&index| {
+                SampleRepr::Flow(FlowSampleRepr {
+                    expanded,
+                    source: SourceId { kind: 0, index },
+                    ..flow_sample(d * per_source + 1 + i)
+                })
+            })
+        })
+        .collect();
+    datagram(d + 1, samples)
+}
+
+#[test]
+fn a_late_datagram_gives_back_its_samples_loss_and_is_not_a_restart() {
+    // 5 samples per datagram and source, datagram 3 delivered last: it is late once per source,
+    // its samples' loss is given back, and its in-order samples are no run of late datagrams
+    // (RESTART_RUN). One source or two interleaved; fast path or general path.
+    for (sources, expanded) in [
+        (&[7][..], false),
+        (&[7][..], true),
+        (&[7, 9][..], false),
+        (&[7, 9][..], true),
+    ] {
+        let mut dec = SflowDecoder::new();
+        for d in [0, 1, 2, 4, 5, 6, 7, 3] {
+            decode(&mut dec, &run_datagram(d, sources, 5, expanded))
+                .0
+                .unwrap();
+        }
+        let case = format!("sources {sources:?}, expanded {expanded}");
+        let a = dec.agents().next().unwrap();
+        assert_eq!(a.sources, sources.len(), "{case}");
+        let late = sources.len() as u64;
+        assert_eq!(
+            (a.samples.lost, a.samples.late, a.samples.restarts),
+            (0, late, 0),
+            "{case}"
+        );
+        assert_eq!(
+            (a.datagrams.lost, a.datagrams.late, a.datagrams.restarts),
+            (0, 1, 0),
+            "{case}"
+        );
+        // The sources go on in order after it.
+        decode(&mut dec, &run_datagram(8, sources, 5, expanded))
+            .0
+            .unwrap();
+        let a = dec.agents().next().unwrap();
+        assert_eq!(
+            (a.samples.lost, a.samples.late, a.samples.restarts),
+            (0, late, 0),
+            "{case}"
+        );
+
+        // Dropped instead, datagram 3's samples stay lost.
+        let mut dec = SflowDecoder::new();
+        for d in [0, 1, 2, 4, 5, 6, 7] {
+            decode(&mut dec, &run_datagram(d, sources, 5, expanded))
+                .0
+                .unwrap();
+        }
+        let a = dec.agents().next().unwrap();
+        assert_eq!(
+            (a.samples.lost, a.samples.late, a.samples.restarts),
+            (5 * late, 0, 0),
+            "{case}"
+        );
+    }
+}
+
+#[test]
+fn an_agent_reboot_is_still_a_sample_restart() {
+    for expanded in [false, true] {
+        let mut dec = SflowDecoder::new();
+        for d in 0..4 {
+            decode(&mut dec, &run_datagram(d, &[7], 5, expanded))
+                .0
+                .unwrap();
+        }
+        // Uptime and sequences start again: samples 1..=5 in datagram 1.
+        let reboot = DatagramRepr {
+            header: HeaderRepr {
+                uptime_ms: 2_000,
+                ..header_v4(1)
+            },
+            samples: (1..=5)
+                .map(|seq| {
+                    SampleRepr::Flow(FlowSampleRepr {
+                        expanded,
+                        ..flow_sample(seq)
+                    })
+                })
+                .collect(),
+        };
+        decode(&mut dec, &reboot.to_bytes()).0.unwrap();
+        let a = dec.agents().next().unwrap();
+        assert_eq!(
+            (a.samples.lost, a.samples.late, a.samples.restarts),
+            (0, 0, 1),
+            "expanded {expanded}"
+        );
+        assert_eq!(a.datagrams.restarts, 1);
+    }
+    // Without the uptime going back, a sample sequence far behind is a restart too.
+    let mut dec = SflowDecoder::new();
+    let far = |d: u32, first: u32| {
+        datagram(
+            d,
+            (first..first + 5)
+                .map(|seq| SampleRepr::Flow(flow_sample(seq)))
+                .collect(),
+        )
+    };
+    decode(&mut dec, &far(1, 5_000_000)).0.unwrap();
+    decode(&mut dec, &far(2, 5_000_005)).0.unwrap();
+    decode(&mut dec, &far(3, 1)).0.unwrap();
+    decode(&mut dec, &far(4, 6)).0.unwrap();
+    let a = dec.agents().next().unwrap();
+    assert_eq!(
+        (a.samples.lost, a.samples.late, a.samples.restarts),
+        (0, 0, 1)
+    );
+}
+
+#[test]
+fn sample_runs_of_changing_length_are_judged_as_sflow_numbers_them() {
+    // Runs of 2, 2, then 3 samples lost before a run of 5: the gap (3) equals what a numbering by
+    // the last unit would expect (the previous run's first + 5), and must not be learned as one:
+    // the runs after it, in order, count nothing.
+    let mut dec = SflowDecoder::new();
+    let run = |d: u32, first: u32, n: u32| {
+        datagram(
+            d,
+            (first..first + n)
+                .map(|seq| SampleRepr::Flow(flow_sample(seq)))
+                .collect(),
+        )
+    };
+    for (d, first, n) in [
+        (1, 1, 2),
+        (2, 3, 2),
+        (3, 8, 5),
+        (4, 13, 3),
+        (5, 16, 1),
+        (6, 17, 4),
+    ] {
+        decode(&mut dec, &run(d, first, n)).0.unwrap();
+    }
+    let a = dec.agents().next().unwrap();
+    assert_eq!(
+        (a.samples.lost, a.samples.late, a.samples.restarts),
+        (3, 0, 0)
+    );
+}
+
+#[test]
+fn more_sources_in_a_datagram_than_open_runs_are_all_tracked() {
+    // Each datagram carries 3 samples of each of MAX_RUNS + 3 sources, interleaved; datagram 2
+    // arrives after 3.
+    let sources: Vec<u32> = (1..=MAX_RUNS as u32 + 3).collect();
+    let mut dec = SflowDecoder::new();
+    for d in [0, 1, 3, 2, 4] {
+        decode(&mut dec, &run_datagram(d, &sources, 3, false))
+            .0
+            .unwrap();
+    }
+    let a = dec.agents().next().unwrap();
+    assert_eq!(a.sources, sources.len());
+    // The first MAX_RUNS sources' samples are judged as runs (late once each); the others' one
+    // by one (late three times each, a run of late samples too short for a restart).
+    assert_eq!(
+        (a.samples.lost, a.samples.late, a.samples.restarts),
+        (0, MAX_RUNS as u64 + 3 * 3, 0)
+    );
+}
+
 #[test]
 fn expanded_samples_keep_full_source_index_and_interface_formats() {
     let sample = FlowSampleRepr {
@@ -804,7 +987,7 @@ proptest! {
             let s = &case.sample;
             prop_assert_eq!(r.exporter_addr, addr_to_bytes(agent));
             prop_assert_eq!(r.observation_domain_id, sub);
-            prop_assert_eq!(r.sequence_num, s.sequence);
+            prop_assert_eq!(r.sequence_num, 1);
             prop_assert_eq!(r.sampler_id, s.source.index);
             prop_assert_eq!(r.observation_point_id, s.source.compact());
             prop_assert_eq!(r.sampling_rate, s.sampling_rate);
@@ -1046,9 +1229,10 @@ fn corpus_ndpi_capture_matches_tshark() {
 
     let f = &flows[0];
     assert_eq!(f.exporter_addr, ipv4_bytes([172, 21, 35, 17]));
+    // The datagram's sequence number (tshark's sflow_245.sequence_number), not the sample's (6).
     assert_eq!(
         (f.observation_domain_id, f.sequence_num, f.sampling_rate),
-        (1, 6, 2048)
+        (1, 418, 2048)
     );
     assert_eq!((f.in_if, f.out_if, f.out_if_format), (1048, 1043, 0));
     assert_eq!((f.bytes, f.packets), (82, 1));
@@ -1090,14 +1274,21 @@ fn walk_flow_sample(
     };
     let walk = |dec: &mut SflowDecoder, visit: &mut dyn FnMut(&mut DatagramWalk<'_>)| {
         let agent = dec.agent_index(header.agent, header.sub_agent_id, &meta());
-        let SflowDecoder { stats, agents, .. } = dec;
+        let SflowDecoder {
+            stats,
+            agents,
+            runs,
+            ..
+        } = dec;
         let mut walk = DatagramWalk::new(
             stats,
+            runs,
             agent.and_then(|a| agents.get_mut(a)),
             &header,
             &meta(),
         );
         visit(&mut walk);
+        walk.finish();
     };
     if !fast {
         let mut result = Ok(0);
