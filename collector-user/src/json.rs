@@ -23,7 +23,9 @@
 //! - Every other field is a JSON number; zero means not reported (see [`FlowRecord`]).
 //! - Ours, in the same style, after goflow2's: `exporter_port`, `sampler_id`, `flow_end_reason`,
 //!   `tunnel_type`, `tunnel_key`, `tunnel_src_addr`, `tunnel_dst_addr`, `tunnel_proto`,
-//!   `tunnel_src_port`, `tunnel_dst_port`.
+//!   `tunnel_src_port`, `tunnel_dst_port`, `in_if_format`, `out_if_format` (sFlow's interface
+//!   format: 0 `in_if`/`out_if` is an ifIndex, 1 the packet was discarded and it is the reason
+//!   code, 2 it went to several interfaces and it is their count; 0 for the other protocols).
 //!
 //! ## Counter records
 //! One JSON object per line with `"type":"SFLOW_5","kind":"counters"` (flow lines have no `kind`),
@@ -60,8 +62,8 @@ enum Value<'a> {
 type Column<R> = (&'static str, for<'a> fn(&'a R) -> Value<'a>);
 
 /// Flow-record columns, in output order.
-pub const FLOW_COLUMN_NAMES: [&str; 44] = {
-    let mut names = [""; 44];
+pub const FLOW_COLUMN_NAMES: [&str; 46] = {
+    let mut names = [""; 46];
     let mut i = 0;
     while i < FLOW_COLUMNS.len() {
         names[i] = FLOW_COLUMNS[i].0;
@@ -70,7 +72,7 @@ pub const FLOW_COLUMN_NAMES: [&str; 44] = {
     names
 };
 
-const FLOW_COLUMNS: [Column<FlowRecord>; 44] = [
+const FLOW_COLUMNS: [Column<FlowRecord>; 46] = [
     ("type", |r| Value::Name(r.flow_type().name())),
     ("time_received_ns", |r| Value::Number(r.time_received_ns)),
     ("sequence_num", |r| Value::Number(r.sequence_num.into())),
@@ -129,6 +131,8 @@ const FLOW_COLUMNS: [Column<FlowRecord>; 44] = [
     ("tunnel_dst_port", |r| {
         Value::Number(r.tunnel_dst_port.into())
     }),
+    ("in_if_format", |r| Value::Number(r.in_if_format.into())),
+    ("out_if_format", |r| Value::Number(r.out_if_format.into())),
 ];
 
 /// Counter-record columns after `"type":"SFLOW_5","kind":"counters"`; the typed block follows
@@ -608,6 +612,28 @@ mod tests {
         let mut sorted = keys.clone();
         sorted.sort_unstable();
         assert_eq!(sorted, expected, "every column once");
+    }
+
+    #[test]
+    fn every_byte_of_a_flow_record_shows_in_its_line() {
+        // A record field no column renders would be lost to every reader of `read` and `replay`
+        // (sFlow's interface formats were): each byte of the record but the ring's own sequence
+        // number and the reserved tail changes the JSON line when it changes.
+        use std::mem::{offset_of, size_of};
+        let base = sample();
+        let mut line = Vec::new();
+        write_flow_json(&mut line, &base);
+        let skipped = [
+            offset_of!(FlowRecord, ring_seq)..offset_of!(FlowRecord, ring_seq) + 8,
+            offset_of!(FlowRecord, reserved)..size_of::<FlowRecord>(),
+        ];
+        for at in (0..size_of::<FlowRecord>()).filter(|i| !skipped.iter().any(|r| r.contains(i))) {
+            let mut r = base;
+            bytemuck::bytes_of_mut(&mut r)[at] ^= 0x01;
+            let mut changed = Vec::new();
+            write_flow_json(&mut changed, &r);
+            assert_ne!(changed, line, "byte {at} of the record is in no column");
+        }
     }
 
     #[test]
