@@ -164,6 +164,29 @@ fn truncated_file_is_refused() {
 }
 
 #[test]
+fn data_offset_other_than_the_one_the_capacity_gives_is_refused() {
+    let dir = Scratch::new("fmt-offset");
+    let path = valid_ring(dir.path());
+    // 64 slots of 256 bytes: the record area starts at 4096. 8192 is page aligned and the file is
+    // made long enough for it, but it is not where a writer puts this ring's area.
+    let area = 64 * 256;
+    for offset in [8192u64, 2 << 20] {
+        patch(&path, field::DATA_OFFSET.start, &offset.to_ne_bytes());
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(offset + area)
+            .unwrap();
+        let err = open_err(&path);
+        assert!(
+            matches!(err, RingError::BadHeader { what, .. } if what.contains("data offset")),
+            "{offset}: {err}"
+        );
+    }
+}
+
+#[test]
 fn file_being_created_is_refused() {
     let dir = Scratch::new("fmt-creating");
     // Just created (empty), sized but not yet written, and fully written except the magic.

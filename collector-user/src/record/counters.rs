@@ -371,6 +371,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn counter_record_layout_is_the_one_documented() {
+        let fields = crate::record::doc_layout::fields!(CounterRecord:
+            ring_seq, time_received_ns, agent_addr, sub_agent_id, sequence_num, source_index,
+            if_index, agent_uptime_ms, format, exporter_port, body_len, source_type, sample_type,
+            flags, reserved, body,
+        );
+        crate::record::doc_layout::check(
+            "docs/counter-record.md",
+            include_str!("../../../docs/counter-record.md"),
+            "Counter record",
+            CounterRecord::SCHEMA_VERSION,
+            &fields,
+            size_of::<CounterRecord>(),
+        );
+    }
+
+    #[test]
     fn block_sizes_match_the_documented_layout() {
         use core::mem::size_of;
         assert_eq!(size_of::<GenericInterfaceCounters>(), 88);

@@ -235,9 +235,158 @@ pub fn addr_is_unset(bytes: &[u8; 16]) -> bool {
 /// The 16-byte form of `0.0.0.0` (reported, but zero — e.g. NetFlow v5 next hop from OVS).
 pub const IPV4_UNSPECIFIED: [u8; 16] = ipv4_bytes(Ipv4Addr::UNSPECIFIED.octets());
 
+/// Checks that the field tables of the record layouts in `docs/` are the structs' true layouts:
+/// `docs/ring-format.md` (flow record) and `docs/counter-record.md` (counter record).
+#[cfg(test)]
+pub(crate) mod doc_layout {
+    /// One field of a record struct, as the compiler lays it out.
+    #[derive(Debug)]
+    pub struct Field {
+        pub name: &'static str,
+        pub offset: usize,
+        pub size: usize,
+        pub ty: &'static str,
+    }
+
+    /// Size and type name of the field a projection reaches.
+    pub fn shape<T, F>(_field: fn(&T) -> &F) -> (usize, &'static str) {
+        (size_of::<F>(), std::any::type_name::<F>())
+    }
+
+    /// `fields!(FlowRecord: ring_seq, time_received_ns, ...)`: every named field's [`Field`].
+    macro_rules! fields {
+        ($t:ty: $($f:ident),* $(,)?) => {
+            vec![$({
+                let (size, ty) = $crate::record::doc_layout::shape(|r: &$t| &r.$f);
+                $crate::record::doc_layout::Field {
+                    name: stringify!($f),
+                    offset: core::mem::offset_of!($t, $f),
+                    size,
+                    ty,
+                }
+            }),*]
+        };
+    }
+    pub(crate) use fields;
+
+    /// The rows of the first table after the heading of `doc` that contains `title`, each as its
+    /// cells keyed by the column names (backticks removed); and that heading.
+    fn table<'a>(doc: &'a str, title: &str) -> (&'a str, Vec<Vec<(String, String)>>) {
+        let mut lines = doc
+            .lines()
+            .skip_while(|l| !(l.starts_with('#') && l.contains(title)));
+        let heading = lines
+            .next()
+            .unwrap_or_else(|| panic!("no heading {title:?}"));
+        let mut lines = lines.skip_while(|l| !l.starts_with('|'));
+        let cells = |line: &str| -> Vec<String> {
+            let line = line.replace("\\|", "/");
+            let inner = line.trim().trim_start_matches('|').trim_end_matches('|');
+            inner
+                .split('|')
+                .map(|c| c.trim().replace('`', ""))
+                .collect()
+        };
+        let columns = cells(
+            lines
+                .next()
+                .unwrap_or_else(|| panic!("no table after {heading:?}")),
+        );
+        let rows = lines
+            .skip(1) // |---|---|
+            .take_while(|l| l.starts_with('|'))
+            .map(|l| columns.iter().cloned().zip(cells(l)).collect())
+            .collect();
+        (heading, rows)
+    }
+
+    /// Assert that `fields` cover a `record_size`-byte record without a gap (so that none is left
+    /// out), that the heading of `doc` containing `title` names `schema`, and that the table under
+    /// it lists exactly these fields in this order, at their offset, with their size and (when the
+    /// table has a `type` column) their type.
+    pub fn check(
+        doc_name: &str,
+        doc: &str,
+        title: &str,
+        schema: u16,
+        fields: &[Field],
+        record_size: usize,
+    ) {
+        let mut end = 0;
+        for f in fields {
+            assert_eq!(
+                f.offset, end,
+                "{f:?}: a field is missing from the list before it"
+            );
+            end += f.size;
+        }
+        assert_eq!(end, record_size, "the list misses the last fields");
+        let (heading, rows) = table(doc, title);
+        assert!(
+            heading.contains(&format!("schema version {schema}")),
+            "{doc_name}: {heading:?} does not name schema version {schema}"
+        );
+        let cell = |row: &[(String, String)], column: &str| {
+            row.iter()
+                .find(|(c, _)| c == column)
+                .map(|(_, v)| v.clone())
+        };
+        let documented: Vec<_> = rows
+            .iter()
+            .map(|row| {
+                (
+                    cell(row, "field").unwrap_or_default(),
+                    cell(row, "offset").and_then(|v| v.parse::<usize>().ok()),
+                    cell(row, "size").and_then(|v| v.parse::<usize>().ok()),
+                    cell(row, "type"),
+                )
+            })
+            .collect();
+        let has_type = rows.first().is_some_and(|row| cell(row, "type").is_some());
+        let actual: Vec<_> = fields
+            .iter()
+            .map(|f| {
+                (
+                    f.name.to_string(),
+                    Some(f.offset),
+                    Some(f.size),
+                    has_type.then(|| f.ty.to_string()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            documented, actual,
+            "{doc_name}: the table under {heading:?} is not the struct's layout \
+             (field, offset, size, type)"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flow_record_layout_is_the_one_documented() {
+        let fields = doc_layout::fields!(FlowRecord:
+            ring_seq, time_received_ns, time_flow_start_ns, time_flow_end_ns, bytes, packets,
+            tunnel_key, exporter_addr, src_addr, dst_addr, next_hop, tunnel_src_addr,
+            tunnel_dst_addr, sequence_num, observation_domain_id, observation_point_id,
+            sampling_rate, sampler_id, in_if, out_if, src_as, dst_as, ipv6_flow_label,
+            exporter_port, src_port, dst_port, etype, vlan_id, tcp_flags, tunnel_src_port,
+            tunnel_dst_port, flow_type, proto, ip_tos, ip_ttl, icmp_type, icmp_code,
+            flow_direction, src_net, dst_net, flow_end_reason, tunnel_type, tunnel_proto, src_mac,
+            dst_mac, in_if_format, out_if_format, reserved,
+        );
+        doc_layout::check(
+            "docs/ring-format.md",
+            include_str!("../../../docs/ring-format.md"),
+            "Flow record",
+            FlowRecord::SCHEMA_VERSION,
+            &fields,
+            size_of::<FlowRecord>(),
+        );
+    }
 
     #[test]
     fn address_round_trip() {

@@ -60,7 +60,8 @@ pub mod field {
     pub const GENERATION: Range<usize> = 32..40;
     /// When the file was created, ns since the Unix epoch.
     pub const CREATED_NS: Range<usize> = 40..48;
-    /// Byte offset of slot 0 (4096, or 2 MiB for record areas of 2 MiB and more).
+    /// Byte offset of slot 0: 4096, or 2 MiB for record areas of 2 MiB and more
+    /// ([`super::data_offset_for`]; any other value is refused).
     pub const DATA_OFFSET: Range<usize> = 48..56;
     pub const WORKER_ID: Range<usize> = 56..60;
     pub const HEADER_SIZE: Range<usize> = 60..64;
@@ -265,6 +266,17 @@ impl std::str::FromStr for RingSize {
     }
 }
 
+/// Where the record area of `area` bytes starts: right after the header, or at [`HUGE_PAGE`] when
+/// the area is that large or larger (so that it can be mapped with huge pages). A reader refuses a
+/// header that says anything else.
+pub const fn data_offset_for(area: u64) -> u64 {
+    if area >= HUGE_PAGE {
+        HUGE_PAGE
+    } else {
+        HEADER_SIZE as u64
+    }
+}
+
 /// The identity of a ring file, read from its header (lines 0 and 1).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RingInfo {
@@ -292,11 +304,7 @@ impl RingInfo {
             capacity,
             generation: new_generation(created_ns),
             created_ns,
-            data_offset: if area >= HUGE_PAGE {
-                HUGE_PAGE
-            } else {
-                HEADER_SIZE as u64
-            },
+            data_offset: data_offset_for(area),
             worker_id,
             hostname: hostname(),
         }
@@ -397,11 +405,10 @@ impl RingInfo {
             return Err(bad("capacity is not a power of two in range"));
         }
         let data_offset = u64_at(field::DATA_OFFSET);
-        if data_offset < HEADER_SIZE as u64
-            || data_offset % HEADER_SIZE as u64 != 0
-            || data_offset > HUGE_PAGE
-        {
-            return Err(bad("data offset"));
+        if data_offset != data_offset_for(capacity * u64::from(record_size)) {
+            return Err(bad(
+                "data offset is not the one its record area's size gives (4096 below 2 MiB, else 2 MiB)",
+            ));
         }
         let generation = u64_at(field::GENERATION);
         if generation == 0 {
@@ -553,6 +560,23 @@ mod tests {
         let mut h = header_of(&info);
         h[field::GENERATION].fill(0);
         assert!(matches!(parse(&h, len), RingError::BadHeader { .. }));
+        // The data offset is the one the record area's size gives, nothing else: 4096 below
+        // 2 MiB of records, 2 MiB from there on (the file is long enough in every case).
+        let big = RingInfo::new::<FlowRecord>(1 << 13, 7);
+        for (info, offset) in [
+            (&info, 2 * HEADER_SIZE as u64),
+            (&info, HUGE_PAGE),
+            (&big, HEADER_SIZE as u64),
+            (&big, HUGE_PAGE / 2),
+        ] {
+            let mut h = header_of(info);
+            h[field::DATA_OFFSET].copy_from_slice(&offset.to_ne_bytes());
+            let err = parse(&h, info.file_len() + HUGE_PAGE);
+            assert!(
+                matches!(err, RingError::BadHeader { what, .. } if what.starts_with("data offset")),
+                "{offset}: {err}"
+            );
+        }
     }
 
     #[test]
