@@ -1,8 +1,11 @@
 //! Write seed corpora for the fuzz targets (`fuzz/`), built with the project's encoders.
 //!
 //! `cargo run -p collector-user --example fuzz_seeds -- fuzz/corpus` writes
-//! `fuzz/corpus/{netflow_v5,netflow_v9,ipfix,sflow}/seed-N` (the corpus directory is gitignored).
+//! `fuzz/corpus/{netflow_v5,netflow_v9,ipfix,sflow,capture}/seed-N` (the corpus directory is
+//! gitignored). The capture seeds carry the other targets' datagrams in pcap (Ethernet, QinQ,
+//! IPv6, an IPv4 datagram in two fragments; raw IP) and pcapng files.
 
+use collector::capture::{PcapWriter, linktype};
 use collector::decode::ie::{EncodeContext, PEN_OVS, VARLEN};
 use collector::decode::ipfix::{MessageWriter, TemplateSpec, ovs};
 use collector::decode::netflow_v5::{self, HeaderRepr, RecordRepr};
@@ -11,6 +14,7 @@ use collector::decode::sflow::emit::ovs_sample_datagrams;
 use collector::decode::template::Field;
 use collector::decode::time::ExportClock;
 use collector::record::{FlowRecord, ipv4_bytes};
+use etherparse::PacketBuilder;
 use std::path::Path;
 
 fn record(i: u8) -> FlowRecord {
@@ -135,11 +139,25 @@ fn main() -> std::io::Result<()> {
     // OVS-like sFlow datagrams: flow and counter samples, an IPv6 agent, expanded samples.
     let sflow = ovs_sample_datagrams();
 
+    // Templates first (v9's and IPFIX's last seeds carry theirs), then the datagrams using them.
+    let datagrams: Vec<&[u8]> = [&v9, &ipfix]
+        .into_iter()
+        .filter_map(|seeds| seeds.last())
+        .chain(
+            [&v5, &v9, &ipfix, &sflow]
+                .into_iter()
+                .filter_map(|seeds| seeds.first()),
+        )
+        .map(Vec::as_slice)
+        .collect();
+    let capture = capture_seeds(&datagrams)?;
+
     for (target, seeds) in [
         ("netflow_v5", v5),
         ("netflow_v9", v9),
         ("ipfix", ipfix),
         ("sflow", sflow),
+        ("capture", capture),
     ] {
         let d = dir.join(target);
         std::fs::create_dir_all(&d)?;
@@ -149,4 +167,114 @@ fn main() -> std::io::Result<()> {
         println!("{}: {} seeds", d.display(), seeds.len());
     }
     Ok(())
+}
+
+/// Capture files holding `datagrams`: Ethernet frames, and the first datagram again with two
+/// VLAN tags, over IPv6 and in two IPv4 fragments; the same as raw IP; and a pcapng file.
+fn capture_seeds(datagrams: &[&[u8]]) -> std::io::Result<Vec<Vec<u8>>> {
+    const T0: u64 = 1_700_000_000_000_000_000;
+    let (a, b) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+    let udp_v4 = |payload: &[u8]| -> Vec<u8> {
+        let mut ip = Vec::new();
+        let builder = PacketBuilder::ipv4([192, 0, 2, 1], [192, 0, 2, 2], 64).udp(50_000, 2055);
+        builder.write(&mut ip, payload).expect("in memory");
+        ip
+    };
+    let mut ethernet = PcapWriter::new(Vec::new(), linktype::ETHERNET)?;
+    let mut raw = PcapWriter::new(Vec::new(), linktype::RAW)?;
+    for (i, payload) in (0u64..).zip(datagrams) {
+        let mut frame = Vec::new();
+        let builder = PacketBuilder::ethernet2(a, b)
+            .ipv4([192, 0, 2, 1], [192, 0, 2, 2], 64)
+            .udp(50_000, 2055);
+        builder.write(&mut frame, payload).expect("in memory");
+        ethernet.write_frame(T0 + i, &frame)?;
+        raw.write_frame(T0 + i, &udp_v4(payload))?;
+    }
+    if let Some(payload) = datagrams.first() {
+        let mut frame = Vec::new();
+        PacketBuilder::ethernet2(a, b)
+            .double_vlan(
+                etherparse::VlanId::try_new(10).expect("valid"),
+                etherparse::VlanId::try_new(20).expect("valid"),
+            )
+            .ipv4([192, 0, 2, 1], [192, 0, 2, 2], 64)
+            .udp(50_000, 2055)
+            .write(&mut frame, payload)
+            .expect("in memory");
+        ethernet.write_frame(T0 + 10, &frame)?;
+        let mut frame = Vec::new();
+        PacketBuilder::ethernet2(a, b)
+            .ipv6(
+                [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                [0; 16],
+                64,
+            )
+            .udp(50_000, 2055)
+            .write(&mut frame, payload)
+            .expect("in memory");
+        ethernet.write_frame(T0 + 11, &frame)?;
+        for (i, fragment) in (12u64..).zip(fragments(&udp_v4(payload))) {
+            let mut frame = [&b[..], &a[..], &[0x08, 0x00][..]].concat();
+            frame.extend_from_slice(&fragment);
+            ethernet.write_frame(T0 + i, &frame)?;
+        }
+    }
+    // pcapng: a section header, one Ethernet interface, one enhanced packet block.
+    let mut frame = Vec::new();
+    PacketBuilder::ethernet2(a, b)
+        .ipv4([192, 0, 2, 1], [192, 0, 2, 2], 64)
+        .udp(50_000, 2055)
+        .write(&mut frame, datagrams.first().copied().unwrap_or_default())
+        .expect("in memory");
+    let block = |kind: u32, body: &[u8]| -> Vec<u8> {
+        let padded = body.len().next_multiple_of(4);
+        let total = (12 + padded) as u32;
+        let mut out = [kind.to_le_bytes(), total.to_le_bytes()].concat();
+        out.extend_from_slice(body);
+        out.resize(8 + padded, 0);
+        out.extend_from_slice(&total.to_le_bytes());
+        out
+    };
+    let mut shb = 0x1a2b_3c4du32.to_le_bytes().to_vec();
+    shb.extend_from_slice(&[1, 0, 0, 0]);
+    shb.extend_from_slice(&u64::MAX.to_le_bytes());
+    let mut idb = (linktype::ETHERNET as u16).to_le_bytes().to_vec();
+    idb.extend_from_slice(&[0, 0]);
+    idb.extend_from_slice(&65_535u32.to_le_bytes());
+    let ts_us = T0 / 1000;
+    let mut epb = 0u32.to_le_bytes().to_vec();
+    epb.extend_from_slice(&((ts_us >> 32) as u32).to_le_bytes());
+    epb.extend_from_slice(&(ts_us as u32).to_le_bytes());
+    epb.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+    epb.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+    epb.extend_from_slice(&frame);
+    let pcapng = [block(0x0a0d_0d0a, &shb), block(1, &idb), block(6, &epb)].concat();
+    Ok(vec![ethernet.finish()?, raw.finish()?, pcapng])
+}
+
+/// An IPv4 packet (20-byte header) cut into two fragments, the first carrying 8 bytes of its
+/// payload per 8 it can, up to half.
+fn fragments(packet: &[u8]) -> Vec<Vec<u8>> {
+    let (header, payload) = packet.split_at(20);
+    let first = (payload.len() / 2) / 8 * 8;
+    let piece = |part: &[u8], offset_units: u16, more: bool| -> Vec<u8> {
+        let mut h = header.to_vec();
+        h[2..4].copy_from_slice(&((20 + part.len()) as u16).to_be_bytes());
+        let flags = if more { 0x2000 } else { 0 };
+        h[6..8].copy_from_slice(&(flags | offset_units).to_be_bytes());
+        h[10..12].copy_from_slice(&[0, 0]);
+        let sum = h
+            .chunks(2)
+            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+            .sum::<u32>();
+        let folded = (sum & 0xffff) + (sum >> 16);
+        let checksum = !(((folded & 0xffff) + (folded >> 16)) as u16);
+        h[10..12].copy_from_slice(&checksum.to_be_bytes());
+        [h, part.to_vec()].concat()
+    };
+    vec![
+        piece(&payload[..first], 0, true),
+        piece(&payload[first..], (first / 8) as u16, false),
+    ]
 }

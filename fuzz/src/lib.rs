@@ -1,10 +1,12 @@
 //! Shared setup of the fuzz targets: a fresh [`Decoder`] per input (so every crash reproduces from
 //! its input alone), primed with a template datagram from the project's encoders (built once per
 //! process) so data paths are reachable, and the input's version field forced so each target stays
-//! on its protocol.
+//! on its protocol. The `capture` target instead replays its input as a capture file
+//! ([`run_capture`]).
 //!
 //! Seeds: `cargo run -p collector-user --example fuzz_seeds -- fuzz/corpus` (from the repository root).
 
+use collector::capture::CaptureReader;
 use collector::decode::ipfix::{MessageWriter, TemplateSpec, ovs};
 use collector::decode::netflow_v9::{PacketWriter, five_tuple_template};
 use collector::decode::{Collected, DatagramMeta, Decoder};
@@ -84,4 +86,18 @@ pub fn run(version: u16, data: &[u8]) {
     }
     let mut sink = Collected::default();
     let _ = dec.decode(&meta(), &bytes, &mut sink);
+}
+
+/// Replay `data` as a capture file, every UDP port, as `collector replay` does (no templates
+/// primed: a capture carries its own).
+pub fn run_capture(data: &[u8]) {
+    let Ok(mut reader) = CaptureReader::new(std::io::Cursor::new(data)) else {
+        return;
+    };
+    let _ = collector::cli::replay::replay(
+        &mut reader,
+        &[],
+        &mut Collected::default(),
+        &mut std::io::sink(),
+    );
 }
