@@ -295,6 +295,32 @@ fn traffic(path: &Path) {
     w.finish().unwrap();
 }
 
+/// softflowd reading `traffic` (`-r`) and exporting NetFlow `version` to a socket of this test on
+/// 127.0.0.1: the datagrams it sent, and the socket's address.
+fn softflowd_read(
+    dir: &Path,
+    traffic: &Path,
+    version: &str,
+) -> (Vec<(SocketAddr, Vec<u8>)>, SocketAddr) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let to = socket.local_addr().unwrap();
+    let status = Command::new("softflowd")
+        .arg("-r")
+        .arg(traffic)
+        .args(["-n", &to.to_string(), "-v", version, "-d"])
+        // No control socket: with one at a custom path softflowd 1.1.0 does not exit at EOF.
+        .args(["-c", "none"])
+        .arg("-p")
+        .arg(dir.join("pid"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "softflowd -r failed");
+    let datagrams = receive(&socket, Duration::from_millis(500), Duration::from_secs(10));
+    (datagrams, to)
+}
+
 fn softflowd_from_a_capture(version: &str) {
     let test = format!("softflowd_from_a_capture_{version}");
     if tools_missing(&test) {
@@ -303,22 +329,7 @@ fn softflowd_from_a_capture(version: &str) {
     let dir = tempfile::tempdir().unwrap();
     let traffic_pcap = dir.path().join("traffic.pcap");
     traffic(&traffic_pcap);
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let to = socket.local_addr().unwrap();
-    let status = Command::new("softflowd")
-        .arg("-r")
-        .arg(&traffic_pcap)
-        .args(["-n", &to.to_string(), "-v", version, "-d"])
-        // No control socket: with one at a custom path softflowd 1.1.0 does not exit at EOF.
-        .args(["-c", "none"])
-        .arg("-p")
-        .arg(dir.path().join("pid"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "softflowd -r failed");
-    let datagrams = receive(&socket, Duration::from_millis(500), Duration::from_secs(5));
+    let (datagrams, to) = softflowd_read(dir.path(), &traffic_pcap, version);
     // softflowd's v9 header count is the number of flows, not of records (templates included),
     // and tshark stops reading at the count: it shows templates only. v9 is checked against the
     // known traffic alone.
@@ -385,20 +396,7 @@ fn softflowd_ipfix_sequence_numbers_without_its_options_records() {
             .unwrap();
     }
     w.finish().unwrap();
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let to = socket.local_addr().unwrap();
-    let status = Command::new("softflowd")
-        .arg("-r")
-        .arg(&traffic_pcap)
-        .args(["-n", &to.to_string(), "-v", "10", "-d", "-c", "none"])
-        .arg("-p")
-        .arg(dir.path().join("pid"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "softflowd -r failed");
-    let datagrams = receive(&socket, Duration::from_millis(500), Duration::from_secs(10));
+    let (datagrams, to) = softflowd_read(dir.path(), &traffic_pcap, "10");
     let pcap = dir.path().join("export.pcap");
     write_capture(&pcap, &datagrams, to);
     let (ours, summary) = collector_flows(&pcap);

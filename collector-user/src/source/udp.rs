@@ -76,10 +76,20 @@ fn new_socket(addr: SocketAddr) -> io::Result<OwnedFd> {
 }
 
 fn bind_fd(fd: &OwnedFd, addr: SocketAddr) -> io::Result<()> {
+    with_sockaddr(fd, addr, libc::bind)
+}
+
+/// `call` (`bind` or `connect`) on `fd` with `addr` as a C sockaddr.
+fn with_sockaddr(
+    fd: &OwnedFd,
+    addr: SocketAddr,
+    call: unsafe extern "C" fn(libc::c_int, *const libc::sockaddr, libc::socklen_t) -> libc::c_int,
+) -> io::Result<()> {
     let (storage, len) = sockaddr_from_std(addr);
-    // SAFETY: `storage` holds a valid sockaddr of `len` bytes for the socket's family.
+    // SAFETY: `storage` holds a valid sockaddr of `len` bytes for the socket's family, and `call`
+    // only reads it.
     let rc = unsafe {
-        libc::bind(
+        call(
             fd.as_raw_fd(),
             (&raw const storage).cast::<libc::sockaddr>(),
             len,
@@ -150,20 +160,7 @@ impl UdpSocket {
                 SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
             });
         }
-        let (storage, len) = sockaddr_from_std(peer);
-        // SAFETY: `storage` holds a valid sockaddr of `len` bytes for the socket's family.
-        let rc = unsafe {
-            libc::connect(
-                self.fd.as_raw_fd(),
-                (&raw const storage).cast::<libc::sockaddr>(),
-                len,
-            )
-        };
-        if rc < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
+        with_sockaddr(&self.fd, peer, libc::connect)
     }
 }
 

@@ -300,6 +300,21 @@ impl RecentSource {
         run: NO_RUN,
     };
 
+    /// Following `run`'s source from the sample after its last on, the source's tracker at `index`
+    /// and its run open in `slot` ([`NO_RUN`]: none).
+    #[inline(always)]
+    fn following(run: &Run, uptime_ms: u32, index: usize, slot: usize) -> RecentSource {
+        RecentSource {
+            compact_id: RecentSource::compact_id(run.key),
+            key: run.key,
+            sequence: run.next,
+            drops: run.drops.unwrap_or(0),
+            uptime_ms,
+            index,
+            run: slot,
+        }
+    }
+
     /// The compact id of a flow sample source `key` (`type << 32 | index`), or `u64::MAX` when its
     /// type or index is too wide for the compact form.
     const fn compact_id(key: u64) -> u64 {
@@ -961,15 +976,7 @@ impl<'a> DatagramWalk<'a> {
                 };
                 if run.next == sequence && run.drops == drops {
                     run.next = sequence.wrapping_add(1);
-                    agent.recent = RecentSource {
-                        compact_id: RecentSource::compact_id(key),
-                        key,
-                        sequence: run.next,
-                        drops: drops.unwrap_or(0),
-                        uptime_ms: self.uptime_ms,
-                        index: run.index,
-                        run: slot,
-                    };
+                    agent.recent = RecentSource::following(run, self.uptime_ms, run.index, slot);
                     return;
                 }
                 // The run ends here; this sample begins the source's next one, in its slot.
@@ -997,15 +1004,8 @@ impl<'a> DatagramWalk<'a> {
                     if let Some((event, index)) = agent.judge(&alone, self.uptime_ms, self.stats)
                         && event != SequenceEvent::Late
                     {
-                        agent.recent = RecentSource {
-                            compact_id: RecentSource::compact_id(key),
-                            key,
-                            sequence: alone.next,
-                            drops: drops.unwrap_or(0),
-                            uptime_ms: self.uptime_ms,
-                            index,
-                            run: NO_RUN,
-                        };
+                        agent.recent =
+                            RecentSource::following(&alone, self.uptime_ms, index, NO_RUN);
                     }
                     return;
                 }
@@ -1021,15 +1021,7 @@ impl<'a> DatagramWalk<'a> {
                 drops,
                 index,
             };
-            agent.recent = RecentSource {
-                compact_id: RecentSource::compact_id(key),
-                key,
-                sequence: run.next,
-                drops: drops.unwrap_or(0),
-                uptime_ms: self.uptime_ms,
-                index,
-                run: slot,
-            };
+            agent.recent = RecentSource::following(run, self.uptime_ms, index, slot);
         }
     }
 
