@@ -41,6 +41,20 @@ fn write_flows(rings: &mut WorkerRings, bytes: impl IntoIterator<Item = u64>) {
     rings.commit();
 }
 
+/// `collector read [args] --ring-dir DIR`, which must succeed: its stdout and stderr.
+fn read_ok(dir: &Path, args: &[&str]) -> (String, String) {
+    let out = collector()
+        .arg("read")
+        .args(args)
+        .arg("--ring-dir")
+        .arg(dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    (String::from_utf8(out.stdout).unwrap(), stderr)
+}
+
 #[test]
 fn snapshot_prints_every_record_as_json_and_a_stats_line() {
     let dir = Scratch::new("cli-snapshot");
@@ -48,14 +62,7 @@ fn snapshot_prints_every_record_as_json_and_a_stats_line() {
     let mut w1 = rings(dir.path(), 1);
     write_flows(&mut w0, 1000..1010);
     write_flows(&mut w1, 2000..2005);
-    let out = collector()
-        .args(["read", "--ring-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    let (stdout, stderr) = read_ok(dir.path(), &[]);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 15, "{stdout}");
     for b in (1000..1010).chain(2000..2005) {
@@ -150,14 +157,7 @@ fn csv_header_is_printed_without_flow_records() {
     // Rings that exist, with a counter record and no flow record.
     w.counters(&CounterRecord::zeroed());
     w.commit();
-    let out = collector()
-        .args(["read", "--format", "csv", "--ring-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    let (stdout, stderr) = read_ok(dir.path(), &["--format", "csv"]);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 1, "{stdout}");
     assert!(
@@ -167,12 +167,7 @@ fn csv_header_is_printed_without_flow_records() {
     assert!(stderr.contains("records_read=0 "), "{stderr}");
     let header = lines[0].to_string();
     write_flows(&mut w, [1, 2]);
-    let out = collector()
-        .args(["read", "--format", "csv", "--ring-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    let (stdout, _) = read_ok(dir.path(), &["--format", "csv"]);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{stdout}");
     assert_eq!(lines[0], header);
